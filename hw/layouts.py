@@ -1,0 +1,51 @@
+"""Data layouts of the array's ports, derived from :class:`~sparsa.config.ArrayConfig` only.
+
+Testbenches pack and unpack stream payloads with these same layouts (``layout.const(...)``), so no
+bit offset is ever written by hand.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import signed, unsigned
+from amaranth.lib import data
+
+from sparsa.config import ArrayConfig
+
+__all__ = ["pe_weights", "pe_act", "act_beat", "weight_row", "psum_row"]
+
+
+def pe_weights(cfg: ArrayConfig) -> data.StructLayout:
+    """What one PE stores per bank: ``n`` values and, for sparse hardware, ``n`` indices."""
+    fields = {"values": data.ArrayLayout(signed(cfg.weight_width), cfg.n)}
+    if cfg.index_width:
+        fields["indices"] = data.ArrayLayout(unsigned(cfg.index_width), cfg.n)
+    return data.StructLayout(fields)
+
+
+def pe_act(cfg: ArrayConfig) -> data.StructLayout:
+    """What travels between PEs of a row: ``m`` activations and the weight bank they use."""
+    return data.StructLayout({
+        "data": data.ArrayLayout(signed(cfg.act_width), cfg.m),
+        "bank": unsigned(1),
+    })
+
+
+def act_beat(cfg: ArrayConfig) -> data.StructLayout:
+    """One beat of the array's ``act`` stream: ``rows * m`` activations (row ``r`` of the array
+    takes elements ``r*m .. r*m+m-1``) and ``swap``: this beat starts a new weight tile (the
+    shadow weights become active for it and every later beat)."""
+    return data.StructLayout({
+        "data": data.ArrayLayout(signed(cfg.act_width), cfg.act_vector_width),
+        "swap": unsigned(1),
+    })
+
+
+def weight_row(cfg: ArrayConfig) -> data.ArrayLayout:
+    """One beat of the ``weight`` stream: the compressed weights of one PE row (``cols`` PEs).
+    A tile is ``rows`` beats, row 0 first; they fill the shadow bank."""
+    return data.ArrayLayout(pe_weights(cfg), cfg.cols)
+
+
+def psum_row(cfg: ArrayConfig) -> data.ArrayLayout:
+    """One beat of ``psum_in`` / ``psum``: ``cols`` accumulators."""
+    return data.ArrayLayout(signed(cfg.acc_width), cfg.cols)

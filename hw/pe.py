@@ -1,0 +1,85 @@
+"""The N:M sparse processing element."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from sparsa.config import ArrayConfig
+
+from .layouts import pe_act, pe_weights
+
+__all__ = ["SparsePE"]
+
+
+class SparsePE(wiring.Component):
+    """One weight-stationary PE of an N:M array.
+
+    It keeps two banks of ``n`` weight values and ``n`` indices. The activation vector arriving
+    from the left carries a ``bank`` bit that selects the active bank; the other bank is the
+    shadow, written through ``w_*`` while the active one computes. Flipping the bank bit at a
+    tile boundary is the swap: because the bit travels with the data, each PE swaps exactly when
+    the first beat of the new tile reaches it.
+
+    Each enabled cycle (``en``) the PE selects ``n`` of its ``m`` activations by index (``n``
+    M:1 multiplexers; none when ``n == m``), multiplies them with the weights, adds the partial
+    sum from above in a wrapping ``acc_width``-bit adder, and registers the sum (down) and the
+    activation vector (right).
+
+    Ports
+    -----
+    en : In(1)
+        Advance the datapath registers this cycle (the array's global stall).
+    act_in, act_out : In/Out(pe_act)
+        ``m`` activations and the bank bit; ``act_out`` is ``act_in`` one enabled cycle later.
+    psum_in, psum_out : In/Out(signed(acc_width))
+        Partial sum from above, and the registered result.
+    w_en, w_bank, w_data : In
+        Write ``w_data`` (``n`` values and indices) into bank ``w_bank`` at the next clock edge.
+    """
+
+    def __init__(self, cfg: ArrayConfig):
+        if not isinstance(cfg, ArrayConfig):
+            raise TypeError(f"cfg must be an ArrayConfig, not {cfg!r}")
+        self.cfg = cfg
+        super().__init__({
+            "en": In(1),
+            "act_in": In(pe_act(cfg)),
+            "act_out": Out(pe_act(cfg)),
+            "psum_in": In(signed(cfg.acc_width)),
+            "psum_out": Out(signed(cfg.acc_width)),
+            "w_en": In(1),
+            "w_bank": In(1),
+            "w_data": In(pe_weights(cfg)),
+        })
+
+    def elaborate(self, platform):
+        cfg = self.cfg
+        m = Module()
+
+        layout = pe_weights(cfg)
+        banks = [Signal(layout, name=f"bank{i}") for i in range(2)]
+        with m.If(self.w_en):
+            with m.If(self.w_bank):
+                m.d.sync += banks[1].eq(self.w_data)
+            with m.Else():
+                m.d.sync += banks[0].eq(self.w_data)
+
+        active = layout(Mux(self.act_in.bank, banks[1].as_value(), banks[0].as_value()))
+
+        products = []
+        for slot in range(cfg.n):
+            if cfg.is_dense:
+                selected = self.act_in.data[slot]
+            else:
+                selected = Signal(signed(cfg.act_width), name=f"sel{slot}")
+                m.d.comb += selected.eq(self.act_in.data[active.indices[slot]])
+            products.append(selected * active.values[slot])
+
+        with m.If(self.en):
+            m.d.sync += [
+                self.psum_out.eq(self.psum_in + sum(products)),
+                self.act_out.eq(self.act_in),
+            ]
+        return m

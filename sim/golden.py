@@ -1,0 +1,220 @@
+"""Bit-exact NumPy model of what the sparsa hardware computes: the oracle of every RTL test.
+
+Conventions (the same ones the RTL implements):
+
+* Operands are two's-complement integers of ``act_width`` / ``weight_width`` bits (int8 by default).
+* Products and sums are accumulated in ``acc_width`` bits (int32 by default) and *wrap* on overflow
+  (arithmetic modulo ``2**acc_width``), exactly as a hardware adder of that width does.
+* The compressed N:M format stores, per group of ``m`` consecutive K indices and per output column,
+  ``n`` values and ``n`` indices (``ceil(log2 m)`` bits each). Kept positions are listed in
+  ascending index order; a group with fewer than ``n`` nonzeros is padded with zero values at the
+  lowest unused indices, so every N:M matrix has exactly one compressed form.
+* Dense layers run on N:M hardware as *virtual groups*: each run of ``n`` consecutive K indices
+  occupies slots ``0..n-1`` of a group of ``m`` (fixed indices), the other slots hold zero
+  activations. A dense K therefore costs ``ceil(K / n) * m`` slots, M/N times the sparse cost.
+
+Pure NumPy, no Amaranth import: usable by the software stack as well as the testbenches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = [
+    "CompressedNM", "NMPatternError", "OperandRangeError",
+    "check_nm", "pack_nm", "unpack_nm", "wrap", "check_range",
+    "gemm_nm", "gemm_dense", "expand_dense_weights", "expand_dense_acts", "requantize",
+]
+
+
+class NMPatternError(ValueError):
+    """A weight matrix violates its N:M pattern."""
+
+
+class OperandRangeError(ValueError):
+    """An operand does not fit the hardware's integer width."""
+
+
+def wrap(values: np.ndarray, bits: int) -> np.ndarray:
+    """Reduce integers to signed ``bits``-bit two's complement (what a ``bits``-wide register
+    keeps), returned as int64."""
+    values = np.asarray(values, dtype=np.int64)
+    if bits >= 64:
+        return values
+    half = np.int64(1) << (bits - 1)
+    mask = (np.int64(1) << bits) - 1
+    return ((values + half) & mask) - half
+
+
+def check_range(values: np.ndarray, bits: int, what: str) -> np.ndarray:
+    """Return ``values`` as int64 after checking they are signed ``bits``-bit integers."""
+    arr = np.asarray(values)
+    if arr.dtype.kind not in "iub":
+        raise OperandRangeError(f"{what} must be an integer array, not dtype {arr.dtype}")
+    arr = arr.astype(np.int64)
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    bad = np.argwhere((arr < lo) | (arr > hi))
+    if bad.size:
+        at = tuple(int(i) for i in bad[0])
+        raise OperandRangeError(f"{what}{list(at)} = {int(arr[at])} does not fit {bits}-bit signed "
+                                f"range [{lo}, {hi}]")
+    return arr
+
+
+def _check_nm_args(n: int, m: int) -> None:
+    if isinstance(n, bool) or isinstance(m, bool) or not (isinstance(n, int) and isinstance(m, int)):
+        raise ValueError(f"N:M must be integers, not {n!r}:{m!r}")
+    if m < 1 or m & (m - 1):
+        raise ValueError(f"N:M pattern {n}:{m} is invalid: m must be a power of two")
+    if not 1 <= n <= m:
+        raise ValueError(f"N:M pattern {n}:{m} is invalid: need 1 <= n <= m")
+
+
+def _grouped(w: np.ndarray, m: int) -> np.ndarray:
+    """(K, C) -> (G, m, C) with K zero-padded to a multiple of m."""
+    k, c = w.shape
+    groups = -(-k // m)
+    padded = np.zeros((groups * m, c), dtype=np.int64)
+    padded[:k] = w
+    return padded.reshape(groups, m, c)
+
+
+def check_nm(w: np.ndarray, n: int, m: int) -> None:
+    """Raise :class:`NMPatternError` naming the first group (in K order, then column) of the
+    ``(K, C)`` matrix ``w`` that holds more than ``n`` nonzeros among ``m`` consecutive K."""
+    _check_nm_args(n, m)
+    w = np.asarray(w)
+    if w.ndim != 2:
+        raise ValueError(f"weight matrix must be 2-D (K x C), not shape {w.shape}")
+    counts = np.count_nonzero(_grouped(w, m), axis=1)  # (G, C)
+    bad = np.argwhere(counts > n)
+    if bad.size:
+        g, c = (int(i) for i in bad[0])
+        rows = np.nonzero(_grouped(w, m)[g, :, c])[0] + g * m
+        raise NMPatternError(
+            f"weight violates {n}:{m}: column {c}, group {g} (K rows {g * m}..{g * m + m - 1}) "
+            f"has {int(counts[g, c])} nonzeros at K = {rows.tolist()}, at most {n} allowed")
+
+
+@dataclass(frozen=True)
+class CompressedNM:
+    """An N:M matrix in the hardware's compressed form.
+
+    ``values`` and ``indices`` have shape ``(groups, n, cols)``: slot ``j`` of group ``g`` and
+    column ``c`` holds weight ``W[g*m + indices[g, j, c], c] = values[g, j, c]``.
+    """
+
+    values: np.ndarray
+    indices: np.ndarray
+    n: int
+    m: int
+    k: int
+
+    @property
+    def groups(self) -> int:
+        return self.values.shape[0]
+
+    @property
+    def cols(self) -> int:
+        return self.values.shape[2]
+
+
+def pack_nm(w: np.ndarray, n: int, m: int) -> CompressedNM:
+    """Compress a ``(K, C)`` integer matrix that satisfies N:M along K."""
+    w = np.asarray(w)
+    check_nm(w, n, m)
+    if w.dtype.kind not in "iub":
+        raise ValueError(f"weight matrix must be integer, not dtype {w.dtype}")
+    grouped = _grouped(w, m)  # (G, m, C)
+    # Rank slots: nonzeros first (in index order), then zeros (in index order); keep the first n,
+    # then sort the kept ones by index. Stable sort on "is zero" gives exactly that.
+    order = np.argsort(grouped == 0, axis=1, kind="stable")[:, :n, :]
+    indices = np.sort(order, axis=1)
+    values = np.take_along_axis(grouped, indices, axis=1)
+    return CompressedNM(values=values, indices=indices.astype(np.int64), n=n, m=m, k=w.shape[0])
+
+
+def unpack_nm(packed: CompressedNM) -> np.ndarray:
+    """Expand the compressed form back to the dense ``(K, C)`` matrix."""
+    g, _, c = packed.values.shape
+    dense = np.zeros((g, packed.m, c), dtype=np.int64)
+    np.put_along_axis(dense, packed.indices, packed.values, axis=1)
+    return dense.reshape(g * packed.m, c)[: packed.k]
+
+
+def gemm_nm(x: np.ndarray, packed: CompressedNM, psum_in: np.ndarray | None = None, *,
+            act_width: int = 8, weight_width: int = 8, acc_width: int = 32) -> np.ndarray:
+    """``psum_in + X . W`` the way the PEs compute it: each of the ``n`` slots selects one of the
+    ``m`` activations of its group by index, multiplies, and everything accumulates in a wrapping
+    ``acc_width``-bit adder. ``x`` is ``(P, K)``; the result is ``(P, C)`` int64 holding
+    ``acc_width``-bit values."""
+    x = check_range(x, act_width, "activation")
+    check_range(packed.values, weight_width, "weight")
+    if x.ndim != 2 or x.shape[1] != packed.k:
+        raise ValueError(f"activations must be (P, {packed.k}), not shape {x.shape}")
+    p = x.shape[0]
+    g, n, c = packed.values.shape
+    xg = np.zeros((p, g * packed.m), dtype=np.int64)
+    xg[:, : packed.k] = x
+    xg = xg.reshape(p, g, packed.m)
+    acc = np.zeros((p, c), dtype=np.int64) if psum_in is None else wrap(psum_in, acc_width)
+    if acc.shape != (p, c):
+        raise ValueError(f"psum_in must be ({p}, {c}), not shape {acc.shape}")
+    for slot in range(n):
+        idx = packed.indices[:, slot, :]  # (G, C)
+        sel = np.take_along_axis(xg[:, :, :, None], idx[None, :, None, :], axis=2)[:, :, 0, :]
+        acc = acc + np.einsum("pgc,gc->pc", sel, packed.values[:, slot, :])
+    return wrap(acc, acc_width)
+
+
+def gemm_dense(x: np.ndarray, w: np.ndarray, psum_in: np.ndarray | None = None, *,
+               acc_width: int = 32) -> np.ndarray:
+    """Plain wrapping integer matmul, an independent reference for :func:`gemm_nm`."""
+    acc = np.asarray(x, dtype=np.int64) @ np.asarray(w, dtype=np.int64)
+    if psum_in is not None:
+        acc = acc + np.asarray(psum_in, dtype=np.int64)
+    return wrap(acc, acc_width)
+
+
+def expand_dense_weights(w: np.ndarray, n: int, m: int) -> np.ndarray:
+    """Dense ``(K, C)`` -> ``(ceil(K/n)*m, C)`` N:M matrix with every run of ``n`` K rows placed
+    in slots ``0..n-1`` of its own group of ``m`` (the virtual groups of a dense layer)."""
+    _check_nm_args(n, m)
+    w = np.asarray(w)
+    k, c = w.shape
+    runs = -(-k // n)
+    out = np.zeros((runs, m, c), dtype=w.dtype)
+    padded = np.zeros((runs * n, c), dtype=w.dtype)
+    padded[:k] = w
+    out[:, :n, :] = padded.reshape(runs, n, c)
+    return out.reshape(runs * m, c)
+
+
+def expand_dense_acts(x: np.ndarray, n: int, m: int) -> np.ndarray:
+    """The activation side of :func:`expand_dense_weights`: ``(P, K)`` -> ``(P, ceil(K/n)*m)``."""
+    return expand_dense_weights(np.asarray(x).T, n, m).T
+
+
+def requantize(acc: np.ndarray, multiplier: int | np.ndarray, shift: int | np.ndarray, *,
+               relu: bool = False, out_width: int = 8) -> np.ndarray:
+    """Scale int32 accumulators back to ``out_width``-bit activations:
+    ``clamp(round_half_up(acc * multiplier / 2**shift))``, optionally ReLU first-clamped at 0.
+
+    ``multiplier`` is a non-negative integer (per tensor or per output column), ``shift >= 0``.
+    Rounding adds ``2**(shift-1)`` before an arithmetic right shift (round half up), which is what
+    a shifter with a rounding constant computes."""
+    acc = np.asarray(acc, dtype=np.int64)
+    multiplier = np.asarray(multiplier, dtype=np.int64)
+    shift = np.asarray(shift, dtype=np.int64)
+    if np.any(multiplier < 0) or np.any(shift < 0) or np.any(shift > 62):
+        raise ValueError(f"requantize needs multiplier >= 0 and 0 <= shift <= 62, "
+                         f"not {multiplier.tolist()!r}, {shift.tolist()!r}")
+    prod = acc * multiplier
+    rounding = np.where(shift > 0, np.left_shift(np.int64(1), np.maximum(shift - 1, 0)), 0)
+    out = np.right_shift(prod + rounding, shift)
+    lo, hi = -(1 << (out_width - 1)), (1 << (out_width - 1)) - 1
+    if relu:
+        lo = 0
+    return np.clip(out, lo, hi)

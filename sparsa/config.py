@@ -1,0 +1,208 @@
+"""The one parameter set of a sparsa accelerator.
+
+:class:`ArrayConfig` is the only place hardware parameters live. The Amaranth elaboration, the
+golden model, the cycle/cost model and every testbench read it; nothing re-derives a width by hand.
+Generated Verilog carries no parameters, so the config travels next to it as JSON
+(:meth:`ArrayConfig.to_json` / :meth:`ArrayConfig.from_json`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["ArrayConfig", "ConfigError", "PRESETS", "parse_nm", "preset"]
+
+
+class ConfigError(ValueError):
+    """A configuration value is out of range, malformed or unknown."""
+
+
+DATAFLOWS = ("ws",)
+
+
+def _positive_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"{name} must be a positive integer, not {value!r}")
+
+
+def _positive_number(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ConfigError(f"{name} must be a positive number, not {value!r}")
+
+
+@dataclass(frozen=True)
+class ArrayConfig:
+    """Parameters of an N:M sparse weight-stationary systolic array.
+
+    The array computes ``Y[P x cols] = X[P x K] . W[K x cols]`` where every group of ``m``
+    consecutive K indices of a weight column holds at most ``n`` nonzeros. PE(r, c) keeps the
+    ``n`` values and ``n`` indices of column ``c`` for one group, so one pass covers
+    ``K = rows * m`` with ``rows * cols * n`` multipliers. ``n == m`` is dense hardware: the PE
+    has no index multiplexers (1:1 is the classic one-multiplier PE).
+    """
+
+    rows: int = 8
+    cols: int = 8
+    n: int = 2
+    m: int = 4
+    act_width: int = 8
+    weight_width: int = 8
+    acc_width: int = 32
+    dataflow: str = "ws"
+    clock_mhz: float = 200.0
+    # Scratchpad and memory-system sizes: reserved for the accelerator and cost model.
+    act_buffer_kib: int = 64
+    weight_buffer_kib: int = 64
+    acc_buffer_kib: int = 64
+    dram_bytes_per_cycle: int = 16
+
+    def __post_init__(self) -> None:
+        for name in ("rows", "cols", "n", "m", "act_width", "weight_width", "acc_width",
+                     "act_buffer_kib", "weight_buffer_kib", "acc_buffer_kib",
+                     "dram_bytes_per_cycle"):
+            _positive_int(name, getattr(self, name))
+        _positive_number("clock_mhz", self.clock_mhz)
+        if self.m & (self.m - 1):
+            raise ConfigError(f"N:M pattern {self.n}:{self.m} is invalid: m must be a power of two, "
+                              f"not {self.m}")
+        if not 1 <= self.n <= self.m:
+            raise ConfigError(f"N:M pattern {self.n}:{self.m} is invalid: n must satisfy "
+                              f"1 <= n <= m (m = {self.m}), not {self.n}")
+        for name in ("act_width", "weight_width"):
+            if getattr(self, name) < 2:
+                raise ConfigError(f"{name} must be at least 2 bits (signed operands), "
+                                  f"not {getattr(self, name)}")
+        if self.acc_width < self.act_width + self.weight_width:
+            raise ConfigError(
+                f"acc_width must hold one product: at least act_width + weight_width = "
+                f"{self.act_width + self.weight_width} bits, not {self.acc_width}")
+        if self.dataflow not in DATAFLOWS:
+            raise ConfigError(f"dataflow must be one of {', '.join(DATAFLOWS)}, "
+                              f"not {self.dataflow!r}")
+
+    # Derived properties: every width in the design comes from here.
+
+    @property
+    def nm(self) -> str:
+        return f"{self.n}:{self.m}"
+
+    @property
+    def is_dense(self) -> bool:
+        """Dense hardware (n == m): no index metadata, no activation multiplexers."""
+        return self.n == self.m
+
+    @property
+    def index_width(self) -> int:
+        """Bits per stored index: ceil(log2 m), or 0 for dense hardware."""
+        return 0 if self.is_dense else max(1, math.ceil(math.log2(self.m)))
+
+    @property
+    def k_per_pass(self) -> int:
+        """Reduction length one pass of the array covers: rows * m."""
+        return self.rows * self.m
+
+    @property
+    def multipliers(self) -> int:
+        return self.rows * self.cols * self.n
+
+    @property
+    def macs_per_cycle(self) -> int:
+        """Multiply-accumulates the array issues per cycle when streaming."""
+        return self.multipliers
+
+    @property
+    def act_vector_width(self) -> int:
+        """Activations per beat of the array's input stream: rows * m."""
+        return self.rows * self.m
+
+    def replace(self, **changes: Any) -> ArrayConfig:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    # Serialisation.
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], *, source: str = "config") -> ArrayConfig:
+        if not isinstance(values, dict):
+            raise ConfigError(f"{source}: expected a table of config fields, "
+                              f"not {type(values).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"{source}: unknown config field(s) {', '.join(map(repr, unknown))}; "
+                              f"expected some of {', '.join(sorted(known))}")
+        return cls(**values)
+
+    @classmethod
+    def from_json(cls, text: str) -> ArrayConfig:
+        try:
+            values = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"config JSON is malformed: {e}") from None
+        return cls.from_dict(values, source="config JSON")
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> ArrayConfig:
+        """Load a ``.toml`` or ``.json`` file. In TOML the fields may sit at top level or in an
+        ``[array]`` table; ``preset = "name"`` starts from a named preset."""
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as e:
+            raise ConfigError(f"cannot read config file {str(path)!r}: {e.strerror}") from None
+        if path.suffix == ".json":
+            try:
+                values = json.loads(text)
+            except json.JSONDecodeError as e:
+                raise ConfigError(f"{path}: malformed JSON: {e}") from None
+        elif path.suffix == ".toml":
+            try:
+                values = tomllib.loads(text)
+            except tomllib.TOMLDecodeError as e:
+                raise ConfigError(f"{path}: malformed TOML: {e}") from None
+            if "array" in values:
+                values = values["array"]
+        else:
+            raise ConfigError(f"config file {str(path)!r} must end in .toml or .json")
+        if isinstance(values, dict) and "preset" in values:
+            values = dict(values)
+            base = preset(values.pop("preset"))
+            values = base.to_dict() | values
+        return cls.from_dict(values, source=str(path))
+
+
+def parse_nm(text: str) -> tuple[int, int]:
+    """Parse ``"2:4"`` into ``(2, 4)`` (the values are validated by :class:`ArrayConfig`)."""
+    parts = str(text).split(":")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        raise ConfigError(f"N:M pattern must look like '2:4', not {text!r}")
+    return int(parts[0]), int(parts[1])
+
+
+PRESETS: dict[str, ArrayConfig] = {
+    "tiny": ArrayConfig(rows=2, cols=2, n=2, m=4),
+    "default": ArrayConfig(rows=8, cols=8, n=2, m=4),
+    "dense": ArrayConfig(rows=8, cols=8, n=1, m=1),
+    "1of4": ArrayConfig(rows=8, cols=8, n=1, m=4),
+    "large": ArrayConfig(rows=16, cols=16, n=2, m=4),
+}
+
+
+def preset(name: str) -> ArrayConfig:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ConfigError(f"unknown preset {name!r}; expected one of "
+                          f"{', '.join(PRESETS)}") from None
