@@ -28,7 +28,8 @@ and undone before it returns; nothing happens at import time):
    ``<build_dir>/pyverilator_build.log`` and raises :class:`VerilatorBuildError` with the tail
    of the log on failure.
 4. **Top module name.** pyverilator takes the model name from the file name (``foo.v`` ->
-   ``Vfoo``). :func:`build` copies the source to ``<build_dir>/<top>.v`` (or ``.sv``), passes
+   ``Vfoo``). Unless the file is already called ``<top>.v``, :func:`build` copies it to
+   ``<build_dir>/<top>.v`` (or ``.sv``; Verilator messages then name the copy); it always passes
    ``--top-module <top>`` and adds the source's folder to the include/library search path.
 5. **Port names.** Verilator escapes a second ``_`` in a row: the Verilog port
    ``act__payload`` is ``act___05Fpayload`` in C++ and in pyverilator's ``sim.inputs`` /
@@ -231,8 +232,9 @@ def build(verilog_path: str | os.PathLike[str], top: str, build_dir: str | os.Pa
 
     out = Path(build_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    top_file = out / f"{top}{src.suffix}"
-    if top_file != src:
+    top_file = src
+    if src.stem != top:  # pyverilator names the model after the file
+        top_file = out / f"{top}{src.suffix}"
         shutil.copyfile(src, top_file)
     log_path = out / LOG_NAME
     log_path.write_text("")
