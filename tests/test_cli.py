@@ -1,0 +1,153 @@
+"""The ``sparsa`` command line: ``verilog`` (without --lint) and ``presets``."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from sparsa.cli import main
+from sparsa.config import PRESETS, ArrayConfig
+
+
+def verilog_ports(text: str, module: str) -> dict[str, tuple[str, int]]:
+    """``name -> (direction, width)`` from the port declarations of ``module`` in ``text``."""
+    start = text.index(f"module {module}(")
+    body = text[start:text.index("endmodule", start)]
+    ports = {}
+    for direction, msb, name in re.findall(r"^\s*(input|output)\s+(?:\[(\d+):0\]\s+)?(\w+);",
+                                           body, flags=re.MULTILINE):
+        ports[name] = (direction, int(msb) + 1 if msb else 1)
+    return ports
+
+
+def array_port_widths(cfg: ArrayConfig) -> dict[str, tuple[str, int]]:
+    """What the array's ports must be for ``cfg`` (valid/ready streams)."""
+    act = cfg.rows * cfg.m * cfg.act_width + 1  # rows*m activations + swap bit
+    psum = cfg.cols * cfg.acc_width
+    weight = cfg.cols * cfg.n * (cfg.weight_width + cfg.index_width)
+    ports = {"clk": ("input", 1), "rst": ("input", 1)}
+    for stream, width, direction in [("act", act, "input"), ("psum_in", psum, "input"),
+                                     ("weight", weight, "input"), ("psum", psum, "output")]:
+        back = "output" if direction == "input" else "input"
+        ports[f"{stream}__payload"] = (direction, width)
+        ports[f"{stream}__valid"] = (direction, 1)
+        ports[f"{stream}__ready"] = (back, 1)
+    return ports
+
+
+def manifest_ports(manifest: dict) -> dict[str, tuple[str, int]]:
+    ports = {p["name"]: (p["direction"], p["width"]) for p in manifest["ports"]}
+    assert len(ports) == len(manifest["ports"]), "duplicate port names"
+    return ports
+
+
+@pytest.mark.parametrize(("args", "cfg"), [
+    (["--rows", "2", "--cols", "2", "--nm", "2:4"], ArrayConfig(rows=2, cols=2, n=2, m=4)),
+    (["--preset", "tiny", "--cols", "3", "--nm", "1:8"], ArrayConfig(rows=2, cols=3, n=1, m=8)),
+    (["--preset", "tiny", "--nm", "1:1"], ArrayConfig(rows=2, cols=2, n=1, m=1)),
+])
+def test_verilog_array(tmp_path, capsys, args, cfg):
+    out = tmp_path / "out"
+    assert main(["verilog", *args, "-o", str(out)]) == 0
+    verilog, manifest_path = out / "sparsa_array.v", out / "sparsa_array.json"
+    assert verilog.is_file()
+    assert manifest_path.is_file()
+    assert str(verilog) in capsys.readouterr().out
+
+    manifest = json.loads(manifest_path.read_text())
+    assert manifest["top"] == "array"
+    assert manifest["module"] == "sparsa_array"
+    assert ArrayConfig.from_dict(manifest["config"]) == cfg
+    assert manifest["config"] == cfg.to_dict()
+
+    expected = array_port_widths(cfg)
+    assert manifest_ports(manifest) == expected
+    assert manifest_ports(manifest)["act__payload"][1] == cfg.rows * cfg.m * 8 + 1
+    assert verilog_ports(verilog.read_text(), "sparsa_array") == expected
+
+
+def test_verilog_from_config_file(tmp_path):
+    conf = tmp_path / "acc.toml"
+    conf.write_text('preset = "tiny"\nacc_width = 24\n')
+    out = tmp_path / "v"
+    assert main(["verilog", "--config", str(conf), "--rows", "1", "-o", str(out)]) == 0
+    manifest = json.loads((out / "sparsa_array.json").read_text())
+    cfg = PRESETS["tiny"].replace(rows=1, acc_width=24)
+    assert manifest["config"] == cfg.to_dict()
+    assert manifest_ports(manifest)["psum__payload"] == ("output", cfg.cols * 24)
+
+
+def test_verilog_pe(tmp_path, capsys):
+    out = tmp_path / "pe"
+    assert main(["verilog", "--preset", "tiny", "--top", "pe", "-o", str(out)]) == 0
+    assert "sparsa_pe.v" in capsys.readouterr().out
+    manifest = json.loads((out / "sparsa_pe.json").read_text())
+    assert manifest["top"] == "pe"
+    assert manifest["module"] == "sparsa_pe"
+    cfg = PRESETS["tiny"]
+    assert manifest["config"] == cfg.to_dict()
+    ports = manifest_ports(manifest)
+    assert ports["psum_in"] == ("input", cfg.acc_width)
+    assert ports["psum_out"] == ("output", cfg.acc_width)
+    assert ports["act_in"] == ("input", cfg.m * cfg.act_width + 1)
+    assert ports["act_out"] == ("output", cfg.m * cfg.act_width + 1)
+    assert ports["w_data"] == ("input", cfg.n * (cfg.weight_width + cfg.index_width))
+    text = (out / "sparsa_pe.v").read_text()
+    assert "module sparsa_pe(" in text
+    assert verilog_ports(text, "sparsa_pe") == ports
+
+
+@pytest.mark.parametrize(("args", "named"), [
+    (["--nm", "3:6"], "3:6"),
+    (["--nm", "5:4"], "5:4"),
+    (["--nm", "2-4"], "'2-4'"),
+    (["--rows", "0"], "rows"),
+    (["--preset", "nope"], "'nope'"),
+])
+def test_verilog_bad_config_exits_2(tmp_path, capsys, args, named):
+    out = tmp_path / "never"
+    with pytest.raises(SystemExit) as info:
+        main(["verilog", *args, "-o", str(out)])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("sparsa: error:")
+    assert named in err
+    assert not out.exists()
+
+
+def test_verilog_bad_config_file_exits_2(tmp_path, capsys):
+    conf = tmp_path / "bad.toml"
+    conf.write_text("rows = [\n")
+    with pytest.raises(SystemExit) as info:
+        main(["verilog", "--config", str(conf), "-o", str(tmp_path / "o")])
+    assert info.value.code == 2
+    assert str(conf) in capsys.readouterr().err
+
+
+def test_verilog_unknown_top_is_usage_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["verilog", "--top", "soc", "-o", str(tmp_path)])
+    assert info.value.code == 2
+    assert "soc" in capsys.readouterr().err
+
+
+def test_presets(capsys):
+    assert main(["presets"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    by_name = {line.split()[0]: line for line in lines if line.strip()}
+    for name, shape, nm in [("tiny", "2x2", "2:4"), ("default", "8x8", "2:4"),
+                            ("dense", "8x8", "1:1")]:
+        assert name in by_name
+        fields = by_name[name].split()
+        assert fields[1] == shape
+        assert fields[2] == nm
+    assert set(by_name) == set(PRESETS)
+
+
+def test_no_command_is_usage_error(capsys):
+    with pytest.raises(SystemExit) as info:
+        main([])
+    assert info.value.code == 2
+    assert "usage" in capsys.readouterr().err
