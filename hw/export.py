@@ -19,7 +19,7 @@ from sparsa.config import ArrayConfig
 from .array import SystolicArray
 from .pe import SparsePE
 
-__all__ = ["TOPS", "Export", "build_top", "export_verilog", "port_list", "LINT_WAIVERS"]
+__all__ = ["LINT_WAIVERS", "TOPS", "Export", "build_top", "export_verilog", "port_list"]
 
 # Name of each exportable top -> (Verilog module name, constructor).
 TOPS = {
@@ -64,6 +64,10 @@ def port_list(component: wiring.Component) -> list[dict]:
 
 
 def _write_atomic(path: Path, text: str) -> None:
+    """Replace ``path`` atomically; leave it untouched (and its mtime, for build caches) when it
+    already holds ``text``."""
+    if path.is_file() and path.read_text() == text:
+        return
     with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False,
                                      prefix=f".{path.name}.") as tmp:
         tmp.write(text)
@@ -72,7 +76,8 @@ def _write_atomic(path: Path, text: str) -> None:
 
 def export_verilog(cfg: ArrayConfig, out_dir: str | Path, *, top: str = "array") -> Export:
     """Elaborate ``top`` for ``cfg`` and write ``<module>.v``, ``<module>.json`` and the lint
-    waiver file into ``out_dir``. Files are replaced atomically: a failed run leaves the old ones."""
+    waiver file into ``out_dir``. Files are replaced atomically: a failed run leaves the old
+    ones."""
     component = build_top(cfg, top)
     module, _ = TOPS[top]
     text = verilog.convert(component, name=module, emit_src=False)

@@ -11,7 +11,7 @@ from amaranth.lib import data
 
 from sparsa.config import ArrayConfig
 
-__all__ = ["pe_weights", "pe_act", "act_beat", "weight_row", "psum_row"]
+__all__ = ["act_beat", "pe_act", "pe_weights", "psum_row", "weight_row"]
 
 
 def pe_weights(cfg: ArrayConfig) -> data.StructLayout:

@@ -11,7 +11,7 @@ from sparsa.hw import layouts
 
 from .stimulus import Tile
 
-__all__ = ["TileBeats", "tile_beats", "weight_beats", "act_beat", "psum_beat", "decode_psum"]
+__all__ = ["TileBeats", "act_beat", "decode_psum", "psum_beat", "tile_beats", "weight_beats"]
 
 
 @dataclass(frozen=True)

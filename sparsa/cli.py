@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from .config import PRESETS, ArrayConfig, ConfigError, parse_nm, preset
 
-__all__ = ["main", "add_config_args", "config_from_args"]
+__all__ = ["add_config_args", "config_from_args", "main"]
 
 
 def add_config_args(parser: argparse.ArgumentParser) -> None:

@@ -11,12 +11,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ArrayConfig", "ConfigError", "PRESETS", "parse_nm", "preset"]
+__all__ = ["PRESETS", "ArrayConfig", "ConfigError", "parse_nm", "preset"]
 
 
 class ConfigError(ValueError):
@@ -69,8 +70,8 @@ class ArrayConfig:
             _positive_int(name, getattr(self, name))
         _positive_number("clock_mhz", self.clock_mhz)
         if self.m & (self.m - 1):
-            raise ConfigError(f"N:M pattern {self.n}:{self.m} is invalid: m must be a power of two, "
-                              f"not {self.m}")
+            raise ConfigError(f"N:M pattern {self.n}:{self.m} is invalid: m must be a power of "
+                              f"two, not {self.m}")
         if not 1 <= self.n <= self.m:
             raise ConfigError(f"N:M pattern {self.n}:{self.m} is invalid: n must satisfy "
                               f"1 <= n <= m (m = {self.m}), not {self.n}")
@@ -173,6 +174,10 @@ class ArrayConfig:
             except tomllib.TOMLDecodeError as e:
                 raise ConfigError(f"{path}: malformed TOML: {e}") from None
             if "array" in values:
+                extra = sorted(set(values) - {"array"})
+                if extra:
+                    raise ConfigError(f"{path}: unknown top-level key(s) "
+                                      f"{', '.join(map(repr, extra))} beside the [array] table")
                 values = values["array"]
         else:
             raise ConfigError(f"config file {str(path)!r} must end in .toml or .json")
@@ -185,10 +190,10 @@ class ArrayConfig:
 
 def parse_nm(text: str) -> tuple[int, int]:
     """Parse ``"2:4"`` into ``(2, 4)`` (the values are validated by :class:`ArrayConfig`)."""
-    parts = str(text).split(":")
-    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+    match = re.fullmatch(r"\s*([0-9]+)\s*:\s*([0-9]+)\s*", str(text))
+    if not match:
         raise ConfigError(f"N:M pattern must look like '2:4', not {text!r}")
-    return int(parts[0]), int(parts[1])
+    return int(match[1]), int(match[2])
 
 
 PRESETS: dict[str, ArrayConfig] = {
@@ -201,6 +206,8 @@ PRESETS: dict[str, ArrayConfig] = {
 
 
 def preset(name: str) -> ArrayConfig:
+    if not isinstance(name, str):
+        raise ConfigError(f"preset must be a name ({', '.join(PRESETS)}), not {name!r}")
     try:
         return PRESETS[name]
     except KeyError:

@@ -14,6 +14,7 @@ import re
 
 import numpy as np
 import pytest
+
 from sparsa.sim import golden
 from sparsa.sim.golden import NMPatternError, OperandRangeError
 
@@ -492,10 +493,6 @@ def test_requantize_bad_parameters(mult, shift):
         golden.requantize(np.zeros(2, dtype=np.int64), mult, shift)
 
 
-@pytest.mark.xfail(strict=True,
-                   reason="golden.py requantize: a non-integer multiplier/shift is silently "
-                          "truncated by np.asarray(..., dtype=np.int64) (0.75 -> 0) instead of "
-                          "being rejected")
 @pytest.mark.parametrize(("mult", "shift"), [(0.75, 0), (2, 1.5)])
 def test_requantize_rejects_non_integer_parameters(mult, shift):
     with pytest.raises((ValueError, TypeError)):

@@ -10,9 +10,9 @@ import os
 
 import numpy as np
 import pytest
-from sparsa.sim import stimulus
 
 from sparsa.config import PRESETS, ArrayConfig
+from sparsa.sim import stimulus
 
 DEFAULT_SEED = 4242
 N_SEEDS = 3
