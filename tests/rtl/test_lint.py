@@ -1,0 +1,16 @@
+"""Generated Verilog passes `verilator --lint-only -Wall` (with the repo's waiver file)."""
+
+from __future__ import annotations
+
+import pytest
+
+from sparsa.cli import main
+
+
+@pytest.mark.rtl
+@pytest.mark.parametrize("top", ["array", "pe"])
+@pytest.mark.parametrize("nm", ["2:4", "1:4", "2:8", "1:1", "4:4", "3:4"])
+def test_verilog_is_lint_clean(tmp_path, capsys, top, nm):
+    assert main(["verilog", "--rows", "4", "--cols", "3", "--nm", nm, "--top", top,
+                 "-o", str(tmp_path), "--lint"]) == 0
+    assert "lint-only -Wall: clean" in capsys.readouterr().out
