@@ -70,6 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("presets", help="list the named configurations")
     p.set_defaults(func=_cmd_presets)
+
+    # Commands of the other subpackages register themselves here (their modules import heavy
+    # dependencies such as torch only inside the command functions).
+    # --- models/pruning commands ---
+    # --- report commands ---
     return parser
 
 
