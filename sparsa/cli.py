@@ -74,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     # Commands of the other subpackages register themselves here (their modules import heavy
     # dependencies such as torch only inside the command functions).
     # --- models/pruning commands ---
+    from sparsa.models.commands import register as register_models
+    register_models(sub)
     # --- report commands ---
     return parser
 
