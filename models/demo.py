@@ -10,6 +10,7 @@ time.
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 from typing import Any
 
@@ -120,8 +121,13 @@ def train_demo(name: str) -> tuple[LayerGraph, float]:
     acc = train_torch(model, name)
     graph = trace_demo(name, model)
     path = artifact_path(name)
-    save_graph(graph, path, meta={"demo": name, "test_accuracy": acc})
-    torch.save(model.state_dict(), path.with_suffix(".pt"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Write under temporary names, then rename: concurrent runs never see half-written files.
+    tmp = path.with_name(f"{path.stem}.tmp{os.getpid()}")
+    torch.save(model.state_dict(), tmp.with_suffix(".pt"))
+    os.replace(tmp.with_suffix(".pt"), path.with_suffix(".pt"))
+    save_graph(graph, tmp.with_suffix(".npz"), meta={"demo": name, "test_accuracy": acc})
+    os.replace(tmp.with_suffix(".npz"), path)
     return graph, acc
 
 
