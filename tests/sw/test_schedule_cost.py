@@ -1,0 +1,223 @@
+"""Scheduler and cycle model: closed form vs the program enumerated op by op and cycle by cycle."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+
+import numpy as np
+import pytest
+
+from sparsa.config import ArrayConfig
+from sparsa.models.graph import Gemm, Layer
+from sparsa.sw import timing
+from sparsa.sw.cost import layer_actions, layer_cost, layer_cycles, program_cost
+from sparsa.sw.program import (
+    Compute,
+    LoadActs,
+    LoadWeights,
+    Program,
+    Store,
+    ops_from_json,
+    ops_to_json,
+)
+from sparsa.sw.schedule import (
+    ScheduleError,
+    candidate_tilings,
+    iter_program,
+    layer_program,
+    schedule_gemm,
+    schedule_layer,
+)
+
+
+def random_case(rng: random.Random) -> tuple[ArrayConfig, Gemm, bool]:
+    m = rng.choice([1, 2, 4, 8])
+    cfg = ArrayConfig(rows=rng.randint(1, 4), cols=rng.randint(1, 5), n=rng.randint(1, m), m=m,
+                      act_buffer_kib=1, weight_buffer_kib=rng.choice([1, 2]),
+                      acc_buffer_kib=1,
+                      dram_bytes_per_cycle=rng.choice([1, 2, 4, 16, 1024]))
+    gemm = Gemm(p=rng.randint(1, 60), k=rng.randint(1, 100), cols=rng.randint(1, 12),
+                groups=rng.randint(1, 3))
+    return cfg, gemm, rng.random() < 0.5
+
+
+def walk_compute(cfg: ArrayConfig, beats: list[int]) -> int:
+    """Cycle by cycle: weight rows load one per cycle (row r of the next tile no earlier than
+    ``swap + max(1, cols-2) + r``), a swap beat waits for a full shadow bank, beats stream one per
+    cycle, the last output leaves ``latency`` cycles after the last beat. Counted from
+    the first weight beat to the last output beat, inclusive."""
+    rows, swap_to_load = cfg.rows, max(1, cfg.cols - 2)
+    loaded = loaded_tiles = 0
+    last_swap = None
+    tile = beat = cycle = 0
+    last_beat_cycle = 0
+    while tile < len(beats):
+        sent = False
+        if beat > 0:
+            sent = True
+        elif loaded == rows:  # the swap beat takes the full shadow bank
+            last_swap, loaded, sent = cycle, 0, True
+        if (loaded < rows and loaded_tiles < len(beats)
+                and (last_swap is None or cycle >= last_swap + swap_to_load + loaded)):
+            loaded += 1
+            loaded_tiles += loaded == rows
+        if sent:
+            beat += 1
+            last_beat_cycle = cycle
+            if beat == beats[tile]:
+                tile, beat = tile + 1, 0
+        cycle += 1
+    return last_beat_cycle + timing.array_timing(cfg).latency + 1
+
+
+def test_walk_matches_timing_contract():
+    seed = random.randrange(2**32)
+    print("seed", seed)
+    rng = random.Random(seed)
+    for _ in range(200):
+        cfg = ArrayConfig(rows=rng.randint(1, 6), cols=rng.randint(1, 6), n=1, m=1)
+        beats = [rng.randint(1, 20) for _ in range(rng.randint(1, 6))]
+        assert walk_compute(cfg, beats) == timing.tile_sequence_cycles(cfg, beats), (cfg, beats)
+
+
+def test_closed_form_equals_enumeration():
+    seed = random.randrange(2**32)
+    print("seed", seed)
+    rng = random.Random(seed)
+    checked = stalled = 0
+    for _ in range(120):
+        cfg, gemm, sparse = random_case(rng)
+        try:
+            tilings = candidate_tilings(gemm, cfg, sparse=sparse)
+        except ScheduleError:
+            continue
+        for t in tilings:
+            ops = list(iter_program(t))
+            enum = program_cost(ops, cfg)
+            assert layer_cycles(t, cfg) == enum.cycles, (cfg, gemm, t)
+            closed = layer_actions(t, cfg)
+            assert dataclasses.replace(enum.actions, macs_required=closed.macs_required) == closed
+            computes = [op.beats for op in ops if isinstance(op, Compute)]
+            assert enum.cycles.compute == walk_compute(cfg, computes)
+            checked += 1
+            stalled += enum.cycles.stall > 0
+    assert checked > 80
+    assert stalled > 0
+
+
+def test_unbound_program_equals_timing_contract():
+    cfg = ArrayConfig(rows=4, cols=4, n=2, m=4, dram_bytes_per_cycle=1 << 20)
+    layer = Layer("fc", "linear", (37, 100), (37, 23), nm=(2, 4))
+    sched = schedule_layer(layer, cfg)
+    prog = layer_program(sched)
+    beats = [op.beats for op in prog.ops if isinstance(op, Compute)]
+    cost = layer_cost(sched)
+    assert cost.cycles.stall == 0
+    assert cost.cycles.compute == timing.tile_sequence_cycles(cfg, beats)
+    assert cost.cycles.fill == 1  # the first tile's bytes in one cycle at this bandwidth
+
+
+def test_bandwidth_stalls_when_it_binds():
+    layer = Layer("fc", "linear", (64, 256), (64, 64), nm=(2, 4))
+    fast = ArrayConfig(rows=4, cols=4, n=2, m=4, dram_bytes_per_cycle=1024)
+    slow = fast.replace(dram_bytes_per_cycle=1)
+    c_fast = layer_cost(schedule_layer(layer, fast))
+    c_slow = layer_cost(schedule_layer(layer, slow))
+    assert c_fast.cycles.stall == 0
+    assert c_slow.cycles.stall > 0
+    assert c_slow.cycles.compute == c_fast.cycles.compute
+    # no schedule beats the roofline: every byte crosses a 1 B/cycle port
+    assert c_slow.cycles.total >= c_slow.actions.dram_bytes
+
+
+def run_program_numpy(ops, x: np.ndarray, w: np.ndarray, cfg: ArrayConfig, t) -> np.ndarray:
+    """Execute the program on padded slot matrices with accumulators per (P block, col tile)."""
+    kp, cols = cfg.k_per_pass, cfg.cols
+    p = x.shape[0]
+    xs = np.zeros((p, t.passes * kp), dtype=np.int64)
+    ws = np.zeros((t.passes * kp, t.col_tiles * cols), dtype=np.int64)
+    xs[:, :x.shape[1]] = x
+    ws[:w.shape[0], :w.shape[1]] = w
+    starts = [pb * t.p_block for pb in range(t.p_blocks)]
+    acc: dict = {}
+    out = np.full((p, t.col_tiles * cols), -999, dtype=np.int64)
+    for op in ops:
+        if isinstance(op, Compute):
+            r0 = starts[op.p_block]
+            rows = slice(r0, r0 + op.beats)
+            part = xs[rows, op.k_pass * kp:(op.k_pass + 1) * kp] @ ws[
+                op.k_pass * kp:(op.k_pass + 1) * kp, op.col_tile * cols:(op.col_tile + 1) * cols]
+            key = (op.p_block, op.col_tile)
+            assert op.accumulate == (key in acc)
+            acc[key] = acc[key] + part if op.accumulate else part
+        elif isinstance(op, Store):
+            r0 = starts[op.p_block]
+            out[r0:r0 + op.beats, op.col_tile * cols:(op.col_tile + 1) * cols] = acc.pop(
+                (op.p_block, op.col_tile))
+    return out[:, :w.shape[1]]
+
+
+@pytest.mark.parametrize("buffers", [1, 4, 64])
+def test_program_computes_the_gemm(buffers):
+    seed = random.randrange(2**32)
+    print("seed", seed)
+    rng = np.random.default_rng(seed)
+    cfg = ArrayConfig(rows=2, cols=3, n=2, m=4, act_buffer_kib=buffers, acc_buffer_kib=buffers,
+                      weight_buffer_kib=buffers)
+    gemm = Gemm(p=300, k=45, cols=17)
+    x = rng.integers(-128, 128, (gemm.p, gemm.k))
+    w = rng.integers(-128, 128, (gemm.k, gemm.cols))
+    for t in candidate_tilings(gemm, cfg, sparse=True):
+        got = run_program_numpy(list(iter_program(t)), x, w, cfg, t)
+        np.testing.assert_array_equal(got, x @ w)
+
+
+def test_loop_order_chosen_by_dram_bytes():
+    cfg = ArrayConfig(rows=4, cols=4, n=2, m=4, act_buffer_kib=4, weight_buffer_kib=4,
+                      acc_buffer_kib=4)
+    gemm = Gemm(p=600, k=256, cols=32)
+    cands = candidate_tilings(gemm, cfg, sparse=True)
+    chosen = schedule_gemm(gemm, cfg, sparse=True)
+    assert {c.order for c in cands} >= {"p-block", "col-block"}
+    assert chosen.dram_bytes == min(c.dram_bytes for c in cands)
+    for t in cands:  # program bytes == the tiling's DRAM bytes
+        ops = list(iter_program(t))
+        assert sum(op.dram_bytes for op in ops) == t.dram_bytes
+    # everything fits: weight-stationary, every byte moved once
+    small = Gemm(p=40, k=64, cols=8)
+    ws = schedule_gemm(small, cfg.replace(act_buffer_kib=64, weight_buffer_kib=64,
+                                          acc_buffer_kib=64), sparse=True)
+    assert ws.order == "ws"
+    w_tiles = math.ceil(64 / 16) * 2
+    assert ws.dram_weight_bytes == w_tiles * 4 * 4 * 2
+
+
+def test_dense_layer_needs_m_over_n_more_passes():
+    cfg = ArrayConfig(rows=4, cols=4, n=1, m=4)
+    gemm = Gemm(p=10, k=4 * 16 * 3, cols=4)
+    sparse = schedule_gemm(gemm, cfg, sparse=True)
+    dense = schedule_gemm(gemm, cfg, sparse=False)
+    assert dense.passes == sparse.passes * 4
+    matmul = Layer("scores", "matmul", (1, 2, 8, 16), (1, 2, 8, 8), attrs={"groups": 2, "k": 16},
+                   nm=(1, 4))
+    assert schedule_layer(matmul, cfg).pattern == "dense"
+
+
+def test_impossible_config_is_a_clear_error():
+    cfg = ArrayConfig(rows=64, cols=64, n=2, m=4, weight_buffer_kib=1)
+    with pytest.raises(ScheduleError, match="weight_buffer_kib=1"):
+        schedule_gemm(Gemm(p=4, k=4, cols=4), cfg, sparse=True, name="fc")
+
+
+def test_program_json_round_trip():
+    cfg = ArrayConfig(rows=2, cols=2, n=2, m=4)
+    sched = schedule_layer(Layer("fc", "linear", (5, 20), (5, 3), nm=(2, 4)), cfg)
+    prog = layer_program(sched)
+    assert Program.from_json(prog.to_json()) == prog
+    assert ops_from_json(ops_to_json(prog.ops)) == list(prog.ops)
+    kinds = {type(op) for op in prog.ops}
+    assert {LoadActs, LoadWeights, Compute, Store} <= kinds
+    with pytest.raises(ValueError, match="unknown program operation 'jump'"):
+        ops_from_json('[{"op": "jump"}]')
