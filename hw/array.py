@@ -32,7 +32,8 @@ class SystolicArray(wiring.Component):
         ``cols`` sums per beat, in input order.
 
     Skew and deskew registers are inside: activation row ``r`` is delayed ``r`` cycles, partial
-    sum column ``c`` enters ``c`` cycles late and leaves ``cols-1-c`` cycles early, so every
+    sum column ``c`` enters ``c`` (plus the PE pipeline depth) cycles late and leaves
+    ``cols-1-c`` cycles early, so every
     output beat appears :attr:`latency` cycles after its input beat. Backpressure on ``psum``
     stalls the whole pipeline (one global enable); bubbles on the inputs flow through as invalid
     beats. The timing is captured exactly by :mod:`sparsa.sw.timing`.
@@ -52,7 +53,7 @@ class SystolicArray(wiring.Component):
     @property
     def latency(self) -> int:
         """Enabled cycles from accepting an input beat to presenting its output beat."""
-        return self.cfg.rows + self.cfg.cols - 1
+        return self.cfg.rows + self.cfg.cols - 1 + self.cfg.pipeline_depth
 
     def elaborate(self, platform):
         cfg = self.cfg
@@ -135,7 +136,7 @@ class SystolicArray(wiring.Component):
                 if r == 0:
                     m.d.comb += pe.psum_in.eq(
                         delay(f"psum_skew_{c}", self.psum_in.payload[c],
-                              signed(cfg.acc_width), c))
+                              signed(cfg.acc_width), c + cfg.pipeline_depth))
                 else:
                     m.d.comb += pe.psum_in.eq(pes[r - 1][c].psum_out)
 

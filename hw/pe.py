@@ -25,7 +25,10 @@ class SparsePE(wiring.Component):
     Each enabled cycle (``en``) the PE selects ``n`` of its ``m`` activations by index (``n``
     M:1 multiplexers; none when ``n == m``), multiplies them with the weights, adds the partial
     sum from above in a wrapping ``acc_width``-bit adder, and registers the sum (down) and the
-    activation vector (right).
+    activation vector (right). With ``cfg.pipeline_depth`` = 1 the products are registered
+    before the adder, with 2 also the selected activations and their weights before the
+    multipliers: the sum then belongs to the activations of ``pipeline_depth`` enabled cycles
+    earlier, and ``psum_in`` must arrive that much later.
 
     Ports
     -----
@@ -68,14 +71,29 @@ class SparsePE(wiring.Component):
 
         active = layout(Mux(self.act_in.bank, banks[1].as_value(), banks[0].as_value()))
 
-        products = []
+        selected, values = [], []
         for slot in range(cfg.n):
-            if cfg.is_dense:
-                selected = self.act_in.data[slot]
-            else:
-                selected = Signal(signed(cfg.act_width), name=f"sel{slot}")
-                m.d.comb += selected.eq(self.act_in.data[active.indices[slot]])
-            products.append(selected * active.values[slot])
+            sel = Signal(signed(cfg.act_width), name=f"sel{slot}")
+            index = slot if cfg.is_dense else active.indices[slot]
+            m.d.comb += sel.eq(self.act_in.data[index])
+            selected.append(sel)
+            values.append(active.values[slot])
+
+        def stage(name, values, shape):
+            """Register ``values`` (one pipeline stage, advancing with ``en``)."""
+            regs = [Signal(shape, name=f"{name}{i}") for i in range(len(values))]
+            with m.If(self.en):
+                m.d.sync += [reg.eq(value) for reg, value in zip(regs, values, strict=True)]
+            return regs
+
+        # The bank is read only in the cycle the activations arrive, whatever the depth, so
+        # the swap/load timing of the array does not depend on it.
+        if cfg.pipeline_depth >= 2:
+            selected = stage("sel_q", selected, signed(cfg.act_width))
+            values = stage("val_q", values, signed(cfg.weight_width))
+        products = [a * w for a, w in zip(selected, values, strict=True)]
+        if cfg.pipeline_depth >= 1:
+            products = stage("prod_q", products, signed(cfg.act_width + cfg.weight_width))
 
         with m.If(self.en):
             m.d.sync += [

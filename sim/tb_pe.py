@@ -2,11 +2,14 @@
 
 Every cycle the driver applies random inputs (datapath enable, weight writes into a random bank,
 activations tagged with a random bank, partial sums across the whole int32 range). A reference
-model keeps both weight banks and computes, with :func:`sparsa.sim.golden.gemm_nm`, what the PE
-must register; the monitor compares ``psum_out`` and ``act_out`` every cycle.
+model keeps both weight banks and the PE's internal pipeline (``pipeline_depth`` stages) and
+computes, with :func:`sparsa.sim.golden.gemm_nm`, what the PE must register; the monitor compares
+``psum_out`` and ``act_out`` every cycle.
 """
 
 from __future__ import annotations
+
+from collections import deque
 
 import cocotb
 import numpy as np
@@ -33,9 +36,11 @@ async def random_cycles(dut, enable_prob: float) -> None:
     inputs = [dut.en, dut.act_in, dut.psum_in, dut.w_en, dut.w_bank, dut.w_data]
     await start_clock_and_reset(dut, inputs)
 
-    # Reference state: both banks start at zero after reset.
+    # Reference state: both banks start at zero after reset, and so do the pipeline registers
+    # between the multipliers and the adder (pipeline_depth of them, holding dot products).
     banks = [(np.zeros(cfg.n, np.int64), np.zeros(cfg.n, np.int64)) for _ in range(2)]
     psum_reg, act_reg = 0, (np.zeros(cfg.m, np.int64), 0)
+    pipe = deque([0] * cfg.pipeline_depth)
     checked = 0
     for cycle in range(400):
         await RisingEdge(dut.clk)
@@ -74,10 +79,11 @@ async def random_cycles(dut, enable_prob: float) -> None:
             packed = golden.CompressedNM(values=vals.reshape(1, cfg.n, 1),
                                          indices=idx.reshape(1, cfg.n, 1), n=cfg.n, m=cfg.m,
                                          k=cfg.m)
-            psum_reg = int(golden.gemm_nm(np.array([acts]), packed, np.array([[psum]]),
-                                          act_width=cfg.act_width,
-                                          weight_width=cfg.weight_width,
-                                          acc_width=cfg.acc_width)[0, 0])
+            dot = int(golden.gemm_nm(np.array([acts]), packed, act_width=cfg.act_width,
+                                     weight_width=cfg.weight_width,
+                                     acc_width=cfg.acc_width)[0, 0])
+            pipe.append(dot)
+            psum_reg = int(golden.wrap(psum + pipe.popleft(), cfg.acc_width))
             act_reg = (np.array(acts, np.int64), bank)
         if w_en:
             banks[w_bank] = (np.array(values, np.int64), np.array(indices, np.int64))

@@ -56,6 +56,9 @@ class ArrayConfig:
     weight_width: int = 8
     acc_width: int = 32
     dataflow: str = "ws"
+    # Extra register stages inside each PE: 0 = select, multiply and add in one cycle;
+    # 1 = a register after the multipliers; 2 = registers after the select and the multipliers.
+    pipeline_depth: int = 0
     clock_mhz: float = 200.0
     # Scratchpad and memory-system sizes: reserved for the accelerator and cost model.
     act_buffer_kib: int = 64
@@ -83,6 +86,8 @@ class ArrayConfig:
             raise ConfigError(
                 f"acc_width must hold one product: at least act_width + weight_width = "
                 f"{self.act_width + self.weight_width} bits, not {self.acc_width}")
+        if isinstance(self.pipeline_depth, bool) or self.pipeline_depth not in (0, 1, 2):
+            raise ConfigError(f"pipeline_depth must be 0, 1 or 2, not {self.pipeline_depth!r}")
         if self.dataflow not in DATAFLOWS:
             raise ConfigError(f"dataflow must be one of {', '.join(DATAFLOWS)}, "
                               f"not {self.dataflow!r}")

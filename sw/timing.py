@@ -7,8 +7,9 @@ Terms (all in clock cycles, with every stream always valid and the output always
 
 * ``load``: a weight tile is ``rows`` beats, one PE row per cycle.
 * ``latency``: an input beat accepted in cycle ``t`` leaves the array in cycle ``t + latency``,
-  ``latency = rows + cols - 1`` (``rows - 1`` skew, one register per PE down a column,
-  ``cols - 1`` more for the skew across columns that the deskew registers equalise).
+  ``latency = rows + cols - 1 + pipeline_depth`` (``rows - 1`` skew, one register per PE down a
+  column, ``cols - 1`` more for the skew across columns that the deskew registers equalise, and
+  the PE's internal pipeline registers once).
 * ``swap_to_load``: after the beat that swaps banks enters (cycle ``s``), the old bank is still
   read by the beats in flight, so row ``r`` of the next tile may be written from cycle
   ``s + max(1, cols - 2) + r`` on. Loading the next tile's ``rows`` rows therefore ends, at the
@@ -43,7 +44,7 @@ class ArrayTiming:
 
 
 def array_timing(cfg: ArrayConfig) -> ArrayTiming:
-    return ArrayTiming(load=cfg.rows, latency=cfg.rows + cfg.cols - 1,
+    return ArrayTiming(load=cfg.rows, latency=cfg.rows + cfg.cols - 1 + cfg.pipeline_depth,
                        swap_to_load=max(1, cfg.cols - 2))
 
 

@@ -21,6 +21,8 @@ TINY = {
     "2x3-1of4": ArrayConfig(rows=2, cols=3, n=1, m=4),
     "3x2-2of8": ArrayConfig(rows=3, cols=2, n=2, m=8),
     "2x2-4of4": ArrayConfig(rows=2, cols=2, n=4, m=4),
+    "2x2-2of4-d1": ArrayConfig(rows=2, cols=2, n=2, m=4, pipeline_depth=1),
+    "2x3-2of8-d2": ArrayConfig(rows=2, cols=3, n=2, m=8, pipeline_depth=2),
 }
 
 

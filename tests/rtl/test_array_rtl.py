@@ -18,6 +18,9 @@ CONFIGS = {
     "4x4-1of1": ArrayConfig(rows=4, cols=4, n=1, m=1),
     "4x4-4of4": ArrayConfig(rows=4, cols=4, n=4, m=4),
     "8x8-2of4": ArrayConfig(rows=8, cols=8, n=2, m=4),
+    # PE pipeline registers (issue 6): after the multipliers, and after the select too.
+    "4x4-2of4-d2": ArrayConfig(rows=4, cols=4, n=2, m=4, pipeline_depth=2),
+    "4x8-1of4-d1": ArrayConfig(rows=4, cols=8, n=1, m=4, pipeline_depth=1),
 }
 
 
@@ -44,8 +47,8 @@ def test_array(name: str, simulator: str) -> None:
           f"{len(records)} cycle measurements == prediction")
 
 
-# The PE depends on (n, m) only; one small array shape per pattern of CONFIGS.
-PE_PATTERNS = {f"{c.n}of{c.m}": c for c in CONFIGS.values()}
+# The PE depends on (n, m, pipeline depth) only; one entry per such triple of CONFIGS.
+PE_PATTERNS = {f"{c.n}of{c.m}-d{c.pipeline_depth}": c for c in CONFIGS.values()}
 
 
 @pytest.mark.rtl

@@ -14,7 +14,7 @@ def walk(cfg: ArrayConfig, beats: list[int]) -> int:
     """Step the array's handshake rules one cycle at a time (streams always valid, output always
     ready): weight row r of the next tile may be written once ``since_swap >= r + cols - 3``
     (``since_swap`` counts cycles after the swap beat's cycle, starting at 0), a swap beat needs
-    a full shadow bank, outputs leave ``rows + cols - 1`` cycles after their input."""
+    a full shadow bank, outputs leave ``rows + cols - 1 + pipeline_depth`` cycles after their input."""
     rows, cols = cfg.rows, cfg.cols
     cycle, tile, beat, wrow, loaded_tiles = 0, 0, 0, 0, 0
     shadow_full, since_swap = False, 10**9
@@ -41,15 +41,16 @@ def walk(cfg: ArrayConfig, beats: list[int]) -> int:
         if beat == beats[tile] and beat > 0:
             tile, beat = tile + 1, 0
         cycle += 1
-    return last_input + cfg.rows + cfg.cols - 1 + 1
+    return last_input + cfg.rows + cfg.cols - 1 + cfg.pipeline_depth + 1
 
 
 SHAPES = [(r, c) for r, c in itertools.product([1, 2, 3, 4, 8], [1, 2, 3, 4, 8])]
 
 
+@pytest.mark.parametrize("depth", [0, 1, 2])
 @pytest.mark.parametrize(("rows", "cols"), SHAPES)
-def test_closed_form_matches_walk(rows, cols):
-    cfg = ArrayConfig(rows=rows, cols=cols, n=2, m=4)
+def test_closed_form_matches_walk(rows, cols, depth):
+    cfg = ArrayConfig(rows=rows, cols=cols, n=2, m=4, pipeline_depth=depth)
     for counts in ([1], [5], [1, 1, 1], [2, 30, 1, 7], [17, 16, 15, 14], [100, 1, 100]):
         assert timing.tile_sequence_cycles(cfg, counts) == walk(cfg, counts), counts
     assert timing.tile_cycles(cfg, 9) == walk(cfg, [9])
