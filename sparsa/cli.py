@@ -77,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     from sparsa.models.commands import register as register_models
     register_models(sub)
     # --- report commands ---
+    from sparsa.sw.commands import register as register_report
+    register_report(sub)
     return parser
 
 
