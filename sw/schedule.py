@@ -19,8 +19,9 @@ stream as beats. The loop nest of one group is::
 ``col_block = 1`` with a single P block is the weight-stationary order (every weight tile loaded
 once, all P rows streamed through it); ``col_block = 1`` with several P blocks is P-blocking;
 larger column blocks reuse each activation slice over several column tiles. Every candidate that
-fits the scratchpads (half of each: the other half holds the prefetch) is costed in DRAM bytes and
-the cheapest wins (ties: fewer tiles, then the smaller column block).
+fits the scratchpads (half of each: the other half holds the prefetch) and whose P blocks are at
+least the tile period (so weight loads stay hidden, when P allows) is costed in DRAM bytes and the
+cheapest wins (ties: fewer tiles, then the smaller column block).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from dataclasses import dataclass
 from sparsa.config import ArrayConfig
 from sparsa.models.graph import Gemm, Layer, LayerGraph
 
+from . import timing
 from .program import Compute, LoadActs, LoadWeights, Op, PreloadWeights, Program, Store
 
 __all__ = ["PRUNE_POLICIES", "LayerSchedule", "ScheduleError", "Tiling", "candidate_tilings",
@@ -63,7 +65,9 @@ class Tiling:
     acts_resident: bool
     weights_resident: bool
     # Byte sizes (array layouts).
-    act_beat_bytes: int
+    act_beat_bytes: int         # one beat as the array reads it: rows * m activations
+    act_pass_bytes: int         # real activations per beat in a full K pass (DRAM layout)
+    act_last_pass_bytes: int    # ... in the last K pass
     weight_tile_bytes: int
     metadata_tile_bytes: int
     out_row_bytes: int
@@ -95,9 +99,14 @@ class Tiling:
     def beats(self) -> int:
         return self.gemm.groups * self.col_tiles * self.passes * self.gemm.p
 
+    def act_bytes_per_beat(self, k: int) -> int:
+        """Off-chip activation bytes per beat of K pass ``k``: only real activations travel
+        (no padding slots, no empty slots of dense virtual groups)."""
+        return self.act_last_pass_bytes if k == self.passes - 1 else self.act_pass_bytes
+
     @property
     def dram_act_bytes(self) -> int:
-        x = self.gemm.p * self.passes * self.act_beat_bytes
+        x = self.gemm.p * ((self.passes - 1) * self.act_pass_bytes + self.act_last_pass_bytes)
         return self.gemm.groups * x * (1 if self.acts_resident else self.col_blocks)
 
     @property
@@ -132,6 +141,8 @@ def candidate_tilings(gemm: Gemm, cfg: ArrayConfig, *, sparse: bool,
     passes = -(-k_slots // kp)
     col_tiles = -(-gemm.cols // cfg.cols)
     act_beat = kp * ab
+    real_per_pass = kp if sparse else kp // cfg.m * cfg.n
+    real_last = gemm.k - (passes - 1) * real_per_pass
     w_tile = cfg.rows * cfg.cols * cfg.n * wb
     meta_tile = _bytes(cfg.rows * cfg.cols * cfg.n * cfg.index_width)
     out_row = cfg.cols * ab
@@ -161,17 +172,21 @@ def candidate_tilings(gemm: Gemm, cfg: ArrayConfig, *, sparse: bool,
         out.append(Tiling(
             gemm=gemm, sparse=sparse, k_slots=k_slots, passes=passes, col_tiles=col_tiles,
             col_block=cb, p_block=p_block, p_blocks=p_blocks,
-            acts_resident=gemm.p * passes * act_beat <= act_half,
+            acts_resident=gemm.p * gemm.k * ab <= act_half,
             weights_resident=cb * passes * (w_tile + meta_tile) <= w_half,
-            act_beat_bytes=act_beat, weight_tile_bytes=w_tile, metadata_tile_bytes=meta_tile,
-            out_row_bytes=out_row))
+            act_beat_bytes=act_beat, act_pass_bytes=real_per_pass * ab,
+            act_last_pass_bytes=real_last * ab, weight_tile_bytes=w_tile,
+            metadata_tile_bytes=meta_tile, out_row_bytes=out_row))
     return out
 
 
 def schedule_gemm(gemm: Gemm, cfg: ArrayConfig, *, sparse: bool, name: str = "gemm") -> Tiling:
-    """The tiling with the least off-chip traffic."""
-    return min(candidate_tilings(gemm, cfg, sparse=sparse, name=name),
-               key=lambda t: (t.dram_bytes, t.tiles, t.col_block))
+    """The tiling with the least off-chip traffic among those whose P blocks are long enough to
+    hide the next tile's weight load (``tile_period`` beats, when P allows it)."""
+    cands = candidate_tilings(gemm, cfg, sparse=sparse, name=name)
+    period = timing.array_timing(cfg).tile_period
+    hidden = [t for t in cands if t.block_beats(t.p_blocks - 1) >= min(gemm.p, period)]
+    return min(hidden or cands, key=lambda t: (t.dram_bytes, t.tiles, t.col_block))
 
 
 def layer_runs_sparse(layer: Layer, cfg: ArrayConfig) -> bool:
@@ -246,7 +261,7 @@ def iter_program(tiling: Tiling) -> Iterator[Op]:
                     for c in cols:
                         if c == cols[0] and (cb == 0 or not t.acts_resident):
                             yield LoadActs(group=g, p_block=pb, k_pass=k, beats=beats,
-                                           dram_bytes=beats * t.act_beat_bytes)
+                                           dram_bytes=beats * t.act_bytes_per_beat(k))
                         if pb == 0 or not t.weights_resident:
                             yield LoadWeights(group=g, col_tile=c, k_pass=k,
                                               weight_bytes=t.weight_tile_bytes,
