@@ -146,15 +146,15 @@ def layer_cycles(t: Tiling, cfg: ArrayConfig) -> Cycles:
     def stall(nbytes: int, length: int) -> int:
         return max(0, _ceil_div(nbytes, bw) - length)
 
-    def acts(cb: int, beats: int) -> int:
-        return beats * t.act_beat_bytes if (cb == 0 or not t.acts_resident) else 0
+    def acts(cb: int, beats: int, k: int) -> int:
+        return beats * t.act_bytes_per_beat(k) if (cb == 0 or not t.acts_resident) else 0
 
     def weights(pb: int) -> int:
         return (t.weight_tile_bytes + t.metadata_tile_bytes
                 if (pb == 0 or not t.weights_resident) else 0)
 
     blocks = [(cb, pb) for cb in range(t.col_blocks) for pb in range(t.p_blocks)]
-    first_dma = acts(0, t.block_beats(0)) + weights(0)
+    first_dma = acts(0, t.block_beats(0), 0) + weights(0)
 
     def group_sum(last_group: bool) -> tuple[int, int]:
         """(sum of max(beats, period) over all tiles but a final one, stall cycles)."""
@@ -162,16 +162,18 @@ def layer_cycles(t: Tiling, cfg: ArrayConfig) -> Cycles:
         for i, (cb, pb) in enumerate(blocks):
             b = t.block_beats(pb)
             nc, ps = t.block_cols(cb), t.passes
-            w, a, store = weights(pb), acts(cb, b), b * t.out_row_bytes
+            w, store = weights(pb), b * t.out_row_bytes
+            a_full, a_last = acts(cb, b, 0), acts(cb, b, ps - 1)
             length = max(b, period)
             if i + 1 < len(blocks):
                 ncb, npb = blocks[i + 1]
-                nxt = acts(ncb, t.block_beats(npb)) + weights(npb)
+                nxt = acts(ncb, t.block_beats(npb), 0) + weights(npb)
             else:
                 nxt = first_dma
             final = last_group and i + 1 == len(blocks)
-            stalls += ((ps - 1) * (nc - 1) * stall(w, length) + (ps - 1) * stall(a + w, length)
-                       + (nc - 1) * stall(store + w, length))
+            stalls += (ps - 1) * (nc - 1) * stall(w, length) + (nc - 1) * stall(store + w, length)
+            if ps >= 2:  # moving on to K pass k+1 loads its activations
+                stalls += (ps - 2) * stall(a_full + w, length) + stall(a_last + w, length)
             if final:
                 stalls += stall(store, b + latency)
             else:
