@@ -18,7 +18,7 @@ from .graph import LayerGraph
 
 __all__ = ["CACHE_VERSION", "cache_dir", "get_graph", "names"]
 
-CACHE_VERSION = "1"
+CACHE_VERSION = "2"
 
 
 def cache_dir() -> Path:
@@ -50,13 +50,14 @@ def _text(model_fn: Callable[[], Any], seq: int) -> Callable[[int], tuple[Any, t
 def _resnet50() -> Any:
     from transformers import ResNetConfig, ResNetForImageClassification
 
-    return ResNetForImageClassification(ResNetConfig())  # defaults are ResNet-50
+    # The config defaults are ResNet-50's layers; the head is ImageNet's 1000 classes.
+    return ResNetForImageClassification(ResNetConfig(num_labels=1000))
 
 
 def _mobilenet_v2() -> Any:
     from transformers import MobileNetV2Config, MobileNetV2ForImageClassification
 
-    return MobileNetV2ForImageClassification(MobileNetV2Config())
+    return MobileNetV2ForImageClassification(MobileNetV2Config(num_labels=1000))
 
 
 def _vit_b16() -> Any:
