@@ -206,7 +206,8 @@ PRESETS: dict[str, ArrayConfig] = {
     "default": ArrayConfig(rows=8, cols=8, n=2, m=4),
     "dense": ArrayConfig(rows=8, cols=8, n=1, m=1),
     "1of4": ArrayConfig(rows=8, cols=8, n=1, m=4),
-    "large": ArrayConfig(rows=16, cols=16, n=2, m=4),
+    # DRAM bandwidth scales with the multipliers: 1/8 byte per multiplier per cycle, as default.
+    "large": ArrayConfig(rows=16, cols=16, n=2, m=4, dram_bytes_per_cycle=64),
 }
 
 
