@@ -3,9 +3,6 @@ model as the cocotb testbenches."""
 
 from __future__ import annotations
 
-import os
-import zlib
-
 import numpy as np
 import pytest
 
@@ -27,10 +24,9 @@ TINY = {
 
 
 @pytest.fixture
-def rng(request):
-    seed = int(os.environ.get("SPARSA_SEED", zlib.crc32(request.node.nodeid.encode())))
-    print(f"seed {seed} (set SPARSA_SEED to override)")
-    return np.random.default_rng(seed)
+def rng(request, seed_for):
+    """One seed per test (overrides the multi-seed ``rng`` of conftest)."""
+    return np.random.default_rng(seed_for(request.node.nodeid))
 
 
 def assert_golden(tiles, outputs):

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import zlib
-
 import pytest
 
 from sparsa.config import ArrayConfig
@@ -24,18 +21,12 @@ CONFIGS = {
 }
 
 
-def seed_for(test_id: str) -> int:
-    """``SPARSA_SEED`` if set, else a fixed seed per test so CI runs are reproducible."""
-    return int(os.environ.get("SPARSA_SEED", zlib.crc32(test_id.encode())))
-
-
 @pytest.mark.rtl
 @pytest.mark.parametrize("simulator", SIMULATORS)
 @pytest.mark.parametrize("name", CONFIGS)
-def test_array(name: str, simulator: str) -> None:
+def test_array(name: str, simulator: str, seed_for) -> None:
     cfg = CONFIGS[name]
     seed = seed_for(f"array-{name}-{simulator}")
-    print(f"seed {seed} (set SPARSA_SEED to override)")
     result = run_testbench(cfg, top="array", simulator=simulator, seed=seed)
     assert result.tests >= 8, f"expected all array testbench tests to run, got {result.tests}"
     assert result.failed == 0, f"{result.failed} of {result.tests} failed: {result.results_xml}"
@@ -54,10 +45,9 @@ PE_PATTERNS = {f"{c.n}of{c.m}-d{c.pipeline_depth}": c for c in CONFIGS.values()}
 @pytest.mark.rtl
 @pytest.mark.parametrize("simulator", SIMULATORS)
 @pytest.mark.parametrize("pattern", PE_PATTERNS)
-def test_pe(pattern: str, simulator: str) -> None:
+def test_pe(pattern: str, simulator: str, seed_for) -> None:
     cfg = PE_PATTERNS[pattern]
     seed = seed_for(f"pe-{pattern}-{simulator}")
-    print(f"seed {seed} (set SPARSA_SEED to override)")
     result = run_testbench(cfg, top="pe", simulator=simulator, seed=seed)
     assert result.tests == 2, f"expected both PE testbench tests to run, got {result.tests}"
     assert result.failed == 0, f"{result.failed} of {result.tests} failed: {result.results_xml}"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import os
 import re
 
 import numpy as np
@@ -18,26 +17,10 @@ import pytest
 from sparsa.sim import golden
 from sparsa.sim.golden import NMPatternError, OperandRangeError
 
-DEFAULT_SEED = 20240917
-N_SEEDS = 4
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
 PATTERNS = [(1, 1), (1, 2), (2, 4), (1, 4), (2, 8), (4, 8), (4, 4), (3, 4)]
 PATTERN_IDS = [f"{n}:{m}" for n, m in PATTERNS]
-
-
-@pytest.fixture(params=range(N_SEEDS), ids=lambda i: f"seed+{i}")
-def seed(request) -> int:
-    base = int(os.environ.get("SPARSA_SEED", DEFAULT_SEED))
-    value = base + request.param
-    print(f"seed = {value} (SPARSA_SEED={base} + {request.param})")
-    request.node.user_properties.append(("seed", value))
-    return value
-
-
-@pytest.fixture
-def rng(seed) -> np.random.Generator:
-    return np.random.default_rng(seed)
 
 
 # --- independent references (no sparsa code) -----------------------------------------------

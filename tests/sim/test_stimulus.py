@@ -6,7 +6,6 @@ Seeds: ``SPARSA_SEED`` (environment, default below) plus the parameter index, pr
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as np
 import pytest
@@ -14,8 +13,6 @@ import pytest
 from sparsa.config import PRESETS, ArrayConfig
 from sparsa.sim import stimulus
 
-DEFAULT_SEED = 4242
-N_SEEDS = 3
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
 CONFIGS = {
@@ -25,20 +22,6 @@ CONFIGS = {
     "2x3-4:8": ArrayConfig(rows=2, cols=3, n=4, m=8),
     "1x4-3:4": ArrayConfig(rows=1, cols=4, n=3, m=4),
 }
-
-
-@pytest.fixture(params=range(N_SEEDS), ids=lambda i: f"seed+{i}")
-def seed(request) -> int:
-    base = int(os.environ.get("SPARSA_SEED", DEFAULT_SEED))
-    value = base + request.param
-    print(f"seed = {value} (SPARSA_SEED={base} + {request.param})")
-    request.node.user_properties.append(("seed", value))
-    return value
-
-
-@pytest.fixture
-def rng(seed) -> np.random.Generator:
-    return np.random.default_rng(seed)
 
 
 def to_signed(values, bits: int = 32) -> np.ndarray:

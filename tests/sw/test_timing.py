@@ -14,7 +14,8 @@ def walk(cfg: ArrayConfig, beats: list[int]) -> int:
     """Step the array's handshake rules one cycle at a time (streams always valid, output always
     ready): weight row r of the next tile may be written once ``since_swap >= r + cols - 3``
     (``since_swap`` counts cycles after the swap beat's cycle, starting at 0), a swap beat needs
-    a full shadow bank, outputs leave ``rows + cols - 1 + pipeline_depth`` cycles after their input."""
+    a full shadow bank, outputs leave ``rows + cols - 1 + pipeline_depth`` cycles after their
+    input."""
     rows, cols = cfg.rows, cfg.cols
     cycle, tile, beat, wrow, loaded_tiles = 0, 0, 0, 0, 0
     shadow_full, since_swap = False, 10**9
