@@ -73,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     # Commands of the other subpackages register themselves here (their modules import heavy
     # dependencies such as torch only inside the command functions).
+    # --- fpga commands ---
+    from sparsa.hw.fpga_commands import register as register_fpga
+    register_fpga(sub)
     # --- models/pruning commands ---
     from sparsa.models.commands import register as register_models
     register_models(sub)

