@@ -9,9 +9,11 @@ from __future__ import annotations
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import data
 
+from sparsa import isa
 from sparsa.config import ArrayConfig
 
-__all__ = ["act_beat", "pe_act", "pe_weights", "psum_row", "weight_row"]
+__all__ = ["act_beat", "data_in_width", "instruction", "pe_act", "pe_weights", "psum_row",
+           "scale_row", "weight_row"]
 
 
 def pe_weights(cfg: ArrayConfig) -> data.StructLayout:
@@ -49,3 +51,22 @@ def weight_row(cfg: ArrayConfig) -> data.ArrayLayout:
 def psum_row(cfg: ArrayConfig) -> data.ArrayLayout:
     """One beat of ``psum_in`` / ``psum``: ``cols`` accumulators."""
     return data.ArrayLayout(signed(cfg.acc_width), cfg.cols)
+
+
+def instruction() -> data.StructLayout:
+    """An instruction word, from the one definition in :mod:`sparsa.isa` (LSB first)."""
+    return data.StructLayout({name: unsigned(bits) for name, bits in isa.FIELDS})
+
+
+def scale_row(cfg: ArrayConfig) -> data.ArrayLayout:
+    """Requantization parameters, one multiplier and shift per output column (LOAD_SCALE)."""
+    return data.ArrayLayout(data.StructLayout({
+        "mult": unsigned(isa.SCALE_MULT_BITS),
+        "shift": unsigned(isa.SCALE_SHIFT_BITS),
+    }), cfg.cols)
+
+
+def data_in_width(cfg: ArrayConfig) -> int:
+    """Bits per ``data_in`` beat: the widest scratchpad row (or the scale row)."""
+    return max(act_beat(cfg).size - 1, weight_row(cfg).size, psum_row(cfg).size,
+               scale_row(cfg).size)

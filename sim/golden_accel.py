@@ -1,0 +1,112 @@
+"""Golden model of the accelerator: executes instructions one by one on NumPy scratchpads.
+
+Bit-exact with :class:`sparsa.hw.accelerator.Accelerator` (what it computes, not when): data
+rows are decoded with the packers of :mod:`sparsa.isa`, GEMMs use :func:`golden.gemm_nm`,
+requantization :func:`golden.requantize`. No Amaranth import.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sparsa import isa
+from sparsa.config import ArrayConfig
+from sparsa.isa import Instruction, Opcode
+
+from . import golden
+
+__all__ = ["GoldenAccelerator", "ProgramError"]
+
+
+class ProgramError(ValueError):
+    """The program cannot run: bad address, missing data, COMPUTE without PRELOAD..."""
+
+
+@dataclass
+class GoldenAccelerator:
+    cfg: ArrayConfig
+    depths: dict[str, int]
+    act: np.ndarray = field(init=False)
+    weight: list = field(init=False)
+    acc: np.ndarray = field(init=False)
+    shadow: tuple[np.ndarray, np.ndarray] | None = field(default=None, init=False)
+    mult: np.ndarray = field(init=False)
+    shift: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        cfg = self.cfg
+        self.act = np.zeros((self.depths["act"], cfg.act_vector_width), dtype=np.int64)
+        self.weight = [None] * self.depths["weight"]
+        self.acc = np.zeros((self.depths["acc"], cfg.cols), dtype=np.int64)
+        self.mult = np.zeros(cfg.cols, dtype=np.int64)
+        self.shift = np.zeros(cfg.cols, dtype=np.int64)
+
+    def _rows(self, name: str, base: int, count: int, insn: Instruction) -> range:
+        if base + count > self.depths[name]:
+            raise ProgramError(f"{insn.opcode.name}: rows {base}..{base + count - 1} exceed the "
+                               f"{name} scratchpad ({self.depths[name]} rows)")
+        return range(base, base + count)
+
+    def run(self, program: Iterable[Instruction], data_in: Sequence[int]) -> list[np.ndarray]:
+        """Execute ``program`` consuming ``data_in`` beats; return the ``data_out`` rows."""
+        cfg = self.cfg
+        beats = iter(data_in)
+        out: list[np.ndarray] = []
+
+        def take(insn: Instruction) -> int:
+            try:
+                return next(beats)
+            except StopIteration:
+                raise ProgramError(f"{insn.opcode.name}: data_in ran out of beats") from None
+
+        for insn in program:
+            op = insn.opcode
+            if op == Opcode.LOAD_ACT:
+                for r in self._rows("act", insn.addr, insn.count, insn):
+                    self.act[r] = isa.unpack_act_row(cfg, take(insn))
+            elif op == Opcode.LOAD_WEIGHT:
+                for r in self._rows("weight", insn.addr, insn.count, insn):
+                    self.weight[r] = isa.unpack_weight_row(cfg, take(insn))
+            elif op == Opcode.LOAD_ACC:
+                for r in self._rows("acc", insn.acc_addr, insn.count, insn):
+                    self.acc[r] = isa.unpack_psum_row(cfg, take(insn))
+            elif op == Opcode.LOAD_SCALE:
+                mult, shift = isa.unpack_scale_row(cfg, take(insn))
+                self.mult, self.shift = np.array(mult), np.array(shift)
+            elif op == Opcode.PRELOAD:
+                rows = [self.weight[r] for r in self._rows("weight", insn.addr, cfg.rows, insn)]
+                if any(r is None for r in rows):
+                    raise ProgramError(f"PRELOAD reads weight rows {insn.addr}.."
+                                       f"{insn.addr + cfg.rows - 1}, not all of them loaded")
+                values = np.array([r[0] for r in rows], dtype=np.int64)   # (rows, n, cols)
+                indices = np.array([r[1] for r in rows], dtype=np.int64)
+                self.shadow = (values, indices)
+            elif op == Opcode.COMPUTE:
+                if insn.count == 0:
+                    continue
+                if self.shadow is None:
+                    raise ProgramError("COMPUTE without a PRELOAD since the previous COMPUTE "
+                                       "(the array would wait for weights forever)")
+                values, indices = self.shadow
+                self.shadow = None
+                packed = golden.CompressedNM(values=values, indices=indices, n=cfg.n, m=cfg.m,
+                                             k=cfg.k_per_pass)
+                acts = self.act[list(self._rows("act", insn.addr, insn.count, insn))]
+                rows = list(self._rows("acc", insn.acc_addr, insn.count, insn))
+                psum = self.acc[rows] if insn.accumulate else None
+                self.acc[rows] = golden.gemm_nm(acts, packed, psum, act_width=cfg.act_width,
+                                                weight_width=cfg.weight_width,
+                                                acc_width=cfg.acc_width)
+            elif op == Opcode.STORE:
+                rows = self.acc[list(self._rows("acc", insn.acc_addr, insn.count, insn))]
+                if insn.raw:
+                    out.extend(rows.copy())
+                else:
+                    out.extend(golden.requantize(rows, self.mult, self.shift, relu=insn.relu,
+                                                 out_width=cfg.act_width))
+            else:  # pragma: no cover - Opcode is exhaustive
+                raise ProgramError(f"unknown opcode {op!r}")
+        return out
