@@ -7,8 +7,8 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from sparsa.config import ArrayConfig
 from sparsa import isa
+from sparsa.config import ArrayConfig
 from sparsa.isa import Opcode
 
 from . import layouts
@@ -120,7 +120,7 @@ class Accelerator(wiring.Component):
                 m.d.sync += scales.eq(self.data_in.payload)
 
         # ---- read pipelines: rows of a memory -> a stream, one per cycle ------------------
-        def row_reader(name, ports, out_ready, gate=Const(1)):
+        def row_reader(name, ports, out_ready, gate=None):
             """A counter walking ``count`` rows from ``base`` through sync read ports; the row
             read in cycle t is presented (``valid``) from cycle t+1 until taken."""
             busy_rows = Signal(ADDR_BITS + 1, name=f"{name}_rows")   # rows not yet read
@@ -131,7 +131,7 @@ class Accelerator(wiring.Component):
             issue = Signal(name=f"{name}_issue")
             m.d.comb += [
                 advance.eq(~valid | out_ready),
-                issue.eq(advance & (busy_rows != 0) & gate),
+                issue.eq(advance & (busy_rows != 0) & (1 if gate is None else gate)),
             ]
             for port in ports:
                 m.d.comb += port.en.eq(advance)
@@ -257,27 +257,26 @@ class Accelerator(wiring.Component):
         m.d.comb += self.insn.ready.eq(can)
         dispatch = self.insn.valid & self.insn.ready
 
-        with m.If(dispatch):
-            with m.Switch(op):
-                with m.Case(Opcode.LOAD_ACT, Opcode.LOAD_WEIGHT, Opcode.LOAD_ACC):
-                    m.d.sync += [ld_busy.eq(count != 0), ld_op.eq(op),
-                                 ld_addr.eq(Mux(op == Opcode.LOAD_ACC, acc_addr, addr)),
-                                 ld_count.eq(count), ld_total.eq(count),
-                                 ld_base.eq(Mux(op == Opcode.LOAD_ACC, acc_addr, addr))]
-                with m.Case(Opcode.LOAD_SCALE):
-                    m.d.sync += [ld_busy.eq(1), ld_op.eq(op), ld_count.eq(1), ld_total.eq(0)]
-                with m.Case(Opcode.PRELOAD):
-                    m.d.sync += [pre_rows.eq(cfg.rows), pre_addr.eq(addr), pre_base.eq(addr)]
-                with m.Case(Opcode.COMPUTE):
-                    m.d.sync += [feed_rows.eq(count), feed_addr.eq(addr), feed_index.eq(0),
-                                 feed_act_base.eq(addr), feed_acc_base.eq(acc_addr),
-                                 feed_count.eq(count), feed_first.eq(1),
-                                 feed_accumulate.eq(insn.accumulate),
-                                 feed_gated.eq(chain & ~pop)]
-                with m.Case(Opcode.STORE):
-                    m.d.sync += [st_rows.eq(count), st_addr.eq(acc_addr), st_base.eq(acc_addr),
-                                 st_count.eq(count), st_relu.eq(insn.relu),
-                                 st_raw.eq(insn.raw)]
+        with m.If(dispatch), m.Switch(op):
+            with m.Case(Opcode.LOAD_ACT, Opcode.LOAD_WEIGHT, Opcode.LOAD_ACC):
+                m.d.sync += [ld_busy.eq(count != 0), ld_op.eq(op),
+                             ld_addr.eq(Mux(op == Opcode.LOAD_ACC, acc_addr, addr)),
+                             ld_count.eq(count), ld_total.eq(count),
+                             ld_base.eq(Mux(op == Opcode.LOAD_ACC, acc_addr, addr))]
+            with m.Case(Opcode.LOAD_SCALE):
+                m.d.sync += [ld_busy.eq(1), ld_op.eq(op), ld_count.eq(1), ld_total.eq(0)]
+            with m.Case(Opcode.PRELOAD):
+                m.d.sync += [pre_rows.eq(cfg.rows), pre_addr.eq(addr), pre_base.eq(addr)]
+            with m.Case(Opcode.COMPUTE):
+                m.d.sync += [feed_rows.eq(count), feed_addr.eq(addr), feed_index.eq(0),
+                             feed_act_base.eq(addr), feed_acc_base.eq(acc_addr),
+                             feed_count.eq(count), feed_first.eq(1),
+                             feed_accumulate.eq(insn.accumulate),
+                             feed_gated.eq(chain & ~pop)]
+            with m.Case(Opcode.STORE):
+                m.d.sync += [st_rows.eq(count), st_addr.eq(acc_addr), st_base.eq(acc_addr),
+                             st_count.eq(count), st_relu.eq(insn.relu),
+                             st_raw.eq(insn.raw)]
 
         with m.If(pop & ~(dispatch & (op == Opcode.COMPUTE))):
             m.d.sync += feed_gated.eq(0)
