@@ -231,52 +231,51 @@ class Accelerator(wiring.Component):
         chain = insn.accumulate & (pending == 1) & (acc_addr == wq_addr[0]) & \
             (count == wq_count[0])
 
+        # Per-opcode dispatch conditions and engine start (if/elif chains: an m.Switch would
+        # become one incomplete Verilog case statement per register).
+        is_load = (op == Opcode.LOAD_ACT) | (op == Opcode.LOAD_WEIGHT) | (op == Opcode.LOAD_ACC)
         can = Signal()
-        with m.Switch(op):
-            with m.Case(Opcode.LOAD_ACT):
-                m.d.comb += can.eq(~ld_busy & ~(feed_busy & _overlap(
-                    addr, count, feed_act_base, feed_count)))
-            with m.Case(Opcode.LOAD_WEIGHT):
-                m.d.comb += can.eq(~ld_busy & ~(pre_busy & _overlap(
-                    addr, count, pre_base, cfg.rows)))
-            with m.Case(Opcode.LOAD_ACC):
-                m.d.comb += can.eq(~ld_busy & ~feed_busy & (pending == 0) & ~st_busy)
-            with m.Case(Opcode.LOAD_SCALE):
-                m.d.comb += can.eq(~ld_busy & ~st_busy)
-            with m.Case(Opcode.PRELOAD):
-                m.d.comb += can.eq(~pre_busy & ~(ld_target_weight & _overlap(
-                    addr, cfg.rows, ld_base, ld_total)))
-            with m.Case(Opcode.COMPUTE):
-                m.d.comb += can.eq(
-                    ~feed_busy & (pending != 2) & ~ld_target_acc &
-                    ~(ld_target_act & _overlap(addr, count, ld_base, ld_total)) &
-                    ~(st_busy & _overlap(acc_addr, count, st_base, st_count)) &
-                    (~acc_hazard_any | chain))
-            with m.Case(Opcode.STORE):
-                m.d.comb += can.eq(~st_busy & ~ld_target_acc & ~acc_hazard_any)
+        with m.If(op == Opcode.LOAD_ACT):
+            m.d.comb += can.eq(~ld_busy & ~(feed_busy & _overlap(
+                addr, count, feed_act_base, feed_count)))
+        with m.Elif(op == Opcode.LOAD_WEIGHT):
+            m.d.comb += can.eq(~ld_busy & ~(pre_busy & _overlap(
+                addr, count, pre_base, cfg.rows)))
+        with m.Elif(op == Opcode.LOAD_ACC):
+            m.d.comb += can.eq(~ld_busy & ~feed_busy & ~pending.any() & ~st_busy)
+        with m.Elif(op == Opcode.LOAD_SCALE):
+            m.d.comb += can.eq(~ld_busy & ~st_busy)
+        with m.Elif(op == Opcode.PRELOAD):
+            m.d.comb += can.eq(~pre_busy & ~(ld_target_weight & _overlap(
+                addr, cfg.rows, ld_base, ld_total)))
+        with m.Elif(op == Opcode.COMPUTE):
+            m.d.comb += can.eq(
+                ~feed_busy & (pending != 2) & ~ld_target_acc &
+                ~(ld_target_act & _overlap(addr, count, ld_base, ld_total)) &
+                ~(st_busy & _overlap(acc_addr, count, st_base, st_count)) &
+                (~acc_hazard_any | chain))
+        with m.Elif(op == Opcode.STORE):
+            m.d.comb += can.eq(~st_busy & ~ld_target_acc & ~acc_hazard_any)
+        # Any other opcode is never dispatched (the host checks its programs).
         m.d.comb += self.insn.ready.eq(can)
         dispatch = self.insn.valid & self.insn.ready
 
-        with m.If(dispatch), m.Switch(op):
-            with m.Case(Opcode.LOAD_ACT, Opcode.LOAD_WEIGHT, Opcode.LOAD_ACC):
-                m.d.sync += [ld_busy.eq(count != 0), ld_op.eq(op),
-                             ld_addr.eq(Mux(op == Opcode.LOAD_ACC, acc_addr, addr)),
-                             ld_count.eq(count), ld_total.eq(count),
-                             ld_base.eq(Mux(op == Opcode.LOAD_ACC, acc_addr, addr))]
-            with m.Case(Opcode.LOAD_SCALE):
-                m.d.sync += [ld_busy.eq(1), ld_op.eq(op), ld_count.eq(1), ld_total.eq(0)]
-            with m.Case(Opcode.PRELOAD):
-                m.d.sync += [pre_rows.eq(cfg.rows), pre_addr.eq(addr), pre_base.eq(addr)]
-            with m.Case(Opcode.COMPUTE):
-                m.d.sync += [feed_rows.eq(count), feed_addr.eq(addr), feed_index.eq(0),
-                             feed_act_base.eq(addr), feed_acc_base.eq(acc_addr),
-                             feed_count.eq(count), feed_first.eq(1),
-                             feed_accumulate.eq(insn.accumulate),
-                             feed_gated.eq(chain & ~pop)]
-            with m.Case(Opcode.STORE):
-                m.d.sync += [st_rows.eq(count), st_addr.eq(acc_addr), st_base.eq(acc_addr),
-                             st_count.eq(count), st_relu.eq(insn.relu),
-                             st_raw.eq(insn.raw)]
+        with m.If(dispatch & is_load):
+            base = Mux(op == Opcode.LOAD_ACC, acc_addr, addr)
+            m.d.sync += [ld_busy.eq(count != 0), ld_op.eq(op), ld_addr.eq(base),
+                         ld_count.eq(count), ld_total.eq(count), ld_base.eq(base)]
+        with m.If(dispatch & (op == Opcode.LOAD_SCALE)):
+            m.d.sync += [ld_busy.eq(1), ld_op.eq(op), ld_count.eq(1), ld_total.eq(0)]
+        with m.If(dispatch & (op == Opcode.PRELOAD)):
+            m.d.sync += [pre_rows.eq(cfg.rows), pre_addr.eq(addr), pre_base.eq(addr)]
+        with m.If(dispatch & (op == Opcode.COMPUTE)):
+            m.d.sync += [feed_rows.eq(count), feed_addr.eq(addr), feed_index.eq(0),
+                         feed_act_base.eq(addr), feed_acc_base.eq(acc_addr),
+                         feed_count.eq(count), feed_first.eq(1),
+                         feed_accumulate.eq(insn.accumulate), feed_gated.eq(chain & ~pop)]
+        with m.If(dispatch & (op == Opcode.STORE)):
+            m.d.sync += [st_rows.eq(count), st_addr.eq(acc_addr), st_base.eq(acc_addr),
+                         st_count.eq(count), st_relu.eq(insn.relu), st_raw.eq(insn.raw)]
 
         with m.If(pop & ~(dispatch & (op == Opcode.COMPUTE))):
             m.d.sync += feed_gated.eq(0)
@@ -285,7 +284,7 @@ class Accelerator(wiring.Component):
         m.d.comb += push.eq(dispatch & (op == Opcode.COMPUTE) & (count != 0))
         slot = Mux(pop, pending - 1, pending)
         with m.If(push):
-            with m.If(slot == 0):
+            with m.If(~slot.any()):
                 m.d.sync += [wq_addr[0].eq(acc_addr), wq_count[0].eq(count)]
             with m.Else():
                 m.d.sync += [wq_addr[1].eq(acc_addr), wq_count[1].eq(count)]
@@ -304,7 +303,7 @@ class Accelerator(wiring.Component):
             "act_writes": act_wr.en,
             "weight_reads": array.weight.valid & array.weight.ready,
             "weight_writes": weight_wr.en,
-            "acc_reads": (act_fire & acc_q) | (self.data_out.valid & self.data_out.ready),
+            "acc_reads": (act_fire & acc_q) + (self.data_out.valid & self.data_out.ready),
             "acc_writes": acc_wr.en,
             "data_in_beats": ld_fire,
             "data_out_beats": self.data_out.valid & self.data_out.ready,

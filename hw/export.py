@@ -16,6 +16,7 @@ from amaranth.lib import wiring
 
 from sparsa.config import ArrayConfig
 
+from .accelerator import Accelerator
 from .array import SystolicArray
 from .pe import SparsePE
 
@@ -25,6 +26,7 @@ __all__ = ["LINT_WAIVERS", "TOPS", "Export", "build_top", "export_verilog", "por
 TOPS = {
     "array": ("sparsa_array", SystolicArray),
     "pe": ("sparsa_pe", SparsePE),
+    "accelerator": ("sparsa_accelerator", Accelerator),
 }
 
 LINT_WAIVERS = "lint_waivers.vlt"

@@ -63,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("verilog", help="write Verilog and a JSON manifest for a configuration")
     add_config_args(p)
-    p.add_argument("--top", choices=("array", "pe"), default="array", help="design to export")
+    p.add_argument("--top", choices=("array", "pe", "accelerator"), default="array",
+                   help="design to export")
     p.add_argument("-o", "--output", default="build/verilog", help="output directory")
     p.add_argument("--lint", action="store_true", help="run verilator --lint-only -Wall on it")
     p.set_defaults(func=_cmd_verilog)

@@ -8,7 +8,7 @@ from sparsa.cli import main
 
 
 @pytest.mark.rtl
-@pytest.mark.parametrize("top", ["array", "pe"])
+@pytest.mark.parametrize("top", ["array", "pe", "accelerator"])
 @pytest.mark.parametrize("nm", ["2:4", "1:4", "2:8", "1:1", "4:4", "3:4"])
 def test_verilog_is_lint_clean(tmp_path, capsys, top, nm):
     assert main(["verilog", "--rows", "4", "--cols", "3", "--nm", nm, "--top", top,

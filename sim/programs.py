@@ -1,0 +1,93 @@
+"""Random accelerator programs for tests: a GEMM tiled by hand into instructions + data beats.
+
+Two loop orders: ``k_inner`` (for each column tile all K passes back to back: accumulation
+chains on the same accumulator rows) and ``cols_inner`` (for each K pass all column tiles:
+consecutive COMPUTEs write different rows). Weights are N:M (or dense hardware), activations
+over the full int8 range; scales random, so STORE exercises requantization and ReLU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from sparsa import isa
+from sparsa.config import ArrayConfig
+from sparsa.isa import Instruction
+from sparsa.isa import Opcode as O
+
+from . import golden
+from .stimulus import random_acts, random_nm_weights
+
+__all__ = ["GemmProgram", "gemm_program"]
+
+
+@dataclass(frozen=True)
+class GemmProgram:
+    program: list[Instruction]
+    data_in: list[int]
+    x: np.ndarray
+    w: np.ndarray
+    bias: np.ndarray
+    mult: np.ndarray
+    shift: np.ndarray
+    relu: bool
+
+    def reference(self, acc_width: int, act_width: int) -> tuple[np.ndarray, np.ndarray]:
+        """Independent expectation: (requantized, raw) = dense matmul + bias, wrapped."""
+        raw = golden.gemm_dense(self.x, self.w, self.bias, acc_width=acc_width)
+        return golden.requantize(raw, self.mult, self.shift, relu=self.relu,
+                                 out_width=act_width), raw
+
+
+def gemm_program(cfg: ArrayConfig, rng: np.random.Generator, *, p: int, passes: int,
+                 col_tiles: int, order: str = "k_inner", bias: bool = True,
+                 relu: bool = False) -> GemmProgram:
+    if order not in ("k_inner", "cols_inner"):
+        raise ValueError(f"order must be 'k_inner' or 'cols_inner', not {order!r}")
+    kp, cols = cfg.k_per_pass, cfg.cols
+    k = kp * passes - (int(rng.integers(0, cfg.m)) if passes > 1 else 0)
+    w = random_nm_weights(rng, k, cols * col_tiles, cfg.n, cfg.m, width=cfg.weight_width)
+    x = random_acts(rng, p, k, width=cfg.act_width)
+    b = rng.integers(-(1 << 20), 1 << 20, size=cols * col_tiles) if bias else np.zeros(
+        cols * col_tiles, dtype=np.int64)
+    mult = rng.integers(1, 1 << 15, size=cols * col_tiles)
+    shift = rng.integers(8, 24, size=cols * col_tiles)
+    xp = np.zeros((p, passes * kp), dtype=np.int64)
+    xp[:, :k] = x
+    wp = np.zeros((passes * kp, cols * col_tiles), dtype=np.int64)
+    wp[:k] = w
+
+    prog: list[Instruction] = []
+    data: list[int] = []
+    # Activation rows of pass j at j*p; weight tile (c, j) at (c*passes + j)*rows;
+    # accumulators of column tile c at c*p.
+    prog.append(Instruction(O.LOAD_ACT, addr=0, count=passes * p))
+    for j in range(passes):
+        data += [isa.pack_act_row(cfg, row) for row in xp[:, j * kp:(j + 1) * kp]]
+    prog.append(Instruction(O.LOAD_ACC, acc_addr=0, count=col_tiles * p))
+    for c in range(col_tiles):
+        data += [isa.pack_psum_row(cfg, b[c * cols:(c + 1) * cols]) for _ in range(p)]
+    for c in range(col_tiles):
+        for j in range(passes):
+            packed = golden.pack_nm(wp[j * kp:(j + 1) * kp, c * cols:(c + 1) * cols],
+                                    cfg.n, cfg.m)
+            prog.append(Instruction(O.LOAD_WEIGHT, addr=(c * passes + j) * cfg.rows,
+                                    count=cfg.rows))
+            data += [isa.pack_weight_row(cfg, packed.values[r], packed.indices[r])
+                     for r in range(cfg.rows)]
+    steps = [(c, j) for c in range(col_tiles) for j in range(passes)] if order == "k_inner" \
+        else [(c, j) for j in range(passes) for c in range(col_tiles)]
+    for c, j in steps:
+        prog.append(Instruction(O.PRELOAD, addr=(c * passes + j) * cfg.rows))
+        prog.append(Instruction(O.COMPUTE, addr=j * p, acc_addr=c * p, count=p,
+                                accumulate=True))
+    for c in range(col_tiles):
+        prog.append(Instruction(O.LOAD_SCALE))
+        sl = slice(c * cols, (c + 1) * cols)
+        data.append(isa.pack_scale_row(cfg, mult[sl], shift[sl]))
+        prog.append(Instruction(O.STORE, acc_addr=c * p, count=p, relu=relu))
+        prog.append(Instruction(O.STORE, acc_addr=c * p, count=p, raw=True))
+    return GemmProgram(program=prog, data_in=data, x=x, w=w, bias=b, mult=mult, shift=shift,
+                       relu=relu)
