@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from sparsa.models.demo import demo_graph, digits_data
+from sparsa.sim.golden import gemm_dense, requantize
 from sparsa.sw.prune import prune_magnitude
 from sparsa.sw.quant import (
     QuantizedGraph,
@@ -44,8 +45,9 @@ from sparsa.sw.quant import (
     set_gemm_weight,
 )
 
-__all__ = ["Comparison", "build_hls_model", "compare", "golden_int", "hls_config",
-           "integer_torch_model", "quantized_demo", "run_hls", "scale_precision"]
+__all__ = ["Comparison", "RequantProbe", "build_hls_model", "build_probe_model", "compare",
+           "golden_int", "hls_config", "integer_torch_model", "quantized_demo", "requant_probe",
+           "run_hls", "scale_precision"]
 
 ACT_T = "ap_fixed<8,8>"
 WEIGHT_T = "ap_fixed<8,8>"
@@ -85,23 +87,24 @@ def integer_torch_model(qgraph: QuantizedGraph) -> Any:
             ql = qgraph.layers[i]
             if ql.weight.shape[0] != 1:
                 raise ValueError(f"layer {layer.name!r}: grouped GEMMs are not converted")
-            w = torch.from_numpy(set_gemm_weight(layer, ql.weight).astype(np.float32))
+            w = torch.from_numpy(set_gemm_weight(layer, ql.weight).astype(np.float64))
+            f64 = torch.float64  # int32 biases are exact in float64, not always in float32
             if layer.kind == "linear":
-                gemm: nn.Module = nn.Linear(w.shape[1], w.shape[0])
-                norm: nn.Module = nn.BatchNorm1d(w.shape[0], eps=0.0)
+                gemm: nn.Module = nn.Linear(w.shape[1], w.shape[0], dtype=f64)
+                norm: nn.Module = nn.BatchNorm1d(w.shape[0], eps=0.0, dtype=f64)
             else:
                 a = layer.attrs
                 if tuple(a.get("dilation", (1, 1))) != (1, 1):
                     raise ValueError(f"layer {layer.name!r}: dilated convolutions not converted")
                 gemm = nn.Conv2d(w.shape[1], w.shape[0], tuple(a["kernel"]),
                                  stride=tuple(a.get("stride", (1, 1))),
-                                 padding=tuple(a.get("padding", (0, 0))))
-                norm = nn.BatchNorm2d(w.shape[0], eps=0.0)
+                                 padding=tuple(a.get("padding", (0, 0))), dtype=f64)
+                norm = nn.BatchNorm2d(w.shape[0], eps=0.0, dtype=f64)
             scale = ql.multiplier[0].astype(np.float64) / np.exp2(ql.shift[0])
             with torch.no_grad():
                 gemm.weight.copy_(w)
-                gemm.bias.copy_(torch.from_numpy(ql.bias[0].astype(np.float32)))
-                norm.weight.copy_(torch.from_numpy(scale.astype(np.float32)))
+                gemm.bias.copy_(torch.from_numpy(ql.bias[0].astype(np.float64)))
+                norm.weight.copy_(torch.from_numpy(scale))
                 norm.bias.zero_()
                 norm.running_mean.zero_()
                 norm.running_var.fill_(1.0)
@@ -128,15 +131,23 @@ def hls_config(qgraph: QuantizedGraph, model: Any, backend: str = "Vivado") -> d
     config = hls4ml.utils.config_from_pytorch_model(
         model, in_shape, granularity="name", backend=backend, default_precision=ACT_T,
         channels_last_conversion="full", transpose_outputs=False)
-    gemm_index = {f"gemm{i}": i for i in qgraph.layers}
+    requant = {f"rq{i}": (ql.multiplier, ql.shift, ql.out_width)
+               for i, ql in qgraph.layers.items()}
+    _set_types(config, requant)
+    return config
+
+
+def _set_types(config: dict, requant: dict[str, tuple[np.ndarray, np.ndarray, int]]) -> None:
+    """Layers named ``gemm*``: int8 weights, int32 bias, wrapping int32 accumulator and result;
+    ``rq*`` (``requant[name] = (multiplier, shift, out_width)``): exact scale, round half up and
+    saturate to ``out_width`` bits; everything else int8."""
     for name, layer_cfg in config["LayerName"].items():
         prec = layer_cfg.setdefault("Precision", {})
-        if name in gemm_index:
+        if name.startswith("gemm"):
             prec.update(weight=WEIGHT_T, bias=BIAS_T, accum=ACC_T, result=ACC_T)
-        elif name.startswith("rq"):
-            ql = qgraph.layers[int(name[2:])]
-            w = ql.out_width
-            prec.update(scale=scale_precision(ql.multiplier, ql.shift), bias=ACT_T,
+        elif name in requant:
+            mult, shift, w = requant[name]
+            prec.update(scale=scale_precision(mult, shift), bias=ACT_T,
                         result=f"ap_fixed<{w},{w},AP_RND,AP_SAT>")
         else:
             # input, ReLU, pooling, flatten, transposes: int8 values
@@ -145,7 +156,6 @@ def hls_config(qgraph: QuantizedGraph, model: Any, backend: str = "Vivado") -> d
                     prec[key] = ACT_T
             if "accum" in prec:
                 prec["accum"] = ACC_T
-    return config
 
 
 def build_hls_model(qgraph: QuantizedGraph, output_dir: str | Path, *,
@@ -158,20 +168,131 @@ def build_hls_model(qgraph: QuantizedGraph, output_dir: str | Path, *,
     hls_model = hls4ml.converters.convert_from_pytorch_model(
         model, hls_config=config, output_dir=str(output_dir), backend=backend,
         io_type="io_parallel", project_name="sparsa_" + qgraph.graph.name)
-    _check_exact_scales(qgraph, hls_model)
+    _check_exact_scales(hls_model, {f"rq{i}": (ql.multiplier[0], ql.shift[0], ql.out_width)
+                                    for i, ql in qgraph.layers.items()})
+    _check_exact_biases(hls_model, {f"gemm{i}": ql.bias[0] for i, ql in qgraph.layers.items()})
     hls_model.compile()
     return hls_model
 
 
-def _check_exact_scales(qgraph: QuantizedGraph, hls_model: Any) -> None:
+@dataclass(frozen=True)
+class RequantProbe:
+    """One int8 GEMM + requantization layer with hand-made corner cases the digits models never
+    reach: biases near +-2**31 (the int32 accumulator wraps), shifts 0..31 with short multipliers
+    (exact ties ``x.5``, positive and negative), and scales that saturate."""
+
+    weight: np.ndarray  # (K, C)
+    bias: np.ndarray  # (C,)
+    multiplier: np.ndarray  # (C,)
+    shift: np.ndarray  # (C,)
+    x: np.ndarray  # (P, K)
+    out_width: int = 8
+
+    def accumulators(self) -> np.ndarray:
+        return gemm_dense(self.x, self.weight, np.broadcast_to(self.bias, (len(self.x),
+                                                                           self.bias.size)))
+
+    def corner_cases(self) -> dict[str, int]:
+        """How many outputs hit each corner case (in the golden model)."""
+        acc = self.accumulators()
+        exact = self.x @ self.weight + self.bias
+        prod = acc * self.multiplier
+        half = np.left_shift(1, np.maximum(self.shift - 1, 0))
+        tie = (self.shift > 0) & (np.bitwise_and(prod, np.left_shift(1, self.shift) - 1) == half)
+        y = self.golden()
+        hi = (1 << (self.out_width - 1)) - 1
+        inside = (y > -hi - 1) & (y < hi)
+        return {"outputs": int(y.size), "wrapped": int((acc != exact).sum()),
+                "ties_positive": int((tie & inside & (prod > 0)).sum()),
+                "ties_negative": int((tie & inside & (prod < 0)).sum()),
+                "at_limits": int((~inside).sum())}
+
+    def golden(self) -> np.ndarray:
+        return requantize(self.accumulators(), self.multiplier, self.shift,
+                          out_width=self.out_width)
+
+
+def requant_probe(seed: int, *, k: int = 4, cols: int = 48, samples: int = 400) -> RequantProbe:
+    """Random int8 inputs and three kinds of columns (a third each): *ties* (weights in
+    [-1, 1], small biases, shifts 1..6 with odd multipliers: many exact ``x.5`` results inside the
+    int8 range, of both signs), *wrap* (int8 weights, biases within a few thousand of +-2**31: the
+    sum leaves the int32 range and wraps, flipping the saturated output's sign) and *random*
+    (any weights, biases, shifts 0..31 and multipliers)."""
+    rng = np.random.default_rng(seed)
+    third = cols // 3
+    kind = np.repeat([0, 1, 2], [third, third, cols - 2 * third])  # ties, wrap, random
+    wmax = np.where(kind == 0, 1, rng.choice([1, 3, 15, 127], size=cols))
+    wmax[kind == 1] = 127
+    weight = np.stack([rng.integers(-wmax[c], wmax[c] + 1, size=k) for c in range(cols)], 1)
+    bias = rng.integers(-2 ** 31, 2 ** 31, size=cols)
+    shift = rng.integers(0, 32, size=cols)
+    mult = np.maximum(rng.integers(1, 2 ** 15, size=cols) >> rng.integers(0, 15, size=cols), 1)
+    ties = kind == 0
+    bias[ties] = rng.integers(-64, 65, size=ties.sum())
+    shift[ties] = rng.integers(1, 7, size=ties.sum())
+    top = np.maximum(1, (np.exp2(shift[ties]) * 127 / (128 * k + 64)).astype(np.int64))
+    mult[ties] = 2 * (rng.integers(0, 2 ** 15, size=ties.sum()) % ((top + 1) // 2)) + 1
+    wrap = np.nonzero(kind == 1)[0]
+    off = rng.integers(0, 4000, size=wrap.size)
+    bias[wrap] = np.where(np.arange(wrap.size) % 2, 2 ** 31 - 1 - off, -2 ** 31 + off)
+    x = rng.integers(-128, 128, size=(samples, k))
+    return RequantProbe(weight=weight, bias=bias, multiplier=mult, shift=shift, x=x)
+
+
+def build_probe_model(probe: RequantProbe, output_dir: str | Path, *,
+                      backend: str = "Vivado") -> Any:
+    """hls4ml model ``gemm0`` (Linear) + ``rq0`` (BatchNorm scale) of ``probe``, compiled."""
+    import hls4ml
+    import torch
+    from torch import nn
+
+    k, c = probe.weight.shape
+    # float64 parameters: int32 biases near 2**31 are not exact in float32
+    gemm = nn.Linear(k, c, dtype=torch.float64)
+    norm = nn.BatchNorm1d(c, eps=0.0, dtype=torch.float64)
+    with torch.no_grad():
+        gemm.weight.copy_(torch.from_numpy(probe.weight.T.astype(np.float64)))
+        gemm.bias.copy_(torch.from_numpy(probe.bias.astype(np.float64)))
+        norm.weight.copy_(torch.from_numpy(probe.multiplier / np.exp2(probe.shift)))
+        norm.bias.zero_()
+        norm.running_mean.zero_()
+        norm.running_var.fill_(1.0)
+    model = nn.Sequential(OrderedDict(gemm0=gemm, rq0=norm)).eval()
+    config = hls4ml.utils.config_from_pytorch_model(
+        model, (k,), granularity="name", backend=backend, default_precision=ACT_T)
+    requant = {"rq0": (probe.multiplier, probe.shift, probe.out_width)}
+    _set_types(config, requant)
+    hls_model = hls4ml.converters.convert_from_pytorch_model(
+        model, hls_config=config, output_dir=str(output_dir), backend=backend,
+        io_type="io_parallel", project_name="sparsa_requant_probe")
+    _check_exact_scales(hls_model, requant)
+    _check_exact_biases(hls_model, {"gemm0": probe.bias})
+    hls_model.compile()
+    return hls_model
+
+
+def _check_exact_scales(hls_model: Any,
+                        requant: dict[str, tuple[np.ndarray, np.ndarray, int]]) -> None:
     """The requantization scales hls4ml stores are exactly ``multiplier / 2**shift``."""
     for layer in hls_model.get_layers():
-        if layer.name.startswith("rq"):
-            ql = qgraph.layers[int(layer.name[2:])]
+        if layer.name in requant:
+            mult, shift, _ = requant[layer.name]
             got = np.asarray(layer.weights["scale"].data, dtype=np.float64).ravel()
-            want = ql.multiplier[0] / np.exp2(ql.shift[0])
+            want = (np.asarray(mult) / np.exp2(np.asarray(shift))).ravel()
             if not np.array_equal(got, want):
                 raise AssertionError(f"{layer.name}: hls4ml scale differs from multiplier/2**shift")
+
+
+def _check_exact_biases(hls_model: Any, biases: dict[str, np.ndarray]) -> None:
+    """hls4ml holds exactly the integer biases and integer int8 weights of every GEMM layer."""
+    for layer in hls_model.get_layers():
+        if layer.name in biases:
+            got = np.asarray(layer.weights["bias"].data, dtype=np.float64).ravel()
+            if not np.array_equal(got, np.asarray(biases[layer.name], dtype=np.float64)):
+                raise AssertionError(f"{layer.name}: hls4ml bias differs from the int32 bias")
+            w = np.asarray(layer.weights["weight"].data, dtype=np.float64)
+            if not (np.array_equal(w, np.round(w)) and np.abs(w).max() <= 128):
+                raise AssertionError(f"{layer.name}: hls4ml weights are not int8 integers")
 
 
 def run_hls(hls_model: Any, x_int: np.ndarray) -> np.ndarray:

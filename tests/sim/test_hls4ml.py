@@ -6,6 +6,11 @@ Vivado backend, C simulation compiled with g++ only). How the types are chosen s
 computes int8 x int8 -> wrapping int32 GEMMs and sparsa's requantization is in
 ``sparsa.sim.hls4ml_check``. The comparison is over the whole digits test split (450 images) and
 is expected bit-exact: no difference is tolerated, so none needs explaining.
+
+The digits data never wrap an int32 accumulator and never hit an exact rounding tie, so a
+one-layer probe (``hls4ml_check.requant_probe``: biases near +-2**31, short multipliers with
+small shifts) covers those corners, and a mutant of it (round-half-even, saturating accumulator)
+shows the comparison would catch the wrong semantics.
 """
 
 import numpy as np
@@ -15,7 +20,8 @@ from sparsa.models.demo import digits_data
 from sparsa.sim import hls4ml_check
 from sparsa.sw.quant import forward_int, quantize_input
 
-pytestmark = [pytest.mark.slow, pytest.mark.rtl]
+# one xdist worker runs the whole module: the module-scoped builds happen once
+pytestmark = [pytest.mark.slow, pytest.mark.rtl, pytest.mark.xdist_group("hls4ml")]
 
 STRESS_SAMPLES = 200
 
@@ -97,7 +103,7 @@ def test_random_int8_inputs_saturate_and_match(checked):
     so random int8 inputs (negative pixels included) drive the requantizers into AP_SAT; they
     must match the golden model bit-exactly too. The int32 accumulators never come near wrapping
     on either input set (|acc| < 2**24 for these layer sizes), so the wrap semantics are checked
-    by the types (test above), not by data."""
+    by the types (test above) and by the probe below."""
     qgraph, hls_model, res = checked
     seed = 20240605
     print(f"{res.name}: random int8 inputs, seed {seed}")
@@ -110,3 +116,49 @@ def test_random_int8_inputs_saturate_and_match(checked):
           f"{saturated} saturated")
     assert saturated > 0
     np.testing.assert_array_equal(stress.hls, stress.golden)
+
+
+PROBE_SEED = 5
+
+
+@pytest.fixture(scope="module")
+def probe_build(tmp_path_factory):
+    print(f"requantization probe seed {PROBE_SEED}")
+    probe = hls4ml_check.requant_probe(PROBE_SEED)
+    model = hls4ml_check.build_probe_model(probe, tmp_path_factory.mktemp("hls4ml-probe"))
+    return probe, model
+
+
+def test_probe_wrap_ties_saturation_bit_exact(probe_build):
+    probe, model = probe_build
+    cases = probe.corner_cases()
+    got = hls4ml_check.run_hls(model, probe.x)
+    print(f"probe: {cases}, {int((got != probe.golden()).sum())} mismatching outputs")
+    assert cases["wrapped"] > 100
+    assert cases["ties_positive"] > 100
+    assert cases["ties_negative"] > 100
+    assert cases["at_limits"] > 100
+    np.testing.assert_array_equal(got, probe.golden())
+
+
+def test_probe_mutant_semantics_are_caught(probe_build, tmp_path, monkeypatch):
+    """Round-half-even instead of round-half-up, and a saturating instead of a wrapping int32
+    accumulator: hls4ml then disagrees with the golden model, tie by tie and wrap by wrap."""
+    probe, _ = probe_build
+    set_types = hls4ml_check._set_types
+
+    def mutant(config, requant):
+        set_types(config, requant)
+        prec = config["LayerName"]["rq0"]["Precision"]
+        prec["result"] = prec["result"].replace("AP_RND,", "AP_RND_CONV,")
+
+    monkeypatch.setattr(hls4ml_check, "_set_types", mutant)
+    monkeypatch.setattr(hls4ml_check, "ACC_T", "ap_fixed<32,32,AP_TRN,AP_SAT>")
+    got = hls4ml_check.run_hls(hls4ml_check.build_probe_model(probe, tmp_path), probe.x)
+    differ = got != probe.golden()
+    acc = probe.accumulators()
+    wrapped = acc != probe.x @ probe.weight + probe.bias
+    print(f"mutant: {int(differ.sum())} mismatching outputs, {int((differ & wrapped).sum())} "
+          "of them wrapped accumulators")
+    assert (differ & wrapped).sum() > 100
+    assert (differ & ~wrapped).sum() > 100  # ties rounded to even
