@@ -104,7 +104,9 @@ class Accelerator(wiring.Component):
         ld_addr = Signal(ADDR_BITS)
         ld_count = Signal(ADDR_BITS + 1)   # rows still to load
         ld_fire = Signal()
+        ld_free = Signal()   # can take a LOAD now (idle, or taking its last beat)
         m.d.comb += [
+            ld_free.eq(~ld_busy | ((ld_count == 1) & ld_fire)),
             self.data_in.ready.eq(ld_busy),
             ld_fire.eq(self.data_in.valid & self.data_in.ready),
             act_wr.addr.eq(ld_addr), act_wr.data.eq(self.data_in.payload),
@@ -144,9 +146,12 @@ class Accelerator(wiring.Component):
             return busy_rows, addr, index, valid, issue
 
         # ---- PRELOAD engine ---------------------------------------------------------------
-        pre_rows, pre_addr, _, pre_valid, _ = row_reader(
+        pre_rows, pre_addr, _, pre_valid, pre_issue = row_reader(
             "pre", [weight_rd], array.weight.ready)
         pre_busy = (pre_rows != 0) | pre_valid
+        # An engine takes its next instruction once its last row has been (or is being) read:
+        # the row still waiting in the read register is not disturbed by the new one.
+        pre_free = (pre_rows == 0) | ((pre_rows == 1) & pre_issue)
         m.d.comb += [array.weight.valid.eq(pre_valid),
                      array.weight.payload.eq(weight_rd.data)]
 
@@ -178,6 +183,7 @@ class Accelerator(wiring.Component):
         feed_rows, feed_addr, feed_index, feed_valid, feed_issue = row_reader(
             "feed", [act_rd, acc_rd_feed], array.act.ready, feed_gate)
         feed_busy = (feed_rows != 0) | feed_valid
+        feed_free = (feed_rows == 0) | ((feed_rows == 1) & feed_issue)
         feed_acc_base = Signal(ADDR_BITS)
         feed_count = Signal(ADDR_BITS + 1)   # rows of the compute being fed (for hazards)
         # The dependency is descriptor 0 until it is popped (the first pop after dispatch).
@@ -195,9 +201,13 @@ class Accelerator(wiring.Component):
 
         # ---- STORE engine -----------------------------------------------------------------
         st_relu, st_raw = Signal(), Signal()
-        st_rows, st_addr, _, st_valid, _ = row_reader(
+        st_rows, st_addr, _, st_valid, st_issue = row_reader(
             "st", [acc_rd_store], self.data_out.ready)
         st_busy = (st_rows != 0) | st_valid
+        st_free = (st_rows == 0) | ((st_rows == 1) & st_issue)
+        st_relu_q, st_raw_q = Signal(), Signal()   # flags of the row in the read register
+        with m.If(st_issue):
+            m.d.sync += [st_relu_q.eq(st_relu), st_raw_q.eq(st_raw)]
         st_base, st_count = Signal(ADDR_BITS), Signal(ADDR_BITS + 1)
         m.d.comb += self.data_out.valid.eq(st_valid)
         lo_act, hi_act = -(1 << (cfg.act_width - 1)), (1 << (cfg.act_width - 1)) - 1
@@ -212,9 +222,9 @@ class Accelerator(wiring.Component):
                 half.eq((Const(1, 1) << shift) >> 1),
                 rounded.eq((acc * mult + half) >> shift),
             ]
-            lo = Mux(st_relu, 0, lo_act)
+            lo = Mux(st_relu_q, 0, lo_act)
             clamped = Mux(rounded < lo, lo, Mux(rounded > hi_act, hi_act, rounded))
-            m.d.comb += self.data_out.payload[c].eq(Mux(st_raw, acc, clamped))
+            m.d.comb += self.data_out.payload[c].eq(Mux(st_raw_q, acc, clamped))
 
         # ---- dispatcher -------------------------------------------------------------------
         addr, acc_addr, count = insn.addr, insn.acc_addr, insn.count
@@ -236,26 +246,26 @@ class Accelerator(wiring.Component):
         is_load = (op == Opcode.LOAD_ACT) | (op == Opcode.LOAD_WEIGHT) | (op == Opcode.LOAD_ACC)
         can = Signal()
         with m.If(op == Opcode.LOAD_ACT):
-            m.d.comb += can.eq(~ld_busy & ~(feed_busy & _overlap(
+            m.d.comb += can.eq(ld_free & ~(feed_busy & _overlap(
                 addr, count, feed_act_base, feed_count)))
         with m.Elif(op == Opcode.LOAD_WEIGHT):
-            m.d.comb += can.eq(~ld_busy & ~(pre_busy & _overlap(
+            m.d.comb += can.eq(ld_free & ~(pre_busy & _overlap(
                 addr, count, pre_base, cfg.rows)))
         with m.Elif(op == Opcode.LOAD_ACC):
-            m.d.comb += can.eq(~ld_busy & ~feed_busy & ~pending.any() & ~st_busy)
+            m.d.comb += can.eq(ld_free & ~feed_busy & ~pending.any() & ~st_busy)
         with m.Elif(op == Opcode.LOAD_SCALE):
-            m.d.comb += can.eq(~ld_busy & ~st_busy)
+            m.d.comb += can.eq(ld_free & ~st_busy)
         with m.Elif(op == Opcode.PRELOAD):
-            m.d.comb += can.eq(~pre_busy & ~(ld_target_weight & _overlap(
+            m.d.comb += can.eq(pre_free & ~(ld_target_weight & _overlap(
                 addr, cfg.rows, ld_base, ld_total)))
         with m.Elif(op == Opcode.COMPUTE):
             m.d.comb += can.eq(
-                ~feed_busy & (pending != 2) & ~ld_target_acc &
+                feed_free & (pending != 2) & ~ld_target_acc &
                 ~(ld_target_act & _overlap(addr, count, ld_base, ld_total)) &
                 ~(st_busy & _overlap(acc_addr, count, st_base, st_count)) &
                 (~acc_hazard_any | chain))
         with m.Elif(op == Opcode.STORE):
-            m.d.comb += can.eq(~st_busy & ~ld_target_acc & ~acc_hazard_any)
+            m.d.comb += can.eq(st_free & ~ld_target_acc & ~acc_hazard_any)
         # Any other opcode is never dispatched (the host checks its programs).
         m.d.comb += self.insn.ready.eq(can)
         dispatch = self.insn.valid & self.insn.ready

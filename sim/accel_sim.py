@@ -21,6 +21,8 @@ class AccelRun:
     outputs: list[np.ndarray]       # data_out rows, decoded as signed accumulator lanes
     cycles: int                     # first instruction dispatched .. last output transferred
     counters: dict[str, int]
+    dispatch: list[int]             # cycle (counters.cycles) each instruction was dispatched
+    out_cycles: list[int]           # cycle of each data_out transfer
 
 
 def run_program(cfg: ArrayConfig, program: Sequence[Instruction], data_in: Sequence[int], *,
@@ -30,6 +32,8 @@ def run_program(cfg: ArrayConfig, program: Sequence[Instruction], data_in: Seque
     rng = np.random.default_rng(seed)
     expected = sum(i.count for i in program if i.opcode == Opcode.STORE)
     received: list[int] = []
+    out_cycles: list[int] = []
+    dispatched: list[int] = []
     marks = {"first": None, "last": None, "done": False}
 
     async def source(ctx, stream, payloads, first_mark=False):
@@ -43,8 +47,10 @@ def run_program(cfg: ArrayConfig, program: Sequence[Instruction], data_in: Seque
                 _, _, ready, cycle = await ctx.tick().sample(stream.ready, dut.counters.cycles)
                 if ready:
                     break
-            if first_mark and marks["first"] is None:
-                marks["first"] = cycle
+            if first_mark:
+                dispatched.append(cycle)
+                if marks["first"] is None:
+                    marks["first"] = cycle
             ctx.set(stream.valid, 0)
 
     async def insns(ctx):
@@ -62,6 +68,7 @@ def run_program(cfg: ArrayConfig, program: Sequence[Instruction], data_in: Seque
                 dut.counters.cycles, dut.idle, dut.insn.valid)
             if valid and ready:
                 received.append(int(payload))
+                out_cycles.append(cycle)
                 marks["last"] = cycle
             if len(received) >= expected and is_idle and not rdy_insn:
                 marks["done"] = True
@@ -82,5 +89,7 @@ def run_program(cfg: ArrayConfig, program: Sequence[Instruction], data_in: Seque
     sim.run()
     outputs = [np.array(isa.unpack_psum_row(cfg, r), dtype=np.int64) for r in received]
     last = marks["last"] if marks["last"] is not None else marks["first"]
-    return AccelRun(outputs=outputs, cycles=last - marks["first"] + 1,
-                    counters=marks["counters"])
+    first = marks["first"]
+    return AccelRun(outputs=outputs, cycles=last - first + 1, counters=marks["counters"],
+                    dispatch=[c - first for c in dispatched],
+                    out_cycles=[c - first for c in out_cycles])

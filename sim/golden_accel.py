@@ -77,6 +77,9 @@ class GoldenAccelerator:
                 mult, shift = isa.unpack_scale_row(cfg, take(insn))
                 self.mult, self.shift = np.array(mult), np.array(shift)
             elif op == Opcode.PRELOAD:
+                if self.shadow is not None:
+                    raise ProgramError("PRELOAD while the previously preloaded tile was never "
+                                       "computed (the array would wait forever)")
                 rows = [self.weight[r] for r in self._rows("weight", insn.addr, cfg.rows, insn)]
                 if any(r is None for r in rows):
                     raise ProgramError(f"PRELOAD reads weight rows {insn.addr}.."

@@ -15,7 +15,7 @@ import numpy as np
 from sparsa import isa
 from sparsa.config import ArrayConfig
 from sparsa.isa import Instruction
-from sparsa.isa import Opcode as O
+from sparsa.isa import Opcode
 
 from . import golden
 from .stimulus import random_acts, random_nm_weights
@@ -63,31 +63,31 @@ def gemm_program(cfg: ArrayConfig, rng: np.random.Generator, *, p: int, passes: 
     data: list[int] = []
     # Activation rows of pass j at j*p; weight tile (c, j) at (c*passes + j)*rows;
     # accumulators of column tile c at c*p.
-    prog.append(Instruction(O.LOAD_ACT, addr=0, count=passes * p))
+    prog.append(Instruction(Opcode.LOAD_ACT, addr=0, count=passes * p))
     for j in range(passes):
         data += [isa.pack_act_row(cfg, row) for row in xp[:, j * kp:(j + 1) * kp]]
-    prog.append(Instruction(O.LOAD_ACC, acc_addr=0, count=col_tiles * p))
+    prog.append(Instruction(Opcode.LOAD_ACC, acc_addr=0, count=col_tiles * p))
     for c in range(col_tiles):
         data += [isa.pack_psum_row(cfg, b[c * cols:(c + 1) * cols]) for _ in range(p)]
     for c in range(col_tiles):
         for j in range(passes):
             packed = golden.pack_nm(wp[j * kp:(j + 1) * kp, c * cols:(c + 1) * cols],
                                     cfg.n, cfg.m)
-            prog.append(Instruction(O.LOAD_WEIGHT, addr=(c * passes + j) * cfg.rows,
+            prog.append(Instruction(Opcode.LOAD_WEIGHT, addr=(c * passes + j) * cfg.rows,
                                     count=cfg.rows))
             data += [isa.pack_weight_row(cfg, packed.values[r], packed.indices[r])
                      for r in range(cfg.rows)]
     steps = [(c, j) for c in range(col_tiles) for j in range(passes)] if order == "k_inner" \
         else [(c, j) for j in range(passes) for c in range(col_tiles)]
     for c, j in steps:
-        prog.append(Instruction(O.PRELOAD, addr=(c * passes + j) * cfg.rows))
-        prog.append(Instruction(O.COMPUTE, addr=j * p, acc_addr=c * p, count=p,
+        prog.append(Instruction(Opcode.PRELOAD, addr=(c * passes + j) * cfg.rows))
+        prog.append(Instruction(Opcode.COMPUTE, addr=j * p, acc_addr=c * p, count=p,
                                 accumulate=True))
     for c in range(col_tiles):
-        prog.append(Instruction(O.LOAD_SCALE))
+        prog.append(Instruction(Opcode.LOAD_SCALE))
         sl = slice(c * cols, (c + 1) * cols)
         data.append(isa.pack_scale_row(cfg, mult[sl], shift[sl]))
-        prog.append(Instruction(O.STORE, acc_addr=c * p, count=p, relu=relu))
-        prog.append(Instruction(O.STORE, acc_addr=c * p, count=p, raw=True))
+        prog.append(Instruction(Opcode.STORE, acc_addr=c * p, count=p, relu=relu))
+        prog.append(Instruction(Opcode.STORE, acc_addr=c * p, count=p, raw=True))
     return GemmProgram(program=prog, data_in=data, x=x, w=w, bias=b, mult=mult, shift=shift,
                        relu=relu)
