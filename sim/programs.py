@@ -14,8 +14,7 @@ import numpy as np
 
 from sparsa import isa
 from sparsa.config import ArrayConfig
-from sparsa.isa import Instruction
-from sparsa.isa import Opcode
+from sparsa.isa import Instruction, Opcode
 
 from . import golden
 from .stimulus import random_acts, random_nm_weights
