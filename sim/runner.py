@@ -24,7 +24,8 @@ __all__ = ["SIMULATORS", "TESTBENCHES", "TestbenchResult", "build_dir_for", "run
 
 SIMULATORS = ("verilator", "icarus")
 # top -> cocotb test module
-TESTBENCHES = {"array": "sparsa.sim.tb_array", "pe": "sparsa.sim.tb_pe"}
+TESTBENCHES = {"array": "sparsa.sim.tb_array", "pe": "sparsa.sim.tb_pe",
+               "accelerator": "sparsa.sim.tb_accel"}
 TOOLS = {"verilator": "verilator", "icarus": "iverilog"}
 
 

@@ -51,3 +51,21 @@ def test_pe(pattern: str, simulator: str, seed_for) -> None:
     result = run_testbench(cfg, top="pe", simulator=simulator, seed=seed)
     assert result.tests == 2, f"expected both PE testbench tests to run, got {result.tests}"
     assert result.failed == 0, f"{result.failed} of {result.tests} failed: {result.results_xml}"
+
+
+SMALL = dict(act_buffer_kib=1, weight_buffer_kib=1, acc_buffer_kib=1)
+ACCEL_CONFIGS = {
+    "4x4-2of4": ArrayConfig(rows=4, cols=4, n=2, m=4, **SMALL),
+    "4x4-1of1": ArrayConfig(rows=4, cols=4, n=1, m=1, **SMALL),
+}
+
+
+@pytest.mark.rtl
+@pytest.mark.parametrize("simulator", SIMULATORS)
+@pytest.mark.parametrize("name", ACCEL_CONFIGS)
+def test_accelerator(name: str, simulator: str, seed_for) -> None:
+    cfg = ACCEL_CONFIGS[name]
+    seed = seed_for(f"accelerator-{name}-{simulator}")
+    result = run_testbench(cfg, top="accelerator", simulator=simulator, seed=seed)
+    assert result.tests == 4, f"expected all accelerator tests to run, got {result.tests}"
+    assert result.failed == 0, f"{result.failed} of {result.tests} failed: {result.results_xml}"
