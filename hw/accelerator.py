@@ -212,8 +212,9 @@ class Accelerator(wiring.Component):
         m.d.comb += self.data_out.valid.eq(st_valid)
         lo_act, hi_act = -(1 << (cfg.act_width - 1)), (1 << (cfg.act_width - 1)) - 1
         for c in range(cfg.cols):
-            acc = acc_rd_store.data[c]
             mult, shift = scales[c].mult, scales[c].shift
+            acc = Signal(signed(cfg.acc_width), name=f"st_sum{c}")   # wraps like the PEs
+            m.d.comb += acc.eq(acc_rd_store.data[c] + scales[c].bias)
             # round half up: (acc * mult + 2**(shift-1)) >> shift, as sim.golden.requantize
             half = Signal(unsigned(1 << isa.SCALE_SHIFT_BITS), name=f"st_half{c}")
             rounded = Signal(signed(cfg.acc_width + (1 << isa.SCALE_SHIFT_BITS) + 2),

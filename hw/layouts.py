@@ -59,10 +59,11 @@ def instruction() -> data.StructLayout:
 
 
 def scale_row(cfg: ArrayConfig) -> data.ArrayLayout:
-    """Requantization parameters, one multiplier and shift per output column (LOAD_SCALE)."""
+    """Per output column: requantization multiplier and shift, and the bias (LOAD_SCALE)."""
     return data.ArrayLayout(data.StructLayout({
         "mult": unsigned(isa.SCALE_MULT_BITS),
         "shift": unsigned(isa.SCALE_SHIFT_BITS),
+        "bias": signed(cfg.acc_width),
     }), cfg.cols)
 
 

@@ -35,6 +35,7 @@ class GoldenAccelerator:
     shadow: tuple[np.ndarray, np.ndarray] | None = field(default=None, init=False)
     mult: np.ndarray = field(init=False)
     shift: np.ndarray = field(init=False)
+    bias: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
         cfg = self.cfg
@@ -43,6 +44,7 @@ class GoldenAccelerator:
         self.acc = np.zeros((self.depths["acc"], cfg.cols), dtype=np.int64)
         self.mult = np.zeros(cfg.cols, dtype=np.int64)
         self.shift = np.zeros(cfg.cols, dtype=np.int64)
+        self.bias = np.zeros(cfg.cols, dtype=np.int64)
 
     def _rows(self, name: str, base: int, count: int, insn: Instruction) -> range:
         if base + count > self.depths[name]:
@@ -74,8 +76,8 @@ class GoldenAccelerator:
                 for r in self._rows("acc", insn.acc_addr, insn.count, insn):
                     self.acc[r] = isa.unpack_psum_row(cfg, take(insn))
             elif op == Opcode.LOAD_SCALE:
-                mult, shift = isa.unpack_scale_row(cfg, take(insn))
-                self.mult, self.shift = np.array(mult), np.array(shift)
+                mult, shift, bias = isa.unpack_scale_row(cfg, take(insn))
+                self.mult, self.shift, self.bias = np.array(mult), np.array(shift), np.array(bias)
             elif op == Opcode.PRELOAD:
                 if self.shadow is not None:
                     raise ProgramError("PRELOAD while the previously preloaded tile was never "
@@ -105,6 +107,7 @@ class GoldenAccelerator:
                                                 acc_width=cfg.acc_width)
             elif op == Opcode.STORE:
                 rows = self.acc[list(self._rows("acc", insn.acc_addr, insn.count, insn))]
+                rows = golden.wrap(rows + self.bias, cfg.acc_width)
                 if insn.raw:
                     out.extend(rows.copy())
                 else:

@@ -28,29 +28,35 @@ class GemmProgram:
     data_in: list[int]
     x: np.ndarray
     w: np.ndarray
-    bias: np.ndarray
+    psum0: np.ndarray       # initial accumulators (LOAD_ACC), zero when the first pass overwrites
+    bias: np.ndarray        # per column, added by STORE
     mult: np.ndarray
     shift: np.ndarray
     relu: bool
 
     def reference(self, acc_width: int, act_width: int) -> tuple[np.ndarray, np.ndarray]:
-        """Independent expectation: (requantized, raw) = dense matmul + bias, wrapped."""
-        raw = golden.gemm_dense(self.x, self.w, self.bias, acc_width=acc_width)
+        """Independent expectation: (requantized, raw) = dense matmul + initial accumulators +
+        bias, wrapped."""
+        raw = golden.gemm_dense(self.x, self.w, self.psum0 + self.bias[None, :],
+                                acc_width=acc_width)
         return golden.requantize(raw, self.mult, self.shift, relu=self.relu,
                                  out_width=act_width), raw
 
 
 def gemm_program(cfg: ArrayConfig, rng: np.random.Generator, *, p: int, passes: int,
-                 col_tiles: int, order: str = "k_inner", bias: bool = True,
+                 col_tiles: int, order: str = "k_inner", load_acc: bool = True,
                  relu: bool = False) -> GemmProgram:
+    """``load_acc``: start from random accumulators loaded with LOAD_ACC (every pass
+    accumulates); otherwise the first K pass overwrites."""
     if order not in ("k_inner", "cols_inner"):
         raise ValueError(f"order must be 'k_inner' or 'cols_inner', not {order!r}")
     kp, cols = cfg.k_per_pass, cfg.cols
     k = kp * passes - (int(rng.integers(0, cfg.m)) if passes > 1 else 0)
     w = random_nm_weights(rng, k, cols * col_tiles, cfg.n, cfg.m, width=cfg.weight_width)
     x = random_acts(rng, p, k, width=cfg.act_width)
-    b = rng.integers(-(1 << 20), 1 << 20, size=cols * col_tiles) if bias else np.zeros(
-        cols * col_tiles, dtype=np.int64)
+    b = rng.integers(-(1 << 31), 1 << 31, size=cols * col_tiles)
+    psum0 = rng.integers(-(1 << 31), 1 << 31, size=(p, cols * col_tiles)) if load_acc else \
+        np.zeros((p, cols * col_tiles), dtype=np.int64)
     mult = rng.integers(1, 1 << 15, size=cols * col_tiles)
     shift = rng.integers(8, 24, size=cols * col_tiles)
     xp = np.zeros((p, passes * kp), dtype=np.int64)
@@ -65,9 +71,10 @@ def gemm_program(cfg: ArrayConfig, rng: np.random.Generator, *, p: int, passes: 
     prog.append(Instruction(Opcode.LOAD_ACT, addr=0, count=passes * p))
     for j in range(passes):
         data += [isa.pack_act_row(cfg, row) for row in xp[:, j * kp:(j + 1) * kp]]
-    prog.append(Instruction(Opcode.LOAD_ACC, acc_addr=0, count=col_tiles * p))
-    for c in range(col_tiles):
-        data += [isa.pack_psum_row(cfg, b[c * cols:(c + 1) * cols]) for _ in range(p)]
+    if load_acc:
+        prog.append(Instruction(Opcode.LOAD_ACC, acc_addr=0, count=col_tiles * p))
+        for c in range(col_tiles):
+            data += [isa.pack_psum_row(cfg, row) for row in psum0[:, c * cols:(c + 1) * cols]]
     for c in range(col_tiles):
         for j in range(passes):
             packed = golden.pack_nm(wp[j * kp:(j + 1) * kp, c * cols:(c + 1) * cols],
@@ -81,12 +88,12 @@ def gemm_program(cfg: ArrayConfig, rng: np.random.Generator, *, p: int, passes: 
     for c, j in steps:
         prog.append(Instruction(Opcode.PRELOAD, addr=(c * passes + j) * cfg.rows))
         prog.append(Instruction(Opcode.COMPUTE, addr=j * p, acc_addr=c * p, count=p,
-                                accumulate=True))
+                                accumulate=load_acc or j > 0))
     for c in range(col_tiles):
         prog.append(Instruction(Opcode.LOAD_SCALE))
         sl = slice(c * cols, (c + 1) * cols)
-        data.append(isa.pack_scale_row(cfg, mult[sl], shift[sl]))
+        data.append(isa.pack_scale_row(cfg, mult[sl], shift[sl], b[sl]))
         prog.append(Instruction(Opcode.STORE, acc_addr=c * p, count=p, relu=relu))
         prog.append(Instruction(Opcode.STORE, acc_addr=c * p, count=p, raw=True))
-    return GemmProgram(program=prog, data_in=data, x=x, w=w, bias=b, mult=mult, shift=shift,
-                       relu=relu)
+    return GemmProgram(program=prog, data_in=data, x=x, w=w, psum0=psum0, bias=b, mult=mult,
+                       shift=shift, relu=relu)

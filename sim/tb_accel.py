@@ -94,7 +94,8 @@ def random_program(tb, order: str):
     return gemm_program(cfg, tb.np_rng, p=int(tb.np_rng.integers(1, 3 * (cfg.rows + cfg.cols))),
                         passes=int(tb.np_rng.integers(1, 4)),
                         col_tiles=int(tb.np_rng.integers(1, 3)), order=order,
-                        relu=bool(tb.np_rng.integers(0, 2)))
+                        relu=bool(tb.np_rng.integers(0, 2)),
+                        load_acc=bool(tb.np_rng.integers(0, 2)))
 
 
 @cocotb.test(timeout_time=TIMEOUT_US, timeout_unit="us")

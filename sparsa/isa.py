@@ -11,14 +11,15 @@ opcode         meaning
 LOAD_ACT       ``count`` beats of ``data_in`` -> activation scratchpad rows ``addr ..``
 LOAD_WEIGHT    ``count`` beats -> weight scratchpad rows ``addr ..`` (one PE row each)
 LOAD_ACC       ``count`` beats -> accumulator rows ``acc_addr ..`` (e.g. biases)
-LOAD_SCALE     one beat -> per-column requantization multiplier and shift
+LOAD_SCALE     one beat -> per-column bias, requantization multiplier and shift
 PRELOAD        weight scratchpad rows ``addr .. addr+rows-1`` -> the PEs' shadow bank
 COMPUTE        activation rows ``addr ..`` (``count`` beats) through the array, the first one
                swapping in the preloaded weights; ``accumulate``: add accumulator rows
                ``acc_addr ..`` through ``psum_in``, else start from zero; results overwrite
                accumulator rows ``acc_addr ..``
-STORE          accumulator rows ``acc_addr ..`` (``count``) -> ``data_out``: requantized to the
-               activation width (``relu`` clamps at zero), or the raw accumulators with ``raw``
+STORE          accumulator rows ``acc_addr ..`` (``count``) plus the column biases (wrapping)
+               -> ``data_out``: requantized to the activation width (``relu`` clamps at
+               zero), or the raw sums with ``raw``
 =============  ==================================================================================
 """
 
@@ -169,20 +170,31 @@ def unpack_psum_row(cfg, word: int) -> list[int]:
     return _unpack(word, cfg.acc_width, cfg.cols, signed=True)
 
 
-def pack_scale_row(cfg, multipliers, shifts) -> int:
-    """Per output column: a ``SCALE_MULT_BITS`` multiplier then a ``SCALE_SHIFT_BITS`` shift."""
-    word, shift = 0, 0
+def pack_scale_row(cfg, multipliers, shifts, biases=None) -> int:
+    """Per output column: a ``SCALE_MULT_BITS`` multiplier, a ``SCALE_SHIFT_BITS`` shift and an
+    ``acc_width`` bias (two's complement)."""
+    word, pos = 0, 0
+    lo, hi = -(1 << (cfg.acc_width - 1)), (1 << (cfg.acc_width - 1)) - 1
     for c in range(cfg.cols):
         mult, sh = int(multipliers[c]), int(shifts[c])
+        bias = 0 if biases is None else int(biases[c])
         if not (0 <= mult < 1 << SCALE_MULT_BITS and 0 <= sh < 1 << SCALE_SHIFT_BITS):
             raise ValueError(f"column {c}: multiplier {mult} / shift {sh} do not fit "
                              f"{SCALE_MULT_BITS} / {SCALE_SHIFT_BITS} unsigned bits")
-        word |= (mult | (sh << SCALE_MULT_BITS)) << shift
-        shift += SCALE_MULT_BITS + SCALE_SHIFT_BITS
+        if not lo <= bias <= hi:
+            raise ValueError(f"column {c}: bias {bias} does not fit {cfg.acc_width} bits")
+        field = mult | (sh << SCALE_MULT_BITS) | (
+            (bias & ((1 << cfg.acc_width) - 1)) << (SCALE_MULT_BITS + SCALE_SHIFT_BITS))
+        word |= field << pos
+        pos += SCALE_MULT_BITS + SCALE_SHIFT_BITS + cfg.acc_width
     return word
 
 
-def unpack_scale_row(cfg, word: int) -> tuple[list[int], list[int]]:
-    fields = _unpack(word, SCALE_MULT_BITS + SCALE_SHIFT_BITS, cfg.cols, signed=False)
+def unpack_scale_row(cfg, word: int) -> tuple[list[int], list[int], list[int]]:
+    """``(multipliers, shifts, biases)`` of a LOAD_SCALE beat."""
+    width = SCALE_MULT_BITS + SCALE_SHIFT_BITS + cfg.acc_width
+    fields = _unpack(word, width, cfg.cols, signed=False)
+    biases = [_unpack(f >> (SCALE_MULT_BITS + SCALE_SHIFT_BITS), cfg.acc_width, 1,
+                      signed=True)[0] for f in fields]
     return ([f & ((1 << SCALE_MULT_BITS) - 1) for f in fields],
-            [f >> SCALE_MULT_BITS for f in fields])
+            [(f >> SCALE_MULT_BITS) & ((1 << SCALE_SHIFT_BITS) - 1) for f in fields], biases)

@@ -45,7 +45,7 @@ def test_random_gemm_programs(name, order, idle, backpressure, seed_for, request
     p = int(rng.integers(1, 3 * (cfg.rows + cfg.cols)))
     prog = gemm_program(cfg, rng, p=p, passes=int(rng.integers(1, 4)),
                         col_tiles=int(rng.integers(1, 3)), order=order,
-                        relu=bool(rng.integers(0, 2)))
+                        relu=bool(rng.integers(0, 2)), load_acc=bool(rng.integers(0, 2)))
     golden_out = GoldenAccelerator(cfg, spad_depths(cfg)).run(prog.program, prog.data_in)
     requant_ref, raw_ref = prog.reference(cfg.acc_width, cfg.act_width)
     g_requant, g_raw = split_outputs(prog, golden_out, cfg.cols)
@@ -89,7 +89,7 @@ def test_cycle_model(name, order, seed_for, request):
     for _ in range(6):
         prog = gemm_program(cfg, rng, p=int(rng.integers(1, 4 * (cfg.rows + cfg.cols))),
                             passes=int(rng.integers(1, 4)), col_tiles=int(rng.integers(1, 3)),
-                            order=order)
+                            order=order, load_acc=bool(rng.integers(0, 2)))
         run = run_program(cfg, prog.program, prog.data_in)
         predicted = program_timing(cfg, prog.program)
         assert run.dispatch == predicted.dispatch
