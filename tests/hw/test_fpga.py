@@ -10,6 +10,10 @@ from sparsa.hw import fpga
 
 TINY = ArrayConfig(rows=2, cols=2, n=2, m=4)
 
+# One xdist worker runs them all: the module fixture synthesizes once and, on a fresh machine, the
+# WebAssembly compile of each tool happens once.
+pytestmark = pytest.mark.xdist_group("fpga")
+
 
 @pytest.fixture(scope="module")
 def ecp5(tmp_path_factory):
