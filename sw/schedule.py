@@ -172,7 +172,9 @@ def candidate_tilings(gemm: Gemm, cfg: ArrayConfig, *, sparse: bool,
         out.append(Tiling(
             gemm=gemm, sparse=sparse, k_slots=k_slots, passes=passes, col_tiles=col_tiles,
             col_block=cb, p_block=p_block, p_blocks=p_blocks,
-            acts_resident=gemm.p * gemm.k * ab <= act_half,
+            # In the scratchpad activations sit in the array's layout: a beat per P row and K
+            # pass (dense layers take M/N times the slots of their real K).
+            acts_resident=gemm.p * passes * act_beat <= act_half,
             weights_resident=cb * passes * (w_tile + meta_tile) <= w_half,
             act_beat_bytes=act_beat, act_pass_bytes=real_per_pass * ab,
             act_last_pass_bytes=real_last * ab, weight_tile_bytes=w_tile,

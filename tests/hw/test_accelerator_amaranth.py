@@ -95,3 +95,22 @@ def test_cycle_model(name, order, seed_for, request):
         assert run.dispatch == predicted.dispatch
         assert run.out_cycles == predicted.out_cycles
         assert run.cycles == predicted.cycles
+
+
+def test_assembled_layer_on_rtl(rng):
+    """A scheduled, assembled GEMM (sparse and dense) on the RTL: result == reference, cycles
+    == the cycle model."""
+    from sparsa.sim import golden
+    from sparsa.sim.stimulus import random_nm_weights
+    from sparsa.sw.assemble import assemble_gemm
+
+    cfg = CONFIGS["2x2-2of4"]
+    for sparse in (True, False):
+        p, k, c = 23, 21, 5
+        w = random_nm_weights(rng, k, c, cfg.n, cfg.m) if sparse else rng.integers(-128, 128,
+                                                                                   (k, c))
+        x = rng.integers(-128, 128, (p, k))
+        asm = assemble_gemm(cfg, x, w, sparse=sparse, raw=True)
+        run = run_program(cfg, asm.program, asm.data_in)
+        np.testing.assert_array_equal(asm.collect(run.outputs), golden.gemm_dense(x, w))
+        assert run.cycles == program_timing(cfg, asm.program).cycles
