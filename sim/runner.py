@@ -53,8 +53,10 @@ def build_dir_for(cfg: ArrayConfig, top: str, simulator: str,
 
 def run_testbench(cfg: ArrayConfig, *, top: str = "array", simulator: str = "verilator",
                   seed: int | None = None, testcase: str | None = None,
-                  root: str | Path = "build/sim") -> TestbenchResult:
-    """Export ``top`` for ``cfg``, build it with ``simulator`` and run its cocotb testbench."""
+                  root: str | Path = "build/sim", test_module: str | None = None,
+                  extra_env: dict[str, str] | None = None) -> TestbenchResult:
+    """Export ``top`` for ``cfg``, build it with ``simulator`` and run its cocotb testbench
+    (or ``test_module``)."""
     if simulator not in SIMULATORS:
         raise ValueError(f"unknown simulator {simulator!r}; expected one of "
                          f"{', '.join(SIMULATORS)}")
@@ -73,13 +75,15 @@ def run_testbench(cfg: ArrayConfig, *, top: str = "array", simulator: str = "ver
     runner.build(sources=sources, hdl_toplevel=paths.module, build_dir=build_dir,
                  build_args=build_args, timescale=("1ns", "1ps"),
                  waves=os.environ.get("WAVES") == "1", log_file=build_dir / "build.log")
-    test_dir = build_dir / ("run-" + (testcase or "all"))
+    module = test_module or TESTBENCHES[top]
+    test_dir = build_dir / ("run-" + (testcase or module.rsplit(".", 1)[-1]))
     test_dir.mkdir(parents=True, exist_ok=True)
     (test_dir / "cycles.jsonl").unlink(missing_ok=True)
     results = runner.test(
-        test_module=TESTBENCHES[top], hdl_toplevel=paths.module, testcase=testcase,
+        test_module=module, hdl_toplevel=paths.module, testcase=testcase,
         seed=seed, build_dir=build_dir, test_dir=test_dir,
-        extra_env={"SPARSA_CONFIG": cfg.to_json(), "SPARSA_SIM": simulator},
+        extra_env={"SPARSA_CONFIG": cfg.to_json(), "SPARSA_SIM": simulator,
+                   **(extra_env or {})},
         timescale=("1ns", "1ps"), results_xml=str(test_dir / "results.xml"))
     tests, failed = get_results(Path(results))
     return TestbenchResult(tests=tests, failed=failed, results_xml=Path(results),

@@ -18,7 +18,7 @@ from cocotb.triggers import ReadOnly, RisingEdge
 from sparsa import isa
 from sparsa.hw.accelerator import COUNTERS, spad_depths
 from sparsa.isa import Opcode
-from sparsa.sw.accel_timing import program_timing
+from sparsa.sw.accel_timing import program_counts, program_timing
 
 from .cocotb_util import StreamSink, StreamSource, load_config, log, make_rng, start_clock_and_reset
 from .golden_accel import GoldenAccelerator
@@ -71,21 +71,7 @@ class AccelTB:
 
 
 def check_counters(cfg, program, data_in, counts) -> None:
-    computes = [i for i in program if i.opcode == Opcode.COMPUTE]
-    stores = [i for i in program if i.opcode == Opcode.STORE]
-    beats = sum(i.count for i in computes)
-    loads = {op: sum(i.count for i in program if i.opcode == op)
-             for op in (Opcode.LOAD_ACT, Opcode.LOAD_WEIGHT, Opcode.LOAD_ACC)}
-    expected = {
-        "act_beats": beats, "macs": beats * cfg.macs_per_cycle, "act_reads": beats,
-        "weight_reads": cfg.rows * len(computes),
-        "acc_reads": sum(i.count for i in computes if i.accumulate) + sum(
-            i.count for i in stores),
-        "act_writes": loads[Opcode.LOAD_ACT], "weight_writes": loads[Opcode.LOAD_WEIGHT],
-        "acc_writes": loads[Opcode.LOAD_ACC] + beats, "data_in_beats": len(data_in),
-        "data_out_beats": sum(i.count for i in stores),
-    }
-    for name, value in expected.items():
+    for name, value in program_counts(cfg, program, len(data_in)).items():
         assert counts[name] == value, f"counter {name}: RTL {counts[name]}, program {value}"
 
 

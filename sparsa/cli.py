@@ -72,17 +72,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("presets", help="list the named configurations")
     p.set_defaults(func=_cmd_presets)
 
-    # Commands of the other subpackages register themselves here (their modules import heavy
-    # dependencies such as torch only inside the command functions).
-    # --- fpga commands ---
+    # The subpackages' commands (their modules import heavy dependencies such as torch only
+    # inside the command functions).
     from sparsa.hw.fpga_commands import register as register_fpga
-    register_fpga(sub)
-    # --- models/pruning commands ---
     from sparsa.models.commands import register as register_models
-    register_models(sub)
-    # --- report commands ---
+    from sparsa.sim.commands import register as register_run
     from sparsa.sw.commands import register as register_report
-    register_report(sub)
+
+    for register in (register_models, register_report, register_run, register_fpga):
+        register(sub)
     return parser
 
 

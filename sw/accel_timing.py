@@ -31,7 +31,7 @@ from sparsa.isa import Instruction, Opcode
 
 from .timing import array_timing
 
-__all__ = ["ProgramTiming", "program_timing"]
+__all__ = ["ProgramTiming", "program_counts", "program_timing"]
 
 NEVER = -(10**18)
 
@@ -198,3 +198,29 @@ def program_timing(cfg: ArrayConfig, program: Sequence[Instruction]) -> ProgramT
         last_dispatch = d
     end = max(out_cycles[-1] if out_cycles else NEVER, last_write, ld_last)
     return ProgramTiming(dispatch=dispatch, out_cycles=out_cycles, cycles=end + 1)
+
+
+def program_counts(cfg: ArrayConfig, program: Sequence[Instruction],
+                   data_in_beats: int | None = None) -> dict[str, int]:
+    """The activity counters a program must produce (the hardware's ``COUNTERS`` except the
+    cycle counts): beats, MACs issued and scratchpad reads/writes, read off the instructions."""
+    def total(op: Opcode) -> int:
+        return sum(i.count for i in program if i.opcode == op)
+
+    computes = [i for i in program if i.opcode == Opcode.COMPUTE and i.count]
+    beats = total(Opcode.COMPUTE)
+    loads = total(Opcode.LOAD_ACT) + total(Opcode.LOAD_WEIGHT) + total(Opcode.LOAD_ACC) + \
+        sum(1 for i in program if i.opcode == Opcode.LOAD_SCALE)
+    counts = {
+        "act_beats": beats,
+        "macs": beats * cfg.macs_per_cycle,
+        "act_reads": beats,
+        "act_writes": total(Opcode.LOAD_ACT),
+        "weight_reads": cfg.rows * len(computes),
+        "weight_writes": total(Opcode.LOAD_WEIGHT),
+        "acc_reads": sum(i.count for i in computes if i.accumulate) + total(Opcode.STORE),
+        "acc_writes": total(Opcode.LOAD_ACC) + beats,
+        "data_in_beats": loads if data_in_beats is None else data_in_beats,
+        "data_out_beats": total(Opcode.STORE),
+    }
+    return counts
