@@ -64,23 +64,21 @@ class PyVerilatorBackend:
         from sparsa.hw.export import export_verilog
 
         from . import pyverilator_compat as pvc
+        from .pyverilator_driver import reset
 
         self.cfg, self.pvc, self.counter_names = cfg, pvc, COUNTERS
         paths = export_verilog(cfg, Path(build_dir) / "rtl", top="accelerator")
         self.sim = pvc.build(paths.verilog, paths.module, Path(build_dir) / "pyverilator",
                              extra_args=["-Wno-fatal"])
-        for port in ("insn__valid", "data_in__valid", "data_out__ready"):
-            pvc.set_port(self.sim, port, 0)
-        pvc.set_port(self.sim, "clk", 0)
-        pvc.set_port(self.sim, "rst", 1)
-        pvc.tick(self.sim, 2)
-        pvc.set_port(self.sim, "rst", 0)
+        reset(self.sim, ["insn__valid", "data_in__valid", "data_out__ready"])
 
     def _counters(self) -> dict[str, int]:
         raw = self.pvc.get_port(self.sim, "counters")
         return {name: (raw >> (32 * i)) & 0xFFFFFFFF for i, name in enumerate(self.counter_names)}
 
     async def run(self, program: Sequence[Instruction], data_in: Sequence[int]) -> ProgramRun:
+        from .pyverilator_driver import stream_cycle
+
         pvc, sim = self.pvc, self.sim
         before = self._counters()
         queues = {"insn": deque(i.encode() for i in program), "data_in": deque(data_in)}
@@ -90,19 +88,12 @@ class PyVerilatorBackend:
         pvc.set_port(sim, "data_out__ready", 1)
         cycle = 0
         while queues["insn"] or len(received) < expected or not pvc.get_port(sim, "idle"):
-            for name, queue in queues.items():
-                if queue:
-                    pvc.set_port(sim, f"{name}__payload", queue[0])
-                pvc.set_port(sim, f"{name}__valid", int(bool(queue)))
-            fired = [n for n, q in queues.items() if q and pvc.get_port(sim, f"{n}__ready")]
-            if pvc.get_port(sim, "data_out__valid"):
-                received.append(pvc.get_port(sim, "data_out__payload"))
+            fired, out = stream_cycle(sim, queues, "data_out")
+            if out is not None:
+                received.append(out)
                 last = cycle
-            for name in fired:
-                queues[name].popleft()
-                if name == "insn" and first is None:
-                    first = cycle
-            pvc.tick(sim)
+            if "insn" in fired and first is None:
+                first = cycle
             cycle += 1
             if cycle > 50_000_000:
                 raise TimeoutError("program did not finish in 50M cycles")

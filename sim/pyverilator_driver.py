@@ -21,7 +21,34 @@ from .amaranth_sim import ArrayRun
 from .encode import decode_psum, tile_beats
 from .stimulus import Tile
 
-__all__ = ["PyVerilatorArray"]
+__all__ = ["PyVerilatorArray", "reset", "stream_cycle"]
+
+
+def reset(sim, idle_inputs: Sequence[str], cycles: int = 2) -> None:
+    """Drive ``idle_inputs`` (valid/ready ports) low and hold ``rst`` for ``cycles`` cycles."""
+    for port in idle_inputs:
+        pvc.set_port(sim, port, 0)
+    pvc.set_port(sim, "clk", 0)
+    pvc.set_port(sim, "rst", 1)
+    pvc.tick(sim, cycles)
+    pvc.set_port(sim, "rst", 0)
+
+
+def stream_cycle(sim, sources: dict[str, deque], sink: str) -> tuple[list[str], int | None]:
+    """One clock cycle of ideal streams: every source presents the head of its queue (valid
+    while the queue is not empty), the sink is always ready. Accepted beats are popped; returns
+    the names of those sources and the sink's payload if a beat left, then clocks once."""
+    for name, queue in sources.items():
+        if queue:
+            pvc.set_port(sim, f"{name}__payload", queue[0])
+        pvc.set_port(sim, f"{name}__valid", int(bool(queue)))
+    fired = [name for name, queue in sources.items()
+             if queue and pvc.get_port(sim, f"{name}__ready")]
+    out = pvc.get_port(sim, f"{sink}__payload") if pvc.get_port(sim, f"{sink}__valid") else None
+    for name in fired:
+        sources[name].popleft()
+    pvc.tick(sim)
+    return fired, out
 
 
 class PyVerilatorArray:
@@ -33,15 +60,7 @@ class PyVerilatorArray:
         paths = export_verilog(cfg, build_dir / "rtl", top="array")
         self.sim = pvc.build(paths.verilog, paths.module, build_dir / "pyverilator",
                              extra_args=["-Wno-fatal"])
-        self._reset()
-
-    def _reset(self) -> None:
-        for port in ("weight__valid", "act__valid", "psum_in__valid", "psum__ready"):
-            pvc.set_port(self.sim, port, 0)
-        pvc.set_port(self.sim, "clk", 0)
-        pvc.set_port(self.sim, "rst", 1)
-        pvc.tick(self.sim, 2)
-        pvc.set_port(self.sim, "rst", 0)
+        reset(self.sim, ["weight__valid", "act__valid", "psum_in__valid", "psum__ready"])
 
     def run_tiles(self, tiles: Sequence[Tile], *, max_cycles: int = 10_000_000) -> ArrayRun:
         """Stream ``tiles`` back to back (each next weight tile loads while the previous one
@@ -58,20 +77,12 @@ class PyVerilatorArray:
         first_weight = last_psum = None
         pvc.set_port(sim, "psum__ready", 1)
         for cycle in range(max_cycles):
-            for name, queue in queues.items():
-                if queue:
-                    pvc.set_port(sim, f"{name}__payload", queue[0])
-                pvc.set_port(sim, f"{name}__valid", int(bool(queue)))
-            fired = [name for name, queue in queues.items()
-                     if queue and pvc.get_port(sim, f"{name}__ready")]
-            if pvc.get_port(sim, "psum__valid"):
-                received.append(pvc.get_port(sim, "psum__payload"))
+            fired, out = stream_cycle(sim, queues, "psum")
+            if out is not None:
+                received.append(out)
                 last_psum = cycle
-            for name in fired:
-                queues[name].popleft()
-                if name == "weight" and first_weight is None:
-                    first_weight = cycle
-            pvc.tick(sim)
+            if "weight" in fired and first_weight is None:
+                first_weight = cycle
             if len(received) == total:
                 break
         else:

@@ -21,15 +21,20 @@ CONFIGS = {
 }
 
 
+def run_all(cfg: ArrayConfig, top: str, simulator: str, seed: int, *, tests: int):
+    """Build and run every test of ``top``'s cocotb testbench; all ``tests`` must pass."""
+    result = run_testbench(cfg, top=top, simulator=simulator, seed=seed)
+    assert result.tests == tests, f"expected {tests} {top} testbench tests, got {result.tests}"
+    assert result.failed == 0, f"{result.failed} of {result.tests} failed: {result.results_xml}"
+    return result
+
+
 @pytest.mark.rtl
 @pytest.mark.parametrize("simulator", SIMULATORS)
 @pytest.mark.parametrize("name", CONFIGS)
 def test_array(name: str, simulator: str, seed_for) -> None:
-    cfg = CONFIGS[name]
-    seed = seed_for(f"array-{name}-{simulator}")
-    result = run_testbench(cfg, top="array", simulator=simulator, seed=seed)
-    assert result.tests >= 8, f"expected all array testbench tests to run, got {result.tests}"
-    assert result.failed == 0, f"{result.failed} of {result.tests} failed: {result.results_xml}"
+    result = run_all(CONFIGS[name], "array", simulator, seed_for(f"array-{name}-{simulator}"),
+                     tests=8)
     records = result.measurements()
     assert records, "the cycle-contract test recorded no measurement"
     for rec in records:
@@ -46,11 +51,8 @@ PE_PATTERNS = {f"{c.n}of{c.m}-d{c.pipeline_depth}": c for c in CONFIGS.values()}
 @pytest.mark.parametrize("simulator", SIMULATORS)
 @pytest.mark.parametrize("pattern", PE_PATTERNS)
 def test_pe(pattern: str, simulator: str, seed_for) -> None:
-    cfg = PE_PATTERNS[pattern]
-    seed = seed_for(f"pe-{pattern}-{simulator}")
-    result = run_testbench(cfg, top="pe", simulator=simulator, seed=seed)
-    assert result.tests == 2, f"expected both PE testbench tests to run, got {result.tests}"
-    assert result.failed == 0, f"{result.failed} of {result.tests} failed: {result.results_xml}"
+    run_all(PE_PATTERNS[pattern], "pe", simulator, seed_for(f"pe-{pattern}-{simulator}"),
+            tests=2)
 
 
 SMALL = dict(act_buffer_kib=1, weight_buffer_kib=1, acc_buffer_kib=1)
@@ -64,8 +66,5 @@ ACCEL_CONFIGS = {
 @pytest.mark.parametrize("simulator", SIMULATORS)
 @pytest.mark.parametrize("name", ACCEL_CONFIGS)
 def test_accelerator(name: str, simulator: str, seed_for) -> None:
-    cfg = ACCEL_CONFIGS[name]
-    seed = seed_for(f"accelerator-{name}-{simulator}")
-    result = run_testbench(cfg, top="accelerator", simulator=simulator, seed=seed)
-    assert result.tests == 4, f"expected all accelerator tests to run, got {result.tests}"
-    assert result.failed == 0, f"{result.failed} of {result.tests} failed: {result.results_xml}"
+    run_all(ACCEL_CONFIGS[name], "accelerator", simulator,
+            seed_for(f"accelerator-{name}-{simulator}"), tests=4)
