@@ -19,7 +19,7 @@ from sparsa.isa import Instruction, Opcode
 from . import golden
 from .stimulus import random_acts, random_nm_weights
 
-__all__ = ["GemmProgram", "gemm_program"]
+__all__ = ["GemmProgram", "gemm_program", "random_gemm_program"]
 
 
 @dataclass(frozen=True)
@@ -97,3 +97,24 @@ def gemm_program(cfg: ArrayConfig, rng: np.random.Generator, *, p: int, passes: 
         prog.append(Instruction(Opcode.STORE, acc_addr=c * p, count=p, raw=True))
     return GemmProgram(program=prog, data_in=data, x=x, w=w, psum0=psum0, bias=b, mult=mult,
                        shift=shift, relu=relu)
+
+
+def random_gemm_program(cfg: ArrayConfig, rng: np.random.Generator, *, order: str,
+                        max_beats: int | None = None) -> GemmProgram:
+    """A :func:`gemm_program` of random size (1-3 K passes, 1-2 column tiles, up to
+    ``max_beats`` rows, default three times rows + cols) that fits the scratchpads, with random
+    ReLU and accumulator initialisation."""
+    from sparsa.sw.assemble import spad_rows
+
+    depth = spad_rows(cfg)
+    passes = int(rng.integers(1, 4))
+    col_tiles = int(rng.integers(1, 3))
+    if col_tiles * passes * cfg.rows > depth["weight"]:
+        col_tiles = passes = 1
+    limit = min(max_beats or 3 * (cfg.rows + cfg.cols), depth["act"] // passes,
+                depth["acc"] // col_tiles)
+    if limit < 1:
+        raise ValueError(f"the scratchpads of {cfg} cannot hold a single-beat program")
+    return gemm_program(cfg, rng, p=int(rng.integers(1, limit + 1)), passes=passes,
+                        col_tiles=col_tiles, order=order, relu=bool(rng.integers(0, 2)),
+                        load_acc=bool(rng.integers(0, 2)))

@@ -22,7 +22,7 @@ from sparsa.sw.accel_timing import program_counts, program_timing
 
 from .cocotb_util import StreamSink, StreamSource, load_config, log, make_rng, start_clock_and_reset
 from .golden_accel import GoldenAccelerator
-from .programs import gemm_program
+from .programs import random_gemm_program
 
 TIMEOUT_US = 5000
 COUNTER_LAYOUT = data.StructLayout({name: unsigned(32) for name in COUNTERS})
@@ -75,14 +75,6 @@ def check_counters(cfg, program, data_in, counts) -> None:
         assert counts[name] == value, f"counter {name}: RTL {counts[name]}, program {value}"
 
 
-def random_program(tb, order: str):
-    cfg = tb.cfg
-    return gemm_program(cfg, tb.np_rng, p=int(tb.np_rng.integers(1, 3 * (cfg.rows + cfg.cols))),
-                        passes=int(tb.np_rng.integers(1, 4)),
-                        col_tiles=int(tb.np_rng.integers(1, 3)), order=order,
-                        relu=bool(tb.np_rng.integers(0, 2)),
-                        load_acc=bool(tb.np_rng.integers(0, 2)))
-
 
 @cocotb.test(timeout_time=TIMEOUT_US, timeout_unit="us")
 @cocotb.parametrize(idle=[0.0, 0.3], backpressure=[0.0, 0.4])
@@ -95,7 +87,7 @@ async def random_programs(dut, idle: float, backpressure: float) -> None:
     await tb.start()
     cfg = tb.cfg
     for order in ("k_inner", "cols_inner", "k_inner"):
-        prog = random_program(tb, order)
+        prog = random_gemm_program(cfg, tb.np_rng, order=order)
         golden_out = GoldenAccelerator(cfg, spad_depths(cfg)).run(prog.program, prog.data_in)
         outs, dispatch, out_cycles, counts = await tb.run(prog.program, prog.data_in)
         assert len(outs) == len(golden_out)

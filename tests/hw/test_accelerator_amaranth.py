@@ -12,7 +12,7 @@ from sparsa.hw.accelerator import spad_depths
 from sparsa.isa import Opcode
 from sparsa.sim.accel_sim import run_program
 from sparsa.sim.golden_accel import GoldenAccelerator
-from sparsa.sim.programs import gemm_program
+from sparsa.sim.programs import random_gemm_program
 from sparsa.sw.accel_timing import program_timing
 
 SMALL = dict(act_buffer_kib=1, weight_buffer_kib=1, acc_buffer_kib=1)
@@ -42,10 +42,7 @@ def split_outputs(prog, outputs, cols):
 def test_random_gemm_programs(name, order, idle, backpressure, seed_for, request):
     cfg = CONFIGS[name]
     rng = np.random.default_rng(seed_for(request.node.nodeid))
-    p = int(rng.integers(1, 3 * (cfg.rows + cfg.cols)))
-    prog = gemm_program(cfg, rng, p=p, passes=int(rng.integers(1, 4)),
-                        col_tiles=int(rng.integers(1, 3)), order=order,
-                        relu=bool(rng.integers(0, 2)), load_acc=bool(rng.integers(0, 2)))
+    prog = random_gemm_program(cfg, rng, order=order)
     golden_out = GoldenAccelerator(cfg, spad_depths(cfg)).run(prog.program, prog.data_in)
     requant_ref, raw_ref = prog.reference(cfg.acc_width, cfg.act_width)
     g_requant, g_raw = split_outputs(prog, golden_out, cfg.cols)
@@ -87,9 +84,8 @@ def test_cycle_model(name, order, seed_for, request):
     cfg = CONFIGS[name]
     rng = np.random.default_rng(seed_for(request.node.nodeid))
     for _ in range(6):
-        prog = gemm_program(cfg, rng, p=int(rng.integers(1, 4 * (cfg.rows + cfg.cols))),
-                            passes=int(rng.integers(1, 4)), col_tiles=int(rng.integers(1, 3)),
-                            order=order, load_acc=bool(rng.integers(0, 2)))
+        prog = random_gemm_program(cfg, rng, order=order,
+                                   max_beats=4 * (cfg.rows + cfg.cols))
         run = run_program(cfg, prog.program, prog.data_in)
         predicted = program_timing(cfg, prog.program)
         assert run.dispatch == predicted.dispatch
