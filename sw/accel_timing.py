@@ -24,7 +24,7 @@ Engine rules (``d`` = dispatch cycle):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sparsa.config import ArrayConfig
 from sparsa.isa import Instruction, Opcode
@@ -47,15 +47,34 @@ class ProgramTiming:
     cycles: int             # first dispatch .. last data_out row (or last result written)
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Compute:
-    act: tuple[int, int]                                  # (base, rows) read
-    acc: tuple[int, int]                                  # (base, rows) written
-    accepted: list[int] = field(default_factory=list)    # cycle each beat was taken
-    writes: list[int] = field(default_factory=list)      # cycle each result row was written
+    """A COMPUTE in flight: its beats are taken in consecutive cycles ``first .. first+count-1``
+    (a chain only delays the first one: the rows it waits for are written one per cycle too), and
+    result row ``j`` is written in cycle ``first + latency + j``."""
+
+    act: tuple[int, int]    # (base, rows) read
+    acc: tuple[int, int]    # (base, rows) written
+    first: int
+    count: int
+    latency: int
+
+    @property
+    def last_taken(self) -> int:
+        return self.first + self.count - 1
+
+    @property
+    def first_write(self) -> int:
+        return self.first + self.latency
+
+    @property
+    def last_write(self) -> int:
+        return self.first + self.latency + self.count - 1
 
 
-def program_timing(cfg: ArrayConfig, program: Sequence[Instruction]) -> ProgramTiming:
+def program_timing(cfg: ArrayConfig, program: Sequence[Instruction], *,
+                   trace: bool = True) -> ProgramTiming:
+    """Predict ``program``; ``trace=False`` skips the per-row output cycles (long programs)."""
     t = array_timing(cfg)
     rows, cols, latency = cfg.rows, cfg.cols, t.latency
     dispatch: list[int] = []
@@ -87,7 +106,7 @@ def program_timing(cfg: ArrayConfig, program: Sequence[Instruction]) -> ProgramT
     def pending_at(c: _Compute, cycle: int) -> bool:
         """Whether compute ``c`` still has results to write at ``cycle`` (its descriptor is
         popped in the cycle of its last write)."""
-        return cycle <= c.writes[-1]
+        return cycle <= c.last_write
 
     for insn in program:
         op = insn.opcode
@@ -97,12 +116,12 @@ def program_timing(cfg: ArrayConfig, program: Sequence[Instruction]) -> ProgramT
             if op == Opcode.LOAD_ACT and computes:
                 latest = computes[-1]
                 if _overlap(insn.addr, insn.count, *latest.act):
-                    d = max(d, latest.accepted[-1] + 1)
+                    d = max(d, latest.last_taken + 1)
             if op == Opcode.LOAD_WEIGHT and _overlap(insn.addr, insn.count, *pre_range):
                 d = max(d, pre_last_taken + 1)
             if op == Opcode.LOAD_ACC:
                 if computes:
-                    d = max(d, computes[-1].accepted[-1] + 1, computes[-1].writes[-1] + 1)
+                    d = max(d, computes[-1].last_write + 1)
                 d = max(d, st_last_out + 1)
             if op == Opcode.LOAD_SCALE:
                 d = max(d, st_last_out + 1)
@@ -141,62 +160,54 @@ def program_timing(cfg: ArrayConfig, program: Sequence[Instruction]) -> ProgramT
                 d = max(d, ld_last + 1)
             if _overlap(insn.acc_addr, insn.count, *st_range):
                 d = max(d, st_last_out + 1)
-            active = [c for c in computes if c.accepted]
-            if len(active) >= 2:
-                d = max(d, active[-2].writes[-1] + 1)   # at most two pending
-            gate = None
-            if active:
-                prev = active[-1]
+            if len(computes) >= 2:
+                d = max(d, computes[-2].last_write + 1)   # at most two pending
+            gate = None   # cycle the dependency writes its row 0 (then one row per cycle)
+            if computes:
+                prev = computes[-1]
                 if pending_at(prev, d) and _overlap(insn.acc_addr, insn.count, *prev.acc):
                     chain = insn.accumulate and (insn.acc_addr, insn.count) == prev.acc
                     if not chain:
-                        d = max(d, prev.writes[-1] + 1)
-                    elif prev.writes[-1] != d:   # popped in the dispatch cycle: no gating
-                        gate = prev.writes
+                        d = max(d, prev.last_write + 1)
+                    elif prev.last_write != d:   # popped in the dispatch cycle: no gating
+                        gate = prev.first_write
             if insn.count == 0:
                 dispatch.append(d)
                 last_dispatch = d
                 continue
-            comp = _Compute(act=(insn.addr, insn.count), acc=(insn.acc_addr, insn.count))
             if shadow_ready is None:
                 raise ValueError(f"instruction {len(dispatch)}: COMPUTE without a PRELOAD "
                                  f"since the previous COMPUTE")
             read = max(d + 1, feed_slot_free)
-            reads = []
-            for j in range(insn.count):
-                if gate is not None:
-                    read = max(read, gate[j] + 1)
-                taken = read + 1
-                if j == 0:
-                    taken = max(taken, shadow_ready)
-                reads.append(read)
-                comp.accepted.append(taken)
-                read = taken
-            comp.writes = [a + latency for a in comp.accepted]
-            last_swap = comp.accepted[0]
+            if gate is not None:
+                read = max(read, gate + 1)
+            first = max(read + 1, shadow_ready)
+            comp = _Compute(act=(insn.addr, insn.count), acc=(insn.acc_addr, insn.count),
+                            first=first, count=insn.count, latency=latency)
+            last_swap = first
             shadow_ready = None
-            feed_free = reads[-1]
-            feed_slot_free = comp.accepted[-1]
+            # the last row is read in the cycle the one before it is taken
+            feed_free = read if insn.count == 1 else first + insn.count - 2
+            feed_slot_free = comp.last_taken
             computes.append(comp)
-            last_write = max(last_write, comp.writes[-1])
+            last_write = max(last_write, comp.last_write)
         elif op == Opcode.STORE:
             d = max(d, st_free)
             if ld_kind == Opcode.LOAD_ACC:
                 d = max(d, ld_last + 1)
             for c in computes[-2:]:
                 if pending_at(c, d) and _overlap(insn.acc_addr, insn.count, *c.acc):
-                    d = max(d, c.writes[-1] + 1)
+                    d = max(d, c.last_write + 1)
             if insn.count:
-                read = max(d + 1, st_slot_free)
-                outs = [read + 1 + j for j in range(insn.count)]
-                out_cycles += outs
-                st_free = outs[-2] if insn.count > 1 else read
-                st_slot_free = outs[-1]
-                st_last_out = outs[-1]
+                read = max(d + 1, st_slot_free)   # row j leaves in cycle read + 1 + j
+                if trace:
+                    out_cycles += range(read + 1, read + 1 + insn.count)
+                st_free = read + insn.count - 1 if insn.count > 1 else read
+                st_last_out = st_slot_free = read + insn.count
                 st_range = (insn.acc_addr, insn.count)
         dispatch.append(d)
         last_dispatch = d
-    end = max(out_cycles[-1] if out_cycles else NEVER, last_write, ld_last)
+    end = max(st_last_out, last_write, ld_last)
     return ProgramTiming(dispatch=dispatch, out_cycles=out_cycles, cycles=end + 1)
 
 
