@@ -1,4 +1,5 @@
-"""Packing tiles into stream beats (and unpacking results) with the hardware's own layouts."""
+"""Packing array tiles into stream beats (and unpacking results), with :mod:`sparsa.isa`'s
+row packers: the same bits as the hardware's layouts (``tests/hw/test_layouts.py`` checks it)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sparsa import isa
 from sparsa.config import ArrayConfig
-from sparsa.hw import layouts
 
 from .stimulus import Tile
 
@@ -24,40 +25,26 @@ class TileBeats:
     psum_in: list[int]
 
 
-def _bits(layout, value) -> int:
-    return layout.const(value).as_value().value
-
-
 def weight_beats(cfg: ArrayConfig, tile: Tile) -> list[int]:
     """Row ``r`` of the tile -> one beat: ``cols`` PEs of ``n`` values (+ ``n`` indices)."""
-    layout = layouts.weight_row(cfg)
     vals, idx = tile.weights.values, tile.weights.indices
     if vals.shape != (cfg.rows, cfg.n, cfg.cols):
         raise ValueError(f"tile weights must be (rows, n, cols) = {(cfg.rows, cfg.n, cfg.cols)}, "
                          f"not {vals.shape}")
-    beats = []
-    for r in range(cfg.rows):
-        row = []
-        for c in range(cfg.cols):
-            pe = {"values": [int(v) for v in vals[r, :, c]]}
-            if cfg.index_width:
-                pe["indices"] = [int(i) for i in idx[r, :, c]]
-            row.append(pe)
-        beats.append(_bits(layout, row))
-    return beats
+    return [isa.pack_weight_row(cfg, vals[r], idx[r]) for r in range(cfg.rows)]
 
 
 def act_beat(cfg: ArrayConfig, acts: np.ndarray, *, swap: bool) -> int:
-    return _bits(layouts.act_beat(cfg), {"data": [int(a) for a in acts], "swap": int(swap)})
+    """``rows * m`` activations, then the ``swap`` bit (``hw.layouts.act_beat``)."""
+    return isa.pack_act_row(cfg, acts) | (int(swap) << (cfg.act_vector_width * cfg.act_width))
 
 
 def psum_beat(cfg: ArrayConfig, psums: np.ndarray) -> int:
-    return _bits(layouts.psum_row(cfg), [int(p) for p in psums])
+    return isa.pack_psum_row(cfg, psums)
 
 
 def decode_psum(cfg: ArrayConfig, raw: int) -> np.ndarray:
-    view = layouts.psum_row(cfg).from_bits(int(raw))
-    return np.array([int(view[c]) for c in range(cfg.cols)], dtype=np.int64)
+    return np.array(isa.unpack_psum_row(cfg, raw), dtype=np.int64)
 
 
 def tile_beats(cfg: ArrayConfig, tile: Tile) -> TileBeats:

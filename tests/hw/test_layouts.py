@@ -1,0 +1,62 @@
+"""The pure-Python packers of sparsa.isa produce exactly the bits of the hardware's layouts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sparsa import isa
+from sparsa.config import ArrayConfig
+from sparsa.hw import layouts
+from sparsa.sim.encode import act_beat
+
+CONFIGS = [ArrayConfig(rows=2, cols=3, n=2, m=4), ArrayConfig(rows=3, cols=2, n=1, m=1),
+           ArrayConfig(rows=2, cols=2, n=3, m=8), ArrayConfig(rows=1, cols=4, n=4, m=4)]
+
+
+def bits(layout, value) -> int:
+    return layout.const(value).as_value().value
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"{c.rows}x{c.cols}-{c.n}of{c.m}")
+def test_row_packers_match_layouts(cfg, rng):
+    acts = rng.integers(-128, 128, cfg.act_vector_width)
+    for swap in (False, True):
+        assert act_beat(cfg, acts, swap=swap) == bits(
+            layouts.act_beat(cfg), {"data": [int(a) for a in acts], "swap": int(swap)})
+    values = rng.integers(-128, 128, (cfg.n, cfg.cols))
+    indices = rng.integers(0, cfg.m, (cfg.n, cfg.cols)) if cfg.index_width else \
+        np.tile(np.arange(cfg.n)[:, None], (1, cfg.cols))
+    pes = [{"values": [int(v) for v in values[:, c]],
+            **({"indices": [int(i) for i in indices[:, c]]} if cfg.index_width else {})}
+           for c in range(cfg.cols)]
+    word = isa.pack_weight_row(cfg, values, indices)
+    assert word == bits(layouts.weight_row(cfg), pes)
+    back_values, back_indices = isa.unpack_weight_row(cfg, word)
+    np.testing.assert_array_equal(back_values, values)
+    np.testing.assert_array_equal(back_indices, indices)
+    psums = rng.integers(-(1 << 31), 1 << 31, cfg.cols)
+    word = isa.pack_psum_row(cfg, psums)
+    assert word == bits(layouts.psum_row(cfg), [int(p) for p in psums])
+    assert isa.unpack_psum_row(cfg, word) == [int(p) for p in psums]
+    mult = rng.integers(0, 1 << isa.SCALE_MULT_BITS, cfg.cols)
+    shift = rng.integers(0, 1 << isa.SCALE_SHIFT_BITS, cfg.cols)
+    word = isa.pack_scale_row(cfg, mult, shift, psums)
+    assert word == bits(layouts.scale_row(cfg), [
+        {"mult": int(m), "shift": int(s), "bias": int(b)} for m, s, b in zip(
+            mult, shift, psums, strict=True)])
+    assert isa.unpack_scale_row(cfg, word) == ([int(m) for m in mult], [int(s) for s in shift],
+                                               [int(p) for p in psums])
+
+
+def test_instruction_word_matches_layout():
+    insn = isa.Instruction(isa.Opcode.COMPUTE, addr=513, acc_addr=65535, count=7,
+                           accumulate=True, relu=False, raw=True)
+    assert insn.encode() == bits(layouts.instruction(), {
+        "opcode": int(isa.Opcode.COMPUTE), "accumulate": 1, "relu": 0, "raw": 1, "addr": 513,
+        "acc_addr": 65535, "count": 7})
+    assert isa.Instruction.decode(insn.encode()) == insn
+    with pytest.raises(ValueError, match="count must be an integer"):
+        isa.Instruction(isa.Opcode.STORE, count=1 << 16)
+    with pytest.raises(ValueError, match="no valid opcode"):
+        isa.Instruction.decode(0)
