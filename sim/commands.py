@@ -52,9 +52,10 @@ def _print(result, cfg, seconds: float) -> None:
 
     table = Table(title=f"{result.model} on {result.backend}: {cfg.rows}x{cfg.cols} "
                         f"{cfg.nm}, {result.images} images")
-    for col in ("layer", "GEMM PxKxC", "pattern", "instructions", "measured cycles",
-                "predicted cycles", "difference", "counters"):
-        table.add_column(col, justify="left" if col in ("layer", "pattern") else "right")
+    for col in ("layer", "GEMM PxKxC", "N:M", "insns", "cycles", "predicted", "diff",
+                "counters"):
+        table.add_column(col, justify="left" if col in ("layer", "N:M") else "right",
+                         no_wrap=True)
     for r in result.layers:
         table.add_row(r.name, r.gemm, r.pattern, str(r.instructions), str(r.measured),
                       str(r.predicted), str(r.difference),
