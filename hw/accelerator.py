@@ -14,22 +14,13 @@ from sparsa.isa import Opcode
 from . import layouts
 from .array import SystolicArray
 
-__all__ = ["COUNTERS", "Accelerator", "spad_depths"]
+__all__ = ["COUNTERS", "Accelerator"]
 
 # Activity counters, readable at any time (all 32-bit, wrapping).
 COUNTERS = ("cycles", "busy_cycles", "act_beats", "macs", "act_reads", "act_writes",
             "weight_reads", "weight_writes", "acc_reads", "acc_writes", "data_in_beats",
             "data_out_beats")
 ADDR_BITS = 16
-
-
-def spad_depths(cfg: ArrayConfig) -> dict[str, int]:
-    """Rows of each scratchpad: its size in KiB over its row width (at most 2**16 rows)."""
-    widths = {"act": layouts.act_beat(cfg).size - 1, "weight": layouts.weight_row(cfg).size,
-              "acc": layouts.psum_row(cfg).size}
-    sizes = {"act": cfg.act_buffer_kib, "weight": cfg.weight_buffer_kib,
-             "acc": cfg.acc_buffer_kib}
-    return {k: max(1, min(1 << ADDR_BITS, sizes[k] * 8192 // widths[k])) for k in widths}
 
 
 def _overlap(a_base, a_count, b_base, b_count):
@@ -67,7 +58,7 @@ class Accelerator(wiring.Component):
         if not isinstance(cfg, ArrayConfig):
             raise TypeError(f"cfg must be an ArrayConfig, not {cfg!r}")
         self.cfg = cfg
-        self.depths = spad_depths(cfg)
+        self.depths = cfg.scratchpad_rows
         super().__init__({
             "insn": In(stream.Signature(layouts.instruction())),
             "data_in": In(stream.Signature(unsigned(layouts.data_in_width(cfg)))),

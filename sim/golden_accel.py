@@ -28,7 +28,7 @@ class ProgramError(ValueError):
 @dataclass
 class GoldenAccelerator:
     cfg: ArrayConfig
-    depths: dict[str, int]
+    depths: dict[str, int] = field(init=False)   # cfg.scratchpad_rows
     act: np.ndarray = field(init=False)
     weight: list = field(init=False)
     acc: np.ndarray = field(init=False)
@@ -39,6 +39,7 @@ class GoldenAccelerator:
 
     def __post_init__(self) -> None:
         cfg = self.cfg
+        self.depths = cfg.scratchpad_rows
         self.act = np.zeros((self.depths["act"], cfg.act_vector_width), dtype=np.int64)
         self.weight = [None] * self.depths["weight"]
         self.acc = np.zeros((self.depths["acc"], cfg.cols), dtype=np.int64)

@@ -41,14 +41,12 @@ class GoldenBackend:
     name = "golden"
 
     def __init__(self, cfg: ArrayConfig):
-        from sparsa.sw.assemble import spad_rows
-
-        self.cfg, self.depths = cfg, spad_rows(cfg)
+        self.cfg = cfg
 
     async def run(self, program: Sequence[Instruction], data_in: Sequence[int]) -> ProgramRun:
         from .golden_accel import GoldenAccelerator
 
-        outputs = GoldenAccelerator(self.cfg, self.depths).run(program, data_in)
+        outputs = GoldenAccelerator(self.cfg).run(program, data_in)
         return ProgramRun(outputs=outputs, cycles=program_timing(self.cfg, program).cycles,
                           counters=program_counts(self.cfg, program, len(data_in)))
 

@@ -104,9 +104,7 @@ def random_gemm_program(cfg: ArrayConfig, rng: np.random.Generator, *, order: st
     """A :func:`gemm_program` of random size (1-3 K passes, 1-2 column tiles, up to
     ``max_beats`` rows, default three times rows + cols) that fits the scratchpads, with random
     ReLU and accumulator initialisation."""
-    from sparsa.sw.assemble import spad_rows
-
-    depth = spad_rows(cfg)
+    depth = cfg.scratchpad_rows
     passes = int(rng.integers(1, 4))
     col_tiles = int(rng.integers(1, 3))
     if col_tiles * passes * cfg.rows > depth["weight"]:

@@ -16,7 +16,7 @@ from amaranth.lib import data
 from cocotb.triggers import ReadOnly, RisingEdge
 
 from sparsa import isa
-from sparsa.hw.accelerator import COUNTERS, spad_depths
+from sparsa.hw.accelerator import COUNTERS
 from sparsa.isa import Opcode
 from sparsa.sw.accel_timing import program_counts, program_timing
 
@@ -88,7 +88,7 @@ async def random_programs(dut, idle: float, backpressure: float) -> None:
     cfg = tb.cfg
     for order in ("k_inner", "cols_inner", "k_inner"):
         prog = random_gemm_program(cfg, tb.np_rng, order=order)
-        golden_out = GoldenAccelerator(cfg, spad_depths(cfg)).run(prog.program, prog.data_in)
+        golden_out = GoldenAccelerator(cfg).run(prog.program, prog.data_in)
         outs, dispatch, out_cycles, counts = await tb.run(prog.program, prog.data_in)
         assert len(outs) == len(golden_out)
         for k, (got, want) in enumerate(zip(outs, golden_out, strict=True)):

@@ -127,6 +127,20 @@ class ArrayConfig:
         """Activations per beat of the array's input stream: rows * m."""
         return self.rows * self.m
 
+    @property
+    def scratchpad_rows(self) -> dict[str, int]:
+        """Rows of the accelerator's scratchpads: each buffer's size over its row width (an
+        activation beat, a PE row of compressed weights, a row of accumulators), at most 2**16
+        (the instruction's address field)."""
+        row_bits = {
+            "act": self.act_vector_width * self.act_width,
+            "weight": self.cols * self.n * (self.weight_width + self.index_width),
+            "acc": self.cols * self.acc_width,
+        }
+        kib = {"act": self.act_buffer_kib, "weight": self.weight_buffer_kib,
+               "acc": self.acc_buffer_kib}
+        return {k: max(1, min(1 << 16, kib[k] * 8192 // bits)) for k, bits in row_bits.items()}
+
     def replace(self, **changes: Any) -> ArrayConfig:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)

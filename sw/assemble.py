@@ -33,18 +33,7 @@ from sparsa.sim import golden
 from .program import Compute, LoadActs, LoadWeights, PreloadWeights, Store
 from .schedule import ScheduleError, Tiling, iter_program, schedule_gemm
 
-__all__ = ["AssembledGemm", "assemble_gemm", "spad_rows"]
-
-
-def spad_rows(cfg: ArrayConfig) -> dict[str, int]:
-    """Rows of each scratchpad (the same arithmetic as the hardware's ``spad_depths``)."""
-    act_bits = cfg.act_vector_width * cfg.act_width
-    weight_bits = cfg.cols * cfg.n * (cfg.weight_width + cfg.index_width)
-    acc_bits = cfg.cols * cfg.acc_width
-    sizes = {"act": (cfg.act_buffer_kib, act_bits), "weight": (cfg.weight_buffer_kib,
-                                                               weight_bits),
-             "acc": (cfg.acc_buffer_kib, acc_bits)}
-    return {k: max(1, min(1 << 16, kib * 8192 // bits)) for k, (kib, bits) in sizes.items()}
+__all__ = ["AssembledGemm", "assemble_gemm"]
 
 
 @dataclass(frozen=True)
@@ -100,7 +89,7 @@ def assemble_gemm(cfg: ArrayConfig, x: np.ndarray, w: np.ndarray, *, sparse: boo
     xp[:, : xk.shape[1]] = xk
     wp = np.zeros((passes * kp, tiling.col_tiles * cols), np.int64)
     wp[: wk.shape[0], :c_total] = wk
-    depth = spad_rows(cfg)
+    depth = cfg.scratchpad_rows
 
     def region(kind: str, index: int, size: int, resident: bool, count: int) -> int:
         slots = count if resident else 2

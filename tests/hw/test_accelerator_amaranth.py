@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from sparsa.config import ArrayConfig
-from sparsa.hw.accelerator import spad_depths
 from sparsa.isa import Opcode
 from sparsa.sim.accel_sim import run_program
 from sparsa.sim.golden_accel import GoldenAccelerator
@@ -43,7 +42,7 @@ def test_random_gemm_programs(name, order, idle, backpressure, seed_for, request
     cfg = CONFIGS[name]
     rng = np.random.default_rng(seed_for(request.node.nodeid))
     prog = random_gemm_program(cfg, rng, order=order)
-    golden_out = GoldenAccelerator(cfg, spad_depths(cfg)).run(prog.program, prog.data_in)
+    golden_out = GoldenAccelerator(cfg).run(prog.program, prog.data_in)
     requant_ref, raw_ref = prog.reference(cfg.acc_width, cfg.act_width)
     g_requant, g_raw = split_outputs(prog, golden_out, cfg.cols)
     np.testing.assert_array_equal(g_raw, raw_ref)

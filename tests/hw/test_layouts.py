@@ -60,3 +60,14 @@ def test_instruction_word_matches_layout():
         isa.Instruction(isa.Opcode.STORE, count=1 << 16)
     with pytest.raises(ValueError, match="no valid opcode"):
         isa.Instruction.decode(0)
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"{c.rows}x{c.cols}-{c.n}of{c.m}")
+def test_scratchpad_rows_follow_the_layouts(cfg):
+    """ArrayConfig.scratchpad_rows (used by the software without Amaranth) divides each buffer
+    by the width of the hardware row it stores."""
+    widths = {"act": layouts.act_beat(cfg).size - 1, "weight": layouts.weight_row(cfg).size,
+              "acc": layouts.psum_row(cfg).size}
+    for name, bits in widths.items():
+        kib = getattr(cfg, f"{name}_buffer_kib")
+        assert cfg.scratchpad_rows[name] == min(1 << 16, kib * 8192 // bits)

@@ -10,7 +10,7 @@ from sparsa.config import ArrayConfig
 from sparsa.sim import golden
 from sparsa.sim.golden_accel import GoldenAccelerator
 from sparsa.sim.stimulus import random_nm_weights
-from sparsa.sw.assemble import assemble_gemm, spad_rows
+from sparsa.sw.assemble import assemble_gemm
 
 SMALL = dict(act_buffer_kib=1, weight_buffer_kib=1, acc_buffer_kib=1)
 
@@ -28,11 +28,11 @@ def test_assembled_gemm_computes_the_layer(cfg, sparse, rng):
     bias = rng.integers(-(1 << 20), 1 << 20, c)
     mult, shift = rng.integers(1, 1 << 15, c), rng.integers(8, 24, c)
     asm = assemble_gemm(cfg, x, w, sparse=sparse, bias=bias, multiplier=mult, shift=shift)
-    got = asm.collect(GoldenAccelerator(cfg, spad_rows(cfg)).run(asm.program, asm.data_in))
+    got = asm.collect(GoldenAccelerator(cfg).run(asm.program, asm.data_in))
     want = golden.requantize(np.asarray(x) @ np.asarray(w) + bias[None, :], mult, shift)
     np.testing.assert_array_equal(got, want)
     raw = assemble_gemm(cfg, x, w, sparse=sparse, bias=bias, raw=True)
-    got_raw = raw.collect(GoldenAccelerator(cfg, spad_rows(cfg)).run(raw.program, raw.data_in))
+    got_raw = raw.collect(GoldenAccelerator(cfg).run(raw.program, raw.data_in))
     np.testing.assert_array_equal(got_raw, np.asarray(x) @ np.asarray(w) + bias[None, :])
 
 
