@@ -39,14 +39,17 @@ class Accelerator(wiring.Component):
 
     Engines run concurrently: LOAD (data_in -> a scratchpad), PRELOAD (weight scratchpad -> the
     PEs' shadow bank), FEED (activation and accumulator rows -> the array), WRITE (array results
-    -> accumulator rows) and STORE (accumulators -> requantize -> data_out). An instruction
+    -> accumulator rows) and STORE (accumulators + column bias -> requantize -> data_out). An
+    engine takes its next instruction in the cycle it reads its last row, so back-to-back tiles
+    stream without a bubble. An instruction
     leaves the ``insn`` stream (is dispatched) when its engine is free and it has no hazard with
     work in flight:
 
     * LOAD_ACT / LOAD_WEIGHT wait while FEED / PRELOAD read rows they would overwrite;
       LOAD_ACC waits until FEED, WRITE and STORE are idle; LOAD_SCALE until STORE is idle.
     * PRELOAD waits while LOAD writes weight rows it reads.
-    * COMPUTE waits while LOAD writes activation rows it reads (or any accumulator rows), while
+    * COMPUTE waits while two earlier COMPUTEs still have results to write, while LOAD writes
+      activation rows it reads (or any accumulator rows), while
       STORE reads accumulator rows it overwrites, and while an earlier COMPUTE's results are
       still being written to overlapping accumulator rows, except when that COMPUTE has exactly
       the same rows and this one accumulates onto them: then it starts at once and each beat
