@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from amaranth.hdl import Value
 from amaranth.sim import Simulator
 
 from sparsa import isa
@@ -41,8 +42,7 @@ def run_program(cfg: ArrayConfig, program: Sequence[Instruction], data_in: Seque
             while rng.random() < idle:
                 await ctx.tick()
             ctx.set(stream.valid, 1)
-            ctx.set(stream.payload.as_value() if hasattr(stream.payload, "as_value")
-                    else stream.payload, p)
+            ctx.set(Value.cast(stream.payload), p)
             while True:
                 _, _, ready, cycle = await ctx.tick().sample(stream.ready, dut.counters.cycles)
                 if ready:

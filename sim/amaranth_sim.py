@@ -41,7 +41,7 @@ def run_tiles(cfg: ArrayConfig, tiles: Sequence[Tile], *, seed: int = 0, idle: f
     received: list[int] = []
     events = {"first_weight": None, "last_psum": None, "tiles_done": 0}
 
-    async def send(ctx, stream, payload, cycle_log=None):
+    async def send(ctx, stream, payload):
         while rng.random() < idle:
             await ctx.tick()
         ctx.set(stream.valid, 1)
@@ -58,15 +58,7 @@ def run_tiles(cfg: ArrayConfig, tiles: Sequence[Tile], *, seed: int = 0, idle: f
                 while events["tiles_done"] < i:
                     await ctx.tick()
             for w in b.weight:
-                while rng.random() < idle:
-                    await ctx.tick()
-                ctx.set(dut.weight.valid, 1)
-                ctx.set(dut.weight.payload.as_value(), w)
-                while True:
-                    _, _, ready = await ctx.tick().sample(dut.weight.ready)
-                    if ready:
-                        break
-                ctx.set(dut.weight.valid, 0)
+                await send(ctx, dut.weight, w)
 
     async def act_source(ctx):
         for b in beats:
