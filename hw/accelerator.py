@@ -54,7 +54,8 @@ class Accelerator(wiring.Component):
       still being written to overlapping accumulator rows, except when that COMPUTE has exactly
       the same rows and this one accumulates onto them: then it starts at once and each beat
       waits until the row it adds has been written (a K-pass chain).
-    * STORE waits while results are still being written to rows it reads.
+    * STORE waits while results are still being written to rows it reads, and while LOAD
+      brings accumulator rows or the scale row it requantizes with.
     """
 
     def __init__(self, cfg: ArrayConfig):
@@ -226,6 +227,7 @@ class Accelerator(wiring.Component):
         ld_target_weight = ld_busy & (ld_op == Opcode.LOAD_WEIGHT)
         ld_target_act = ld_busy & (ld_op == Opcode.LOAD_ACT)
         ld_target_acc = ld_busy & (ld_op == Opcode.LOAD_ACC)
+        ld_target_scale = ld_busy & (ld_op == Opcode.LOAD_SCALE)
         pre_base = Signal(ADDR_BITS)
         feed_act_base = Signal(ADDR_BITS)
         ld_base, ld_total = Signal(ADDR_BITS), Signal(ADDR_BITS + 1)
@@ -260,7 +262,8 @@ class Accelerator(wiring.Component):
                 ~(st_busy & _overlap(acc_addr, count, st_base, st_count)) &
                 (~acc_hazard_any | chain))
         with m.Elif(op == Opcode.STORE):
-            m.d.comb += can.eq(st_free & ~ld_target_acc & ~acc_hazard_any)
+            # a STORE requantizes with the scale row of the LOAD_SCALE before it: wait for its beat
+            m.d.comb += can.eq(st_free & ~ld_target_acc & ~ld_target_scale & ~acc_hazard_any)
         # Any other opcode is never dispatched (the host checks its programs).
         m.d.comb += self.insn.ready.eq(can)
         dispatch = self.insn.valid & self.insn.ready

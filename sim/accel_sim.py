@@ -13,6 +13,7 @@ from sparsa import isa
 from sparsa.config import ArrayConfig
 from sparsa.hw.accelerator import COUNTERS, Accelerator
 from sparsa.isa import Instruction, Opcode
+from sparsa.sw.accel_timing import DramPort, beat_bytes, port_caps
 
 __all__ = ["AccelRun", "run_program"]
 
@@ -28,7 +29,13 @@ class AccelRun:
 
 def run_program(cfg: ArrayConfig, program: Sequence[Instruction], data_in: Sequence[int], *,
                 seed: int = 0, idle: float = 0.0, backpressure: float = 0.0,
+                dram_bytes_per_cycle: int | None = None,
                 max_cycles: int = 200_000) -> AccelRun:
+    """``idle``/``backpressure``: random gaps on the input streams and random ``data_out``
+    stalls; ``dram_bytes_per_cycle``: ``data_in`` and ``data_out`` paced by DRAM ports of that
+    rate instead (:class:`sparsa.sw.accel_timing.DramPort`)."""
+    if dram_bytes_per_cycle is not None and (idle or backpressure):
+        raise ValueError("use either random idle/backpressure or DRAM ports, not both")
     dut = Accelerator(cfg)
     rng = np.random.default_rng(seed)
     expected = sum(i.count for i in program if i.opcode == Opcode.STORE)
@@ -56,16 +63,43 @@ def run_program(cfg: ArrayConfig, program: Sequence[Instruction], data_in: Seque
     async def insns(ctx):
         await source(ctx, dut.insn, [i.encode() for i in program], first_mark=True)
 
+    in_bytes, out_bytes = beat_bytes(cfg, program)
+    if len(in_bytes) != len(data_in):
+        raise ValueError(f"the program loads {len(in_bytes)} data_in beats, "
+                         f"{len(data_in)} given")
+    ports = None
+    if dram_bytes_per_cycle is not None:
+        caps = port_caps(cfg, dram_bytes_per_cycle)
+        ports = [DramPort(dram_bytes_per_cycle, cap) for cap in caps]
+
     async def beats(ctx):
-        await source(ctx, dut.data_in, list(data_in))
+        if ports is None:
+            await source(ctx, dut.data_in, list(data_in))
+            return
+        port, i = ports[0], 0
+        while i < len(data_in):   # offer the next beat whenever the port has its bytes
+            ok = port.can(in_bytes[i])
+            ctx.set(dut.data_in.valid, ok)
+            ctx.set(dut.data_in.payload, data_in[i])
+            _, _, ready = await ctx.tick().sample(dut.data_in.ready)
+            sent = in_bytes[i] if ok and ready else 0
+            port.tick(sent)
+            i += bool(sent)
+        ctx.set(dut.data_in.valid, 0)
 
     async def sink(ctx):
         cycles = 0
         while len(received) < expected or not marks["done"]:
-            ctx.set(dut.data_out.ready, int(rng.random() >= backpressure))
+            if ports is None:
+                ready_now = rng.random() >= backpressure
+            else:
+                ready_now = len(received) < expected and ports[1].can(out_bytes[len(received)])
+            ctx.set(dut.data_out.ready, int(ready_now))
             _, _, valid, ready, payload, cycle, is_idle, rdy_insn = await ctx.tick().sample(
                 dut.data_out.valid, dut.data_out.ready, dut.data_out.payload.as_value(),
                 dut.counters.cycles, dut.idle, dut.insn.valid)
+            if ports is not None:
+                ports[1].tick(out_bytes[len(received)] if valid and ready else 0)
             if valid and ready:
                 received.append(int(payload))
                 out_cycles.append(cycle)

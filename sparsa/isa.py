@@ -29,7 +29,8 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 __all__ = ["FIELDS", "INSN_BITS", "SCALE_MULT_BITS", "SCALE_SHIFT_BITS", "Instruction", "Opcode",
-           "pack_act_row", "pack_psum_row", "pack_scale_row", "pack_weight_row",
+           "data_in_bytes", "data_out_bytes", "pack_act_row", "pack_psum_row", "pack_scale_row",
+           "pack_weight_row",
            "unpack_act_row", "unpack_psum_row", "unpack_scale_row", "unpack_weight_row"]
 
 
@@ -198,3 +199,24 @@ def unpack_scale_row(cfg, word: int) -> tuple[list[int], list[int], list[int]]:
                       signed=True)[0] for f in fields]
     return ([f & ((1 << SCALE_MULT_BITS) - 1) for f in fields],
             [(f >> SCALE_MULT_BITS) & ((1 << SCALE_SHIFT_BITS) - 1) for f in fields], biases)
+
+
+# ---- off-chip bytes per beat: what one data_in / data_out row costs the DRAM port ------------
+
+def data_in_bytes(cfg, opcode: Opcode) -> int:
+    """Bytes of one ``data_in`` beat of a LOAD: the row it writes, in its own layout."""
+    bits = {
+        Opcode.LOAD_ACT: cfg.act_vector_width * cfg.act_width,
+        Opcode.LOAD_WEIGHT: cfg.cols * cfg.n * (cfg.weight_width + cfg.index_width),
+        Opcode.LOAD_ACC: cfg.cols * cfg.acc_width,
+        Opcode.LOAD_SCALE: cfg.cols * (SCALE_MULT_BITS + SCALE_SHIFT_BITS + cfg.acc_width),
+    }
+    if opcode not in bits:
+        raise ValueError(f"{Opcode(opcode).name} takes no data_in beats")
+    return -(-bits[opcode] // 8)
+
+
+def data_out_bytes(cfg, raw: bool) -> int:
+    """Bytes of one ``data_out`` row of a STORE: ``cols`` requantized activations, or ``cols``
+    accumulator-wide sums with ``raw``."""
+    return -(-cfg.cols * (cfg.acc_width if raw else cfg.act_width) // 8)
