@@ -4,7 +4,6 @@ long programs are memoised on."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from sparsa.config import ArrayConfig
