@@ -342,16 +342,24 @@ class AccelTimer:
         collapse to one value (every rule compares a time ``x`` with a later dispatch via
         ``x + k >= d`` for a bounded ``k``), and the ports' credit is rolled forward to ``ref``
         (no beat moves before the next dispatch). Not the running ``end``."""
-        ref, h = self.last_dispatch, self.horizon
+        ref, lo = self.last_dispatch, -self.horizon
 
         def rel(x):
-            return None if x is None else max(x - ref, -h)
+            if x is None:
+                return None
+            x -= ref
+            return x if x > lo else lo
 
-        times = tuple(rel(getattr(self, name)) for name in _TIMES)
+        times = (rel(self.ld_free), rel(self.ld_last), rel(self.pre_free),
+                 rel(self.pre_slot_free), rel(self.pre_last_taken), rel(self.last_swap),
+                 rel(self.shadow_ready), rel(self.feed_free), rel(self.feed_slot_free),
+                 rel(self.st_free), rel(self.st_slot_free), rel(self.st_last_out))
         comps = tuple((c.act, c.acc, c.count, c.first - ref) for c in self.computes
-                      if c.last_write - ref > -h)
-        ports = tuple((max(p.t - ref, 0), p.credit_at(ref) if p.t < ref else p.c)
-                      if p.rate is not None else None for p in (self.din, self.dout))
+                      if c.last_write - ref > lo)
+        din, dout = self.din, self.dout
+        ports = None if din.rate is None else (
+            (0, din.credit_at(ref)) if din.t < ref else (din.t - ref, din.c),
+            (0, dout.credit_at(ref)) if dout.t < ref else (dout.t - ref, dout.c))
         return (times, comps, ports, self.ld_kind, self.ld_range, self.pre_range,
                 self.st_range)
 
@@ -364,9 +372,9 @@ class AccelTimer:
             setattr(self, name, None if x is None else x + ref)
         self.computes = [_Compute(act, acc, first + ref, count, self.latency)
                          for act, acc, count, first in comps]
-        for port, state in zip((self.din, self.dout), ports, strict=True):
-            if state is not None:
-                port.t, port.c = state[0] + ref, state[1]
+        if ports is not None:
+            for port, (t, c) in zip((self.din, self.dout), ports, strict=True):
+                port.t, port.c = t + ref, c
 
     def run(self, program: Sequence[Instruction]) -> None:
         for insn in program:

@@ -1,37 +1,47 @@
-"""Cycle and action-count model of a scheduled layer, in closed form and by enumeration.
+"""Cycles and action counts of a scheduled layer, from the accelerator's own models.
 
-Cycles (all in array clock cycles):
+The layer's instructions are the ones ``sparsa run`` sends to the RTL
+(:func:`sparsa.sw.assemble.block_instructions`); their cycles come from the instruction-level
+cycle model (:mod:`sparsa.sw.accel_timing`) that the RTL tests match cycle for cycle, and their
+action counts from the activity counters the hardware must show
+(:func:`sparsa.sw.accel_timing.program_counts`, also matched against the RTL).
 
-* ``compute``: the layer's tiles run back to back as one tile sequence of the tile cycle contract
-  (:func:`sparsa.sw.timing.tile_sequence_cycles`): the first weight load, then every tile ``i``
-  occupies ``max(beats_i, tile_period)`` cycles, the last one ``beats + latency``.
-* ``fill``: the data moves before the first tile (its weights and activations) wait for DRAM:
-  ``ceil(bytes / dram_bytes_per_cycle)``.
-* ``stall``: the data moves issued while tile ``i`` runs (the next tile's weights and activations,
-  finished outputs) take ``ceil(bytes / dram_bytes_per_cycle)``; when that exceeds the tile's
-  interval the array waits for the difference.
+Cycles (array clock cycles, from the first dispatch to the last output row):
 
-``total = compute + fill + stall``. :func:`layer_cost` evaluates this in closed form over the loop
-nest's few distinct tile classes; :func:`program_cost` enumerates a program operation by
-operation; the two agree exactly (tested).
+* ``compute``: with ideal streams (``data_in`` always holding a beat, ``data_out`` always ready);
+* ``stall``: the cycles added when ``data_in`` and ``data_out`` are DRAM ports of
+  ``dram_bytes_per_cycle`` each (token buckets, see :mod:`~sparsa.sw.accel_timing`).
 
-Action counts (:class:`Actions`) are per layer, byte counts in the array's layouts.
+``total = compute + stall``. A layer's program can have millions of instructions (an LLM's
+projections), but it is made of blocks (:func:`sparsa.sw.schedule.iter_blocks`) that repeat;
+:func:`program_cycles` times each block once per (cycle-model state relative to its start,
+block instructions) and replays the result, which is exact because the model is invariant under
+a shift in time (:meth:`AccelTimer.key`). Tests compare it with the plain instruction-by-
+instruction recurrence.
+
+Action counts (:class:`Actions`, per layer) are the counters turned into bytes of each row kind:
+an activation row is ``rows * m`` activations, a weight row ``cols * n`` values plus their
+indices, an accumulator row ``cols`` sums; off-chip bytes are those of the ``data_in`` beats and
+``data_out`` rows (:func:`sparsa.isa.data_in_bytes`), padding and the zero slots of dense layers
+on sparse hardware included, because that is what the RTL moves.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+import functools
 from dataclasses import dataclass
 
+from sparsa import isa
 from sparsa.config import ArrayConfig
+from sparsa.isa import Opcode
 
-from . import timing
-from .program import Compute, LoadActs, LoadWeights, Op, Store
-from .schedule import LayerSchedule, Tiling
+from .accel_timing import NEVER, AccelTimer, program_counts
+from .assemble import block_instructions, block_key
+from .schedule import LayerSchedule, Tiling, iter_blocks
 
-__all__ = ["Actions", "Cycles", "LayerCost", "layer_actions", "layer_cost", "layer_cycles",
-           "program_actions", "program_cost"]
+__all__ = ["Actions", "Cycles", "LayerCost", "actions_from_counts", "layer_cost",
+           "program_cycles", "tiling_counts"]
 
 
 def _add(a, b):
@@ -43,13 +53,12 @@ def _add(a, b):
 
 @dataclass(frozen=True)
 class Cycles:
-    compute: int = 0
-    fill: int = 0
-    stall: int = 0
+    compute: int = 0    # ideal streams
+    stall: int = 0      # added by the DRAM ports
 
     @property
     def total(self) -> int:
-        return self.compute + self.fill + self.stall
+        return self.compute + self.stall
 
     __add__ = _add
 
@@ -72,12 +81,14 @@ class Actions:
     dram_act_bytes: int = 0
     dram_weight_bytes: int = 0
     dram_metadata_bytes: int = 0
+    dram_acc_bytes: int = 0         # LOAD_ACC rows
+    dram_scale_bytes: int = 0       # LOAD_SCALE rows (bias, multiplier, shift per column)
     dram_out_bytes: int = 0
 
     @property
     def dram_bytes(self) -> int:
         return (self.dram_act_bytes + self.dram_weight_bytes + self.dram_metadata_bytes
-                + self.dram_out_bytes)
+                + self.dram_acc_bytes + self.dram_scale_bytes + self.dram_out_bytes)
 
     __add__ = _add
 
@@ -96,168 +107,155 @@ def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
 
+def weight_row_split(cfg: ArrayConfig) -> tuple[int, int]:
+    """Bytes of a weight row's values and of its index metadata (together one ``data_in``
+    beat)."""
+    values = _ceil_div(cfg.cols * cfg.n * cfg.weight_width, 8)
+    return values, isa.data_in_bytes(cfg, Opcode.LOAD_WEIGHT) - values
+
+
+def actions_from_counts(cfg: ArrayConfig, counts: dict[str, int], *, raw: bool = False,
+                        macs_required: int = 0) -> Actions:
+    """The energy model's action counts from the accelerator's activity counters
+    (:data:`sparsa.hw.accelerator.COUNTERS` names) of a program whose STOREs are all ``raw`` or
+    all requantized."""
+    act_row = isa.data_in_bytes(cfg, Opcode.LOAD_ACT)
+    acc_row = isa.data_in_bytes(cfg, Opcode.LOAD_ACC)
+    w_values, w_meta = weight_row_split(cfg)
+    acc_loads = counts["acc_writes"] - counts["act_beats"]
+    scale_loads = (counts["data_in_beats"] - counts["act_writes"] - counts["weight_writes"]
+                   - acc_loads)
+    per_pe_weights = cfg.n * (cfg.weight_width + cfg.index_width)
+    per_beat_bits = cfg.rows * cfg.cols * (cfg.m * cfg.act_width + cfg.acc_width)
+    return Actions(
+        macs_issued=counts["macs"],
+        macs_required=macs_required,
+        # a preloaded PE row writes cols shadow registers; every beat latches each PE's
+        # activation vector and partial sum
+        pe_register_write_bits=(counts["weight_reads"] * cfg.cols * per_pe_weights
+                                + counts["act_beats"] * per_beat_bits),
+        act_buffer_read_bytes=counts["act_reads"] * act_row,
+        act_buffer_write_bytes=counts["act_writes"] * act_row,
+        weight_buffer_read_bytes=counts["weight_reads"] * w_values,
+        weight_buffer_write_bytes=counts["weight_writes"] * w_values,
+        metadata_buffer_read_bytes=counts["weight_reads"] * w_meta,
+        metadata_buffer_write_bytes=counts["weight_writes"] * w_meta,
+        acc_buffer_read_bytes=counts["acc_reads"] * acc_row,
+        acc_buffer_write_bytes=counts["acc_writes"] * acc_row,
+        dram_act_bytes=counts["act_writes"] * act_row,
+        dram_weight_bytes=counts["weight_writes"] * w_values,
+        dram_metadata_bytes=counts["weight_writes"] * w_meta,
+        dram_acc_bytes=acc_loads * acc_row,
+        dram_scale_bytes=scale_loads * isa.data_in_bytes(cfg, Opcode.LOAD_SCALE),
+        dram_out_bytes=counts["data_out_beats"] * isa.data_out_bytes(cfg, raw),
+    )
+
+
 def _required_macs(t: Tiling, cfg: ArrayConfig) -> int:
     g = t.gemm
     k = _ceil_div(g.k, cfg.m) * cfg.n if t.sparse else g.k
     return g.groups * g.p * g.cols * min(k, g.k)
 
 
-def _per_beat_register_bits(cfg: ArrayConfig) -> int:
-    # every PE latches its m-wide activation vector and its partial sum each beat
-    return cfg.rows * cfg.cols * (cfg.m * cfg.act_width + cfg.acc_width)
+def _chunks(program: tuple, interned: dict[tuple, int]) -> tuple[tuple[int, tuple], ...]:
+    """Split a block's instructions after each COMPUTE (about one tile each); every distinct
+    chunk gets a small id, the memo key of the timing."""
+    out, start = [], 0
+    for i, insn in enumerate(program):
+        if insn.opcode == Opcode.COMPUTE or i == len(program) - 1:
+            chunk = program[start:i + 1]
+            out.append((interned.setdefault(chunk, len(interned)), chunk))
+            start = i + 1
+    return tuple(out)
 
 
-def _per_tile_register_bits(cfg: ArrayConfig) -> int:
-    return cfg.rows * cfg.cols * cfg.n * (cfg.weight_width + cfg.index_width)
+def _block_programs(cfg: ArrayConfig, t: Tiling, raw: bool):
+    """(key, instructions, chunks) of each block in program order, then of the stores still
+    held at the end; each distinct (block, carried stores) is built once."""
+    built: dict[tuple, tuple] = {}
+    interned: dict[tuple, int] = {}
+    block_ids: dict[tuple, int] = {}
+    carry: tuple = ()
+    for block in iter_blocks(t):
+        key = (block_key(t, block), tuple((i, seen) for i, _, seen in carry))
+        got = built.get(key)
+        if got is None:
+            pairs, carry = block_instructions(cfg, t, block, carry=carry, raw=raw)
+            prog = tuple(i for i, _ in pairs)
+            chunks = _chunks(prog, interned)
+            bid = block_ids.setdefault(tuple(c for c, _ in chunks), len(block_ids))
+            got = built[key] = (prog, (bid, chunks), carry)
+        carry = got[2]
+        yield key, got[0], got[1]
+    tail = tuple(i for i, _, _ in carry)
+    chunks = _chunks(tail, interned)
+    yield ("end", tail), tail, (block_ids.setdefault(tuple(c for c, _ in chunks),
+                                                     len(block_ids)), chunks)
 
 
-def layer_actions(t: Tiling, cfg: ArrayConfig) -> Actions:
-    """Action counts in closed form."""
-    accb = _ceil_div(cfg.acc_width, 8)
-    acc_row = cfg.cols * accb
-    stored_rows = t.gemm.groups * t.col_tiles * t.gemm.p
-    return Actions(
-        macs_issued=t.beats * cfg.multipliers,
-        macs_required=_required_macs(t, cfg),
-        pe_register_write_bits=(t.tiles * _per_tile_register_bits(cfg)
-                                + t.beats * _per_beat_register_bits(cfg)),
-        act_buffer_read_bytes=t.beats * t.act_beat_bytes,
-        act_buffer_write_bytes=t.dram_act_bytes,
-        weight_buffer_read_bytes=t.tiles * t.weight_tile_bytes,
-        weight_buffer_write_bytes=t.dram_weight_bytes,
-        metadata_buffer_read_bytes=t.tiles * t.metadata_tile_bytes,
-        metadata_buffer_write_bytes=t.dram_metadata_bytes,
-        # psum_in reads on accumulate beats plus the reads of the stores
-        acc_buffer_read_bytes=(t.beats - stored_rows) * acc_row + stored_rows * acc_row,
-        acc_buffer_write_bytes=t.beats * acc_row,
-        dram_act_bytes=t.dram_act_bytes,
-        dram_weight_bytes=t.dram_weight_bytes,
-        dram_metadata_bytes=t.dram_metadata_bytes,
-        dram_out_bytes=t.dram_out_bytes,
-    )
+def program_cycles(cfg: ArrayConfig, t: Tiling, *, dram_bytes_per_cycle: int | None = None,
+                   raw: bool = False, blocks: list | None = None) -> int:
+    """Cycles of the tiling's whole program (first dispatch .. last event), block-memoised;
+    ``blocks``: the (key, instructions) list of :func:`_block_programs`, if already built."""
+    timer = AccelTimer(cfg, dram_bytes_per_cycle=dram_bytes_per_cycle)
+    memo: dict[tuple, tuple] = {}
+    end = NEVER
+    def advance(key, run) -> int:
+        """One memoised step: ``run()`` from the current state (returning the latest event),
+        or replay a recorded one; returns the latest event's cycle."""
+        ref = timer.last_dispatch
+        state = (timer.key(), key)
+        hit = memo.get(state)
+        if hit is None:
+            last = run()
+            hit = memo[state] = (timer.key(), timer.last_dispatch - ref, last - ref)
+        else:
+            timer.restore(hit[0], ref + hit[1])
+        return ref + hit[2]
+
+    def run_insns(chunk) -> int:
+        timer.end = NEVER
+        timer.run(chunk)
+        return timer.end
+
+    def run_chunks(chunks) -> int:
+        return max(advance(("chunk", cid), lambda chunk=chunk: run_insns(chunk))
+                   for cid, chunk in chunks)
+
+    for _, _, (bid, chunks) in blocks if blocks is not None else _block_programs(cfg, t, raw):
+        if chunks:
+            end = max(end, advance(("block", bid), lambda chunks=chunks: run_chunks(chunks)))
+    return end + 1
 
 
-def layer_cycles(t: Tiling, cfg: ArrayConfig) -> Cycles:
-    """Cycles in closed form over the tile classes of each (column block, P block)."""
-    at = timing.array_timing(cfg)
-    bw = cfg.dram_bytes_per_cycle
-    period, latency = at.tile_period, at.latency
+def tiling_counts(cfg: ArrayConfig, t: Tiling, *, raw: bool = False,
+                  blocks: list | None = None) -> dict[str, int]:
+    """The activity counters of the tiling's whole program (sums over blocks)."""
+    per_block: dict[tuple, dict[str, int]] = {}
+    total: dict[str, int] = {}
+    for bkey, prog, _ in blocks if blocks is not None else _block_programs(cfg, t, raw):
+        counts = per_block.get(bkey)
+        if counts is None:
+            counts = per_block[bkey] = program_counts(cfg, prog)
+        for name, value in counts.items():
+            total[name] = total.get(name, 0) + value
+    return total
 
-    def stall(nbytes: int, length: int) -> int:
-        return max(0, _ceil_div(nbytes, bw) - length)
 
-    def acts(cb: int, beats: int, k: int) -> int:
-        return beats * t.act_bytes_per_beat(k) if (cb == 0 or not t.acts_resident) else 0
-
-    def weights(pb: int) -> int:
-        return (t.weight_tile_bytes + t.metadata_tile_bytes
-                if (pb == 0 or not t.weights_resident) else 0)
-
-    blocks = [(cb, pb) for cb in range(t.col_blocks) for pb in range(t.p_blocks)]
-    first_dma = acts(0, t.block_beats(0), 0) + weights(0)
-
-    def group_sum(last_group: bool) -> tuple[int, int]:
-        """(sum of max(beats, period) over all tiles but a final one, stall cycles)."""
-        intervals = stalls = 0
-        for i, (cb, pb) in enumerate(blocks):
-            b = t.block_beats(pb)
-            nc, ps = t.block_cols(cb), t.passes
-            w, store = weights(pb), b * t.out_row_bytes
-            a_full, a_last = acts(cb, b, 0), acts(cb, b, ps - 1)
-            length = max(b, period)
-            if i + 1 < len(blocks):
-                ncb, npb = blocks[i + 1]
-                nxt = acts(ncb, t.block_beats(npb), 0) + weights(npb)
-            else:
-                nxt = first_dma
-            final = last_group and i + 1 == len(blocks)
-            stalls += (ps - 1) * (nc - 1) * stall(w, length) + (nc - 1) * stall(store + w, length)
-            if ps >= 2:  # moving on to K pass k+1 loads its activations
-                stalls += (ps - 2) * stall(a_full + w, length) + stall(a_last + w, length)
-            if final:
-                stalls += stall(store, b + latency)
-            else:
-                stalls += stall(store + nxt, length)
-                intervals += length
-            intervals += (ps * nc - 1) * length
-        return intervals, stalls
-
-    groups = t.gemm.groups
-    mid_intervals, mid_stalls = group_sum(last_group=False) if groups > 1 else (0, 0)
-    last_intervals, last_stalls = group_sum(last_group=True)
-    last_beats = t.block_beats(t.p_blocks - 1)
-    compute = at.load + (groups - 1) * mid_intervals + last_intervals + last_beats + latency
-    return Cycles(compute=compute, fill=_ceil_div(first_dma, bw),
-                  stall=(groups - 1) * mid_stalls + last_stalls)
+@functools.lru_cache(maxsize=4096)
+def _tiling_cost(cfg: ArrayConfig, t: Tiling) -> LayerCost:
+    blocks = list(_block_programs(cfg, t, raw=False))
+    compute = program_cycles(cfg, t, blocks=blocks)
+    total = program_cycles(cfg, t, dram_bytes_per_cycle=cfg.dram_bytes_per_cycle,
+                           blocks=blocks)
+    counts = tiling_counts(cfg, t, blocks=blocks)
+    return LayerCost(cycles=Cycles(compute=compute, stall=total - compute),
+                     actions=actions_from_counts(cfg, counts,
+                                                 macs_required=_required_macs(t, cfg)),
+                     tiles=t.tiles, beats=t.beats)
 
 
 def layer_cost(schedule: LayerSchedule) -> LayerCost:
-    t, cfg = schedule.tiling, schedule.cfg
-    return LayerCost(cycles=layer_cycles(t, cfg), actions=layer_actions(t, cfg), tiles=t.tiles,
-                     beats=t.beats)
-
-
-# Enumeration: the same quantities, operation by operation.
-
-def program_cost(ops: Iterable[Op], cfg: ArrayConfig, *, sparse_macs_required: int = 0
-                 ) -> LayerCost:
-    """Walk a program: each ``Compute`` is one tile; data moves count in the interval of the
-    ``Compute`` before them (or the fill, before the first)."""
-    ops = list(ops)
-    at = timing.array_timing(cfg)
-    bw = cfg.dram_bytes_per_cycle
-    fill_bytes = 0
-    beats: list[int] = []
-    interval_bytes: list[int] = []
-    for op in ops:
-        if isinstance(op, Compute):
-            beats.append(op.beats)
-            interval_bytes.append(0)
-        elif op.dram_bytes:
-            if beats:
-                interval_bytes[-1] += op.dram_bytes
-            else:
-                fill_bytes += op.dram_bytes
-    stall = 0
-    for i, (b, nbytes) in enumerate(zip(beats, interval_bytes, strict=True)):
-        length = b + at.latency if i == len(beats) - 1 else max(b, at.tile_period)
-        stall += max(0, _ceil_div(nbytes, bw) - length)
-    cycles = Cycles(compute=timing.tile_sequence_cycles(cfg, beats),
-                    fill=_ceil_div(fill_bytes, bw), stall=stall)
-    return LayerCost(cycles=cycles, actions=program_actions(ops, cfg, sparse_macs_required),
-                     tiles=len(beats), beats=sum(beats))
-
-
-def program_actions(ops: Iterable[Op], cfg: ArrayConfig, macs_required: int = 0) -> Actions:
-    accb = _ceil_div(cfg.acc_width, 8)
-    ab, wb = _ceil_div(cfg.act_width, 8), _ceil_div(cfg.weight_width, 8)
-    counts = dict.fromkeys((f.name for f in dataclasses.fields(Actions)), 0)
-    counts["macs_required"] = macs_required
-    for op in ops:
-        if isinstance(op, LoadActs):
-            counts["dram_act_bytes"] += op.dram_bytes
-            counts["act_buffer_write_bytes"] += op.dram_bytes
-        elif isinstance(op, LoadWeights):
-            counts["dram_weight_bytes"] += op.weight_bytes
-            counts["dram_metadata_bytes"] += op.metadata_bytes
-            counts["weight_buffer_write_bytes"] += op.weight_bytes
-            counts["metadata_buffer_write_bytes"] += op.metadata_bytes
-        elif isinstance(op, Compute):
-            pes = cfg.rows * cfg.cols
-            # the tile's preload: every PE reads n values + n indices and writes its shadow bank
-            counts["weight_buffer_read_bytes"] += pes * cfg.n * wb
-            counts["metadata_buffer_read_bytes"] += _ceil_div(pes * cfg.n * cfg.index_width, 8)
-            counts["pe_register_write_bits"] += pes * cfg.n * (cfg.weight_width
-                                                               + cfg.index_width)
-            for _ in range(op.beats):
-                counts["macs_issued"] += pes * cfg.n
-                counts["act_buffer_read_bytes"] += cfg.rows * cfg.m * ab
-                counts["pe_register_write_bits"] += pes * (cfg.m * cfg.act_width
-                                                           + cfg.acc_width)
-                counts["acc_buffer_write_bytes"] += cfg.cols * accb
-                if op.accumulate:
-                    counts["acc_buffer_read_bytes"] += cfg.cols * accb
-        elif isinstance(op, Store):
-            counts["dram_out_bytes"] += op.dram_bytes
-            counts["acc_buffer_read_bytes"] += op.beats * cfg.cols * accb
-    return Actions(**counts)
+    """Cycles and actions of a scheduled layer (requantized int8 outputs); layers of the same
+    shape and tiling are costed once."""
+    return _tiling_cost(schedule.cfg, schedule.tiling)

@@ -129,9 +129,8 @@ class ModelReport:
                    else "weights not pruned to the pattern")
             return f"runs dense: {why}"
         c = layer.sparse.cycles
-        waiting = (c.stall + c.fill) / c.total
-        dense_waiting = (layer.dense.cycles.stall + layer.dense.cycles.fill) / \
-            layer.dense.cycles.total
+        waiting = c.stall / c.total
+        dense_waiting = layer.dense.cycles.stall / layer.dense.cycles.total
         if waiting > 0.03 and waiting > dense_waiting:
             return f"bandwidth: {waiting:.0%} of cycles wait for DRAM"
         if layer.dense_passes < SHORTFALL_TOLERANCE * ideal * layer.passes:
@@ -285,14 +284,14 @@ def render_csv(report: ModelReport) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(["layer", "kind", "p", "k", "cols", "groups", "pattern", "order", "passes",
-                     "cycles", "compute_cycles", "fill_cycles", "stall_cycles", "dense_cycles",
+                     "cycles", "compute_cycles", "dram_stall_cycles", "dense_cycles",
                      "speedup", "utilization", "macs", "dram_bytes", "sram_bytes",
                      *(f"energy_{f.name}_pj" for f in dataclasses.fields(Energy)),
                      "energy_pj", "dense_energy_pj", "shortfall"])
     for x in report.layers:
         c = x.sparse.cycles
         writer.writerow([x.name, x.kind, x.p, x.k, x.cols, x.groups, x.pattern, x.order,
-                         x.passes, c.total, c.compute, c.fill, c.stall, x.dense.cycles.total,
+                         x.passes, c.total, c.compute, c.stall, x.dense.cycles.total,
                          f"{x.speedup:.6f}", f"{x.utilization:.6f}", x.macs,
                          x.sparse.actions.dram_bytes, _sram_bytes(x.sparse),
                          *(f"{v:.3f}" for v in dataclasses.astuple(x.energy)),

@@ -35,9 +35,9 @@ from sparsa.models.graph import Gemm, Layer, LayerGraph
 from . import timing
 from .program import Compute, LoadActs, LoadWeights, Op, PreloadWeights, Program, Store
 
-__all__ = ["PRUNE_POLICIES", "LayerSchedule", "ScheduleError", "Tiling", "candidate_tilings",
-           "iter_program", "layer_program", "layer_runs_sparse", "schedule_gemm",
-           "schedule_graph", "schedule_layer"]
+__all__ = ["PRUNE_POLICIES", "Block", "LayerSchedule", "ScheduleError", "Tiling",
+           "candidate_tilings", "iter_block_ops", "iter_blocks", "iter_program", "layer_program",
+           "layer_runs_sparse", "schedule_gemm", "schedule_graph", "schedule_layer"]
 
 PRUNE_POLICIES = ("auto", "all", "keep", "skip-first-last", "none")
 
@@ -251,29 +251,60 @@ def schedule_graph(graph: LayerGraph, cfg: ArrayConfig) -> list[LayerSchedule]:
     return [s for layer in graph if (s := schedule_layer(layer, cfg)) is not None]
 
 
-def iter_program(tiling: Tiling) -> Iterator[Op]:
-    """The program of one tiled GEMM, operation by operation (see :mod:`sparsa.sw.program`)."""
+@dataclass(frozen=True)
+class Block:
+    """One (group, column block, P block) of the loop nest, with the numbers of activation and
+    weight loads before it (the assembler alternates scratchpad slots by them)."""
+
+    group: int
+    col_block: int
+    p_block: int
+    act_loads: int
+    weight_loads: int
+    index: int          # blocks before this one
+
+
+def iter_blocks(tiling: Tiling) -> Iterator[Block]:
     t = tiling
+    act_loads = weight_loads = index = 0
     for g in range(t.gemm.groups):
         for cb in range(t.col_blocks):
-            cols = range(cb * t.col_block, cb * t.col_block + t.block_cols(cb))
             for pb in range(t.p_blocks):
-                beats = t.block_beats(pb)
-                for k in range(t.passes):
-                    for c in cols:
-                        if c == cols[0] and (cb == 0 or not t.acts_resident):
-                            yield LoadActs(group=g, p_block=pb, k_pass=k, beats=beats,
-                                           dram_bytes=beats * t.act_bytes_per_beat(k))
-                        if pb == 0 or not t.weights_resident:
-                            yield LoadWeights(group=g, col_tile=c, k_pass=k,
-                                              weight_bytes=t.weight_tile_bytes,
-                                              metadata_bytes=t.metadata_tile_bytes)
-                        yield PreloadWeights(group=g, col_tile=c, k_pass=k)
-                        yield Compute(group=g, p_block=pb, col_tile=c, k_pass=k, beats=beats,
-                                      accumulate=k > 0)
-                        if k == t.passes - 1:
-                            yield Store(group=g, p_block=pb, col_tile=c, beats=beats,
-                                        dram_bytes=beats * t.out_row_bytes)
+                yield Block(g, cb, pb, act_loads, weight_loads, index)
+                index += 1
+                if cb == 0 or not t.acts_resident:
+                    act_loads += t.passes
+                if pb == 0 or not t.weights_resident:
+                    weight_loads += t.passes * t.block_cols(cb)
+
+
+def iter_block_ops(tiling: Tiling, block: Block) -> Iterator[Op]:
+    """The operations of one block: every K pass of every column tile of the column block over
+    the block's P rows, then the stores."""
+    t, g, cb, pb = tiling, block.group, block.col_block, block.p_block
+    cols = range(cb * t.col_block, cb * t.col_block + t.block_cols(cb))
+    beats = t.block_beats(pb)
+    for k in range(t.passes):
+        for c in cols:
+            if c == cols[0] and (cb == 0 or not t.acts_resident):
+                yield LoadActs(group=g, p_block=pb, k_pass=k, beats=beats,
+                               dram_bytes=beats * t.act_bytes_per_beat(k))
+            if pb == 0 or not t.weights_resident:
+                yield LoadWeights(group=g, col_tile=c, k_pass=k,
+                                  weight_bytes=t.weight_tile_bytes,
+                                  metadata_bytes=t.metadata_tile_bytes)
+            yield PreloadWeights(group=g, col_tile=c, k_pass=k)
+            yield Compute(group=g, p_block=pb, col_tile=c, k_pass=k, beats=beats,
+                          accumulate=k > 0)
+            if k == t.passes - 1:
+                yield Store(group=g, p_block=pb, col_tile=c, beats=beats,
+                            dram_bytes=beats * t.out_row_bytes)
+
+
+def iter_program(tiling: Tiling) -> Iterator[Op]:
+    """The program of one tiled GEMM, operation by operation (see :mod:`sparsa.sw.program`)."""
+    for block in iter_blocks(tiling):
+        yield from iter_block_ops(tiling, block)
 
 
 def layer_program(schedule: LayerSchedule) -> Program:
