@@ -3,8 +3,9 @@
 The host does what the accelerator does not: im2col, pooling, ReLU, flatten (through
 :mod:`sparsa.sw.quant`'s helpers) and the classifier's final int16 requantization. Every GEMM layer
 is scheduled and assembled (:mod:`sparsa.sw.assemble`) and runs on the backend; per layer the run
-records the measured cycles, the predicted ones and the activity counters against the counts
-predicted from the program.
+records the measured cycles against the ones ``sparsa report``'s cost model
+(:mod:`sparsa.sw.cost`) predicts from the tiling, and the activity counters against that model's
+counts (from which the report's energy actions are computed).
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ import numpy as np
 from sparsa.config import ArrayConfig
 from sparsa.sim import golden
 from sparsa.sw import quant
-from sparsa.sw.accel_timing import program_counts, program_timing
 from sparsa.sw.assemble import assemble_gemm
+from sparsa.sw.cost import program_cycles, tiling_counts
 from sparsa.sw.schedule import layer_runs_sparse
 
 __all__ = ["LayerRecord", "ModelRun", "prepare_model", "run_model"]
@@ -128,9 +129,11 @@ async def run_model(backend, cfg: ArrayConfig, name: str, qgraph, x: np.ndarray,
                 y = golden.requantize(y, ql.multiplier[g], ql.shift[g], out_width=ql.out_width)
             outs.append(y)
             measured += run.cycles
-            predicted += program_timing(cfg, asm.program).cycles
+            # the report's own model (block-memoised, from the tiling alone): what `sparsa
+            # report` prints for this GEMM, and the counters its energy actions come from
+            predicted += program_cycles(cfg, asm.tiling, raw=last)
             instructions += len(asm.program)
-            for k, v in program_counts(cfg, asm.program, len(asm.data_in)).items():
+            for k, v in tiling_counts(cfg, asm.tiling, raw=last).items():
                 if run.counters.get(k) != v:
                     diffs[k] = diffs.get(k, 0) + run.counters.get(k, 0) - v
         act = quant._gemm_out(np.stack(outs), layer)
