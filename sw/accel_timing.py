@@ -98,7 +98,7 @@ class DramPort:
 
 class _Port:
     """The same bucket in closed form: credit ``c`` at the start of cycle ``t``, no transfer in
-    between; :meth:`run` places the beats of one LOAD or STORE."""
+    between; :meth:`beats` places the beats of one LOAD or STORE."""
 
     __slots__ = ("c", "cap", "rate", "t")
 
@@ -167,7 +167,6 @@ class _Compute:
 _TIMES = ("ld_free", "ld_last", "pre_free", "pre_slot_free", "pre_last_taken", "last_swap",
           "shadow_ready", "feed_free", "feed_slot_free", "st_free", "st_slot_free",
           "st_last_out")
-_OTHER = ("ld_kind", "ld_range", "pre_range", "st_range")
 
 
 class AccelTimer:
