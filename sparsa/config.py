@@ -128,18 +128,23 @@ class ArrayConfig:
         return self.rows * self.m
 
     @property
-    def scratchpad_rows(self) -> dict[str, int]:
-        """Rows of the accelerator's scratchpads: each buffer's size over its row width (an
-        activation beat, a PE row of compressed weights, a row of accumulators), at most 2**16
-        (the instruction's address field)."""
-        row_bits = {
+    def row_bits(self) -> dict[str, int]:
+        """Bits of a scratchpad row: an activation beat, a PE row of compressed weights (values
+        and indices), a row of accumulators."""
+        return {
             "act": self.act_vector_width * self.act_width,
             "weight": self.cols * self.n * (self.weight_width + self.index_width),
             "acc": self.cols * self.acc_width,
         }
+
+    @property
+    def scratchpad_rows(self) -> dict[str, int]:
+        """Rows of the accelerator's scratchpads: each buffer's size over its row width, at most
+        2**16 (the instruction's address field)."""
         kib = {"act": self.act_buffer_kib, "weight": self.weight_buffer_kib,
                "acc": self.acc_buffer_kib}
-        return {k: max(1, min(1 << 16, kib[k] * 8192 // bits)) for k, bits in row_bits.items()}
+        return {k: max(1, min(1 << 16, kib[k] * 8192 // bits))
+                for k, bits in self.row_bits.items()}
 
     def replace(self, **changes: Any) -> ArrayConfig:
         """A copy with some fields changed (validated again)."""

@@ -205,10 +205,11 @@ def unpack_scale_row(cfg, word: int) -> tuple[list[int], list[int], list[int]]:
 
 def data_in_bytes(cfg, opcode: Opcode) -> int:
     """Bytes of one ``data_in`` beat of a LOAD: the row it writes, in its own layout."""
+    rows = cfg.row_bits
     bits = {
-        Opcode.LOAD_ACT: cfg.act_vector_width * cfg.act_width,
-        Opcode.LOAD_WEIGHT: cfg.cols * cfg.n * (cfg.weight_width + cfg.index_width),
-        Opcode.LOAD_ACC: cfg.cols * cfg.acc_width,
+        Opcode.LOAD_ACT: rows["act"],
+        Opcode.LOAD_WEIGHT: rows["weight"],
+        Opcode.LOAD_ACC: rows["acc"],
         Opcode.LOAD_SCALE: cfg.cols * (SCALE_MULT_BITS + SCALE_SHIFT_BITS + cfg.acc_width),
     }
     if opcode not in bits:

@@ -37,6 +37,7 @@ long programs made of repeated blocks are timed by memoising blocks (:mod:`spars
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -112,8 +113,6 @@ class _Port:
         """``count >= 1`` beats of ``nbytes``, the first offered from cycle ``s`` (not before
         the state's cycle): their cycles; the state moves past the last beat."""
         rate = self.rate
-        if rate is None:
-            return _Beats(s, 1, 0, 0, None)
         cs = self.credit_at(s)
         if rate >= nbytes:
             t0 = s + max(0, _ceil_div(nbytes - cs, rate))
@@ -167,6 +166,7 @@ class _Compute:
 _TIMES = ("ld_free", "ld_last", "pre_free", "pre_slot_free", "pre_last_taken", "last_swap",
           "shadow_ready", "feed_free", "feed_slot_free", "st_free", "st_slot_free",
           "st_last_out")
+_get_times = operator.attrgetter(*_TIMES)
 
 
 class AccelTimer:
@@ -349,10 +349,7 @@ class AccelTimer:
             x -= ref
             return x if x > lo else lo
 
-        times = (rel(self.ld_free), rel(self.ld_last), rel(self.pre_free),
-                 rel(self.pre_slot_free), rel(self.pre_last_taken), rel(self.last_swap),
-                 rel(self.shadow_ready), rel(self.feed_free), rel(self.feed_slot_free),
-                 rel(self.st_free), rel(self.st_slot_free), rel(self.st_last_out))
+        times = tuple(map(rel, _get_times(self)))
         comps = tuple((c.act, c.acc, c.count, c.first - ref) for c in self.computes
                       if c.last_write - ref > lo)
         din, dout = self.din, self.dout

@@ -1,9 +1,10 @@
 """From the scheduler's program to accelerator instructions and data beats.
 
-:func:`assemble_gemm` walks the operations :func:`sparsa.sw.schedule.iter_program` yields for a
-tiled GEMM (the same program the cost model costs), gives every tile a scratchpad address and
-turns each operation into :mod:`sparsa.isa` instructions, packing the layer's real int8 data into
-``data_in`` beats. Pure Python/NumPy: no Amaranth.
+:func:`block_instructions` walks the operations :func:`sparsa.sw.schedule.iter_block_ops` yields
+for each block of a tiled GEMM, gives every tile a scratchpad address and turns each operation into
+:mod:`sparsa.isa` instructions (with STOREs deferred, see there); :func:`assemble_gemm` packs the
+layer's real int8 data into ``data_in`` beats beside them, and the cost model
+(:mod:`sparsa.sw.cost`) costs the same instructions. Pure Python/NumPy: no Amaranth.
 
 Scratchpad allocation:
 
@@ -12,7 +13,7 @@ Scratchpad allocation:
 * weights: every (column tile, K pass) tile resident when the tiling keeps weights resident, else
   two alternating slots;
 * accumulators: one region per column tile of the current column block, two sets alternating
-  between P blocks so that a STORE overlaps the next block's COMPUTEs.
+  between consecutive blocks so that a STORE overlaps the next block's COMPUTEs.
 
 The hardware checks the hazards between engines; the allocation only has to keep a region alive
 until the last instruction that reads it has been issued, which these rules do.
@@ -128,7 +129,7 @@ def _natural(cfg: ArrayConfig, t: Tiling, block: Block, raw: bool,
                                                               weight_loads)
             weight_loads += 1
             yield _insn(Opcode.LOAD_WEIGHT, addr=weight_at[(op.col_tile, op.k_pass)],
-                              count=rows), op
+                        count=rows), op
         elif isinstance(op, PreloadWeights):
             # weights loaded in an earlier block are resident: their address is fixed
             addr = weight_at.get((op.col_tile, op.k_pass))
@@ -140,11 +141,11 @@ def _natural(cfg: ArrayConfig, t: Tiling, block: Block, raw: bool,
             if addr is None:   # resident activations loaded by the first column block
                 addr = act_base(op.p_block, op.k_pass, 0)
             yield _insn(Opcode.COMPUTE, addr=addr, acc_addr=acc_base(op.col_tile),
-                              count=op.beats, accumulate=op.accumulate), op
+                        count=op.beats, accumulate=op.accumulate), op
         elif isinstance(op, Store):
             yield _insn(Opcode.LOAD_SCALE), op
             yield _insn(Opcode.STORE, acc_addr=acc_base(op.col_tile), count=op.beats,
-                              raw=raw, relu=relu), op
+                        raw=raw, relu=relu), op
 
 
 def block_instructions(cfg: ArrayConfig, tiling: Tiling, block: Block, *,

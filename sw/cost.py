@@ -200,6 +200,7 @@ def program_cycles(cfg: ArrayConfig, t: Tiling, *, dram_bytes_per_cycle: int | N
     timer = AccelTimer(cfg, dram_bytes_per_cycle=dram_bytes_per_cycle)
     memo: dict[tuple, tuple] = {}
     end = NEVER
+
     def advance(key, run) -> int:
         """One memoised step: ``run()`` from the current state (returning the latest event),
         or replay a recorded one; returns the latest event's cycle."""
