@@ -20,6 +20,7 @@ from pathlib import Path
 
 from sparsa.config import preset
 from sparsa.models.scalesim import read_topology
+from sparsa.models.store import cache_dir
 from sparsa.sw.report import build_report, render_csv, render_markdown, report_to_dict
 
 SCALESIM = Path(__file__).resolve().parents[2] / "shared" / "scalesim" / "topologies"
@@ -78,7 +79,7 @@ def zoo_timing(load_graph, zoo) -> None:
     cfg = preset("default")
     total = 0.0
     for name in zoo.names():
-        cached = any((zoo.cache_dir() / "graphs").glob(f"{name}-b1-*.json"))
+        cached = any((cache_dir() / "graphs").glob(f"{name}-b1-*.json"))
         start = time.perf_counter()
         try:
             graph = load_graph(name)

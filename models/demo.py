@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .errors import UnknownModelError
+from .errors import ModelImportError, UnknownModelError
 from .graph import LayerGraph
+from .store import cache_dir, load_saved, save_graph
 
 __all__ = ["DEMOS", "DEMO_VERSION", "build_torch", "demo_graph", "digits_data", "train_demo"]
 
-DEMO_VERSION = "1"
+DEMO_VERSION = "2"  # 2: named layers (conv1, fc1, ...)
 DEMOS = ("digits_mlp", "digits_cnn")
 SEED = 0
 
@@ -49,13 +51,16 @@ def build_torch(name: str) -> Any:
 
     torch.manual_seed(SEED)
     if name == "digits_mlp":
-        return nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(),
-                             nn.Linear(64, 10))
+        layers = [("fc1", nn.Linear(64, 128)), ("relu1", nn.ReLU()),
+                  ("fc2", nn.Linear(128, 64)), ("relu2", nn.ReLU()), ("fc3", nn.Linear(64, 10))]
+        return nn.Sequential(OrderedDict(layers))
     if name == "digits_cnn":
-        return nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(),
-                             nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                             nn.Flatten(), nn.Linear(32 * 4 * 4, 64), nn.ReLU(),
-                             nn.Linear(64, 10))
+        layers = [("conv1", nn.Conv2d(1, 16, 3, padding=1)), ("relu1", nn.ReLU()),
+                  ("conv2", nn.Conv2d(16, 32, 3, padding=1)), ("relu2", nn.ReLU()),
+                  ("pool", nn.MaxPool2d(2)), ("flatten", nn.Flatten()),
+                  ("fc1", nn.Linear(32 * 4 * 4, 64)), ("relu3", nn.ReLU()),
+                  ("fc2", nn.Linear(64, 10))]
+        return nn.Sequential(OrderedDict(layers))
     raise UnknownModelError(f"unknown demo model {name!r}; expected one of {', '.join(DEMOS)}")
 
 
@@ -105,16 +110,12 @@ def trace_demo(name: str, model: Any) -> LayerGraph:
 
 
 def artifact_path(name: str) -> Path:
-    from .zoo import cache_dir
-
     return cache_dir() / "demo" / f"{name}-v{DEMO_VERSION}.npz"
 
 
 def train_demo(name: str) -> tuple[LayerGraph, float]:
     """Train demo model ``name``, save the artifact and return ``(graph, test accuracy)``."""
     import torch
-
-    from .load import save_graph
 
     model = build_torch(name)
     torch.set_num_threads(1)  # tiny model: threads only add overhead
@@ -142,9 +143,6 @@ def _with_batch(graph: LayerGraph, batch: int) -> LayerGraph:
 
 def demo_graph(name: str, *, batch: int = 1) -> LayerGraph:
     """The trained demo model (trained and saved on first use)."""
-    from .errors import ModelImportError
-    from .load import load_saved
-
     if name not in DEMOS:
         raise UnknownModelError(f"unknown demo model {name!r}; expected one of {', '.join(DEMOS)}")
     path = artifact_path(name)
@@ -161,7 +159,5 @@ def demo_graph(name: str, *, batch: int = 1) -> LayerGraph:
 
 def demo_accuracy(name: str) -> float:
     """Float test accuracy recorded when the demo model was trained."""
-    from .load import load_saved
-
     demo_graph(name)
     return float(load_saved(artifact_path(name))[1]["test_accuracy"])

@@ -13,18 +13,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .demo import DEMOS, demo_graph
 from .errors import ModelImportError, UnknownModelError
 from .graph import LayerGraph
+from .store import cache_dir, graph_from_json, graph_to_json
 
-__all__ = ["CACHE_VERSION", "cache_dir", "get_graph", "names"]
+__all__ = ["CACHE_VERSION", "get_graph", "names"]
 
 CACHE_VERSION = "2"
-
-
-def cache_dir() -> Path:
-    """Where sparsa caches traced graphs and demo-model artifacts."""
-    root = os.environ.get("SPARSA_CACHE_DIR")
-    return Path(root) if root else Path.home() / ".cache" / "sparsa"
 
 
 def _vision(model_fn: Callable[[], Any], size: int) -> Callable[[int], tuple[Any, tuple]]:
@@ -98,12 +94,11 @@ _BUILDERS: dict[str, tuple[Callable[[int], tuple[Any, tuple]], str]] = {
     "gpt2": (_text(_gpt2, _SEQ), f"seq{_SEQ}"),
     "llama2_7b": (_text(_llama2_7b, _SEQ), f"seq{_SEQ}"),
 }
-_DEMOS = ("digits_mlp", "digits_cnn")
 
 
 def names() -> list[str]:
     """Names accepted by :func:`get_graph`."""
-    return [*_BUILDERS, *_DEMOS]
+    return [*_BUILDERS, *DEMOS]
 
 
 def _cache_path(name: str, batch: int, shape: str) -> Path:
@@ -131,11 +126,8 @@ def get_graph(name: str, *, batch: int = 1, cache: bool = True) -> LayerGraph:
         raise UnknownModelError(f"unknown model {name!r}; expected one of {', '.join(names())}")
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise ModelImportError(f"batch must be a positive integer, not {batch!r}")
-    if name in _DEMOS:
-        from .demo import demo_graph
-
+    if name in DEMOS:
         return demo_graph(name, batch=batch)
-    from .load import graph_from_json, graph_to_json
 
     path = _cache_path(name, batch, _BUILDERS[name][1])
     if cache and path.is_file():

@@ -1,8 +1,8 @@
 """Golden model of the accelerator: executes instructions one by one on NumPy scratchpads.
 
 Bit-exact with :class:`sparsa.hw.accelerator.Accelerator` (what it computes, not when): data
-rows are decoded with the packers of :mod:`sparsa.isa`, GEMMs use :func:`golden.gemm_nm`,
-requantization :func:`golden.requantize`. No Amaranth import.
+rows are decoded with the packers of :mod:`sparsa.isa`, GEMMs use :func:`nm.gemm_nm`,
+requantization :func:`nm.requantize`. No Amaranth import.
 """
 
 from __future__ import annotations
@@ -12,11 +12,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sparsa import isa
+from sparsa import isa, nm
 from sparsa.config import ArrayConfig
 from sparsa.isa import Instruction, Opcode
-
-from . import golden
 
 __all__ = ["GoldenAccelerator", "ProgramError"]
 
@@ -98,21 +96,21 @@ class GoldenAccelerator:
                                        "(the array would wait for weights forever)")
                 values, indices = self.shadow
                 self.shadow = None
-                packed = golden.CompressedNM(values=values, indices=indices, n=cfg.n, m=cfg.m,
+                packed = nm.CompressedNM(values=values, indices=indices, n=cfg.n, m=cfg.m,
                                              k=cfg.k_per_pass)
                 acts = self.act[list(self._rows("act", insn.addr, insn.count, insn))]
                 rows = list(self._rows("acc", insn.acc_addr, insn.count, insn))
                 psum = self.acc[rows] if insn.accumulate else None
-                self.acc[rows] = golden.gemm_nm(acts, packed, psum, act_width=cfg.act_width,
+                self.acc[rows] = nm.gemm_nm(acts, packed, psum, act_width=cfg.act_width,
                                                 weight_width=cfg.weight_width,
                                                 acc_width=cfg.acc_width)
             elif op == Opcode.STORE:
                 rows = self.acc[list(self._rows("acc", insn.acc_addr, insn.count, insn))]
-                rows = golden.wrap(rows + self.bias, cfg.acc_width)
+                rows = nm.wrap(rows + self.bias, cfg.acc_width)
                 if insn.raw:
                     out.extend(rows.copy())
                 else:
-                    out.extend(golden.requantize(rows, self.mult, self.shift, relu=insn.relu,
+                    out.extend(nm.requantize(rows, self.mult, self.shift, relu=insn.relu,
                                                  out_width=cfg.act_width))
             else:  # pragma: no cover - Opcode is exhaustive
                 raise ProgramError(f"unknown opcode {op!r}")

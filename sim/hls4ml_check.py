@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from sparsa.models.demo import demo_graph, digits_data
-from sparsa.sim.golden import gemm_dense, requantize
+from sparsa.nm import gemm_dense, requantize
 from sparsa.sw.prune import prune_magnitude
 from sparsa.sw.quant import (
     QuantizedGraph,

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from sparsa import nm
 from sparsa.config import ArrayConfig
-from sparsa.sim import golden
 from sparsa.sw import quant
 from sparsa.sw.assemble import assemble_gemm
 from sparsa.sw.cost import program_cycles, tiling_counts
@@ -72,20 +72,21 @@ class ModelRun:
         return cls(**values)
 
 
-def prepare_model(spec: str, cfg: ArrayConfig, images: int):
+def prepare_model(spec: str, cfg: ArrayConfig, images: int, policy=None):
     """The quantized, N:M-pruned model and ``images`` digits test images with labels.
 
-    ``spec`` is a demo model name (pruned here by magnitude to the hardware's N:M pattern, first
-    conv and classifier left dense) or a saved pruned model of a demo (``sparsa prune``)."""
+    ``spec`` is a demo model name (pruned here by magnitude to the hardware's N:M pattern under
+    ``policy``, a :class:`~sparsa.sw.prune.PrunePolicy`; by default the first conv and the
+    classifier stay dense) or a saved pruned model of a demo (``sparsa prune``)."""
     from sparsa.models.demo import DEMOS, demo_graph, digits_data
-    from sparsa.models.load import load_saved
+    from sparsa.models.store import load_saved
     from sparsa.sw.prune import prune_magnitude
 
     if spec in DEMOS:
         name = spec
         graph = demo_graph(spec)
         if not cfg.is_dense:
-            graph = prune_magnitude(graph, cfg.n, cfg.m)
+            graph = prune_magnitude(graph, cfg.n, cfg.m, policy)
     elif Path(spec).suffix == ".npz":
         graph, meta = load_saved(spec)
         name = meta.get("demo")
@@ -112,7 +113,7 @@ async def run_model(backend, cfg: ArrayConfig, name: str, qgraph, x: np.ndarray,
     records: list[LayerRecord] = []
     for i, layer in enumerate(graph.layers):
         if not layer.has_static_weight:
-            act = quant._other(act, layer)
+            act = quant.host_layer(act, layer)
             continue
         ql = qgraph.layers[i]
         last = i == gemm_layers[-1]
@@ -126,7 +127,7 @@ async def run_model(backend, cfg: ArrayConfig, name: str, qgraph, x: np.ndarray,
             run = await backend.run(asm.program, asm.data_in)
             y = asm.collect(run.outputs)
             if last:  # the classifier's int16 requantization happens on the host
-                y = golden.requantize(y, ql.multiplier[g], ql.shift[g], out_width=ql.out_width)
+                y = nm.requantize(y, ql.multiplier[g], ql.shift[g], out_width=ql.out_width)
             outs.append(y)
             measured += run.cycles
             # the report's own model (block-memoised, from the tiling alone): what `sparsa
@@ -136,7 +137,7 @@ async def run_model(backend, cfg: ArrayConfig, name: str, qgraph, x: np.ndarray,
             for k, v in tiling_counts(cfg, asm.tiling, raw=last).items():
                 if run.counters.get(k) != v:
                     diffs[k] = diffs.get(k, 0) + run.counters.get(k, 0) - v
-        act = quant._gemm_out(np.stack(outs), layer)
+        act = quant.gemm_output(np.stack(outs), layer)
         groups, p, k = cols.shape
         records.append(LayerRecord(
             name=layer.name, gemm=f"{p}x{k}x{ql.weight.shape[2]}" + (

@@ -12,11 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sparsa import isa
+from sparsa import isa, nm
 from sparsa.config import ArrayConfig
 from sparsa.isa import Instruction, Opcode
 
-from . import golden
 from .stimulus import random_acts, random_nm_weights
 
 __all__ = ["GemmProgram", "gemm_program", "random_gemm_program"]
@@ -37,9 +36,9 @@ class GemmProgram:
     def reference(self, acc_width: int, act_width: int) -> tuple[np.ndarray, np.ndarray]:
         """Independent expectation: (requantized, raw) = dense matmul + initial accumulators +
         bias, wrapped."""
-        raw = golden.gemm_dense(self.x, self.w, self.psum0 + self.bias[None, :],
+        raw = nm.gemm_dense(self.x, self.w, self.psum0 + self.bias[None, :],
                                 acc_width=acc_width)
-        return golden.requantize(raw, self.mult, self.shift, relu=self.relu,
+        return nm.requantize(raw, self.mult, self.shift, relu=self.relu,
                                  out_width=act_width), raw
 
 
@@ -77,7 +76,7 @@ def gemm_program(cfg: ArrayConfig, rng: np.random.Generator, *, p: int, passes: 
             data += [isa.pack_psum_row(cfg, row) for row in psum0[:, c * cols:(c + 1) * cols]]
     for c in range(col_tiles):
         for j in range(passes):
-            packed = golden.pack_nm(wp[j * kp:(j + 1) * kp, c * cols:(c + 1) * cols],
+            packed = nm.pack_nm(wp[j * kp:(j + 1) * kp, c * cols:(c + 1) * cols],
                                     cfg.n, cfg.m)
             prog.append(Instruction(Opcode.LOAD_WEIGHT, addr=(c * passes + j) * cfg.rows,
                                     count=cfg.rows))

@@ -36,6 +36,16 @@ class TestbenchResult:
     results_xml: Path
     test_dir: Path
 
+    def failure(self) -> str:
+        """The first failing test's message, from the results file (empty if none)."""
+        from xml.etree import ElementTree
+
+        for case in ElementTree.parse(self.results_xml).getroot().iter("testcase"):
+            for failure in (*case.iter("failure"), *case.iter("error")):
+                text = failure.get("message") or (failure.text or "").strip()
+                return f"{case.get('name')}: {text}"
+        return ""
+
     def measurements(self) -> list[dict]:
         """Cycle-contract records the testbench wrote (``cycles.jsonl``)."""
         path = self.test_dir / "cycles.jsonl"
@@ -54,9 +64,11 @@ def build_dir_for(cfg: ArrayConfig, top: str, simulator: str,
 def run_testbench(cfg: ArrayConfig, *, top: str = "array", simulator: str = "verilator",
                   seed: int | None = None, testcase: str | None = None,
                   root: str | Path = "build/sim", test_module: str | None = None,
-                  extra_env: dict[str, str] | None = None) -> TestbenchResult:
+                  extra_env: dict[str, str] | None = None,
+                  log_file: str | Path | None = None) -> TestbenchResult:
     """Export ``top`` for ``cfg``, build it with ``simulator`` and run its cocotb testbench
-    (or ``test_module``)."""
+    (or ``test_module``); ``log_file`` takes the simulator's and cocotb's output instead of
+    the terminal."""
     if simulator not in SIMULATORS:
         raise ValueError(f"unknown simulator {simulator!r}; expected one of "
                          f"{', '.join(SIMULATORS)}")
@@ -84,7 +96,8 @@ def run_testbench(cfg: ArrayConfig, *, top: str = "array", simulator: str = "ver
         seed=seed, build_dir=build_dir, test_dir=test_dir,
         extra_env={"SPARSA_CONFIG": cfg.to_json(), "SPARSA_SIM": simulator,
                    **(extra_env or {})},
-        timescale=("1ns", "1ps"), results_xml=str(test_dir / "results.xml"))
+        timescale=("1ns", "1ps"), results_xml=str(test_dir / "results.xml"),
+        log_file=log_file)
     tests, failed = get_results(Path(results))
     return TestbenchResult(tests=tests, failed=failed, results_xml=Path(results),
                            test_dir=test_dir)

@@ -11,9 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sparsa import nm
 from sparsa.config import ArrayConfig
-
-from . import golden
 
 __all__ = ["Tile", "gemm_tiles", "random_acts", "random_gemm", "random_nm_weights"]
 
@@ -26,7 +25,7 @@ class Tile:
     ``(rows, n, cols)``), ``acts`` is ``(P, rows*m)``, ``psum_in`` and ``expected`` ``(P, cols)``.
     """
 
-    weights: golden.CompressedNM
+    weights: nm.CompressedNM
     acts: np.ndarray
     psum_in: np.ndarray
     expected: np.ndarray
@@ -77,13 +76,13 @@ def gemm_tiles(cfg: ArrayConfig, x: np.ndarray, w: np.ndarray,
     xp[:, :k] = x
     wp = np.zeros((passes * kp, cfg.cols), dtype=np.int64)
     wp[:k] = w
-    psum = np.zeros((p, cfg.cols), dtype=np.int64) if psum0 is None else golden.wrap(
+    psum = np.zeros((p, cfg.cols), dtype=np.int64) if psum0 is None else nm.wrap(
         psum0, cfg.acc_width)
     tiles = []
     for j in range(passes):
         sl = slice(j * kp, (j + 1) * kp)
-        packed = golden.pack_nm(wp[sl], cfg.n, cfg.m)
-        out = golden.gemm_nm(xp[:, sl], packed, psum, act_width=cfg.act_width,
+        packed = nm.pack_nm(wp[sl], cfg.n, cfg.m)
+        out = nm.gemm_nm(xp[:, sl], packed, psum, act_width=cfg.act_width,
                              weight_width=cfg.weight_width, acc_width=cfg.acc_width)
         tiles.append(Tile(weights=packed, acts=xp[:, sl], psum_in=psum, expected=out))
         psum = out

@@ -3,7 +3,7 @@
 Every cycle the driver applies random inputs (datapath enable, weight writes into a random bank,
 activations tagged with a random bank, partial sums across the whole int32 range). A reference
 model keeps both weight banks and the PE's internal pipeline (``pipeline_depth`` stages) and
-computes, with :func:`sparsa.sim.golden.gemm_nm`, what the PE must register; the monitor compares
+computes, with :func:`sparsa.sim.nm.gemm_nm`, what the PE must register; the monitor compares
 ``psum_out`` and ``act_out`` every cycle.
 """
 
@@ -15,9 +15,9 @@ import cocotb
 import numpy as np
 from cocotb.triggers import ReadOnly, RisingEdge
 
+from sparsa import nm
 from sparsa.hw import layouts
 
-from . import golden
 from .cocotb_util import load_config, log, make_rng, start_clock_and_reset
 
 
@@ -76,14 +76,14 @@ async def random_cycles(dut, enable_prob: float) -> None:
         # What the next edge registers: uses the banks as they are during this cycle.
         if en:
             vals, idx = banks[bank]
-            packed = golden.CompressedNM(values=vals.reshape(1, cfg.n, 1),
+            packed = nm.CompressedNM(values=vals.reshape(1, cfg.n, 1),
                                          indices=idx.reshape(1, cfg.n, 1), n=cfg.n, m=cfg.m,
                                          k=cfg.m)
-            dot = int(golden.gemm_nm(np.array([acts]), packed, act_width=cfg.act_width,
+            dot = int(nm.gemm_nm(np.array([acts]), packed, act_width=cfg.act_width,
                                      weight_width=cfg.weight_width,
                                      acc_width=cfg.acc_width)[0, 0])
             pipe.append(dot)
-            psum_reg = int(golden.wrap(psum + pipe.popleft(), cfg.acc_width))
+            psum_reg = int(nm.wrap(psum + pipe.popleft(), cfg.acc_width))
             act_reg = (np.array(acts, np.int64), bank)
         if w_en:
             banks[w_bank] = (np.array(values, np.int64), np.array(indices, np.int64))

@@ -41,13 +41,19 @@ class CocotbBackend:
 async def run_network(dut) -> None:
     job = json.loads(os.environ["SPARSA_RUN_JOB"])
     cfg = load_config()
-    name, qgraph, x, labels = prepare_model(job["model"], cfg, job["images"])
+    from sparsa.sw.prune import PrunePolicy
+
+    policy = PrunePolicy(**{k: frozenset(v) if isinstance(v, list) else v
+                            for k, v in job["policy"].items()})
+    name, qgraph, x, labels = prepare_model(job["model"], cfg, job["images"], policy)
     tb = AccelTB(dut, "run_network")
     await tb.start()
 
     def progress(record):
         log.info("%s %s %s: %d cycles measured, %d predicted", record.name, record.gemm,
                  record.pattern, record.measured, record.predicted)
+        with open(job["progress"], "a") as f:
+            f.write(json.dumps(record.name) + "\n")
 
     result = await run_model(CocotbBackend(tb, job["simulator"]), cfg, name, qgraph, x, labels,
                              progress=progress)

@@ -11,13 +11,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PRESETS", "ArrayConfig", "ConfigError", "parse_nm", "preset"]
+from .nm import validate_nm
+
+__all__ = ["PRESETS", "ArrayConfig", "ConfigError", "preset"]
 
 
 class ConfigError(ValueError):
@@ -72,12 +73,10 @@ class ArrayConfig:
                      "dram_bytes_per_cycle"):
             _positive_int(name, getattr(self, name))
         _positive_number("clock_mhz", self.clock_mhz)
-        if self.m & (self.m - 1):
-            raise ConfigError(f"N:M pattern {self.n}:{self.m} is invalid: m must be a power of "
-                              f"two, not {self.m}")
-        if not 1 <= self.n <= self.m:
-            raise ConfigError(f"N:M pattern {self.n}:{self.m} is invalid: n must satisfy "
-                              f"1 <= n <= m (m = {self.m}), not {self.n}")
+        try:
+            validate_nm(self.n, self.m)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
         for name in ("act_width", "weight_width"):
             if getattr(self, name) < 2:
                 raise ConfigError(f"{name} must be at least 2 bits (signed operands), "
@@ -210,14 +209,6 @@ class ArrayConfig:
             base = preset(values.pop("preset"))
             values = base.to_dict() | values
         return cls.from_dict(values, source=str(path))
-
-
-def parse_nm(text: str) -> tuple[int, int]:
-    """Parse ``"2:4"`` into ``(2, 4)`` (the values are validated by :class:`ArrayConfig`)."""
-    match = re.fullmatch(r"\s*([0-9]+)\s*:\s*([0-9]+)\s*", str(text))
-    if not match:
-        raise ConfigError(f"N:M pattern must look like '2:4', not {text!r}")
-    return int(match[1]), int(match[2])
 
 
 PRESETS: dict[str, ArrayConfig] = {

@@ -27,13 +27,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sparsa import isa
+from sparsa import isa, nm
 from sparsa.config import ArrayConfig
 from sparsa.isa import Instruction, Opcode
 from sparsa.models.graph import Gemm
-from sparsa.sim import golden
 
-from .program import Compute, LoadActs, LoadWeights, Op, PreloadWeights, Store
+from .ops import Compute, LoadActs, LoadWeights, Op, PreloadWeights, Store
 from .schedule import Block, ScheduleError, Tiling, iter_block_ops, iter_blocks, schedule_gemm
 
 __all__ = ["AssembledGemm", "assemble_gemm", "block_instructions", "block_key",
@@ -211,10 +210,10 @@ def assemble_gemm(cfg: ArrayConfig, x: np.ndarray, w: np.ndarray, *, sparse: boo
     multiplier = np.ones(c_total, np.int64) if multiplier is None else np.asarray(multiplier)
     shift = np.zeros(c_total, np.int64) if shift is None else np.asarray(shift)
     if sparse:
-        golden.check_nm(w, cfg.n, cfg.m)
+        nm.check_nm(w, cfg.n, cfg.m)
         xk, wk = x, w
     else:
-        xk, wk = golden.expand_dense_acts(x, cfg.n, cfg.m), golden.expand_dense_weights(
+        xk, wk = nm.expand_dense_acts(x, cfg.n, cfg.m), nm.expand_dense_weights(
             w, cfg.n, cfg.m)
     tiling = schedule_gemm(Gemm(p=p, k=k, cols=c_total), cfg, sparse=sparse)
     kp, rows, cols = cfg.k_per_pass, cfg.rows, cfg.cols
@@ -236,7 +235,7 @@ def assemble_gemm(cfg: ArrayConfig, x: np.ndarray, w: np.ndarray, *, sparse: boo
         elif insn.opcode == Opcode.LOAD_WEIGHT:
             tile = wp[op.k_pass * kp:(op.k_pass + 1) * kp, op.col_tile * cols:
                       (op.col_tile + 1) * cols]
-            packed = golden.pack_nm(tile, cfg.n, cfg.m)
+            packed = nm.pack_nm(tile, cfg.n, cfg.m)
             data += [isa.pack_weight_row(cfg, packed.values[r], packed.indices[r])
                      for r in range(rows)]
         elif insn.opcode == Opcode.LOAD_SCALE:

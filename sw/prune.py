@@ -24,23 +24,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from sparsa.models.graph import Layer, LayerGraph
-from sparsa.sim.golden import NMPatternError, check_nm
+from sparsa.nm import NMPatternError, check_nm, validate_nm
 
 from .quant import forward_float, gemm_input, set_gemm_weight
 
-__all__ = ["NMPatternError", "PrunePolicy", "check_graph_nm", "magnitude_mask", "prune_gradual",
-           "prune_magnitude", "prune_second_order", "sparsegpt_matrix", "validate_nm"]
-
-
-def validate_nm(n: int, m: int) -> tuple[int, int]:
-    if any(isinstance(v, bool) or not isinstance(v, int) for v in (n, m)) or m < 1 \
-            or not 1 <= n <= m:
-        raise ValueError(f"N:M pattern {n!r}:{m!r} is invalid: expected integers with "
-                         "1 <= n <= m")
-    if m & (m - 1):
-        raise ValueError(f"N:M pattern {n}:{m} is invalid: m must be a power of two (the "
-                         "hardware indexes a group with log2(m) bits)")
-    return n, m
+__all__ = ["POLICY_HELP", "NMPatternError", "PrunePolicy", "check_graph_nm", "magnitude_mask",
+           "mark_pruned", "prune_gradual", "prune_magnitude", "prune_second_order",
+           "sparsegpt_matrix"]
 
 
 @dataclass(frozen=True)
@@ -68,6 +58,34 @@ class PrunePolicy:
                                  f"{graph.name!r} (weight layers: {', '.join(sorted(names))})")
         return [i for i in weighted if graph.layers[i].name in self.prune
                 or (i not in skip and graph.layers[i].name not in self.dense)]
+
+
+    def describe(self, graph: LayerGraph) -> str:
+        """One line for reports: which weight layers the policy leaves dense."""
+        if any(layer.nm is not None for layer in graph):
+            return "the model's own N:M patterns"
+        weighted = [i for i, lay in enumerate(graph.layers) if lay.has_static_weight]
+        kept = [graph.layers[i].name for i in weighted if i not in set(self.select(graph))]
+        return f"dense: {', '.join(kept)}" if kept else "every weight layer pruned"
+
+
+POLICY_HELP = ("N:M pruning covers every conv and linear layer except the first conv and the "
+               "classifier (the last weight layer), which stay dense unless asked; a model "
+               "pruned by 'sparsa prune' keeps its own patterns")
+
+
+def mark_pruned(graph: LayerGraph, n: int, m: int,
+                policy: PrunePolicy | None = None) -> LayerGraph:
+    """Shape-only pruning, for costing: the layers ``policy`` selects are taken to satisfy
+    ``n:m`` (their weights, if any, are not touched). A graph that already carries patterns
+    (written by ``sparsa prune``) is returned as it is."""
+    validate_nm(n, m)
+    if any(layer.nm is not None for layer in graph):
+        return graph
+    chosen = set((policy or PrunePolicy()).select(graph))
+    layers = tuple(dataclasses.replace(layer, nm=(n, m)) if i in chosen else layer
+                   for i, layer in enumerate(graph.layers))
+    return dataclasses.replace(graph, layers=layers)
 
 
 def magnitude_mask(w: np.ndarray, n: int, m: int) -> np.ndarray:

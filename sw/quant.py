@@ -20,10 +20,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from sparsa.models.graph import Layer, LayerGraph
-from sparsa.sim.golden import gemm_dense, gemm_nm, pack_nm, requantize
+from sparsa.nm import gemm_dense, gemm_nm, pack_nm, requantize
 
-__all__ = ["QuantLayer", "QuantizedGraph", "forward_float", "forward_int", "im2col",
-           "quantize_graph", "quantize_multiplier", "set_gemm_weight"]
+__all__ = ["QuantLayer", "QuantizedGraph", "accuracy", "forward_float", "forward_int",
+           "gemm_input", "gemm_output", "host_layer", "im2col", "quantize_graph",
+           "quantize_input", "quantize_multiplier", "set_gemm_weight"]
 
 MULT_BITS = 15
 ROWS_PER_CHUNK = 4096
@@ -49,7 +50,7 @@ def im2col(x: np.ndarray, layer: Layer) -> np.ndarray:
     return cols.reshape(groups, n * ho * wo, kh * kw * (c // groups))
 
 
-def _gemm_out(y: np.ndarray, layer: Layer) -> np.ndarray:
+def gemm_output(y: np.ndarray, layer: Layer) -> np.ndarray:
     """(groups, P, cols) -> the layer's output layout (NCHW for conv)."""
     if layer.kind == "linear":
         return y[0]
@@ -76,7 +77,8 @@ def set_gemm_weight(layer: Layer, wg: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(w.reshape(c_out, c_in_g, kh, kw))
 
 
-def _other(x: np.ndarray, layer: Layer) -> np.ndarray:
+def host_layer(x: np.ndarray, layer: Layer) -> np.ndarray:
+    """A layer the host runs (ReLU, flatten, non-overlapping pooling), integer or float."""
     op = str(layer.attrs.get("op", "")).lower()
     if layer.kind == "act" and op == "relu":
         return np.maximum(x, 0)
@@ -112,13 +114,13 @@ def forward_float(graph: LayerGraph, x: np.ndarray,
             if on_gemm is not None:
                 on_gemm(i, layer, cols)
             wg = weights[i] if weights and i in weights else layer.gemm_weight()
-            y = _gemm_out(np.matmul(cols, wg), layer)
+            y = gemm_output(np.matmul(cols, wg), layer)
             if layer.bias is not None:
                 shape = (1, -1) + (1,) * (y.ndim - 2)
                 y = y + np.asarray(layer.bias).reshape(shape)
             x = y
         else:
-            x = _other(x, layer)
+            x = host_layer(x, layer)
     return x
 
 
@@ -222,9 +224,9 @@ def forward_int(qgraph: QuantizedGraph, x: np.ndarray,
                 on_gemm(i, layer, cols, acc)
             y = requantize(acc, ql.multiplier[:, None, :], ql.shift[:, None, :],
                            out_width=ql.out_width)
-            x = _gemm_out(y, layer)
+            x = gemm_output(y, layer)
         else:
-            x = _other(x, layer)
+            x = host_layer(x, layer)
     return x
 
 

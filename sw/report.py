@@ -22,7 +22,8 @@ from sparsa.models.graph import LayerGraph
 from . import timing
 from .cost import Cycles, LayerCost, layer_cost
 from .energy import Energy, EnergyTable, energy_of, load_table
-from .schedule import apply_prune_policy, schedule_layer
+from .prune import PrunePolicy, mark_pruned
+from .schedule import schedule_layer
 
 __all__ = ["FORMATS", "LayerReport", "ModelReport", "build_report", "dense_baseline",
            "render_markdown", "report_to_dict", "write_report"]
@@ -152,12 +153,13 @@ def _zero_actions():
 
 
 def build_report(graph: LayerGraph, cfg: ArrayConfig, *, table: EnergyTable | None = None,
-                 prune_policy: str = "auto", table_name: str = "",
+                 policy: PrunePolicy | None = None, table_name: str = "",
                  progress: Callable[[int, int], None] | None = None) -> ModelReport:
     """Schedule and cost every GEMM layer on ``cfg`` and on its dense baseline."""
     table = table or load_table()
     dense_cfg = dense_baseline(cfg)
-    pruned = apply_prune_policy(graph, (cfg.n, cfg.m), prune_policy)
+    policy = policy or PrunePolicy()
+    pruned = mark_pruned(graph, cfg.n, cfg.m, policy)
     gemm_layers = pruned.gemm_layers()
     if not gemm_layers:
         raise ValueError(f"model {graph.name!r} has no GEMM layers (conv2d, linear, matmul) "
@@ -179,7 +181,7 @@ def build_report(graph: LayerGraph, cfg: ArrayConfig, *, table: EnergyTable | No
         if progress is not None:
             progress(i + 1, len(gemm_layers))
     return ModelReport(model=graph.name, source=graph.source, cfg=cfg, dense_cfg=dense_cfg,
-                       prune_policy=prune_policy, table=table_name or table.name,
+                       prune_policy=policy.describe(graph), table=table_name or table.name,
                        layers=tuple(rows))
 
 

@@ -33,13 +33,12 @@ from sparsa.config import ArrayConfig
 from sparsa.models.graph import Gemm, Layer, LayerGraph
 
 from . import timing
-from .program import Compute, LoadActs, LoadWeights, Op, PreloadWeights, Program, Store
+from .ops import Compute, LoadActs, LoadWeights, Op, PreloadWeights, Store
 
-__all__ = ["PRUNE_POLICIES", "Block", "LayerSchedule", "ScheduleError", "Tiling",
-           "candidate_tilings", "iter_block_ops", "iter_blocks", "iter_program", "layer_program",
+__all__ = ["Block", "LayerSchedule", "ScheduleError", "Tiling",
+           "candidate_tilings", "iter_block_ops", "iter_blocks",
            "layer_runs_sparse", "schedule_gemm", "schedule_graph", "schedule_layer"]
 
-PRUNE_POLICIES = ("auto", "all", "keep", "skip-first-last", "none")
 
 
 class ScheduleError(ValueError):
@@ -220,33 +219,6 @@ def schedule_layer(layer: Layer, cfg: ArrayConfig) -> LayerSchedule | None:
                          tiling=schedule_gemm(gemm, cfg, sparse=sparse, name=layer.name), cfg=cfg)
 
 
-def apply_prune_policy(graph: LayerGraph, nm: tuple[int, int], policy: str) -> LayerGraph:
-    """Shape-only pruning assumption: which weight layers are taken to satisfy ``nm``.
-
-    ``keep`` uses each layer's own ``nm``; ``all`` marks every conv/linear layer;
-    ``skip-first-last``
-    all but the first and last weight layers; ``none`` none; ``auto`` is ``keep`` when any layer
-    carries a pattern and ``all`` otherwise."""
-    if policy not in PRUNE_POLICIES:
-        raise ValueError(f"unknown prune policy {policy!r}; expected one of "
-                         f"{', '.join(PRUNE_POLICIES)}")
-    if policy == "auto":
-        policy = "keep" if any(layer.nm is not None for layer in graph) else "all"
-    if policy == "keep":
-        return graph
-    weighted = [i for i, layer in enumerate(graph.layers) if layer.has_static_weight]
-    chosen = set() if policy == "none" else set(weighted)
-    if policy == "skip-first-last" and weighted:
-        chosen -= {weighted[0], weighted[-1]}
-    layers = tuple(
-        Layer(name=layer.name, kind=layer.kind, in_shape=layer.in_shape,
-              out_shape=layer.out_shape, attrs=layer.attrs, weight=layer.weight,
-              bias=layer.bias, nm=nm if i in chosen else None)
-        for i, layer in enumerate(graph.layers))
-    return LayerGraph(name=graph.name, layers=layers, input_shape=graph.input_shape,
-                      source=graph.source)
-
-
 def schedule_graph(graph: LayerGraph, cfg: ArrayConfig) -> list[LayerSchedule]:
     return [s for layer in graph if (s := schedule_layer(layer, cfg)) is not None]
 
@@ -299,14 +271,3 @@ def iter_block_ops(tiling: Tiling, block: Block) -> Iterator[Op]:
             if k == t.passes - 1:
                 yield Store(group=g, p_block=pb, col_tile=c, beats=beats,
                             dram_bytes=beats * t.out_row_bytes)
-
-
-def iter_program(tiling: Tiling) -> Iterator[Op]:
-    """The program of one tiled GEMM, operation by operation (see :mod:`sparsa.sw.program`)."""
-    for block in iter_blocks(tiling):
-        yield from iter_block_ops(tiling, block)
-
-
-def layer_program(schedule: LayerSchedule) -> Program:
-    return Program(layer=schedule.name, config_json=schedule.cfg.to_json(),
-                   ops=tuple(iter_program(schedule.tiling)))

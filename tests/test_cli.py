@@ -135,7 +135,8 @@ def test_verilog_unknown_top_is_usage_error(tmp_path, capsys):
 
 def test_presets(capsys):
     assert main(["presets"]) == 0
-    lines = capsys.readouterr().out.splitlines()
+    header, *lines = capsys.readouterr().out.splitlines()
+    assert "DRAM B/cycle" in header
     by_name = {line.split()[0]: line for line in lines if line.strip()}
     for name, shape, nm in [("tiny", "2x2", "2:4"), ("default", "8x8", "2:4"),
                             ("dense", "8x8", "1:1")]:
@@ -143,7 +144,9 @@ def test_presets(capsys):
         fields = by_name[name].split()
         assert fields[1] == shape
         assert fields[2] == nm
+        assert int(fields[6]) == PRESETS[name].dram_bytes_per_cycle
     assert set(by_name) == set(PRESETS)
+    assert max(map(len, lines)) <= 100
 
 
 def test_no_command_is_usage_error(capsys):

@@ -1,4 +1,4 @@
-"""ArrayConfig: validation, derived widths, presets, JSON/TOML loading, parse_nm."""
+"""ArrayConfig: validation, derived widths, presets, JSON/TOML loading."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from sparsa.config import PRESETS, ArrayConfig, ConfigError, parse_nm, preset
+from sparsa.config import PRESETS, ArrayConfig, ConfigError, preset
 
 # --- validation -----------------------------------------------------------------------------
 
@@ -331,33 +331,6 @@ def test_unsupported_suffix(tmp_path, name):
     with pytest.raises(ConfigError, match=r"\.toml or \.json") as info:
         ArrayConfig.from_file(path)
     assert str(path) in str(info.value)
-
-
-# --- parse_nm -------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(("text", "nm"), [("2:4", (2, 4)), ("1:1", (1, 1)), ("16:32", (16, 32)),
-                                          (" 1 : 8 ", (1, 8)), ("3:6", (3, 6))])
-def test_parse_nm(text, nm):
-    assert parse_nm(text) == nm
-
-
-def test_parse_nm_does_not_validate_but_config_does():
-    n, m = parse_nm("3:6")
-    with pytest.raises(ConfigError, match=r"3:6"):
-        ArrayConfig(n=n, m=m)
-
-
-@pytest.mark.parametrize("text", ["2/4", "2:4:8", "", ":", "2:", ":4", "a:b", "-1:4", "2.0:4",
-                                  "2 4", "0x2:4"])
-def test_parse_nm_errors_name_text(text):
-    with pytest.raises(ConfigError, match=re.escape(repr(text))):
-        parse_nm(text)
-
-
-def test_parse_nm_unicode_digit_is_config_error():
-    with pytest.raises(ConfigError, match=r"N:M pattern"):
-        parse_nm("\u00b2:4")
 
 
 def test_every_preset_is_consistent():

@@ -117,7 +117,7 @@ def test_cycle_model_dram_ports(name, rate, seed_for, request):
 def test_assembled_layer_on_rtl(rng):
     """A scheduled, assembled GEMM (sparse and dense) on the RTL: result == reference, cycles
     == the cycle model."""
-    from sparsa.sim import golden
+    from sparsa import nm
     from sparsa.sim.stimulus import random_nm_weights
     from sparsa.sw.assemble import assemble_gemm
 
@@ -129,5 +129,5 @@ def test_assembled_layer_on_rtl(rng):
         x = rng.integers(-128, 128, (p, k))
         asm = assemble_gemm(cfg, x, w, sparse=sparse, raw=True)
         run = run_program(cfg, asm.program, asm.data_in)
-        np.testing.assert_array_equal(asm.collect(run.outputs), golden.gemm_dense(x, w))
+        np.testing.assert_array_equal(asm.collect(run.outputs), nm.gemm_dense(x, w))
         assert run.cycles == program_timing(cfg, asm.program).cycles

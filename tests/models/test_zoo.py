@@ -5,7 +5,8 @@ import pytest
 
 from sparsa.models import zoo
 from sparsa.models.errors import ModelImportError, UnknownModelError
-from sparsa.models.load import load_graph, load_saved, save_graph
+from sparsa.models.load import load_graph
+from sparsa.models.store import load_saved, save_graph
 
 
 @pytest.fixture(autouse=True)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from sparsa import nm
 from sparsa.config import ArrayConfig
-from sparsa.sim import golden
 from sparsa.sim.pyverilator_driver import PyVerilatorArray
 from sparsa.sim.stimulus import random_gemm
 from sparsa.sw import timing
@@ -21,7 +21,7 @@ def test_gemm_on_pyverilator(tmp_path, seed_for):
     array = PyVerilatorArray(cfg, tmp_path)
     run = array.run_tiles(tiles)
     # The last pass holds the whole GEMM; compare it with an independent dense matmul.
-    np.testing.assert_array_equal(run.outputs[-1], golden.gemm_dense(x, w, psum0))
+    np.testing.assert_array_equal(run.outputs[-1], nm.gemm_dense(x, w, psum0))
     for tile, got in zip(tiles, run.outputs, strict=True):
         np.testing.assert_array_equal(got, tile.expected)
     assert run.cycles == timing.tile_sequence_cycles(cfg, [t.beats for t in tiles])

@@ -37,7 +37,7 @@ def group_counts(w: np.ndarray, m: int) -> np.ndarray:
 
 
 def dense_from_tile(values: np.ndarray, indices: np.ndarray, m: int) -> np.ndarray:
-    """Rebuild the (groups*m, cols) weights of a tile by plain loops (not golden.unpack_nm)."""
+    """Rebuild the (groups*m, cols) weights of a tile by plain loops (not nm.unpack_nm)."""
     groups, n, cols = values.shape
     dense = np.zeros((groups * m, cols), dtype=np.int64)
     for g in range(groups):

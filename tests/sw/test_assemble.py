@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from sparsa import nm
 from sparsa.config import ArrayConfig
-from sparsa.sim import golden
 from sparsa.sim.golden_accel import GoldenAccelerator
 from sparsa.sim.stimulus import random_nm_weights
 from sparsa.sw.assemble import assemble_gemm
@@ -29,7 +29,7 @@ def test_assembled_gemm_computes_the_layer(cfg, sparse, rng):
     mult, shift = rng.integers(1, 1 << 15, c), rng.integers(8, 24, c)
     asm = assemble_gemm(cfg, x, w, sparse=sparse, bias=bias, multiplier=mult, shift=shift)
     got = asm.collect(GoldenAccelerator(cfg).run(asm.program, asm.data_in))
-    want = golden.requantize(np.asarray(x) @ np.asarray(w) + bias[None, :], mult, shift)
+    want = nm.requantize(np.asarray(x) @ np.asarray(w) + bias[None, :], mult, shift)
     np.testing.assert_array_equal(got, want)
     raw = assemble_gemm(cfg, x, w, sparse=sparse, bias=bias, raw=True)
     got_raw = raw.collect(GoldenAccelerator(cfg).run(raw.program, raw.data_in))
@@ -39,5 +39,5 @@ def test_assembled_gemm_computes_the_layer(cfg, sparse, rng):
 def test_sparse_layer_must_satisfy_the_pattern():
     cfg = ArrayConfig(rows=2, cols=2, n=1, m=4)
     w = np.ones((8, 2), dtype=np.int64)
-    with pytest.raises(golden.NMPatternError, match="column 0, group 0"):
+    with pytest.raises(nm.NMPatternError, match="column 0, group 0"):
         assemble_gemm(cfg, np.ones((3, 8), dtype=np.int64), w, sparse=True)

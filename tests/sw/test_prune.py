@@ -5,7 +5,7 @@ import pytest
 
 from sparsa.models.demo import digits_data
 from sparsa.models.zoo import get_graph
-from sparsa.sim.golden import NMPatternError, check_nm
+from sparsa.nm import NMPatternError, check_nm
 from sparsa.sw.prune import (
     PrunePolicy,
     check_graph_nm,
@@ -50,7 +50,7 @@ def test_policy_and_magnitude_graph():
     for i in weighted[1:-1]:
         wg = p.layers[i].gemm_weight()
         assert np.count_nonzero(wg) == wg.size // 2
-    dense = PrunePolicy(keep_classifier=False, dense=frozenset({"2"}))
+    dense = PrunePolicy(keep_classifier=False, dense=frozenset({"conv2"}))
     assert dense.select(g) == [weighted[2], weighted[3]]
     with pytest.raises(ValueError, match="'nope'"):
         PrunePolicy(dense=frozenset({"nope"})).select(g)
@@ -63,14 +63,14 @@ def test_checker_names_first_violating_group():
     w[3, 8:12] = 1.0  # output 3, K 8..11: group 2 of column 3 gets 4 nonzeros
     bad = dataclasses.replace(g, layers=(*g.layers[:2], dataclasses.replace(layer, weight=w),
                                          *g.layers[3:]))
-    with pytest.raises(NMPatternError, match=r"'2'.*column 3, group 2"):
+    with pytest.raises(NMPatternError, match=r"'fc2'.*column 3, group 2"):
         check_graph_nm(bad)
 
 
 @pytest.mark.parametrize("nm", [(3, 2), (0, 4), (2, 3), (2.0, 4)])
 def test_invalid_nm(nm):
     g = get_graph("digits_mlp")
-    with pytest.raises(ValueError, match="invalid"):
+    with pytest.raises(ValueError, match="N:M pattern"):
         prune_magnitude(g, *nm)
 
 

@@ -3,7 +3,7 @@ import pytest
 
 from sparsa.models.demo import digits_data
 from sparsa.models.zoo import get_graph
-from sparsa.sim.golden import gemm_dense, requantize
+from sparsa.nm import gemm_dense, requantize
 from sparsa.sw.prune import prune_magnitude
 from sparsa.sw.quant import forward_float, forward_int, quantize_graph, quantize_multiplier
 

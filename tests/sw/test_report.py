@@ -11,6 +11,7 @@ import pytest
 from sparsa.cli import main
 from sparsa.config import ArrayConfig
 from sparsa.models.scalesim import read_topology
+from sparsa.sw.prune import PrunePolicy
 from sparsa.sw.report import build_report, dense_baseline
 
 TOPOLOGY = """\
@@ -65,8 +66,9 @@ def test_dense_baseline_same_multipliers(topology):
     cfg = ArrayConfig(rows=4, cols=4, n=2, m=4, dram_bytes_per_cycle=1 << 16)
     base = dense_baseline(cfg)
     assert (base.n, base.m, base.multipliers) == (2, 2, cfg.multipliers)
-    report = build_report(read_topology(topology), cfg)
-    # every layer is taken as 2:4 ("auto" with no patterns in the CSV): at most M/N faster
+    every = PrunePolicy(keep_first_conv=False, keep_classifier=False)
+    report = build_report(read_topology(topology), cfg, policy=every)
+    # every layer is taken as 2:4: at most M/N faster
     for layer in report.layers:
         assert layer.pattern == "2:4"
         assert layer.speedup <= 2.0 + 1e-9

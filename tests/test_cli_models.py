@@ -3,7 +3,7 @@ import pytest
 
 from sparsa.cli import main
 from sparsa.models import zoo
-from sparsa.models.load import load_saved
+from sparsa.models.store import load_saved
 
 
 @pytest.fixture(autouse=True)

@@ -1,6 +1,8 @@
-"""The accelerator program: the scheduler's output, run by the RTL and costed by the cost model.
+"""The scheduler's operations: what :func:`sparsa.sw.schedule.iter_block_ops` yields for each
+block of a tiled GEMM and :mod:`sparsa.sw.assemble` turns into instructions (one path from the
+scheduler to the accelerator program, which the RTL runs and the cost model costs).
 
-A program is a flat sequence of small frozen operations. Indices name tiles of one layer's GEMM
+The operations are small and frozen. Indices name tiles of one layer's GEMM
 (``group``, ``p_block``, ``col_tile``, ``k_pass``); byte counts are what crosses the off-chip port,
 in the array's own layouts (an activation beat is ``rows * m`` activations, a weight tile is
 ``rows * cols * n`` values plus their ``ceil(log2 m)``-bit indices, an output row is ``cols``
@@ -21,14 +23,10 @@ that appear between ``Compute`` ``t`` and ``Compute`` ``t+1`` run while tile ``t
 
 from __future__ import annotations
 
-import dataclasses
-import json
-from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
-__all__ = ["OPS", "Compute", "LoadActs", "LoadWeights", "Op", "PreloadWeights", "Program",
-           "Store", "ops_from_json", "ops_to_json"]
+__all__ = ["Compute", "LoadActs", "LoadWeights", "Op", "PreloadWeights", "Store"]
 
 
 @dataclass(frozen=True)
@@ -87,53 +85,3 @@ class Store:
 
 
 Op = LoadActs | LoadWeights | PreloadWeights | Compute | Store
-OPS: dict[str, type] = {cls.opcode: cls for cls in (LoadActs, LoadWeights, PreloadWeights,
-                                                      Compute, Store)}
-
-
-def _op_to_dict(op: Op) -> dict[str, Any]:
-    return {"op": op.opcode, **dataclasses.asdict(op)}
-
-
-def _op_from_dict(values: dict[str, Any]) -> Op:
-    if not isinstance(values, dict) or "op" not in values:
-        raise ValueError(f"program operation must be an object with an 'op' key, not {values!r}")
-    values = dict(values)
-    name = values.pop("op")
-    if name not in OPS:
-        raise ValueError(f"unknown program operation {name!r}; expected one of {', '.join(OPS)}")
-    cls = OPS[name]
-    fields = {f.name for f in dataclasses.fields(cls)}
-    if set(values) != fields:
-        raise ValueError(f"operation {name!r} needs fields {sorted(fields)}, got {sorted(values)}")
-    return cls(**values)
-
-
-def ops_to_json(ops: Iterable[Op]) -> str:
-    return json.dumps([_op_to_dict(op) for op in ops])
-
-
-def ops_from_json(text: str) -> list[Op]:
-    values = json.loads(text)
-    if not isinstance(values, list):
-        raise ValueError("a program in JSON is a list of operations")
-    return [_op_from_dict(v) for v in values]
-
-
-@dataclass(frozen=True)
-class Program:
-    """The operations of one layer, with the configuration they were scheduled for (as JSON)."""
-
-    layer: str
-    config_json: str
-    ops: tuple[Op, ...]
-
-    def to_json(self) -> str:
-        return json.dumps({"layer": self.layer, "config": json.loads(self.config_json),
-                           "ops": [_op_to_dict(op) for op in self.ops]})
-
-    @classmethod
-    def from_json(cls, text: str) -> Program:
-        values = json.loads(text)
-        return cls(layer=values["layer"], config_json=json.dumps(values["config"], sort_keys=True),
-                   ops=tuple(_op_from_dict(v) for v in values["ops"]))

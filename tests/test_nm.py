@@ -1,8 +1,9 @@
-"""The golden model against independent computations written here (property-style, seeded).
+"""The N:M format and integer arithmetic (the golden model's core) against independent
+computations written here (property-style, seeded).
 
 Every random test takes the ``rng`` fixture: its seed is ``SPARSA_SEED`` (environment, default
 below) plus the parameter index, and it is printed, so a failure is reproduced with
-``SPARSA_SEED=<base> pytest tests/sim/test_golden.py -k 'seed+<i>'``.
+``SPARSA_SEED=<base> pytest tests/test_nm.py -k 'seed+<i>'``.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ import re
 import numpy as np
 import pytest
 
-from sparsa.sim import golden
-from sparsa.sim.golden import NMPatternError, OperandRangeError
+from sparsa import nm
+from sparsa.config import ArrayConfig, ConfigError
+from sparsa.nm import NMPatternError, OperandRangeError
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
@@ -27,7 +29,7 @@ PATTERN_IDS = [f"{n}:{m}" for n, m in PATTERNS]
 
 
 def to_signed(values, bits: int = 32) -> np.ndarray:
-    """Reduce int64 values modulo 2**bits into the signed range (floor modulo, not golden.wrap)."""
+    """Reduce int64 values modulo 2**bits into the signed range (floor modulo, not nm.wrap)."""
     values = np.asarray(values, dtype=np.int64)
     return np.mod(values + 2 ** (bits - 1), 2**bits) - 2 ** (bits - 1)
 
@@ -53,7 +55,7 @@ def random_nm(rng, k: int, cols: int, n: int, m: int, lo: int = -128, hi: int = 
 
 
 def group_nonzeros(w: np.ndarray, m: int) -> np.ndarray:
-    """Nonzero count per (group, column), independent of golden._grouped."""
+    """Nonzero count per (group, column), independent of nm._grouped."""
     k, c = w.shape
     groups = -(-k // m)
     return np.array([[np.count_nonzero(w[g * m:(g + 1) * m, col]) for col in range(c)]
@@ -78,7 +80,7 @@ def test_pack_unpack_round_trip(rng, n, m):
     for k in k_values(rng, m):
         cols = int(rng.integers(1, 7))
         w = random_nm(rng, k, cols, n, m)
-        packed = golden.pack_nm(w, n, m)
+        packed = nm.pack_nm(w, n, m)
         groups = math.ceil(k / m)
         assert packed.values.shape == (groups, n, cols)
         assert packed.indices.shape == (groups, n, cols)
@@ -86,14 +88,14 @@ def test_pack_unpack_round_trip(rng, n, m):
         assert (packed.groups, packed.cols) == (groups, cols)
         assert packed.indices.min() >= 0
         assert packed.indices.max() < m
-        np.testing.assert_array_equal(golden.unpack_nm(packed), w)
+        np.testing.assert_array_equal(nm.unpack_nm(packed), w)
 
 
 @pytest.mark.parametrize(("n", "m"), PATTERNS, ids=PATTERN_IDS)
 def test_pack_round_trip_narrow_dtypes(rng, n, m):
     w = random_nm(rng, 3 * m + (m > 1), 4, n, m)
     for dtype in (np.int8, np.int16, np.int32):
-        np.testing.assert_array_equal(golden.unpack_nm(golden.pack_nm(w.astype(dtype), n, m)), w)
+        np.testing.assert_array_equal(nm.unpack_nm(nm.pack_nm(w.astype(dtype), n, m)), w)
 
 
 @pytest.mark.parametrize(("n", "m"), PATTERNS, ids=PATTERN_IDS)
@@ -101,7 +103,7 @@ def test_pack_canonical_form(rng, n, m):
     for k in k_values(rng, m):
         cols = int(rng.integers(1, 6))
         w = random_nm(rng, k, cols, n, m)
-        packed = golden.pack_nm(w, n, m)
+        packed = nm.pack_nm(w, n, m)
         padded = np.zeros((packed.groups * m, cols), dtype=np.int64)
         padded[:k] = w
         for g in range(packed.groups):
@@ -124,14 +126,14 @@ def test_pack_canonical_form(rng, n, m):
 def test_pack_is_unique(rng, n, m):
     """Same matrix, different dtype/layout in memory -> identical compressed form."""
     w = random_nm(rng, 4 * m, 5, n, m)
-    a = golden.pack_nm(w, n, m)
-    b = golden.pack_nm(np.asfortranarray(w.astype(np.int16)), n, m)
+    a = nm.pack_nm(w, n, m)
+    b = nm.pack_nm(np.asfortranarray(w.astype(np.int16)), n, m)
     np.testing.assert_array_equal(a.indices, b.indices)
     np.testing.assert_array_equal(a.values, b.values)
 
 
 def test_pack_all_zero_matrix():
-    packed = golden.pack_nm(np.zeros((10, 3), dtype=np.int8), 2, 4)
+    packed = nm.pack_nm(np.zeros((10, 3), dtype=np.int8), 2, 4)
     assert np.all(packed.values == 0)
     # Every group pads at the lowest indices: 0, 1.
     np.testing.assert_array_equal(packed.indices, np.broadcast_to([[0], [1]], (3, 2, 3)))
@@ -139,11 +141,11 @@ def test_pack_all_zero_matrix():
 
 def test_pack_rejects_float_and_violations():
     with pytest.raises(ValueError, match=r"integer"):
-        golden.pack_nm(np.zeros((4, 2)), 2, 4)
+        nm.pack_nm(np.zeros((4, 2)), 2, 4)
     w = np.zeros((8, 2), dtype=np.int64)
     w[4:7, 1] = 5
     with pytest.raises(NMPatternError):
-        golden.pack_nm(w, 2, 4)
+        nm.pack_nm(w, 2, 4)
 
 
 # --- check_nm -------------------------------------------------------------------------------
@@ -155,7 +157,7 @@ def test_pack_rejects_float_and_violations():
 def test_check_nm_names_first_violation(rng, n, m):
     groups, cols = 5, 4
     w = random_nm(rng, groups * m, cols, n, m)
-    golden.check_nm(w, n, m)  # valid before the violations are planted
+    nm.check_nm(w, n, m)  # valid before the violations are planted
     # Violations at (group 3, col 0), (group 1, col 3) and (group 1, col 2): the first in K
     # order, then column, is group 1, column 2.
     planted = {}
@@ -165,7 +167,7 @@ def test_check_nm_names_first_violation(rng, n, m):
         w[[g * m + r for r in rows], c] = rng.choice([-128, -7, 1, 99, 127], size=n + 1)
         planted[(g, c)] = [g * m + r for r in rows]
     with pytest.raises(NMPatternError) as info:
-        golden.check_nm(w, n, m)
+        nm.check_nm(w, n, m)
     msg = str(info.value)
     print(msg)
     assert f"{n}:{m}" in msg
@@ -183,7 +185,7 @@ def test_check_nm_lower_group_wins_over_lower_column():
     w[[8, 9], 0] = 1  # group 2, column 0
     w[[4, 6], 2] = -128  # group 1, column 2 (first in K order)
     with pytest.raises(NMPatternError, match=r"column 2, group 1 \(K rows 4\.\.7\)") as info:
-        golden.check_nm(w, 1, 4)
+        nm.check_nm(w, 1, 4)
     assert "[4, 6]" in str(info.value)
 
 
@@ -191,9 +193,9 @@ def test_check_nm_partial_last_group():
     w = np.zeros((6, 1), dtype=np.int64)
     w[[4, 5], 0] = 3  # K = 6, group 1 holds only K rows 4 and 5
     with pytest.raises(NMPatternError, match=r"group 1") as info:
-        golden.check_nm(w, 1, 4)
+        nm.check_nm(w, 1, 4)
     assert "[4, 5]" in str(info.value)
-    golden.check_nm(w, 2, 4)
+    nm.check_nm(w, 2, 4)
 
 
 @pytest.mark.parametrize(("n", "m"), PATTERNS, ids=PATTERN_IDS)
@@ -201,18 +203,18 @@ def test_check_nm_accepts_random_valid(rng, n, m):
     for k in k_values(rng, m):
         w = random_nm(rng, k, 6, n, m, full=True)
         assert group_nonzeros(w, m).max() <= n
-        golden.check_nm(w, n, m)
+        nm.check_nm(w, n, m)
 
 
 @pytest.mark.parametrize(("n", "m"), [(3, 6), (0, 4), (5, 4), (1, 0), (True, 4), (2.0, 4)])
 def test_check_nm_bad_pattern(n, m):
     with pytest.raises(ValueError, match=r"N:M"):
-        golden.check_nm(np.zeros((4, 1), dtype=np.int64), n, m)
+        nm.check_nm(np.zeros((4, 1), dtype=np.int64), n, m)
 
 
 def test_check_nm_needs_2d():
     with pytest.raises(ValueError, match=r"2-D"):
-        golden.check_nm(np.zeros(8, dtype=np.int64), 2, 4)
+        nm.check_nm(np.zeros(8, dtype=np.int64), 2, 4)
 
 
 # --- wrap / check_range ---------------------------------------------------------------------
@@ -222,7 +224,7 @@ def test_check_nm_needs_2d():
 def test_wrap_is_modular(rng, bits):
     v = rng.integers(-(2**40), 2**40, size=200)
     v[:4] = [2 ** (bits - 1), -(2 ** (bits - 1)) - 1, 2 ** (bits - 1) - 1, -(2 ** (bits - 1))]
-    np.testing.assert_array_equal(golden.wrap(v, bits), to_signed(v, bits))
+    np.testing.assert_array_equal(nm.wrap(v, bits), to_signed(v, bits))
 
 
 @pytest.mark.parametrize("bad", [128, -129, 1000, -(2**31)])
@@ -231,41 +233,41 @@ def test_check_range_names_value(rng, bad):
     x[2, 5] = bad
     x[3, 1] = bad  # later in row-major order: not the one reported
     with pytest.raises(OperandRangeError, match=re.escape(f"activation[2, 5] = {bad} ")) as info:
-        golden.check_range(x, 8, "activation")
+        nm.check_range(x, 8, "activation")
     assert "[-128, 127]" in str(info.value)
 
 
 def test_check_range_accepts_edges_and_rejects_floats():
     x = np.array([[-128, 127, 0]], dtype=np.int8)
-    out = golden.check_range(x, 8, "activation")
+    out = nm.check_range(x, 8, "activation")
     assert out.dtype == np.int64
     np.testing.assert_array_equal(out, x)
     with pytest.raises(OperandRangeError, match=r"integer"):
-        golden.check_range(np.array([1.0]), 8, "activation")
+        nm.check_range(np.array([1.0]), 8, "activation")
     with pytest.raises(OperandRangeError, match=r"= 200 "):
-        golden.check_range(np.array([200], dtype=np.uint8), 8, "activation")
+        nm.check_range(np.array([200], dtype=np.uint8), 8, "activation")
 
 
 def test_gemm_nm_rejects_out_of_range_operands():
     w = np.zeros((4, 1), dtype=np.int64)
     w[0, 0] = 1
-    packed = golden.pack_nm(w, 2, 4)
+    packed = nm.pack_nm(w, 2, 4)
     with pytest.raises(OperandRangeError, match=r"activation\[0, 3\] = 128 "):
-        golden.gemm_nm(np.array([[0, 0, 0, 128]]), packed)
+        nm.gemm_nm(np.array([[0, 0, 0, 128]]), packed)
     with pytest.raises(OperandRangeError, match=r"= -9 "):
-        golden.gemm_nm(np.array([[0, 0, 0, -9]]), packed, act_width=4, weight_width=8)
-    big = golden.pack_nm(np.array([[200], [0], [0], [0]]), 2, 4)
+        nm.gemm_nm(np.array([[0, 0, 0, -9]]), packed, act_width=4, weight_width=8)
+    big = nm.pack_nm(np.array([[200], [0], [0], [0]]), 2, 4)
     with pytest.raises(OperandRangeError, match=r"weight.*= 200 "):
-        golden.gemm_nm(np.zeros((1, 4), dtype=np.int64), big)
+        nm.gemm_nm(np.zeros((1, 4), dtype=np.int64), big)
 
 
 def test_gemm_nm_shape_errors():
-    packed = golden.pack_nm(np.ones((4, 2), dtype=np.int64) * np.array([[1], [1], [0], [0]]),
+    packed = nm.pack_nm(np.ones((4, 2), dtype=np.int64) * np.array([[1], [1], [0], [0]]),
                             2, 4)
     with pytest.raises(ValueError, match=r"\(P, 4\)"):
-        golden.gemm_nm(np.zeros((3, 5), dtype=np.int64), packed)
+        nm.gemm_nm(np.zeros((3, 5), dtype=np.int64), packed)
     with pytest.raises(ValueError, match=r"psum_in"):
-        golden.gemm_nm(np.zeros((3, 4), dtype=np.int64), packed, np.zeros((3, 3), np.int64))
+        nm.gemm_nm(np.zeros((3, 4), dtype=np.int64), packed, np.zeros((3, 3), np.int64))
 
 
 # --- gemm -----------------------------------------------------------------------------------
@@ -296,9 +298,9 @@ def test_gemm_nm_matches_independent_with_wrap(rng, n, m):
         unwrapped = reference_gemm(x, w, psum)
         wrapped = (unwrapped < INT32_MIN) | (unwrapped > INT32_MAX)
         assert wrapped.any(), "no accumulation left the int32 range"
-        out = golden.gemm_nm(x, golden.pack_nm(w, n, m), psum)
+        out = nm.gemm_nm(x, nm.pack_nm(w, n, m), psum)
         np.testing.assert_array_equal(out, to_signed(unwrapped))
-        np.testing.assert_array_equal(golden.gemm_dense(x, w, psum), to_signed(unwrapped))
+        np.testing.assert_array_equal(nm.gemm_dense(x, w, psum), to_signed(unwrapped))
 
 
 @pytest.mark.parametrize(("n", "m"), PATTERNS, ids=PATTERN_IDS)
@@ -308,14 +310,14 @@ def test_gemm_nm_without_psum(rng, n, m):
         x = rng.integers(-128, 128, size=(5, k))
         expected = reference_gemm(x, w)
         assert np.all(np.abs(expected) <= INT32_MAX)  # small K: no wrap, exact sums
-        np.testing.assert_array_equal(golden.gemm_nm(x, golden.pack_nm(w, n, m)), expected)
+        np.testing.assert_array_equal(nm.gemm_nm(x, nm.pack_nm(w, n, m)), expected)
 
 
 def test_gemm_nm_psum_out_of_int32_is_reduced(rng):
     w = random_nm(rng, 16, 3, 2, 4)
     x = rng.integers(-128, 128, size=(4, 16))
     psum = rng.integers(-(2**40), 2**40, size=(4, 3))
-    out = golden.gemm_nm(x, golden.pack_nm(w, 2, 4), psum)
+    out = nm.gemm_nm(x, nm.pack_nm(w, 2, 4), psum)
     np.testing.assert_array_equal(out, to_signed(reference_gemm(x, w, psum)))
 
 
@@ -326,7 +328,7 @@ def test_gemm_nm_other_widths(rng, act, wgt, acc):
     x = rng.integers(-(2 ** (act - 1)), 2 ** (act - 1), size=(6, k))
     psum = rng.integers(-(2 ** (acc - 1)), 2 ** (acc - 1), size=(6, 5))
     unwrapped = reference_gemm(x, w, psum)
-    out = golden.gemm_nm(x, golden.pack_nm(w, n, m), psum, act_width=act, weight_width=wgt,
+    out = nm.gemm_nm(x, nm.pack_nm(w, n, m), psum, act_width=act, weight_width=wgt,
                          acc_width=acc)
     np.testing.assert_array_equal(out, to_signed(unwrapped, acc))
     assert out.min() >= -(2 ** (acc - 1))
@@ -341,13 +343,13 @@ def test_most_negative_operands(n, m):
     for g in range(3):
         w[g * m:g * m + n, :] = -128
     x = np.full((2, k), -128)
-    packed = golden.pack_nm(w, n, m)
+    packed = nm.pack_nm(w, n, m)
     exact = 3 * n * 16384
-    np.testing.assert_array_equal(golden.gemm_nm(x, packed), np.full((2, cols), exact))
+    np.testing.assert_array_equal(nm.gemm_nm(x, packed), np.full((2, cols), exact))
     psum = np.array([[INT32_MAX, INT32_MIN], [INT32_MAX - exact + 1, INT32_MAX - exact]])
     expected = np.array([[INT32_MIN + exact - 1, INT32_MIN + exact],
                          [INT32_MIN, INT32_MAX]])
-    np.testing.assert_array_equal(golden.gemm_nm(x, packed, psum), expected)
+    np.testing.assert_array_equal(nm.gemm_nm(x, packed, psum), expected)
     np.testing.assert_array_equal(expected, to_signed(reference_gemm(x, w, psum)))
 
 
@@ -360,7 +362,7 @@ def test_most_negative_long_reduction_wraps_without_psum(n, m):
     x = np.full((1, k), -128, dtype=np.int8)
     total = groups * n * 16384
     assert total > INT32_MAX
-    out = golden.gemm_nm(x, golden.pack_nm(w, n, m))
+    out = nm.gemm_nm(x, nm.pack_nm(w, n, m))
     assert int(out[0, 0]) == total - 2**32
 
 
@@ -374,13 +376,13 @@ def test_expand_dense(rng, n, m):
         w = rng.integers(-128, 128, size=(k, cols))
         w[rng.random(w.shape) < 0.1] = -128
         x = rng.integers(-128, 128, size=(p, k))
-        we = golden.expand_dense_weights(w, n, m)
-        xe = golden.expand_dense_acts(x, n, m)
+        we = nm.expand_dense_weights(w, n, m)
+        xe = nm.expand_dense_acts(x, n, m)
         runs = math.ceil(k / n)
         assert we.shape == (runs * m, cols)
         assert xe.shape == (p, runs * m)
         assert group_nonzeros(we, m).max() <= n
-        golden.check_nm(we, n, m)
+        nm.check_nm(we, n, m)
         # Layout: run r of n K rows sits in slots 0..n-1 of group r, the rest are zero.
         for kk in range(runs * m):
             r, slot = divmod(kk, m)
@@ -393,17 +395,17 @@ def test_expand_dense(rng, n, m):
                 assert not xe[:, kk].any()
         d = reference_gemm(x, w)
         psum = edge_psum(rng, d)
-        out = golden.gemm_nm(xe, golden.pack_nm(we, n, m), psum)
+        out = nm.gemm_nm(xe, nm.pack_nm(we, n, m), psum)
         np.testing.assert_array_equal(out, to_signed(reference_gemm(x, w, psum)))
 
 
 def test_expand_dense_keeps_dtype_and_rejects_bad_pattern():
     w = np.ones((5, 2), dtype=np.int8)
-    assert golden.expand_dense_weights(w, 2, 4).dtype == np.int8
+    assert nm.expand_dense_weights(w, 2, 4).dtype == np.int8
     with pytest.raises(ValueError, match=r"3:6"):
-        golden.expand_dense_weights(w, 3, 6)
+        nm.expand_dense_weights(w, 3, 6)
     with pytest.raises(ValueError, match=r"5:4"):
-        golden.expand_dense_acts(w.T, 5, 4)
+        nm.expand_dense_acts(w.T, 5, 4)
 
 
 # --- requantize -----------------------------------------------------------------------------
@@ -432,7 +434,7 @@ def test_requantize_scalar(rng, relu):
         near = np.rint(target * 2.0**shift / max(mult, 1))
         acc[:32] = np.clip(near, INT32_MIN, INT32_MAX).astype(np.int64)
         acc[32:36] = [INT32_MIN, INT32_MAX, 0, -1]
-        out = golden.requantize(acc, mult, shift, relu=relu)
+        out = nm.requantize(acc, mult, shift, relu=relu)
         np.testing.assert_array_equal(out, reference_requantize(acc, mult, shift, relu))
         assert out.min() >= (0 if relu else -128)
         assert out.max() <= 127
@@ -443,14 +445,14 @@ def test_requantize_per_column(rng, relu):
     acc = rng.integers(-(2**20), 2**20, size=(7, 5))
     mult = rng.integers(0, 2**15, size=5)
     shift = rng.integers(10, 30, size=5)
-    out = golden.requantize(acc, mult, shift, relu=relu)
+    out = nm.requantize(acc, mult, shift, relu=relu)
     np.testing.assert_array_equal(out, reference_requantize(acc, mult, shift, relu))
 
 
 def test_requantize_ties_round_up():
     # acc * mult / 2**shift lands exactly on k + 0.5: always rounds towards +inf.
     acc = np.array([5, -5, 3, -3, 1, -1, 7, -7])
-    out = golden.requantize(acc, 1, 1)
+    out = nm.requantize(acc, 1, 1)
     np.testing.assert_array_equal(out, [3, -2, 2, -1, 1, 0, 4, -3])
     np.testing.assert_array_equal(out, reference_requantize(acc, 1, 1))
 
@@ -458,14 +460,14 @@ def test_requantize_ties_round_up():
 @pytest.mark.parametrize("out_width", [4, 8, 12])
 def test_requantize_clamps_to_out_width(rng, out_width):
     acc = rng.integers(-(2**16), 2**16, size=100)
-    out = golden.requantize(acc, 3, 4, out_width=out_width)
+    out = nm.requantize(acc, 3, 4, out_width=out_width)
     np.testing.assert_array_equal(out, reference_requantize(acc, 3, 4, out_width=out_width))
     assert out.min() == -(2 ** (out_width - 1))
     assert out.max() == 2 ** (out_width - 1) - 1
 
 
 def test_requantize_relu_zeroes_negatives():
-    out = golden.requantize(np.array([-1000, -1, 0, 1, 1000]), 1, 0, relu=True)
+    out = nm.requantize(np.array([-1000, -1, 0, 1, 1000]), 1, 0, relu=True)
     np.testing.assert_array_equal(out, [0, 0, 0, 1, 127])
 
 
@@ -473,10 +475,66 @@ def test_requantize_relu_zeroes_negatives():
                                              (np.array([1, -2]), 3), (1, np.array([4, -1]))])
 def test_requantize_bad_parameters(mult, shift):
     with pytest.raises(ValueError, match=r"multiplier >= 0 and 0 <= shift <= 62"):
-        golden.requantize(np.zeros(2, dtype=np.int64), mult, shift)
+        nm.requantize(np.zeros(2, dtype=np.int64), mult, shift)
 
 
 @pytest.mark.parametrize(("mult", "shift"), [(0.75, 0), (2, 1.5)])
 def test_requantize_rejects_non_integer_parameters(mult, shift):
     with pytest.raises((ValueError, TypeError)):
-        golden.requantize(np.array([100, 3]), mult, shift)
+        nm.requantize(np.array([100, 3]), mult, shift)
+
+
+# --- parse_nm / validate_nm: the one place N:M patterns are checked ------------------------
+
+
+@pytest.mark.parametrize(("text", "pattern"), [("2:4", (2, 4)), ("1:1", (1, 1)),
+                                               ("16:32", (16, 32)), (" 1 : 8 ", (1, 8)),
+                                               ("3:4", (3, 4))])
+def test_parse_nm(text, pattern):
+    assert nm.parse_nm(text) == pattern
+
+
+@pytest.mark.parametrize(("text", "why"), [("3:6", "power of two"), ("5:4", "1 <= N <= M"),
+                                           ("2:1", "1 <= N <= M"), ("2:6", "power of two")])
+def test_parse_nm_validates_and_config_agrees(text, why):
+    with pytest.raises(nm.PatternSyntaxError, match=re.escape(why)):
+        nm.parse_nm(text)
+    n, m = (int(v) for v in text.split(":"))
+    with pytest.raises(ConfigError, match=re.escape(why)):
+        ArrayConfig(n=n, m=m)
+
+
+@pytest.mark.parametrize("text", ["2/4", "2:4:8", "", ":", "2:", ":4", "a:b", "-1:4", "2.0:4",
+                                  "2 4", "0x2:4", "\u00b2:4"])
+def test_parse_nm_errors_name_text(text):
+    with pytest.raises(nm.PatternSyntaxError, match=re.escape(repr(text))):
+        nm.parse_nm(text)
+
+
+def _compressed(indices, n=2, m=4):
+    idx = np.array(indices, dtype=np.int64).reshape(1, n, 1)
+    return nm.CompressedNM(values=np.ones_like(idx), indices=idx, n=n, m=m, k=m)
+
+
+@pytest.mark.parametrize(("indices", "why"), [([1, 1], "strictly ascending"),
+                                              ([3, 0], "strictly ascending"),
+                                              ([0, 4], "outside 0..3"),
+                                              ([-1, 2], "outside 0..3")])
+def test_compressed_form_rejects_bad_indices(indices, why):
+    with pytest.raises(NMPatternError, match=re.escape(why)):
+        _compressed(indices)
+
+
+def test_compressed_form_rejects_wrong_shapes():
+    with pytest.raises(NMPatternError, match=r"shape \(groups, 2, cols\)"):
+        nm.CompressedNM(values=np.ones((1, 3, 1)), indices=np.zeros((1, 3, 1), np.int64),
+                        n=2, m=4, k=4)
+    with pytest.raises(NMPatternError, match="needs 2 groups"):
+        nm.CompressedNM(values=np.ones((1, 2, 1)), indices=np.array([[[0], [1]]]), n=2, m=4,
+                        k=8)
+
+
+def test_canonical_form_passes_its_own_check(rng):
+    w = rng.integers(-3, 4, (16, 5)) * nm.expand_dense_weights(np.ones((8, 5), np.int64), 2, 4)
+    packed = nm.pack_nm(w, 2, 4)
+    np.testing.assert_array_equal(nm.unpack_nm(packed), w)

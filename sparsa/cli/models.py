@@ -6,6 +6,17 @@ from __future__ import annotations
 
 import argparse
 
+from sparsa.sw.prune import POLICY_HELP
+
+from .common import (
+    UsageError,
+    add_command,
+    add_prune_args,
+    check_output_file,
+    output_file,
+    prune_policy_from_args,
+)
+
 __all__ = ["register"]
 
 METHODS = ("magnitude", "second-order", "gradual")
@@ -13,23 +24,24 @@ CALIB_SAMPLES = 512
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    from .zoo import get_graph, names
+    from sparsa.models.zoo import get_graph, names
 
-    print(f"{'model':14s} {'layers':>7s} {'GEMMs':>6s} {'GEMM MACs':>16s} {'GEMM weights':>14s}  "
-          "source")
+    print(f"{'model':13s} {'layers':>6s} {'GEMMs':>5s} {'GEMM MACs':>15s} {'GEMM weights':>13s} "
+          f"{'input':>16s}  weights")
     for name in names():
         g = get_graph(name, batch=args.batch)
         params = sum(lay.gemm.k * lay.gemm.cols * lay.gemm.groups
                      for lay in g.layers if lay.has_static_weight)
-        print(f"{name:14s} {len(g):7d} {len(g.gemm_layers()):6d} {g.macs:16,d} {params:14,d}  "
-              f"{g.source}")
+        shape = "x".join(map(str, g.input_shape))
+        trained = any(lay.weight is not None for lay in g.layers)
+        print(f"{name:13s} {len(g):6d} {len(g.gemm_layers()):5d} {g.macs:15,d} {params:13,d} "
+              f"{shape:>16s}  {'trained' if trained else 'shapes only'}", flush=True)
     return 0
 
 
 def _accuracies(graph, name: str) -> tuple[float, float]:
+    from sparsa.models.demo import digits_data
     from sparsa.sw.quant import accuracy, forward_float, forward_int, quantize_graph
-
-    from .demo import digits_data
 
     x_tr, _, x_te, y_te = digits_data(name)
     float_acc = accuracy(forward_float(graph, x_te), y_te)
@@ -38,29 +50,24 @@ def _accuracies(graph, name: str) -> tuple[float, float]:
 
 
 def _cmd_prune(args: argparse.Namespace) -> int:
-    from sparsa.config import parse_nm
-    from sparsa.sw.prune import (
-        PrunePolicy,
-        check_graph_nm,
-        prune_gradual,
-        prune_magnitude,
-        prune_second_order,
-        validate_nm,
-    )
+    from sparsa.models.demo import DEMOS, digits_data
+    from sparsa.models.load import load_graph
+    from sparsa.models.store import load_saved, save_graph
+    from sparsa.nm import parse_nm
+    from sparsa.sw.prune import check_graph_nm, prune_gradual, prune_magnitude, prune_second_order
 
-    from .demo import DEMOS, digits_data
-    from .load import load_graph, load_saved, save_graph
-
-    n, m = validate_nm(*parse_nm(args.nm))
+    out = check_output_file(args.output, ".npz")
+    n, m = parse_nm(args.nm)
+    policy = prune_policy_from_args(args)
     graph = load_graph(args.model)
     demo = graph.name if graph.name in DEMOS and graph.source.startswith("demo:") else None
-    policy = PrunePolicy(keep_first_conv=not args.prune_first_conv,
-                         keep_classifier=not args.prune_classifier,
-                         dense=frozenset(args.dense))
     if args.method != "magnitude" and demo is None:
-        raise ValueError(f"--method {args.method} needs calibration/training data, which sparsa "
-                         f"has for the demo models ({', '.join(DEMOS)}), not for "
-                         f"{args.model!r}; use --method magnitude")
+        raise UsageError(f"--method {args.method} needs calibration or training data, which "
+                         f"sparsa has for the demo models ({', '.join(DEMOS)}), not for "
+                         f"{args.model!r}")
+    if graph.layers and all(lay.weight is None for lay in graph.layers if lay.has_static_weight):
+        raise UsageError(f"{args.model!r} carries layer shapes but no weights, so there is "
+                         "nothing to prune; 'sparsa report' costs it as N:M-pruned directly")
     if demo:
         f_acc, i_acc = _accuracies(graph, demo)
         print(f"{demo} before: float {f_acc:.2%}, int8 {i_acc:.2%} (digits test set)")
@@ -79,30 +86,25 @@ def _cmd_prune(args: argparse.Namespace) -> int:
     if demo:
         f_acc, i_acc = _accuracies(pruned, demo)
         print(f"{demo} after {n}:{m} {args.method}: float {f_acc:.2%}, int8 {i_acc:.2%}")
-    path = save_graph(pruned, args.output, meta={"demo": demo, "nm": [n, m],
-                                                 "method": args.method})
-    checked = check_graph_nm(load_saved(path)[0])
-    print(f"wrote {path}; {checked} pruned layers satisfy their N:M pattern")
+    with output_file(out) as tmp:
+        save_graph(pruned, tmp, meta={"demo": demo, "nm": [n, m], "method": args.method})
+        checked = check_graph_nm(load_saved(tmp)[0])
+    print(f"wrote {out}; {checked} pruned layers satisfy their N:M pattern")
     return 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``models`` and ``prune`` commands to the ``sparsa`` parser."""
-    p = subparsers.add_parser("models", help="list the model zoo (layers, GEMM MACs, weights)")
+    p = add_command(subparsers, "models", "list the model zoo (layers, GEMM MACs, weights)")
     p.add_argument("--batch", type=int, default=1, help="batch size of the traced graphs")
     p.set_defaults(func=_cmd_models)
 
-    p = subparsers.add_parser("prune", help="prune a model's GEMM weights to an N:M pattern")
+    p = add_command(subparsers, "prune", "prune a model's GEMM weights to an N:M pattern")
     p.add_argument("model", help="zoo name, .onnx file or saved sparsa graph (.npz)")
-    p.add_argument("--nm", default="2:4", metavar="N:M", help="pattern along K (default 2:4)")
+    p.add_argument("--nm", default="2:4", metavar="N:M", help="pattern along K")
     p.add_argument("--method", choices=METHODS, default="magnitude",
                    help="magnitude (any model with weights); second-order (SparseGPT-style) and "
-                        "gradual (SR-STE training) for the demo models")
-    p.add_argument("--dense", action="append", default=[], metavar="LAYER",
-                   help="keep this layer dense (repeatable)")
-    p.add_argument("--prune-first-conv", action="store_true",
-                   help="also prune the first convolution (dense by default)")
-    p.add_argument("--prune-classifier", action="store_true",
-                   help="also prune the last weight layer (dense by default)")
+                        "gradual (SR-STE training) for the demo models, which have data")
     p.add_argument("-o", "--output", required=True, help="output file (.npz)")
+    add_prune_args(p, POLICY_HELP)
     p.set_defaults(func=_cmd_prune)

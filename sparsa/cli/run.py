@@ -1,0 +1,150 @@
+"""``sparsa run``: a pruned, quantized demo network on the accelerator (RTL or golden)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import threading
+import time
+from pathlib import Path
+
+from sparsa.sw.prune import POLICY_HELP
+
+from .common import (
+    add_command,
+    add_config_args,
+    add_prune_args,
+    check_output_dir,
+    config_from_args,
+    output_dir,
+    prune_policy_from_args,
+)
+
+__all__ = ["register"]
+
+BACKENDS = ("golden", "pyverilator", "verilator", "icarus")
+
+
+def _in_process(args, cfg, policy, bar, task):
+    """golden and pyverilator: the model runner in this process."""
+    from sparsa.sim.host import GoldenBackend, PyVerilatorBackend
+    from sparsa.sim.infer import prepare_model, run_model
+    from sparsa.sim.runner import build_dir_for
+
+    name, qgraph, x, labels = prepare_model(args.model, cfg, args.images, policy)
+    if args.sim == "golden":
+        backend = GoldenBackend(cfg)
+    else:
+        bar.update(task, description="building the Verilated accelerator")
+        backend = PyVerilatorBackend(cfg, build_dir_for(cfg, "accelerator", "pyverilator"))
+    bar.update(task, description=f"{name} on {args.sim}")
+    return asyncio.run(run_model(backend, cfg, name, qgraph, x, labels,
+                                 progress=lambda record: bar.advance(task)))
+
+
+def _in_simulator(args, cfg, policy, bar, task, work: Path):
+    """verilator and icarus: the model runner inside a cocotb test; its per-layer records
+    arrive in a file the progress bar follows."""
+    from sparsa.sim.infer import ModelRun
+    from sparsa.sim.runner import run_testbench
+
+    job = {"model": args.model, "images": args.images, "simulator": args.sim,
+           "result": str(work / "run.json"), "progress": str(work / "progress.jsonl"),
+           "policy": {"keep_first_conv": policy.keep_first_conv,
+                      "keep_classifier": policy.keep_classifier, "dense": sorted(policy.dense)}}
+    outcome: dict = {}
+
+    def simulate() -> None:
+        try:
+            outcome["tb"] = run_testbench(
+                cfg, top="accelerator", simulator=args.sim, test_module="sparsa.sim.tb_run",
+                extra_env={"SPARSA_RUN_JOB": json.dumps(job)},
+                log_file=None if args.verbose else work / "simulator.log")
+        except BaseException as e:  # reported by the main thread
+            outcome["error"] = e
+
+    thread = threading.Thread(target=simulate, daemon=True)
+    bar.update(task, description=f"building and running {args.sim}")
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.5)
+        done = Path(job["progress"])
+        if done.is_file():
+            bar.update(task, completed=len(done.read_text().splitlines()))
+    if "error" in outcome:
+        raise outcome["error"]
+    tb = outcome["tb"]
+    if tb.failed:
+        log = "" if args.verbose else f"; simulator log: {work / 'simulator.log'}"
+        raise RuntimeError(f"the {args.sim} run failed: {tb.failure()}{log}")
+    return ModelRun.from_json(Path(job["result"]).read_text())
+
+
+def _run(args: argparse.Namespace) -> int:
+    from rich.progress import Progress
+
+    from sparsa.sim.infer import prepare_model
+
+    out = check_output_dir(args.output)
+    cfg = config_from_args(args)
+    policy = prune_policy_from_args(args)
+    # Everything about the model and the images is checked here, before any simulator starts.
+    qgraph = prepare_model(args.model, cfg, args.images, policy)[1]
+    layers = sum(layer.has_static_weight for layer in qgraph.graph.layers)
+    start = time.perf_counter()
+    with output_dir(out, "run") as tmp, Progress(transient=True) as bar:
+        task = bar.add_task("preparing", total=layers)
+        if args.sim in ("golden", "pyverilator"):
+            result = _in_process(args, cfg, policy, bar, task)
+        else:
+            result = _in_simulator(args, cfg, policy, bar, task, tmp)
+        (tmp / "run.json").write_text(result.to_json())
+    _print(result, cfg, time.perf_counter() - start)
+    print(f"wrote {out / 'run.json'}")
+    ok = result.bit_exact and all(r.measured == r.predicted and r.counters_match
+                                  for r in result.layers)
+    return 0 if ok else 1
+
+
+def _print(result, cfg, seconds: float) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{result.model} on {result.backend}: {cfg.rows}x{cfg.cols} "
+                        f"{cfg.nm}, {result.images} images")
+    for col in ("layer", "GEMM PxKxC", "N:M", "insns", "RTL cycles", "model cycles", "diff",
+                "counters"):
+        table.add_column(col, justify="left" if col in ("layer", "N:M") else "right",
+                         no_wrap=True)
+    for r in result.layers:
+        table.add_row(r.name, r.gemm, r.pattern, str(r.instructions), str(r.measured),
+                      str(r.predicted), str(r.difference),
+                      "match" if r.counters_match else f"differ {r.counter_diffs}")
+    table.add_row("total", "", "", str(sum(r.instructions for r in result.layers)),
+                  str(result.measured), str(result.predicted),
+                  str(result.measured - result.predicted), "")
+    console = Console()
+    console.print(table)
+    measured = "RTL" if result.backend != "golden" else "golden model"
+    console.print(f"'RTL cycles': measured on the {measured}; 'model cycles': the cycle model "
+                  f"of 'sparsa report' for the same layer and {result.images}-image batch with "
+                  f"ideal memory (the report's compute cycles)")
+    console.print(f"accuracy {result.accuracy:.2%} over {result.images} digits test images "
+                  f"(golden integer model {result.golden_accuracy:.2%}); outputs "
+                  f"{'bit-exact with' if result.bit_exact else 'DIFFERENT from'} golden; "
+                  f"wall time {seconds:.1f} s")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = add_command(subparsers, "run",
+                    "run a pruned int8 demo network on the accelerator (RTL or golden)")
+    p.add_argument("model", help="digits_cnn, digits_mlp, or a .npz written by 'sparsa prune'")
+    p.add_argument("--sim", choices=BACKENDS, default="verilator", help="backend")
+    p.add_argument("--images", type=int, default=20, help="digits test images (one batch)")
+    p.add_argument("-o", "--output", default="build/run", help="output directory")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="show the simulator's and cocotb's own log lines")
+    add_config_args(p)
+    add_prune_args(p, POLICY_HELP + " (demo models are pruned by magnitude here)")
+    p.set_defaults(func=_run)
