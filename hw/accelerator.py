@@ -20,7 +20,6 @@ __all__ = ["COUNTERS", "Accelerator"]
 COUNTERS = ("cycles", "busy_cycles", "act_beats", "macs", "act_reads", "act_writes",
             "weight_reads", "weight_writes", "acc_reads", "acc_writes", "data_in_beats",
             "data_out_beats")
-ADDR_BITS = 16
 
 
 def _overlap(a_base, a_count, b_base, b_count):
@@ -73,6 +72,7 @@ class Accelerator(wiring.Component):
 
     def elaborate(self, platform):
         cfg = self.cfg
+        addr_bits = cfg.addr_bits
         m = Module()
         m.submodules.array = array = SystolicArray(cfg)
 
@@ -96,8 +96,8 @@ class Accelerator(wiring.Component):
         # ---- LOAD engine ------------------------------------------------------------------
         ld_busy = Signal()
         ld_op = Signal(3)
-        ld_addr = Signal(ADDR_BITS)
-        ld_count = Signal(ADDR_BITS + 1)   # rows still to load
+        ld_addr = Signal(addr_bits)
+        ld_count = Signal(addr_bits + 1)   # rows still to load
         ld_fire = Signal()
         ld_free = Signal()   # can take a LOAD now (idle, or taking its last beat)
         m.d.comb += [
@@ -120,9 +120,9 @@ class Accelerator(wiring.Component):
         def row_reader(name, ports, out_ready, gate=None):
             """A counter walking ``count`` rows from ``base`` through sync read ports; the row
             read in cycle t is presented (``valid``) from cycle t+1 until taken."""
-            busy_rows = Signal(ADDR_BITS + 1, name=f"{name}_rows")   # rows not yet read
-            addr = Signal(ADDR_BITS, name=f"{name}_addr")
-            index = Signal(ADDR_BITS, name=f"{name}_index")          # rows read so far
+            busy_rows = Signal(addr_bits + 1, name=f"{name}_rows")   # rows not yet read
+            addr = Signal(addr_bits, name=f"{name}_addr")
+            index = Signal(addr_bits, name=f"{name}_index")          # rows read so far
             valid = Signal(name=f"{name}_valid")
             advance = Signal(name=f"{name}_advance")
             issue = Signal(name=f"{name}_issue")
@@ -151,10 +151,10 @@ class Accelerator(wiring.Component):
                      array.weight.payload.eq(weight_rd.data)]
 
         # ---- WRITE engine: a two-entry queue of (acc_addr, count) -----------------------
-        wq_addr = [Signal(ADDR_BITS, name=f"wq{i}_addr") for i in range(2)]
-        wq_count = [Signal(ADDR_BITS + 1, name=f"wq{i}_count") for i in range(2)]
+        wq_addr = [Signal(addr_bits, name=f"wq{i}_addr") for i in range(2)]
+        wq_count = [Signal(addr_bits + 1, name=f"wq{i}_count") for i in range(2)]
         pending = Signal(range(3))          # descriptors not completely written
-        written = Signal(ADDR_BITS + 1)     # rows written of descriptor 0
+        written = Signal(addr_bits + 1)     # rows written of descriptor 0
         wr_fire = Signal()
         push = Signal()
         m.d.comb += [
@@ -179,8 +179,8 @@ class Accelerator(wiring.Component):
             "feed", [act_rd, acc_rd_feed], array.act.ready, feed_gate)
         feed_busy = (feed_rows != 0) | feed_valid
         feed_free = (feed_rows == 0) | ((feed_rows == 1) & feed_issue)
-        feed_acc_base = Signal(ADDR_BITS)
-        feed_count = Signal(ADDR_BITS + 1)   # rows of the compute being fed (for hazards)
+        feed_acc_base = Signal(addr_bits)
+        feed_count = Signal(addr_bits + 1)   # rows of the compute being fed (for hazards)
         # The dependency is descriptor 0 until it is popped (the first pop after dispatch).
         m.d.comb += feed_gate.eq(~feed_gated | (feed_index < written))
         swap_q = Signal()
@@ -203,7 +203,7 @@ class Accelerator(wiring.Component):
         st_relu_q, st_raw_q = Signal(), Signal()   # flags of the row in the read register
         with m.If(st_issue):
             m.d.sync += [st_relu_q.eq(st_relu), st_raw_q.eq(st_raw)]
-        st_base, st_count = Signal(ADDR_BITS), Signal(ADDR_BITS + 1)
+        st_base, st_count = Signal(addr_bits), Signal(addr_bits + 1)
         m.d.comb += self.data_out.valid.eq(st_valid)
         lo_act, hi_act = -(1 << (cfg.act_width - 1)), (1 << (cfg.act_width - 1)) - 1
         for c in range(cfg.cols):
@@ -228,9 +228,9 @@ class Accelerator(wiring.Component):
         ld_target_act = ld_busy & (ld_op == Opcode.LOAD_ACT)
         ld_target_acc = ld_busy & (ld_op == Opcode.LOAD_ACC)
         ld_target_scale = ld_busy & (ld_op == Opcode.LOAD_SCALE)
-        pre_base = Signal(ADDR_BITS)
-        feed_act_base = Signal(ADDR_BITS)
-        ld_base, ld_total = Signal(ADDR_BITS), Signal(ADDR_BITS + 1)
+        pre_base = Signal(addr_bits)
+        feed_act_base = Signal(addr_bits)
+        ld_base, ld_total = Signal(addr_bits), Signal(addr_bits + 1)
         # Rows of the pending descriptors, for the accumulator hazards.
         # A chain needs exactly one pending descriptor (descriptor 0) with the same rows.
         acc_hazard_any = ((pending != 0) & _overlap(acc_addr, count, wq_addr[0], wq_count[0])) | \

@@ -18,7 +18,7 @@ from typing import Any
 
 from .nm import validate_nm
 
-__all__ = ["PRESETS", "ArrayConfig", "ConfigError", "preset"]
+__all__ = ["ADDR_BITS", "PRESETS", "ArrayConfig", "ConfigError", "preset"]
 
 
 class ConfigError(ValueError):
@@ -26,6 +26,10 @@ class ConfigError(ValueError):
 
 
 DATAFLOWS = ("ws",)
+
+# An instruction addresses scratchpad rows and counts rows in fields of this many bits (the
+# ISA's fixed width, :data:`sparsa.isa.FIELDS`), so a scratchpad holds at most 2**ADDR_BITS rows.
+ADDR_BITS = 16
 
 
 def _positive_int(name: str, value: Any) -> None:
@@ -137,12 +141,17 @@ class ArrayConfig:
         }
 
     @property
+    def addr_bits(self) -> int:
+        """Bits of a scratchpad row address (and row count) in an instruction."""
+        return ADDR_BITS
+
+    @property
     def scratchpad_rows(self) -> dict[str, int]:
         """Rows of the accelerator's scratchpads: each buffer's size over its row width, at most
-        2**16 (the instruction's address field)."""
+        2**addr_bits (the instruction's address field)."""
         kib = {"act": self.act_buffer_kib, "weight": self.weight_buffer_kib,
                "acc": self.acc_buffer_kib}
-        return {k: max(1, min(1 << 16, kib[k] * 8192 // bits))
+        return {k: max(1, min(1 << self.addr_bits, kib[k] * 8192 // bits))
                 for k, bits in self.row_bits.items()}
 
     def replace(self, **changes: Any) -> ArrayConfig:

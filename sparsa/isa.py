@@ -28,6 +28,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import IntEnum
 
+from .config import ADDR_BITS
+
 __all__ = ["FIELDS", "INSN_BITS", "SCALE_MULT_BITS", "SCALE_SHIFT_BITS", "Instruction", "Opcode",
            "data_in_bytes", "data_out_bytes", "pack_act_row", "pack_psum_row", "pack_scale_row",
            "pack_weight_row",
@@ -50,9 +52,9 @@ FIELDS: tuple[tuple[str, int], ...] = (
     ("accumulate", 1),
     ("relu", 1),
     ("raw", 1),
-    ("addr", 16),
-    ("acc_addr", 16),
-    ("count", 16),
+    ("addr", ADDR_BITS),
+    ("acc_addr", ADDR_BITS),
+    ("count", ADDR_BITS),
 )
 INSN_BITS = sum(bits for _, bits in FIELDS)
 
