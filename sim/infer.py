@@ -80,7 +80,7 @@ def prepare_model(spec: str, cfg: ArrayConfig, images: int, policy=None):
     classifier stay dense) or a saved pruned model of a demo (``sparsa prune``)."""
     from sparsa.models.demo import DEMOS, demo_graph, digits_data
     from sparsa.models.store import load_saved
-    from sparsa.sw.prune import prune_magnitude
+    from sparsa.sw.prune import prune_magnitude, warn_dense_fallback
 
     if spec in DEMOS:
         name = spec
@@ -93,6 +93,7 @@ def prepare_model(spec: str, cfg: ArrayConfig, images: int, policy=None):
         if name not in DEMOS:
             raise ValueError(f"{spec}: sparsa run needs a pruned demo model (one of "
                              f"{', '.join(DEMOS)}), not {name!r}")
+        warn_dense_fallback(graph, cfg.n, cfg.m)
     else:
         raise ValueError(f"unknown model {spec!r}: expected a demo model ({', '.join(DEMOS)}) "
                          f"or a .npz written by 'sparsa prune'")

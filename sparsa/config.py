@@ -12,17 +12,22 @@ import dataclasses
 import json
 import math
 import tomllib
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .nm import validate_nm
 
-__all__ = ["ADDR_BITS", "PRESETS", "ArrayConfig", "ConfigError", "preset"]
+__all__ = ["ADDR_BITS", "PRESETS", "ArrayConfig", "ConfigError", "ConfigWarning", "preset"]
 
 
 class ConfigError(ValueError):
     """A configuration value is out of range, malformed or unknown."""
+
+
+class ConfigWarning(UserWarning):
+    """A configuration that is valid but probably not what was meant."""
 
 
 DATAFLOWS = ("ws",)
@@ -195,6 +200,9 @@ class ArrayConfig:
             text = path.read_text()
         except OSError as e:
             raise ConfigError(f"cannot read config file {str(path)!r}: {e.strerror}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"config file {str(path)!r} is not text (expected UTF-8 TOML or "
+                              "JSON)") from None
         if path.suffix == ".json":
             try:
                 values = json.loads(text)
@@ -213,6 +221,9 @@ class ArrayConfig:
                 values = values["array"]
         else:
             raise ConfigError(f"config file {str(path)!r} must end in .toml or .json")
+        if values == {}:
+            warnings.warn(f"config file {str(path)!r} sets nothing: every field takes its "
+                          "default", ConfigWarning, stacklevel=2)
         if isinstance(values, dict) and "preset" in values:
             values = dict(values)
             base = preset(values.pop("preset"))

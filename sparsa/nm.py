@@ -41,6 +41,7 @@ __all__ = [
     "gemm_nm",
     "pack_nm",
     "parse_nm",
+    "pattern_fits",
     "requantize",
     "unpack_nm",
     "validate_nm",
@@ -88,16 +89,32 @@ class PatternSyntaxError(ValueError):
 
 def validate_nm(n: int, m: int) -> tuple[int, int]:
     """Return ``(n, m)`` after checking it is a pattern the hardware can hold: integers with
-    ``1 <= n <= m`` and ``m`` a power of two (a group is indexed with ``log2(m)`` bits)."""
+    ``1 <= n <= m`` and, when ``n < m``, ``m`` a power of two (a group is indexed with
+    ``log2(m)`` bits; dense ``n == m`` groups need no index, so 3:3 is the dense baseline of
+    3:4)."""
     if any(isinstance(v, bool) or not isinstance(v, int) for v in (n, m)):
         raise PatternSyntaxError(f"N:M pattern must be two integers, not {n!r}:{m!r}")
-    if m < 1 or m & (m - 1):
+    if m < 1 or (m & (m - 1) and n != m):
         raise PatternSyntaxError(f"N:M pattern {n}:{m} is invalid: M must be a power of two "
                                  f"(a group is indexed with log2(M) bits), not {m}")
     if not 1 <= n <= m:
         raise PatternSyntaxError(f"N:M pattern {n}:{m} is invalid: N must satisfy 1 <= N <= M "
                                  f"(M = {m}), not {n}")
     return n, m
+
+
+def pattern_fits(layer: tuple[int, int], hardware: tuple[int, int]) -> bool:
+    """Whether weights pruned to ``layer`` = ``n':m'`` run sparse on ``hardware`` = ``n:m``:
+    every group of ``m`` then holds at most ``n`` nonzeros, whatever the weights (1:4, 1:2 and
+    2:8 fit 2:4 hardware; 2:4 does not fit 1:4). Dense hardware runs nothing sparse."""
+    (ln, lm), (n, m) = layer, hardware
+    if m % lm == 0:
+        worst = ln * (m // lm)      # m/lm whole layer groups per hardware group
+    elif lm % m == 0:
+        worst = min(ln, m)          # one layer group's nonzeros can crowd one hardware group
+    else:
+        worst = m
+    return n < m and worst <= n
 
 
 def parse_nm(text: str) -> tuple[int, int]:

@@ -18,19 +18,46 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
 from sparsa.models.graph import Layer, LayerGraph
-from sparsa.nm import NMPatternError, check_nm, validate_nm
+from sparsa.nm import NMPatternError, check_nm, pattern_fits, validate_nm
 
 from .quant import forward_float, gemm_input, set_gemm_weight
 
-__all__ = ["POLICY_HELP", "NMPatternError", "PrunePolicy", "check_graph_nm", "magnitude_mask",
-           "mark_pruned", "prune_gradual", "prune_magnitude", "prune_second_order",
-           "sparsegpt_matrix"]
+__all__ = ["POLICY_HELP", "NMPatternError", "PatternWarning", "PrunePolicy", "check_graph_nm",
+           "magnitude_mask", "mark_pruned", "prune_gradual", "prune_magnitude",
+           "prune_second_order", "sparsegpt_matrix", "warn_dense_fallback", "warn_wide_groups"]
+
+
+class PatternWarning(UserWarning):
+    """A pruning choice that quietly costs accuracy or speed."""
+
+
+def warn_wide_groups(graph: LayerGraph, targets: Iterable[int], m: int) -> None:
+    """Warn when a group of ``m`` spans more than a layer's whole K."""
+    narrow = [f"{graph.layers[i].name} (K={graph.layers[i].gemm.k})" for i in targets
+              if graph.layers[i].gemm.k < m]
+    if narrow:
+        warnings.warn(f"M = {m} is larger than K of {len(narrow)} layer(s): "
+                      f"{', '.join(narrow[:3])}{', ...' if len(narrow) > 3 else ''}; one group "
+                      "then spans the layer's whole K and keeps only N weights per output",
+                      PatternWarning, stacklevel=3)
+
+
+def warn_dense_fallback(graph: LayerGraph, n: int, m: int) -> None:
+    """Warn when layers pruned to their own pattern cannot run sparse on ``n:m`` hardware."""
+    pruned = [layer for layer in graph if layer.nm is not None and layer.has_static_weight]
+    misfit = [layer for layer in pruned if not pattern_fits(layer.nm, (n, m))]
+    if misfit:
+        patterns = sorted({f"{a}:{b}" for a, b in (layer.nm for layer in misfit)})
+        warnings.warn(f"{len(misfit)} of {len(pruned)} pruned layers ({', '.join(patterns)}) "
+                      f"cannot run sparse on {n}:{m} hardware and run dense", PatternWarning,
+                      stacklevel=3)
 
 
 @dataclass(frozen=True)
@@ -81,8 +108,10 @@ def mark_pruned(graph: LayerGraph, n: int, m: int,
     (written by ``sparsa prune``) is returned as it is."""
     validate_nm(n, m)
     if any(layer.nm is not None for layer in graph):
+        warn_dense_fallback(graph, n, m)
         return graph
     chosen = set((policy or PrunePolicy()).select(graph))
+    warn_wide_groups(graph, chosen, m)
     layers = tuple(dataclasses.replace(layer, nm=(n, m)) if i in chosen else layer
                    for i, layer in enumerate(graph.layers))
     return dataclasses.replace(graph, layers=layers)
@@ -107,8 +136,9 @@ def _with_weight(layer: Layer, wg: np.ndarray, nm: tuple[int, int]) -> Layer:
                                nm=nm)
 
 
-def _targets(graph: LayerGraph, policy: PrunePolicy | None) -> list[int]:
+def _targets(graph: LayerGraph, policy: PrunePolicy | None, m: int) -> list[int]:
     targets = (policy or PrunePolicy()).select(graph)
+    warn_wide_groups(graph, targets, m)
     for i in targets:
         if graph.layers[i].weight is None:
             raise ValueError(f"layer {graph.layers[i].name!r} of {graph.name!r} has no weights "
@@ -120,7 +150,7 @@ def prune_magnitude(graph: LayerGraph, n: int, m: int,
                     policy: PrunePolicy | None = None) -> LayerGraph:
     validate_nm(n, m)
     layers = list(graph.layers)
-    for i in _targets(graph, policy):
+    for i in _targets(graph, policy, m):
         wg = layers[i].gemm_weight()
         pruned = np.stack([wg[g] * magnitude_mask(wg[g], n, m) for g in range(wg.shape[0])])
         layers[i] = _with_weight(layers[i], pruned, (n, m))
@@ -171,7 +201,7 @@ def prune_second_order(graph: LayerGraph, n: int, m: int, calib_x: np.ndarray,
                        percdamp: float = 0.01) -> LayerGraph:
     """SparseGPT-style one-shot N:M pruning with calibration inputs ``calib_x`` (model inputs)."""
     validate_nm(n, m)
-    targets = set(_targets(graph, policy))
+    targets = set(_targets(graph, policy, m))
     layers = list(graph.layers)
     x = np.asarray(calib_x, dtype=np.float64)
     for i, layer in enumerate(graph.layers):
@@ -222,7 +252,7 @@ def prune_gradual(name: str, n: int, m: int, policy: PrunePolicy | None = None, 
 
     validate_nm(n, m)
     graph = demo.demo_graph(name)
-    targets = _targets(graph, policy)
+    targets = _targets(graph, policy, m)
     model = demo.build_torch(name)
     model.load_state_dict(torch.load(demo.artifact_path(name).with_suffix(".pt")))
     torch.set_num_threads(1)

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 from sparsa.config import ArrayConfig
 from sparsa.models.graph import Gemm, Layer, LayerGraph
+from sparsa.nm import pattern_fits
 
 from . import timing
 from .ops import Compute, LoadActs, LoadWeights, Op, PreloadWeights, Store
@@ -193,10 +194,9 @@ def schedule_gemm(gemm: Gemm, cfg: ArrayConfig, *, sparse: bool, name: str = "ge
 def layer_runs_sparse(layer: Layer, cfg: ArrayConfig) -> bool:
     """Whether ``layer.nm`` fits the hardware pattern (``n':m'`` with ``m'`` dividing ``m`` and
     at most ``n`` nonzeros per group of ``m``). Layers without static weights never do."""
-    if cfg.is_dense or not layer.has_static_weight or layer.nm is None:
+    if not layer.has_static_weight or layer.nm is None:
         return False
-    n, m = layer.nm
-    return cfg.m % m == 0 and n * (cfg.m // m) <= cfg.n
+    return pattern_fits(layer.nm, (cfg.n, cfg.m))
 
 
 @dataclass(frozen=True)

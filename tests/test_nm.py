@@ -1,9 +1,8 @@
 """The N:M format and integer arithmetic (the golden model's core) against independent
 computations written here (property-style, seeded).
 
-Every random test takes the ``rng`` fixture: its seed is ``SPARSA_SEED`` (environment, default
-below) plus the parameter index, and it is printed, so a failure is reproduced with
-``SPARSA_SEED=<base> pytest tests/test_nm.py -k 'seed+<i>'``.
+Every random test takes the ``rng`` fixture (several seeds per test, see ``tests/conftest.py``):
+a failure's report names its seed and the command that reruns it.
 """
 
 from __future__ import annotations
@@ -538,3 +537,28 @@ def test_canonical_form_passes_its_own_check(rng):
     w = rng.integers(-3, 4, (16, 5)) * nm.expand_dense_weights(np.ones((8, 5), np.int64), 2, 4)
     packed = nm.pack_nm(w, 2, 4)
     np.testing.assert_array_equal(nm.unpack_nm(packed), w)
+
+
+@pytest.mark.parametrize(("layer", "hardware", "fits"), [
+    ((2, 4), (2, 4), True), ((1, 4), (2, 4), True), ((1, 2), (2, 4), True),
+    ((2, 4), (1, 4), False), ((2, 8), (2, 4), True), ((4, 8), (2, 4), False),
+    ((1, 8), (1, 2), True), ((2, 4), (4, 4), False), ((2, 4), (4, 8), True),
+    ((3, 4), (3, 4), True), ((2, 2), (1, 2), False)])
+def test_pattern_fits(layer, hardware, fits):
+    """A layer pattern fits when every group of the hardware's M holds at most its N nonzeros;
+    checked here by counting the nonzeros of a worst-case matrix of the layer's pattern."""
+    (ln, lm), (n, m) = layer, hardware
+    assert nm.pattern_fits(layer, hardware) == fits
+    k = 2 * max(lm, m)
+    w = np.zeros((k, 1), dtype=np.int64)
+    for g in range(k // lm):
+        w[g * lm: g * lm + ln] = 1   # the first ln slots of each layer group: the worst case
+    holds = n < m and all(np.count_nonzero(w[g * m:(g + 1) * m]) <= n for g in range(k // m))
+    assert holds == fits
+
+
+def test_dense_groups_need_no_power_of_two():
+    assert nm.validate_nm(3, 3) == (3, 3)
+    assert ArrayConfig(n=3, m=3).is_dense
+    with pytest.raises(nm.PatternSyntaxError, match="power of two"):
+        nm.validate_nm(1, 3)

@@ -11,10 +11,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 
-from sparsa.config import ConfigError
+from sparsa.config import ConfigError, ConfigWarning
 from sparsa.nm import PatternSyntaxError
+from sparsa.sw.prune import PatternWarning
 
 from . import fpga, hardware, models, report, run
 from .common import UsageError
@@ -38,11 +40,24 @@ def _one_line(error: BaseException) -> str:
     return f"sparsa: error: {text}\n"
 
 
+def _one_line_warnings(show):
+    """A ``warnings.showwarning`` that prints sparsa's own warnings as one line each and hands
+    the others to ``show``."""
+    def showwarning(message, category, filename, lineno, file=None, line=None) -> None:
+        if issubclass(category, (ConfigWarning, PatternWarning)):
+            sys.stderr.write(f"sparsa: warning: {' '.join(str(message).split())}\n")
+        else:
+            show(message, category, filename, lineno, file, line)
+    return showwarning
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warnings(warnings.showwarning)
+            return args.func(args)
     except KeyboardInterrupt:
         sys.stderr.write("sparsa: interrupted\n")
         return 130

@@ -26,13 +26,13 @@ __all__ = ["register"]
 BACKENDS = ("golden", "pyverilator", "verilator", "icarus")
 
 
-def _in_process(args, cfg, policy, bar, task):
+def _in_process(args, cfg, prepared, bar, task):
     """golden and pyverilator: the model runner in this process."""
     from sparsa.sim.host import GoldenBackend, PyVerilatorBackend
-    from sparsa.sim.infer import prepare_model, run_model
+    from sparsa.sim.infer import run_model
     from sparsa.sim.runner import build_dir_for
 
-    name, qgraph, x, labels = prepare_model(args.model, cfg, args.images, policy)
+    name, qgraph, x, labels = prepared
     if args.sim == "golden":
         backend = GoldenBackend(cfg)
     else:
@@ -90,13 +90,13 @@ def _run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     policy = prune_policy_from_args(args)
     # Everything about the model and the images is checked here, before any simulator starts.
-    qgraph = prepare_model(args.model, cfg, args.images, policy)[1]
-    layers = sum(layer.has_static_weight for layer in qgraph.graph.layers)
+    prepared = prepare_model(args.model, cfg, args.images, policy)
+    layers = sum(layer.has_static_weight for layer in prepared[1].graph.layers)
     start = time.perf_counter()
     with output_dir(out, "run") as tmp, Progress(transient=True) as bar:
         task = bar.add_task("preparing", total=layers)
         if args.sim in ("golden", "pyverilator"):
-            result = _in_process(args, cfg, policy, bar, task)
+            result = _in_process(args, cfg, prepared, bar, task)
         else:
             result = _in_simulator(args, cfg, policy, bar, task, tmp)
         (tmp / "run.json").write_text(result.to_json())
