@@ -42,6 +42,21 @@ def _positive_int(name: str, value: Any) -> None:
         raise ConfigError(f"{name} must be a positive integer, not {value!r}")
 
 
+# Upper bounds, far beyond any real accelerator, so an absurd value (a typo such as 100000 rows)
+# is refused at once instead of making a cost-model run or an elaboration grow without end.
+# (RTL export has its own, lower bound on the PE count: sparsa.hw.export.MAX_PES.)
+LIMITS = {"rows": 4096, "cols": 4096, "m": 1024, "act_width": 32, "weight_width": 32,
+          "acc_width": 64, "act_buffer_kib": 1 << 20, "weight_buffer_kib": 1 << 20,
+          "acc_buffer_kib": 1 << 20, "dram_bytes_per_cycle": 1 << 16, "clock_mhz": 100_000}
+
+
+def _bounded(name: str, value: Any) -> None:
+    limit = LIMITS[name]
+    if value > limit:
+        raise ConfigError(f"{name} = {value!r} is beyond sparsa's bound of {limit:,} (far "
+                          "larger than any real accelerator: probably a typo)")
+
+
 def _positive_number(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         raise ConfigError(f"{name} must be a positive number, not {value!r}")
@@ -82,6 +97,8 @@ class ArrayConfig:
                      "dram_bytes_per_cycle"):
             _positive_int(name, getattr(self, name))
         _positive_number("clock_mhz", self.clock_mhz)
+        for name in LIMITS:
+            _bounded(name, getattr(self, name))
         try:
             validate_nm(self.n, self.m)
         except ValueError as e:

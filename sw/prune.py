@@ -238,12 +238,13 @@ def check_graph_nm(graph: LayerGraph, layers: Iterable[int] | None = None) -> in
 
 def prune_gradual(name: str, n: int, m: int, policy: PrunePolicy | None = None, *,
                   epochs: int = 12, lr: float = 1e-3, decay: float = 2e-4,
-                  ramp: float = 0.5) -> LayerGraph:
+                  ramp: float = 0.5, progress=None) -> LayerGraph:
     """Fine-tune the trained demo model ``name`` into N:M with SR-STE.
 
     For the first ``ramp`` fraction of the steps the kept count per group falls linearly from
     ``m`` to ``n``; the forward pass uses the masked weights, gradients pass straight through to
-    all weights and pruned weights additionally decay by ``decay * w``.
+    all weights and pruned weights additionally decay by ``decay * w``. ``progress(step,
+    total)`` is called after each training step.
     """
     import torch
     from torch.nn.utils import parametrize
@@ -286,6 +287,8 @@ def prune_gradual(name: str, n: int, m: int, policy: PrunePolicy | None = None, 
         else:
             frac = min(1.0, (step + 1) / max(1, int(ramp * total)))
             state["keep"] = max(n, round(m - frac * (m - n)))
+            if progress is not None:
+                progress(step + 1, total)
 
     demo.train_torch(model, name, epochs=epochs, lr=lr, step_hook=hook)
     state["keep"] = n

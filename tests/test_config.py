@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from sparsa.config import PRESETS, ArrayConfig, ConfigError, preset
+from sparsa.config import LIMITS, PRESETS, ArrayConfig, ConfigError, preset
 
 # --- validation -----------------------------------------------------------------------------
 
@@ -337,3 +337,15 @@ def test_every_preset_is_consistent():
     for name, cfg in PRESETS.items():
         assert ArrayConfig.from_dict(cfg.to_dict(), source=name) == cfg
         assert cfg.index_width == (0 if cfg.n == cfg.m else math.ceil(math.log2(cfg.m)))
+
+
+@pytest.mark.parametrize(("field", "value"), [("rows", 100_000), ("cols", 4097), ("m", 2048),
+                                              ("acc_width", 65), ("act_buffer_kib", 1 << 21),
+                                              ("dram_bytes_per_cycle", 1 << 17),
+                                              ("clock_mhz", 1e6)])
+def test_absurd_sizes_refused_with_the_bound(field, value):
+    with pytest.raises(ConfigError, match=rf"{field} = .* bound of") as info:
+        ArrayConfig(**{field: value})
+    assert f"{LIMITS[field]:,}" in str(info.value)
+    at_limit = {"m": {"n": 1, "m": LIMITS["m"]}}.get(field, {field: LIMITS[field]})
+    ArrayConfig(**at_limit)   # the bound itself is accepted

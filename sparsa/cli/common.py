@@ -21,8 +21,8 @@ from sparsa.config import PRESETS, ArrayConfig, preset
 from sparsa.nm import parse_nm
 
 __all__ = ["MARKER", "UsageError", "add_command", "add_config_args", "add_prune_args",
-           "check_output_dir", "check_output_file", "config_from_args", "output_dir",
-           "output_file", "prune_policy_from_args"]
+           "check_output_dir", "check_output_file", "config_from_args", "load_model",
+           "output_dir", "output_file", "prune_policy_from_args"]
 
 # Written into every output directory; only directories carrying it are replaced.
 MARKER = ".sparsa-output"
@@ -73,6 +73,18 @@ def config_from_args(args: argparse.Namespace) -> ArrayConfig:
     if args.nm is not None:
         changes["n"], changes["m"] = parse_nm(args.nm)
     return cfg.replace(**changes) if changes else cfg
+
+
+def load_model(spec: str):
+    """:func:`sparsa.models.load.load_graph` with a spinner: tracing a zoo model or training a
+    demo model takes a while on first use (the results are cached)."""
+    from rich.console import Console
+
+    from sparsa.models.load import load_graph
+
+    with Console(stderr=True).status(f"loading {spec} (traced or trained on first use, then "
+                                     "cached)"):
+        return load_graph(spec)
 
 
 def add_prune_args(parser: argparse.ArgumentParser, policy_help: str) -> None:

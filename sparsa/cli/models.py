@@ -13,6 +13,7 @@ from .common import (
     add_command,
     add_prune_args,
     check_output_file,
+    load_model,
     output_file,
     prune_policy_from_args,
 )
@@ -24,12 +25,17 @@ CALIB_SAMPLES = 512
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
     from sparsa.models.zoo import get_graph, names
 
+    status = Console(stderr=True).status("")
     print(f"{'model':13s} {'layers':>6s} {'GEMMs':>5s} {'GEMM MACs':>15s} {'GEMM weights':>13s} "
           f"{'input':>16s}  weights")
     for name in names():
-        g = get_graph(name, batch=args.batch)
+        with status:
+            status.update(f"loading {name} (traced or trained on first use, then cached)")
+            g = get_graph(name, batch=args.batch)
         params = sum(lay.gemm.k * lay.gemm.cols * lay.gemm.groups
                      for lay in g.layers if lay.has_static_weight)
         shape = "x".join(map(str, g.input_shape))
@@ -51,7 +57,6 @@ def _accuracies(graph, name: str) -> tuple[float, float]:
 
 def _cmd_prune(args: argparse.Namespace) -> int:
     from sparsa.models.demo import DEMOS, digits_data
-    from sparsa.models.load import load_graph
     from sparsa.models.store import load_saved, save_graph
     from sparsa.nm import parse_nm
     from sparsa.sw.prune import check_graph_nm, prune_gradual, prune_magnitude, prune_second_order
@@ -59,7 +64,7 @@ def _cmd_prune(args: argparse.Namespace) -> int:
     out = check_output_file(args.output, ".npz")
     n, m = parse_nm(args.nm)
     policy = prune_policy_from_args(args)
-    graph = load_graph(args.model)
+    graph = load_model(args.model)
     demo = graph.name if graph.name in DEMOS and graph.source.startswith("demo:") else None
     if args.method != "magnitude" and demo is None:
         raise UsageError(f"--method {args.method} needs calibration or training data, which "
@@ -77,7 +82,12 @@ def _cmd_prune(args: argparse.Namespace) -> int:
         x_tr = digits_data(demo)[0][:CALIB_SAMPLES]
         pruned = prune_second_order(graph, n, m, x_tr, policy)
     else:
-        pruned = prune_gradual(demo, n, m, policy)
+        from rich.progress import Progress
+
+        with Progress(transient=True) as bar:
+            task = bar.add_task(f"gradual {n}:{m} training of {demo}", total=None)
+            pruned = prune_gradual(demo, n, m, policy, progress=lambda step, total: bar.update(
+                task, completed=step, total=total))
     for lay in pruned.layers:
         if lay.has_static_weight:
             state = f"{lay.nm[0]}:{lay.nm[1]}" if lay.nm else "dense"

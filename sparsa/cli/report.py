@@ -13,6 +13,7 @@ from .common import (
     add_prune_args,
     check_output_dir,
     config_from_args,
+    load_model,
     output_dir,
     prune_policy_from_args,
 )
@@ -33,7 +34,6 @@ def _formats(text: str) -> list[str]:
 def _cmd_report(args: argparse.Namespace) -> int:
     from rich.progress import Progress
 
-    from sparsa.models.load import load_graph
     from sparsa.sw.energy import load_table
     from sparsa.sw.report import build_report, print_table, write_report
 
@@ -43,7 +43,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     policy = prune_policy_from_args(args)
     table = load_table(args.energy_table)
-    graph = load_graph(args.model)
+    graph = load_model(args.model)
     with Progress(transient=True) as bar:
         task = bar.add_task(f"scheduling {graph.name}", total=len(graph.gemm_layers()))
         report = build_report(graph, cfg, table=table, policy=policy,
