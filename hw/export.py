@@ -10,6 +10,8 @@ from importlib.metadata import version
 from importlib.resources import files
 from pathlib import Path
 
+# Amaranth raises this (not re-exported publicly) when its built-in Yosys fails.
+from amaranth._toolchain.yosys import YosysError
 from amaranth.back import verilog
 from amaranth.hdl import ValueCastable
 from amaranth.lib import wiring
@@ -104,7 +106,12 @@ def export_verilog(cfg: ArrayConfig, out_dir: str | Path, *, top: str = "array")
     check_export_size(cfg)
     component = build_top(cfg, top)
     module, _ = TOPS[top]
-    text = verilog.convert(component, name=module, emit_src=False)
+    try:
+        text = verilog.convert(component, name=module, emit_src=False)
+    except YosysError as e:   # e.g. a full disk under Yosys's own temporary files
+        lines = [line for line in str(e).splitlines() if line.strip()]
+        raise RuntimeError(f"Yosys could not write the Verilog: "
+                           f"{lines[-1] if lines else 'no reason given'}") from None
     manifest = {
         "top": top,
         "module": module,

@@ -96,7 +96,7 @@ def load_saved(path: str | Path) -> tuple[LayerGraph, dict]:
     if path.is_dir():
         raise ModelImportError(f"{str(path)!r} is a directory, not a sparsa graph file (.npz)")
     try:
-        with np.load(path, allow_pickle=False) as data:
+        with open(path, "rb") as f, np.load(f, allow_pickle=False) as data:
             header = json.loads(str(data["__graph__"]))
             arrays = {k: data[k] for k in data.files if k != "__graph__"}
     except FileNotFoundError:

@@ -198,7 +198,10 @@ class ArrayConfig:
         if unknown:
             raise ConfigError(f"{source}: unknown config field(s) {', '.join(map(repr, unknown))}; "
                               f"expected some of {', '.join(sorted(known))}")
-        return cls(**values)
+        try:
+            return cls(**values)
+        except ConfigError as e:
+            raise ConfigError(f"{source}: {e}") from None
 
     @classmethod
     def from_json(cls, text: str) -> ArrayConfig:

@@ -19,7 +19,7 @@ from sparsa.nm import PatternSyntaxError
 from sparsa.sw.prune import PatternWarning
 
 from . import fpga, hardware, models, report, run
-from .common import UsageError
+from .common import Parser, UsageError
 
 __all__ = ["build_parser", "main"]
 
@@ -28,7 +28,7 @@ DESCRIPTION = ("Co-design toolkit for N:M structured-sparse systolic-array accel
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sparsa", description=DESCRIPTION)
+    parser = Parser(prog="sparsa", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in (report, run, models, hardware, fpga):
         module.register(sub)
@@ -53,6 +53,10 @@ def _one_line_warnings(show):
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv:   # no command at all: show what there is
+        parser.print_help(sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     try:
         with warnings.catch_warnings():

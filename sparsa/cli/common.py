@@ -20,7 +20,7 @@ from pathlib import Path
 from sparsa.config import PRESETS, ArrayConfig, preset
 from sparsa.nm import parse_nm
 
-__all__ = ["MARKER", "UsageError", "add_command", "add_config_args", "add_prune_args",
+__all__ = ["MARKER", "Parser", "UsageError", "add_command", "add_config_args", "add_prune_args",
            "check_output_dir", "check_output_file", "config_from_args", "load_model",
            "output_dir", "output_file", "prune_policy_from_args"]
 
@@ -30,6 +30,13 @@ MARKER = ".sparsa-output"
 
 class UsageError(ValueError):
     """A command-line argument is unusable (exit status 2)."""
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line (with a pointer to ``--help``)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -147,11 +154,34 @@ def _umask() -> int:
     return mask
 
 
+def _make_parents(path: Path) -> list[Path]:
+    """Create the missing parents of ``path``; return them, innermost first."""
+    made = []
+    parent = path.absolute().parent
+    while not parent.exists():
+        made.append(parent)
+        parent = parent.parent
+    for directory in reversed(made):
+        directory.mkdir()
+    return made
+
+
+def _remove_empty(directories: list[Path]) -> None:
+    for directory in directories:
+        with contextlib.suppress(OSError):
+            directory.rmdir()
+
+
 @contextlib.contextmanager
 def output_dir(path: Path, command: str) -> Iterator[Path]:
     """Yield a temporary directory beside ``path``; on success it replaces ``path`` whole."""
-    path.absolute().parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.absolute().parent))
+    made = _make_parents(path)
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp",
+                                    dir=path.absolute().parent))
+    except BaseException:
+        _remove_empty(made)
+        raise
     try:
         yield tmp
         (tmp / MARKER).write_text(f"written by sparsa {command}; replaced whole by the next run\n")
@@ -165,16 +195,21 @@ def output_dir(path: Path, command: str) -> Iterator[Path]:
             os.rename(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        _remove_empty(made)
         raise
 
 
 @contextlib.contextmanager
 def output_file(path: Path) -> Iterator[Path]:
     """Yield a temporary file name beside ``path``; on success it is renamed to ``path``."""
-    path.absolute().parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix,
-                                dir=path.absolute().parent)
-    os.close(fd)
+    made = _make_parents(path)
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix,
+                                    dir=path.absolute().parent)
+        os.close(fd)
+    except BaseException:
+        _remove_empty(made)
+        raise
     tmp = Path(name)
     try:
         yield tmp
@@ -182,4 +217,5 @@ def output_file(path: Path) -> Iterator[Path]:
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
+        _remove_empty(made)
         raise

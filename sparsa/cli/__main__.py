@@ -1,0 +1,7 @@
+"""``python -m sparsa.cli``: the same as the ``sparsa`` command."""
+
+import sys
+
+from sparsa.cli import main
+
+sys.exit(main())
