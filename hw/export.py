@@ -96,6 +96,9 @@ def _write_atomic(path: Path, text: str) -> None:
             tmp.close()
             os.unlink(tmp.name)
             raise
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(tmp.name, 0o666 & ~mask)   # a temporary file is private (0600); the output is not
     os.replace(tmp.name, path)
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 
 import pytest
 
 from sparsa.cli import main
+from sparsa.cli.common import MARKER
 from sparsa.config import PRESETS, ArrayConfig
 
 
@@ -154,3 +156,25 @@ def test_no_command_is_usage_error(capsys):
     err = capsys.readouterr().err
     assert "usage" in err
     assert "report" in err
+
+
+def test_output_set_is_replaced_whole_and_readable(tmp_path, monkeypatch):
+    """A report directory is replaced whole (an older run's files do not linger), carries the
+    marker that allows the next replacement, and its files are 0644 under the usual umask."""
+    monkeypatch.chdir(tmp_path)
+    topology = tmp_path / "t.csv"
+    topology.write_text("Layer name,IFMAP Height,IFMAP Width,Filter Height,Filter Width,"
+                        "Channels,Num Filter,Strides,\nconv1,8,8,3,3,4,8,1,\n")
+    old_mask = os.umask(0o022)
+    try:
+        assert main(["report", str(topology), "--format", "md,csv", "-o", "out"]) == 0
+        (tmp_path / "out" / "stale.txt").write_text("from an older run")
+        assert main(["report", str(topology), "--format", "json", "-o", "out"]) == 0
+        assert main(["verilog", "--rows", "2", "--cols", "2", "-o", "rtl"]) == 0
+    finally:
+        os.umask(old_mask)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [MARKER, "report.json"]
+    files = [p for p in tmp_path.rglob("*") if p.is_file() and p != topology]
+    assert files
+    assert {oct(p.stat().st_mode & 0o777) for p in files} == {"0o644"}
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
