@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from amaranth.hdl import Fragment
 
 from sparsa.config import ArrayConfig
+from sparsa.hw.accelerator import COUNTERS, Accelerator
 from sparsa.isa import Opcode
+from sparsa.sim.accel_driver import COUNTER_LAYOUT, decode_counters
 from sparsa.sim.accel_sim import run_program
 from sparsa.sim.golden_accel import GoldenAccelerator
 from sparsa.sim.programs import random_gemm_program
@@ -131,3 +134,12 @@ def test_assembled_layer_on_rtl(rng):
         run = run_program(cfg, asm.program, asm.data_in)
         np.testing.assert_array_equal(asm.collect(run.outputs), nm.gemm_dense(x, w))
         assert run.cycles == program_timing(cfg, asm.program).cycles
+
+
+def test_counter_layout_is_the_port_layout():
+    """The drivers decode the flat ``counters`` port with the port's own layout."""
+    dut = Accelerator(CONFIGS["2x2-2of4"])
+    assert dut.signature.members["counters"].shape == COUNTER_LAYOUT
+    Fragment.get(dut, None)   # elaborated, as every component must be
+    raw = sum(i << (32 * i) for i in range(len(COUNTERS)))
+    assert decode_counters(raw) == {name: i for i, name in enumerate(COUNTERS)}
