@@ -47,7 +47,9 @@ def _in_simulator(args, cfg, policy, bar, task, work: Path):
     """verilator and icarus: the model runner inside a cocotb test; its per-layer records
     arrive in a file the progress bar follows."""
     from sparsa.sim.infer import ModelRun
-    from sparsa.sim.runner import run_testbench
+    from sparsa.sim.runner import build_dir_for, run_testbench
+
+    log = build_dir_for(cfg, "accelerator", args.sim) / "run.log"   # kept after a failure
 
     job = {"model": args.model, "images": args.images, "simulator": args.sim,
            "result": str(work / "run.json"), "progress": str(work / "progress.jsonl"),
@@ -60,7 +62,7 @@ def _in_simulator(args, cfg, policy, bar, task, work: Path):
             outcome["tb"] = run_testbench(
                 cfg, top="accelerator", simulator=args.sim, test_module="sparsa.sim.tb_run",
                 extra_env={"SPARSA_RUN_JOB": json.dumps(job)},
-                log_file=None if args.verbose else work / "simulator.log")
+                log_file=None if args.verbose else log)
         except BaseException as e:  # reported by the main thread
             outcome["error"] = e
 
@@ -76,8 +78,8 @@ def _in_simulator(args, cfg, policy, bar, task, work: Path):
         raise outcome["error"]
     tb = outcome["tb"]
     if tb.failed:
-        log = "" if args.verbose else f"; simulator log: {work / 'simulator.log'}"
-        raise RuntimeError(f"the {args.sim} run failed: {tb.failure()}{log}")
+        where = "" if args.verbose else f"; simulator log: {log}"
+        raise RuntimeError(f"the {args.sim} run failed: {tb.failure()}{where}")
     return ModelRun.from_json(Path(job["result"]).read_text())
 
 
