@@ -1,8 +1,9 @@
 """Per-model cycle and energy reports: N:M beside the same network dense on the same multipliers.
 
-The dense baseline is the same grid with ``n = m = N`` (same PEs and multipliers, no index
-multiplexers, no metadata). :func:`build_report` is pure; the writers render a
-:class:`ModelReport` as a rich table, Markdown, CSV, JSON or PNG plots (matplotlib, Agg).
+:func:`build_report` (:mod:`~sparsa.sw.model_report`) costs every layer of a model on the N:M
+array and on its dense baseline. This module writes the result as Markdown, CSV (a row per layer
+and a totals row) and JSON; :mod:`~sparsa.sw.report_terminal` prints it to fit the terminal and
+:mod:`~sparsa.sw.report_plots` draws the PNG plots.
 """
 
 from __future__ import annotations
@@ -11,178 +12,29 @@ import csv
 import dataclasses
 import io
 import json
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sparsa.config import ArrayConfig, ConfigError
-from sparsa.models.graph import LayerGraph
+from .cost import Cycles, LayerCost
+from .energy import Energy
+from .model_report import (
+    ENERGY_LABELS,
+    SHORTFALL_TOLERANCE,
+    LayerReport,
+    ModelReport,
+    build_report,
+    dense_baseline,
+    si,
+)
+from .report_plots import write_png
+from .report_terminal import print_table
 
-from . import timing
-from .cost import Cycles, LayerCost, layer_cost
-from .energy import Energy, EnergyTable, energy_of, load_table
-from .prune import PrunePolicy, mark_pruned
-from .schedule import schedule_layer
-
-__all__ = ["FORMATS", "LayerReport", "ModelReport", "build_report", "dense_baseline",
-           "render_markdown", "report_to_dict", "write_report"]
+__all__ = ["FORMATS", "SHORTFALL_TOLERANCE", "LayerReport", "ModelReport", "build_report",
+           "dense_baseline", "print_table", "render_csv", "render_markdown", "report_to_dict",
+           "write_png", "write_report"]
 
 FORMATS = ("table", "md", "csv", "json", "png")
-SHORTFALL_TOLERANCE = 0.97
-
-
-def dense_baseline(cfg: ArrayConfig) -> ArrayConfig:
-    """The same grid with ``n = m = N``: same multipliers, no index muxes."""
-    try:
-        return cfg.replace(n=cfg.n, m=cfg.n)
-    except ConfigError as e:
-        raise ConfigError(f"the dense baseline of {cfg.nm} needs {cfg.n}:{cfg.n} hardware, "
-                          f"which is invalid ({e})") from None
-
-
-@dataclass(frozen=True)
-class LayerReport:
-    name: str
-    kind: str
-    p: int
-    k: int
-    cols: int
-    groups: int
-    pattern: str
-    order: str
-    passes: int
-    dense_passes: int
-    min_beats: int
-    sparse: LayerCost
-    dense: LayerCost
-    energy: Energy
-    dense_energy: Energy
-    multipliers: int
-
-    @property
-    def macs(self) -> int:
-        return self.groups * self.p * self.k * self.cols
-
-    @property
-    def speedup(self) -> float:
-        return self.dense.cycles.total / self.sparse.cycles.total
-
-    @property
-    def energy_ratio(self) -> float:
-        return self.dense_energy.total / self.energy.total
-
-    @property
-    def utilization(self) -> float:
-        """Required multiplies / (cycles x multipliers)."""
-        return self.sparse.actions.macs_required / (self.sparse.cycles.total * self.multipliers)
-
-    @property
-    def dense_utilization(self) -> float:
-        return self.dense.actions.macs_required / (self.dense.cycles.total * self.multipliers)
-
-
-@dataclass(frozen=True)
-class ModelReport:
-    model: str
-    source: str
-    cfg: ArrayConfig
-    dense_cfg: ArrayConfig
-    prune_policy: str
-    table: str
-    layers: tuple[LayerReport, ...]
-
-    @property
-    def ideal(self) -> float:
-        return self.cfg.m / self.cfg.n
-
-    @property
-    def total(self) -> LayerCost:
-        return sum((x.sparse for x in self.layers), LayerCost(Cycles(), _zero_actions()))
-
-    @property
-    def dense_total(self) -> LayerCost:
-        return sum((x.dense for x in self.layers), LayerCost(Cycles(), _zero_actions()))
-
-    @property
-    def energy(self) -> Energy:
-        return sum((x.energy for x in self.layers), Energy())
-
-    @property
-    def dense_energy(self) -> Energy:
-        return sum((x.dense_energy for x in self.layers), Energy())
-
-    @property
-    def speedup(self) -> float:
-        return self.dense_total.cycles.total / self.total.cycles.total
-
-    @property
-    def energy_ratio(self) -> float:
-        return self.dense_energy.total / self.energy.total
-
-    def shortfall(self, layer: LayerReport) -> str:
-        """Why a layer's speedup falls short of M/N ("" when it does not)."""
-        ideal = self.ideal
-        if layer.speedup >= SHORTFALL_TOLERANCE * ideal:
-            return ""
-        if layer.pattern == "dense":
-            why = ("no static weights (activation x activation)" if layer.kind == "matmul"
-                   else "weights not pruned to the pattern")
-            return f"runs dense: {why}"
-        c = layer.sparse.cycles
-        waiting = c.stall / c.total
-        dense_waiting = layer.dense.cycles.stall / layer.dense.cycles.total
-        if waiting > 0.03 and waiting > dense_waiting:
-            return f"bandwidth: {waiting:.0%} of cycles wait for DRAM"
-        if layer.dense_passes < SHORTFALL_TOLERANCE * ideal * layer.passes:
-            return (f"shape: K={layer.k} takes {layer.passes} sparse vs {layer.dense_passes} "
-                    f"dense passes of the array")
-        period = timing.array_timing(self.cfg).tile_period
-        if layer.min_beats < period:
-            return (f"fill/drain: {layer.min_beats} beats per tile < weight-load period "
-                    f"{period}: the next tile's weights are not hidden")
-        fixed = timing.array_timing(self.cfg)
-        return (f"fill/drain: {fixed.load + fixed.latency} cycles of pipeline fill and drain "
-                f"in {c.compute}")
-
-
-def _zero_actions():
-    from .cost import Actions
-
-    return Actions()
-
-
-def build_report(graph: LayerGraph, cfg: ArrayConfig, *, table: EnergyTable | None = None,
-                 policy: PrunePolicy | None = None, table_name: str = "",
-                 progress: Callable[[int, int], None] | None = None) -> ModelReport:
-    """Schedule and cost every GEMM layer on ``cfg`` and on its dense baseline."""
-    table = table or load_table()
-    dense_cfg = dense_baseline(cfg)
-    policy = policy or PrunePolicy()
-    pruned = mark_pruned(graph, cfg.n, cfg.m, policy)
-    gemm_layers = pruned.gemm_layers()
-    if not gemm_layers:
-        raise ValueError(f"model {graph.name!r} has no GEMM layers (conv2d, linear, matmul) "
-                         f"to schedule")
-    rows = []
-    for i, layer in enumerate(gemm_layers):
-        sched = schedule_layer(layer, cfg)
-        dense_sched = schedule_layer(layer, dense_cfg)
-        cost, dense = layer_cost(sched), layer_cost(dense_sched)
-        t = sched.tiling
-        rows.append(LayerReport(
-            name=layer.name, kind=layer.kind, p=t.gemm.p, k=t.gemm.k, cols=t.gemm.cols,
-            groups=t.gemm.groups, pattern=sched.pattern, order=t.order, passes=t.passes,
-            dense_passes=dense_sched.tiling.passes,
-            min_beats=min(t.block_beats(pb) for pb in range(t.p_blocks)),
-            sparse=cost, dense=dense, energy=energy_of(cost.actions, cfg, table),
-            dense_energy=energy_of(dense.actions, dense_cfg, table),
-            multipliers=cfg.multipliers))
-        if progress is not None:
-            progress(i + 1, len(gemm_layers))
-    return ModelReport(model=graph.name, source=graph.source, cfg=cfg, dense_cfg=dense_cfg,
-                       prune_policy=policy.describe(graph), table=table_name or table.name,
-                       layers=tuple(rows))
 
 
 # Rendering.
@@ -215,7 +67,9 @@ def report_to_dict(report: ModelReport) -> dict[str, Any]:
             "shortfall": report.shortfall(x),
         })
     return {
-        "model": report.model, "source": report.source, "config": report.cfg.to_dict(),
+        "model": report.model, "source": report.source,
+        "design_name": report.design_name, "baseline_name": report.baseline_name,
+        "config": report.cfg.to_dict(),
         "dense_config": report.dense_cfg.to_dict(), "prune_policy": report.prune_policy,
         "energy_table": report.table, "ideal_speedup": report.ideal,
         "layers": layers,
@@ -223,6 +77,7 @@ def report_to_dict(report: ModelReport) -> dict[str, Any]:
                    "energy_pj": _energy(report.energy),
                    "dense_energy_pj": _energy(report.dense_energy),
                    "macs": sum(x.macs for x in report.layers),
+                   "utilization": report.utilization,
                    "speedup": report.speedup, "energy_ratio": report.energy_ratio},
     }
 
@@ -252,31 +107,40 @@ def _rows(report: ModelReport) -> list[list[str]]:
     t = report.total
     out.append(["total", "", "", report.cfg.nm, "", str(sum(x.passes for x in report.layers)),
                 str(t.cycles.total), str(report.dense_total.cycles.total),
-                f"{report.speedup:.2f}", "", str(sum(x.macs for x in report.layers)),
+                f"{report.speedup:.2f}", f"{report.utilization:.0%}",
+                str(sum(x.macs for x in report.layers)),
                 str(t.actions.dram_bytes), str(_sram_bytes(t)),
                 f"{report.energy.total / 1e6:.2f}", f"{report.dense_energy.total / 1e6:.2f}", ""])
     return out
 
 
-def _summary(report: ModelReport) -> str:
-    c = report.cfg
-    return (f"{report.model}: {c.rows}x{c.cols} {c.nm} ({c.multipliers} multipliers, "
-            f"{c.clock_mhz:g} MHz, {c.dram_bytes_per_cycle} B/cycle DRAM) vs dense "
-            f"{report.dense_cfg.nm} on the same multipliers: speedup {report.speedup:.3f}x "
-            f"(ideal {report.ideal:g}x), energy ratio {report.energy_ratio:.3f}x, "
-            f"{report.total.cycles.total} cycles = "
-            f"{report.total.cycles.total / c.clock_mhz / 1e3:.3f} ms")
+def _summary(report: ModelReport) -> list[str]:
+    c, t, d = report.cfg, report.total, report.dense_total
+    seconds = 1e-6 / c.clock_mhz
+    return [
+        f"- **{report.design_name}**: the {c.rows}x{c.cols} array of {c.nm} PEs, "
+        f"{c.clock_mhz:g} MHz, {c.dram_bytes_per_cycle} B/cycle DRAM.",
+        f"- **{report.baseline_name}** (the baseline): the same grid as {report.dense_cfg.nm} "
+        f"hardware, with no index multiplexers and no N:M metadata.",
+        f"- Speedup {report.speedup:.3f}x (ideal {report.ideal:g}x); energy ratio "
+        f"{report.energy_ratio:.3f}x (dense energy / {c.nm} energy).",
+        f"- Cycles {t.cycles.total:,} = {si(t.cycles.total * seconds, 's')} "
+        f"(dense {d.cycles.total:,} = {si(d.cycles.total * seconds, 's')}); DRAM traffic "
+        f"{t.actions.dram_bytes:,} B (dense {d.actions.dram_bytes:,} B).",
+        f"- Energy table: {report.table}. Prune policy: {report.prune_policy}.",
+    ]
 
 
 def render_markdown(report: ModelReport) -> str:
-    lines = [f"# sparsa report: {report.model}", "", _summary(report), "",
-             f"Energy table: {report.table}. Prune policy: {report.prune_policy}.", "",
-             "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines = [f"# sparsa report: {report.model}", "", *_summary(report), "",
+             f"Every GEMM layer; \"dense\" columns are the {report.baseline_name} baseline.",
+             "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(r) + " |" for r in _rows(report)]
     e = report.energy
-    lines += ["", "## Energy by component (uJ)", "", "| component | N:M | dense |", "|---|---|---|"]
+    lines += ["", "## Energy by component (uJ)", "",
+              f"| component | {report.design_name} | {report.baseline_name} |", "|---|---|---|"]
     for f in dataclasses.fields(Energy):
-        lines.append(f"| {f.name} | {getattr(e, f.name) / 1e6:.3f} | "
+        lines.append(f"| {ENERGY_LABELS.get(f.name, f.name)} | {getattr(e, f.name) / 1e6:.3f} | "
                      f"{getattr(report.dense_energy, f.name) / 1e6:.3f} |")
     lines.append(f"| total | {e.total / 1e6:.3f} | {report.dense_energy.total / 1e6:.3f} |")
     return "\n".join(lines) + "\n"
@@ -299,67 +163,15 @@ def render_csv(report: ModelReport) -> str:
                          *(f"{v:.3f}" for v in dataclasses.astuple(x.energy)),
                          f"{x.energy.total:.3f}", f"{x.dense_energy.total:.3f}",
                          report.shortfall(x)])
+    t, e = report.total, report.energy
+    writer.writerow(["total", "", "", "", "", "", report.cfg.nm, "",
+                     sum(x.passes for x in report.layers), t.cycles.total, t.cycles.compute,
+                     t.cycles.stall, report.dense_total.cycles.total, f"{report.speedup:.6f}",
+                     f"{report.utilization:.6f}", sum(x.macs for x in report.layers),
+                     t.actions.dram_bytes, _sram_bytes(t),
+                     *(f"{v:.3f}" for v in dataclasses.astuple(e)), f"{e.total:.3f}",
+                     f"{report.dense_energy.total:.3f}", ""])
     return buf.getvalue()
-
-
-def print_table(report: ModelReport) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=_summary(report), show_lines=False)
-    for name in COLUMNS:
-        table.add_column(name, overflow="fold",
-                         justify="right" if name not in ("layer", "kind", "pattern", "order",
-                                                         "why short of M/N") else "left")
-    rows = _rows(report)
-    for r in rows[:-1]:
-        table.add_row(*r)
-    table.add_section()
-    table.add_row(*rows[-1], style="bold")
-    console = Console()
-    if console.width < 200:  # wide tables stay readable when piped or in narrow terminals
-        console = Console(width=200)
-    console.print(table)
-
-
-def write_png(report: ModelReport, out: Path) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = [x.name for x in report.layers]
-    xs = range(len(names))
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.25 * len(names)), 4))
-    ax.bar([i - 0.2 for i in xs], [x.dense.cycles.total for x in report.layers], 0.4,
-           label=f"dense {report.dense_cfg.nm}")
-    ax.bar([i + 0.2 for i in xs], [x.sparse.cycles.total for x in report.layers], 0.4,
-           label=f"N:M {report.cfg.nm}")
-    ax.set_xticks(list(xs), names, rotation=90, fontsize=6)
-    ax.set_ylabel("cycles")
-    ax.set_title(f"{report.model}: cycles per layer (speedup {report.speedup:.2f}x)")
-    ax.legend()
-    fig.tight_layout()
-    cycles = out / "cycles.png"
-    fig.savefig(cycles, dpi=120)
-    plt.close(fig)
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    parts = [f.name for f in dataclasses.fields(Energy)]
-    bottom = [0.0, 0.0]
-    for part in parts:
-        vals = [getattr(report.dense_energy, part) / 1e6, getattr(report.energy, part) / 1e6]
-        ax.bar([f"dense {report.dense_cfg.nm}", f"N:M {report.cfg.nm}"], vals, bottom=bottom,
-               label=part)
-        bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
-    ax.set_ylabel("energy (uJ)")
-    ax.set_title(f"{report.model}: energy by component ({report.energy_ratio:.2f}x)")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    energy = out / "energy.png"
-    fig.savefig(energy, dpi=120)
-    plt.close(fig)
-    return [cycles, energy]
 
 
 def write_report(report: ModelReport, formats: Sequence[str], out: Path) -> list[Path]:

@@ -1,18 +1,32 @@
-"""`sparsa report` end to end on a SCALE-Sim CSV, and its error paths."""
+"""`sparsa report` end to end on a SCALE-Sim CSV, and its error paths; the CSV totals, the
+terminal table's width and rows, the labels, the short names and the plots' layout."""
 
 from __future__ import annotations
 
 import csv
+import io
+import itertools
 import json
 import re
 
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from rich.console import Console
 
 from sparsa.cli import main
 from sparsa.config import ArrayConfig
 from sparsa.models.scalesim import read_topology
+from sparsa.sw.model_report import short_name, short_names
 from sparsa.sw.prune import PrunePolicy
-from sparsa.sw.report import build_report, dense_baseline
+from sparsa.sw.report import (
+    build_report,
+    dense_baseline,
+    print_table,
+    render_csv,
+    render_markdown,
+    report_to_dict,
+)
+from sparsa.sw.report_plots import cycles_figure, energy_figure
 
 TOPOLOGY = """\
 Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, Num Filter, \
@@ -58,7 +72,7 @@ def test_report_writes_every_format(topology, tmp_path, capsys):
     assert totals["macs"] == sum(x["gemm"]["p"] * x["gemm"]["k"] * x["gemm"]["cols"]
                                  for x in layers)
     rows = list(csv.DictReader((out / "report.csv").read_text().splitlines()))
-    assert [r["layer"] for r in rows] == ["conv1", "conv2", "fc"]
+    assert [r["layer"] for r in rows] == ["conv1", "conv2", "fc", "total"]
     assert "| total |" in (out / "report.md").read_text()
 
 
@@ -97,3 +111,221 @@ def test_bad_inputs(topology, tmp_path, capsys, argv, match):
               if "--format" in argv else "json"])
     assert exc.value.code != 0
     assert re.search(match, capsys.readouterr().err)
+
+
+# A model with more layers than the terminal table (15) and the cycles plot (30) show, with long
+# dotted names; shapes vary so the layers' cycles differ.
+N_BIG = 40
+
+
+def _big_topology() -> str:
+    lines = [TOPOLOGY.splitlines()[0]]
+    for i in range(N_BIG):
+        stage, layer = divmod(i, 10)
+        f = 3 if i % 2 else 1
+        lines.append(f"encoder.stages.{stage}.layers.{layer}.convolution, {6 + i % 7}, "
+                     f"{6 + i % 7}, {f}, {f}, {4 + 4 * (i % 5)}, {8 + 8 * (i % 3)}, 1,")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture(scope="module")
+def big_topology(tmp_path_factory):
+    path = tmp_path_factory.mktemp("big") / "big.csv"
+    path.write_text(_big_topology())
+    return path
+
+
+@pytest.fixture(scope="module")
+def big(big_topology):
+    return build_report(read_topology(big_topology), ArrayConfig(rows=4, cols=4, n=2, m=4))
+
+
+def _terminal(report, width: int) -> str:
+    buf = io.StringIO()
+    print_table(report, console=Console(file=buf, width=width))
+    return buf.getvalue()
+
+
+def test_csv_totals_row_sums_the_layers(big):
+    rows = list(csv.DictReader(io.StringIO(render_csv(big))))
+    layers, total = rows[:-1], rows[-1]
+    assert [r["layer"] for r in layers] == [x.name for x in big.layers]
+    assert total["layer"] == "total"
+    for key in ("passes", "cycles", "compute_cycles", "dram_stall_cycles", "dense_cycles", "macs",
+                "dram_bytes", "sram_bytes"):
+        assert int(total[key]) == sum(int(r[key]) for r in layers), key
+    for key in [k for k in total if k.startswith(("energy_", "dense_energy"))]:
+        # rows are rounded to 1e-3 pJ
+        assert float(total[key]) == pytest.approx(sum(float(r[key]) for r in layers),
+                                                  rel=1e-9, abs=1e-3 * len(layers)), key
+    cycles = sum(int(r["cycles"]) for r in layers)
+    assert float(total["speedup"]) == pytest.approx(
+        sum(int(r["dense_cycles"]) for r in layers) / cycles, abs=1e-6)
+    # utilization = required multiplies / (cycles x multipliers): a cycle-weighted mean
+    assert float(total["utilization"]) == pytest.approx(
+        sum(float(r["utilization"]) * int(r["cycles"]) for r in layers) / cycles, abs=1e-5)
+
+
+@pytest.mark.parametrize("width", [60, 80, 100, 132, 200])
+def test_terminal_fits_the_width(big, width):
+    out = _terminal(big, width)
+    lines = out.splitlines()
+    # bytes, not characters: the output is plain ASCII, so `awk '{print length}'` agrees
+    assert max(len(line.encode()) for line in lines) <= width
+    for text in (big.model, big.design_name, big.baseline_name, f"speedup {big.speedup:.3f}x",
+                 f"energy ratio {big.energy_ratio:.3f}x", f"{big.total.cycles.total:,}",
+                 f"15 of {N_BIG} layers, by cycles", f"{N_BIG - 15} other layers",
+                 f"total ({N_BIG} layers)"):
+        assert text in out, text
+
+
+HEADER_WORDS = ("layer", "kind", "GEMM", "pattern", "cycles", "dense", "speedup", "util", "DRAM",
+                "energy", "why")
+
+
+def _header_words(out: str) -> set[str]:
+    lines = out.splitlines()
+    rule = next(i for i, line in enumerate(lines) if line.startswith("---"))
+    header = " ".join(lines[rule - 2:rule])   # headers take two lines
+    return {w for w in HEADER_WORDS if w in header.split()}
+
+
+def test_terminal_drops_the_least_important_columns_first(big):
+    words = [_header_words(_terminal(big, w)) for w in (60, 80, 100, 132, 200)]
+    assert words[-1] == set(HEADER_WORDS)
+    assert {"layer", "cycles", "speedup", "why"} <= words[0]
+    assert words[0] != words[-1]
+    for narrow, wide in itertools.pairwise(words):
+        assert narrow <= wide
+
+
+def test_terminal_at_columns_100(topology, big_topology, monkeypatch, capsys):
+    monkeypatch.setenv("COLUMNS", "100")
+    for path in (topology, big_topology):
+        assert main(["report", str(path), "--rows", "4", "--cols", "4", "--format", "table"]) == 0
+        out = capsys.readouterr().out
+        assert max(len(line) for line in out.splitlines()) <= 100
+        assert "speedup" in out
+        assert re.search(r"^total \(\d+ layers\)", out, re.MULTILINE)
+
+
+def test_table_lists_the_layers_with_most_cycles(big):
+    lines = _terminal(big, 200).splitlines()
+    rules = [i for i, line in enumerate(lines) if set(line.strip()) == {"-"}]
+    assert len(rules) == 2
+    shown = [line.split()[0] for line in lines[rules[0] + 1:rules[1]]]
+    cycles = [x.sparse.cycles.total for x in big.layers]
+    order = sorted(range(len(cycles)), key=lambda i: (-cycles[i], i))
+    # names of <= 40 characters fit a 200-column table unshortened
+    assert shown == [big.layers[i].name for i in order[:15]]
+    assert lines[rules[1] + 1].startswith(f"{N_BIG - 15} other layers")
+    assert lines[rules[1] + 2].startswith(f"total ({N_BIG} layers)")
+
+
+def test_few_layers_are_all_shown_in_network_order(topology):
+    report = build_report(read_topology(topology), ArrayConfig(rows=4, cols=4, n=1, m=4))
+    out = _terminal(report, 80)
+    assert "all 3 layers" in out
+    assert "other layers" not in out
+    assert [out.index(f"\n{name} ") for name in ("conv1", "conv2", "fc")] == sorted(
+        out.index(f"\n{name} ") for name in ("conv1", "conv2", "fc"))
+
+
+def test_labels_name_the_multipliers(topology, tmp_path, capsys):
+    cfg = ArrayConfig(rows=4, cols=4, n=2, m=4)
+    report = build_report(read_topology(topology), cfg)
+    multipliers = 4 * 4 * 2  # rows x cols x N
+    assert report.baseline_name == f"dense, same {multipliers} multipliers"
+    assert report.design_name == f"2:4 sparse, {multipliers} multipliers"
+    data = report_to_dict(report)
+    assert (data["design_name"], data["baseline_name"]) == (report.design_name,
+                                                            report.baseline_name)
+    assert data["config"]["n"] == 2  # the machine fields stay
+    md = render_markdown(report)
+    assert report.baseline_name in md
+    assert report.design_name in md
+    assert "dense 2:2" not in md
+    assert main(["report", str(topology), "--rows", "4", "--cols", "4", "--format", "json",
+                 "-o", str(tmp_path / "o")]) == 0
+    assert f"vs dense, same {multipliers} multipliers" in capsys.readouterr().out
+
+
+def test_files_keep_the_full_names(big):
+    md, csv_text = render_markdown(big), render_csv(big)
+    for x in big.layers:
+        assert f"| {x.name} |" in md
+        assert f"\n{x.name}," in csv_text
+    assert all(x["name"] in {y.name for y in big.layers} for x in report_to_dict(big)["layers"])
+
+
+RESNET_NAMES = ["resnet.embedder.embedder.convolution", "classifier.1",
+                *(f"resnet.encoder.stages.{s}.layers.{b}.layer.{k}.convolution"
+                  for s in range(4) for b in range(6) for k in range(3)),
+                *(f"resnet.encoder.stages.{s}.layers.0.shortcut.convolution" for s in range(4))]
+
+
+def test_short_name_keeps_the_distinctive_tail():
+    name = "resnet.encoder.stages.3.layers.2.layer.1.convolution"
+    assert short_name(name, 33) == "...stages.3.layers.2.layer.1.conv"
+    assert short_name(name, len(name)) == name
+    assert short_name("encoder.layer.11.attention.output.dense", 30) == \
+        "...layer.11.attn.output.dense"
+    with pytest.raises(ValueError, match="at least"):
+        short_name(name, 3)
+
+
+@pytest.mark.parametrize("width", range(8, 60))
+def test_short_names_fit_and_stay_apart(width):
+    names = [*RESNET_NAMES, "encoder.layer.11.attention.self.matmul#1", "x" * 70, "lm_head"]
+    short = short_names(names, width)
+    for name, s in zip(names, short, strict=True):
+        assert len(s) <= width
+        assert s.isascii()
+        if len(name) <= width:
+            assert s == name
+    if width >= 20:
+        assert len(set(short)) == len(names)
+
+
+def test_short_names_separate_colliding_tails():
+    # at 22 characters the tails of the four stages collide ("...layers.0.layer.1.conv");
+    # the repair must tell them apart
+    plain = [short_name(n, 22) for n in RESNET_NAMES]
+    assert len(set(plain)) < len(RESNET_NAMES)
+    assert len(set(short_names(RESNET_NAMES, 22))) == len(RESNET_NAMES)
+
+
+def _overlaps(legend, fig) -> list[str]:
+    FigureCanvasAgg(fig).draw()
+    box = legend.get_window_extent()
+    return [ax.get_title() for ax in fig.axes if box.overlaps(ax.get_window_extent())]
+
+
+def test_cycles_plot_shows_the_heaviest_and_the_rest(big):
+    fig = cycles_figure(big)
+    main_ax, side = fig.axes
+    cycles = sorted((x.sparse.cycles.total for x in big.layers), reverse=True)
+    heights = [p.get_height() for p in main_ax.patches]
+    assert len(heights) == 2 * 30
+    assert heights[30:] == cycles[:30]      # N:M bars, most cycles first
+    labels = [t.get_text() for t in main_ax.get_xticklabels()]
+    assert len(set(labels)) == 30
+    assert all(len(t) <= 34 for t in labels)
+    assert [t.get_text() for t in side.get_xticklabels()] == [f"other {N_BIG - 30} layers",
+                                                               "whole model"]
+    assert [p.get_height() for p in side.patches][2:] == [sum(cycles[30:]), sum(cycles)]
+    assert fig.legends
+    assert not _overlaps(fig.legends[0], fig)
+    texts = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert texts == [big.baseline_name, big.design_name]
+
+
+def test_energy_plot_legend_outside_the_bars(big):
+    fig = energy_figure(big)
+    (ax,) = fig.axes
+    assert not _overlaps(ax.get_legend(), fig)
+    stacked = {}
+    for p in ax.patches:
+        stacked[round(p.get_x(), 6)] = stacked.get(round(p.get_x(), 6), 0) + p.get_height()
+    assert sorted(stacked.values()) == pytest.approx(sorted([big.energy.total * 1e-12,
+                                                             big.dense_energy.total * 1e-12]))
