@@ -82,9 +82,10 @@ def _cmd_prune(args: argparse.Namespace) -> int:
         x_tr = digits_data(demo)[0][:CALIB_SAMPLES]
         pruned = prune_second_order(graph, n, m, x_tr, policy)
     else:
+        from rich.console import Console
         from rich.progress import Progress
 
-        with Progress(transient=True) as bar:
+        with Progress(transient=True, console=Console(stderr=True)) as bar:
             task = bar.add_task(f"gradual {n}:{m} training of {demo}", total=None)
             pruned = prune_gradual(demo, n, m, policy, progress=lambda step, total: bar.update(
                 task, completed=step, total=total))

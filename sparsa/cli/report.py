@@ -32,6 +32,7 @@ def _formats(text: str) -> list[str]:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
+    from rich.console import Console
     from rich.progress import Progress
 
     from sparsa.sw.energy import load_table
@@ -44,7 +45,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     policy = prune_policy_from_args(args)
     table = load_table(args.energy_table)
     graph = load_model(args.model)
-    with Progress(transient=True) as bar:
+    with Progress(transient=True, console=Console(stderr=True)) as bar:
         task = bar.add_task(f"scheduling {graph.name}", total=len(graph.gemm_layers()))
         report = build_report(graph, cfg, table=table, policy=policy,
                               progress=lambda done, total: bar.update(task, completed=done))

@@ -84,6 +84,7 @@ def _in_simulator(args, cfg, policy, bar, task, work: Path):
 
 
 def _run(args: argparse.Namespace) -> int:
+    from rich.console import Console
     from rich.progress import Progress
 
     from sparsa.sim.infer import prepare_model
@@ -95,7 +96,8 @@ def _run(args: argparse.Namespace) -> int:
     prepared = prepare_model(args.model, cfg, args.images, policy)
     layers = sum(layer.has_static_weight for layer in prepared[1].graph.layers)
     start = time.perf_counter()
-    with output_dir(out, "run") as tmp, Progress(transient=True) as bar:
+    progress = Progress(transient=True, console=Console(stderr=True))
+    with output_dir(out, "run") as tmp, progress as bar:
         task = bar.add_task("preparing", total=layers)
         if args.sim in ("golden", "pyverilator"):
             result = _in_process(args, cfg, prepared, bar, task)
@@ -110,12 +112,13 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _print(result, cfg, seconds: float) -> None:
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"{result.model} on {result.backend}: {cfg.rows}x{cfg.cols} "
-                        f"{cfg.nm}, {result.images} images")
-    for col in ("layer", "GEMM PxKxC", "N:M", "insns", "RTL cycles", "model cycles", "diff",
+                        f"{cfg.nm}, {result.images} images", box=box.SIMPLE_HEAD)
+    for col in ("layer", "GEMM PxKxC", "N:M", "insns", "measured", "model", "diff",
                 "counters"):
         table.add_column(col, justify="left" if col in ("layer", "N:M") else "right",
                          no_wrap=True)
@@ -123,19 +126,21 @@ def _print(result, cfg, seconds: float) -> None:
         table.add_row(r.name, r.gemm, r.pattern, str(r.instructions), str(r.measured),
                       str(r.predicted), str(r.difference),
                       "match" if r.counters_match else f"differ {r.counter_diffs}")
+    table.add_section()
     table.add_row("total", "", "", str(sum(r.instructions for r in result.layers)),
                   str(result.measured), str(result.predicted),
                   str(result.measured - result.predicted), "")
     console = Console()
     console.print(table)
-    measured = "RTL" if result.backend != "golden" else "golden model"
-    console.print(f"'RTL cycles': measured on the {measured}; 'model cycles': the cycle model "
-                  f"of 'sparsa report' for the same layer and {result.images}-image batch with "
-                  f"ideal memory (the report's compute cycles)")
-    console.print(f"accuracy {result.accuracy:.2%} over {result.images} digits test images "
+    where = ("the RTL" if result.backend != "golden"
+             else "the golden executor, which takes them from the cycle model")
+    console.print(f"Cycles. measured: on {where}; model: the cycle model of 'sparsa report' "
+                  f"for the same layer and batch with ideal memory (the report's compute "
+                  f"cycles).")
+    console.print(f"Accuracy {result.accuracy:.2%} over {result.images} digits test images "
                   f"(golden integer model {result.golden_accuracy:.2%}); outputs "
                   f"{'bit-exact with' if result.bit_exact else 'DIFFERENT from'} golden; "
-                  f"wall time {seconds:.1f} s")
+                  f"wall time {seconds:.1f} s.")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
