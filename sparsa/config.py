@@ -31,6 +31,9 @@ class ConfigWarning(UserWarning):
 
 
 DATAFLOWS = ("ws",)
+# AXI4 data bus widths (the specification allows 8 to 1024 bits in powers of two; sparsa's
+# DMA moves whole 32-bit words at least).
+AXI_DATA_BITS = (32, 64, 128, 256, 512, 1024)
 
 # An instruction addresses scratchpad rows and counts rows in fields of this many bits (the
 # ISA's fixed width, :data:`sparsa.isa.FIELDS`), so a scratchpad holds at most 2**ADDR_BITS rows.
@@ -90,6 +93,9 @@ class ArrayConfig:
     weight_buffer_kib: int = 64
     acc_buffer_kib: int = 64
     dram_bytes_per_cycle: int = 16
+    # The AXI4 memory port of the memory-mapped accelerator: data and address widths in bits.
+    axi_data_bits: int = 128
+    axi_addr_bits: int = 32
 
     def __post_init__(self) -> None:
         for name in ("rows", "cols", "n", "m", "act_width", "weight_width", "acc_width",
@@ -116,6 +122,12 @@ class ArrayConfig:
         if self.dataflow not in DATAFLOWS:
             raise ConfigError(f"dataflow must be one of {', '.join(DATAFLOWS)}, "
                               f"not {self.dataflow!r}")
+        if self.axi_data_bits not in AXI_DATA_BITS:
+            raise ConfigError(f"axi_data_bits must be one of {', '.join(map(str, AXI_DATA_BITS))}"
+                              f" (an AXI4 data bus), not {self.axi_data_bits!r}")
+        if isinstance(self.axi_addr_bits, bool) or self.axi_addr_bits not in range(16, 65):
+            raise ConfigError(f"axi_addr_bits must be an integer from 16 to 64, "
+                              f"not {self.axi_addr_bits!r}")
 
     # Derived properties: every width in the design comes from here.
 

@@ -349,3 +349,12 @@ def test_absurd_sizes_refused_with_the_bound(field, value):
     assert f"{LIMITS[field]:,}" in str(info.value)
     at_limit = {"m": {"n": 1, "m": LIMITS["m"]}}.get(field, {field: LIMITS[field]})
     ArrayConfig(**at_limit)   # the bound itself is accepted
+
+
+@pytest.mark.parametrize(("field", "bad"), [("axi_data_bits", 96), ("axi_data_bits", 16),
+                                            ("axi_data_bits", True), ("axi_addr_bits", 8),
+                                            ("axi_addr_bits", 65), ("axi_addr_bits", "32")])
+def test_axi_port_widths_checked(field, bad):
+    with pytest.raises(ConfigError, match=rf"{field} must be .* not {re.escape(repr(bad))}"):
+        ArrayConfig(**{field: bad})
+    assert ArrayConfig(axi_data_bits=512, axi_addr_bits=40).axi_data_bits == 512
