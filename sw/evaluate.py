@@ -1,0 +1,94 @@
+"""One design point: a configuration costed on one model, as a pure function.
+
+:func:`evaluate` calls :func:`sparsa.sw.report.build_report` and keeps the totals an exploration
+compares (cycles, latency, energy, DRAM traffic, speedup over dense) in a small frozen
+:class:`Evaluation`, plus the configuration's area when one is given (the area is computed
+elsewhere and passed in: sw never imports hw). :func:`point_key` is the content hash that names a
+point in the result store and as a Dask task.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from sparsa.config import ArrayConfig
+from sparsa.models.graph import LayerGraph
+
+from .energy import EnergyTable
+from .prune import PrunePolicy
+from .report import build_report
+
+__all__ = ["Evaluation", "evaluate", "point_key", "sparsa_version"]
+
+
+def sparsa_version() -> str:
+    try:
+        return version("sparsa")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def point_key(cfg: ArrayConfig, model: str, table: str, area: str) -> str:
+    """SHA-256 of (configuration JSON, model, sparsa version, energy table, area model)."""
+    text = json.dumps({"config": cfg.to_dict(), "model": model, "sparsa": sparsa_version(),
+                       "energy_table": table, "area": area}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The totals of one model on one configuration (energy in µJ, latency in seconds)."""
+
+    key: str
+    model: str
+    config: ArrayConfig
+    cycles: int
+    dense_cycles: int
+    latency_s: float
+    energy_uj: float
+    dram_bytes: int
+    speedup: float
+    energy_ratio: float
+    multipliers: int
+    area_kge: float | None = None
+
+    @property
+    def metrics(self) -> dict[str, float | None]:
+        """Every quantity an objective or constraint may name."""
+        area = self.area_kge
+        return {
+            "cycles": self.cycles, "latency_s": self.latency_s, "energy_uj": self.energy_uj,
+            "edp_uj_s": self.energy_uj * self.latency_s, "dram_bytes": self.dram_bytes,
+            "speedup": self.speedup, "area_kge": area,
+            "throughput_per_kge": None if not area else 1 / self.latency_s / area,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["config"] = self.config.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Evaluation:
+        return cls(**(d | {"config": ArrayConfig.from_dict(d["config"])}))
+
+
+def evaluate(cfg: ArrayConfig, graph: LayerGraph, area_kge: float | None = None, *,
+             point: str = "", model: str = "", table: EnergyTable | None = None,
+             policy: PrunePolicy | None = None) -> Evaluation:
+    """Cost ``graph`` on ``cfg`` (with ``build_report``, the same model as ``sparsa report``);
+    ``point`` is the key the result is stored under, ``model`` the label of the model."""
+    report = build_report(graph, cfg, table=table, policy=policy)
+    cycles = report.total.cycles.total
+    return Evaluation(
+        key=point, model=model or graph.name, config=cfg, cycles=cycles,
+        dense_cycles=report.dense_total.cycles.total,
+        latency_s=cycles / (cfg.clock_mhz * 1e6), energy_uj=report.energy.total / 1e6,
+        dram_bytes=report.total.actions.dram_bytes, speedup=report.speedup,
+        energy_ratio=report.energy_ratio, multipliers=cfg.multipliers,
+        area_kge=None if area_kge is None else float(area_kge))

@@ -1,0 +1,432 @@
+"""The exploration SPEC of ``sparsa explore``: models x a space of array configurations, with
+constraints, objectives and a search, read from TOML and validated at the edge.
+
+A SPEC names::
+
+    base = "default"                       # preset the space starts from (optional)
+    constraints = ["multipliers <= 64", "area_kge <= 50"]
+    objectives = ["latency", "energy", "area"]
+    area = true                            # ASIC area of each configuration (default true)
+    energy_table = "my_table.toml"         # optional, default 45 nm Horowitz
+
+    [[models]]
+    name = "digits_cnn"                    # zoo name or a .onnx/.csv/.npz file
+    batch = 1                              # zoo models only
+
+    [space]                                # a list, or {min, max, step} / {min, max, factor}
+    rows = [2, 4]
+    cols = {min = 2, max = 8, factor = 2}
+    nm = ["1:1", "2:4", "1:4"]
+    dram_bytes_per_cycle = [8, 16]
+
+    [search]
+    method = "grid"                        # or "random" / "nsga2" with budget and seed
+
+Everything is checked here, once: a bad field, an empty space or a constraint that no
+configuration of the space meets is one :class:`SpecError` naming it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import operator
+import re
+import tomllib
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sparsa.config import ArrayConfig, ConfigError, preset
+from sparsa.nm import parse_nm
+
+__all__ = ["CONFIG_QUANTITIES", "MAX_SPACE", "OBJECTIVES", "RESULT_QUANTITIES", "SPACE_FIELDS",
+           "Constraint", "ExploreSpec", "ModelSpec", "Objective", "SearchSpec", "SpecError",
+           "load_spec", "parse_spec"]
+
+# Fields of ArrayConfig a space may vary ("nm" stands for n and m together).
+SPACE_FIELDS = ("rows", "cols", "nm", "pipeline_depth", "act_buffer_kib", "weight_buffer_kib",
+                "acc_buffer_kib", "dram_bytes_per_cycle", "clock_mhz")
+# A grid larger than this is refused (enumerated in memory; use a smaller space).
+MAX_SPACE = 200_000
+METHODS = ("grid", "random", "nsga2")
+TOP_KEYS = ("base", "models", "space", "constraints", "objectives", "search", "area",
+            "energy_table")
+
+# Quantities a constraint can name, known before evaluation (from the configuration) ...
+CONFIG_QUANTITIES: dict[str, Callable[[ArrayConfig], float]] = {
+    "rows": lambda c: c.rows, "cols": lambda c: c.cols, "n": lambda c: c.n, "m": lambda c: c.m,
+    "pes": lambda c: c.rows * c.cols, "multipliers": lambda c: c.multipliers,
+    "k_per_pass": lambda c: c.k_per_pass, "pipeline_depth": lambda c: c.pipeline_depth,
+    "act_buffer_kib": lambda c: c.act_buffer_kib,
+    "weight_buffer_kib": lambda c: c.weight_buffer_kib,
+    "acc_buffer_kib": lambda c: c.acc_buffer_kib,
+    "buffer_kib": lambda c: c.act_buffer_kib + c.weight_buffer_kib + c.acc_buffer_kib,
+    "dram_bytes_per_cycle": lambda c: c.dram_bytes_per_cycle, "clock_mhz": lambda c: c.clock_mhz,
+}
+# ... and after (fields of sparsa.sw.evaluate.Evaluation.metrics).
+RESULT_QUANTITIES = ("cycles", "latency_s", "energy_uj", "edp_uj_s", "dram_bytes", "speedup",
+                     "area_kge", "throughput_per_kge")
+
+_OPS: dict[str, Callable[[float, float], bool]] = {
+    "==": operator.eq, "!=": operator.ne, "<=": operator.le, ">=": operator.ge,
+    "<": operator.lt, ">": operator.gt}
+_CONSTRAINT = re.compile(r"^\s*([a-z_]+)\s*(==|!=|<=|>=|<|>)\s*([-+0-9.eE_]+)\s*$")
+
+
+class SpecError(ConfigError):
+    """An exploration SPEC is malformed, empty or impossible (names the field and value)."""
+
+
+@dataclass(frozen=True)
+class Objective:
+    """One objective: the metric it reads, minimized or maximized, its axis label."""
+
+    name: str
+    metric: str
+    sense: str          # "min" or "max"
+    label: str
+    needs_area: bool = False
+
+    def sign(self) -> int:
+        """+1 to minimize the metric, -1 for a maximized one (so smaller is always better)."""
+        return 1 if self.sense == "min" else -1
+
+
+OBJECTIVES: dict[str, Objective] = {o.name: o for o in (
+    Objective("latency", "latency_s", "min", "latency per inference (s)"),
+    Objective("energy", "energy_uj", "min", "energy per inference (µJ)"),
+    Objective("area", "area_kge", "min", "array area (kGE)", needs_area=True),
+    Objective("edp", "edp_uj_s", "min", "energy x delay (µJ·s)"),
+    Objective("throughput_per_area", "throughput_per_kge", "max",
+              "throughput per area (inferences/s/kGE)", needs_area=True),
+    Objective("cycles", "cycles", "min", "cycles per inference"),
+    Objective("dram", "dram_bytes", "min", "DRAM traffic (bytes)"),
+)}
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """``quantity op value``, e.g. ``multipliers == 256`` or ``area_kge <= 500``."""
+
+    quantity: str
+    op: str
+    value: float
+
+    @property
+    def text(self) -> str:
+        return f"{self.quantity} {self.op} {self.value:g}"
+
+    @property
+    def on_config(self) -> bool:
+        """Known from the configuration alone (checked before any evaluation)."""
+        return self.quantity in CONFIG_QUANTITIES
+
+    def holds(self, value: float) -> bool:
+        return _OPS[self.op](value, self.value)
+
+    def holds_for_config(self, cfg: ArrayConfig) -> bool:
+        return self.holds(CONFIG_QUANTITIES[self.quantity](cfg))
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model to evaluate: a zoo name or a model file, with a batch for zoo models."""
+
+    name: str
+    batch: int | None = None
+
+    @property
+    def label(self) -> str:
+        return self.name if self.batch in (None, 1) else f"{self.name}@b{self.batch}"
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    method: str = "grid"
+    budget: int | None = None       # configurations to evaluate (random, nsga2)
+    seed: int = 0
+    population: int = 8             # nsga2 generation size
+
+
+@dataclass(frozen=True)
+class ExploreSpec:
+    models: tuple[ModelSpec, ...]
+    base: ArrayConfig
+    space: tuple[tuple[str, tuple[Any, ...]], ...]
+    constraints: tuple[Constraint, ...]
+    objectives: tuple[Objective, ...]
+    search: SearchSpec
+    area: bool = True
+    energy_table: str | None = None
+    source: str = "spec"
+
+    @property
+    def size(self) -> int:
+        """Configurations in the whole space (before constraints)."""
+        return math.prod(len(values) for _, values in self.space)
+
+    def config_of(self, point: Mapping[str, Any]) -> ArrayConfig:
+        """The configuration of one point of the space (``nm`` as ``"n:m"``)."""
+        changes = {k: v for k, v in point.items() if k != "nm"}
+        if "nm" in point:
+            changes["n"], changes["m"] = parse_nm(point["nm"])
+        return self.base.replace(**changes)
+
+    def points(self) -> Iterator[dict[str, Any]]:
+        names = [name for name, _ in self.space]
+        for values in itertools.product(*(v for _, v in self.space)):
+            yield dict(zip(names, values, strict=True))
+
+    def feasible(self, cfg: ArrayConfig) -> bool:
+        return all(c.holds_for_config(cfg) for c in self.constraints if c.on_config)
+
+    def configs(self) -> list[ArrayConfig]:
+        """Every configuration of the space that meets the configuration constraints, in grid
+        order (combinations ArrayConfig refuses are left out)."""
+        out = []
+        for point in self.points():
+            try:
+                cfg = self.config_of(point)
+            except ConfigError:
+                continue
+            if self.feasible(cfg):
+                out.append(cfg)
+        return out
+
+    @property
+    def result_constraints(self) -> tuple[Constraint, ...]:
+        return tuple(c for c in self.constraints if not c.on_config)
+
+
+def _err(source: str, where: str, value: Any, expected: str) -> SpecError:
+    return SpecError(f"{source}: {where} = {value!r}: expected {expected}")
+
+
+def _int(source: str, where: str, value: Any, *, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise _err(source, where, value, f"an integer >= {minimum}")
+    return value
+
+
+def _range(source: str, name: str, table: dict) -> list[Any]:
+    keys = set(table)
+    if not ({"min", "max"} <= keys <= {"min", "max", "step", "factor"}) \
+            or ("step" in keys and "factor" in keys):
+        raise _err(source, f"space.{name}", table,
+                   "a list of values or a table {min, max} with step or factor")
+    lo, hi = table["min"], table["max"]
+    for key in keys:
+        v = table[key]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
+            raise _err(source, f"space.{name}.{key}", v, "a positive number")
+    if hi < lo:
+        raise _err(source, f"space.{name}", table, "min <= max (the range is empty)")
+    values, v = [], lo
+    if "factor" in keys:
+        if table["factor"] <= 1:
+            raise _err(source, f"space.{name}.factor", table["factor"], "a factor above 1")
+        while v <= hi and len(values) <= MAX_SPACE:
+            values.append(v)
+            v = v * table["factor"]
+    else:
+        step = table.get("step", 1)
+        while v <= hi and len(values) <= MAX_SPACE:
+            values.append(v)
+            v = v + step
+    return values
+
+
+def _space(source: str, base: ArrayConfig, raw: Any) -> tuple[tuple[str, tuple[Any, ...]], ...]:
+    if not isinstance(raw, dict) or not raw:
+        raise _err(source, "space", raw, f"a table with some of {', '.join(SPACE_FIELDS)}")
+    out = []
+    for name, spec in raw.items():
+        if name not in SPACE_FIELDS:
+            raise SpecError(f"{source}: space.{name}: unknown field; expected some of "
+                            f"{', '.join(SPACE_FIELDS)}")
+        if isinstance(spec, dict):
+            values = _range(source, name, spec)
+        elif isinstance(spec, list):
+            values = spec
+        else:
+            values = [spec]
+        if not values:
+            raise _err(source, f"space.{name}", spec, "at least one value (the space is empty)")
+        for value in values:
+            try:
+                if name == "nm":
+                    if not isinstance(value, str):
+                        raise ConfigError(f"expected a pattern such as \"2:4\", not {value!r}")
+                    n, m = parse_nm(value)
+                    base.replace(n=n, m=m)
+                else:
+                    base.replace(**{name: value})
+            except (ConfigError, ValueError) as e:
+                raise SpecError(f"{source}: space.{name} value {value!r}: {e}") from None
+        if len(set(values)) != len(values):
+            raise _err(source, f"space.{name}", values, "values without repeats")
+        out.append((name, tuple(values)))
+    return tuple(out)
+
+
+def _constraint(source: str, text: Any, area: bool) -> Constraint:
+    match = _CONSTRAINT.match(text) if isinstance(text, str) else None
+    if not match:
+        raise _err(source, "constraints[]", text, "'quantity op number', e.g. 'multipliers == 256'")
+    quantity, op, number = match.groups()
+    if quantity not in CONFIG_QUANTITIES and quantity not in RESULT_QUANTITIES:
+        raise SpecError(f"{source}: constraint {text!r}: unknown quantity {quantity!r}; expected "
+                        f"one of {', '.join([*CONFIG_QUANTITIES, *RESULT_QUANTITIES])}")
+    if quantity in ("area_kge", "throughput_per_kge") and not area:
+        raise SpecError(f"{source}: constraint {text!r} needs the area, but area = false")
+    try:
+        value = float(number)
+    except ValueError:
+        raise _err(source, f"constraint {text!r}", number, "a number") from None
+    return Constraint(quantity, op, value)
+
+
+def _search(source: str, raw: Any) -> SearchSpec:
+    if raw is None:
+        return SearchSpec()
+    if not isinstance(raw, dict):
+        raise _err(source, "search", raw, "a table with method, budget, seed")
+    unknown = sorted(set(raw) - {"method", "budget", "seed", "population"})
+    if unknown:
+        raise SpecError(f"{source}: search: unknown key(s) {', '.join(unknown)}; expected "
+                        "method, budget, seed, population")
+    method = raw.get("method", "grid")
+    if method not in METHODS:
+        raise _err(source, "search.method", method, f"one of {', '.join(METHODS)}")
+    budget = raw.get("budget")
+    if method != "grid":
+        if budget is None:
+            raise SpecError(f"{source}: search.method = {method!r} needs a budget "
+                            "(configurations to evaluate)")
+        _int(source, "search.budget", budget)
+    elif budget is not None:
+        raise SpecError(f"{source}: search.budget = {budget!r}: a grid search evaluates the "
+                        "whole space; use method = \"random\" or \"nsga2\" for a budget")
+    seed = raw.get("seed", 0)
+    _int(source, "search.seed", seed, minimum=0)
+    population = _int(source, "search.population", raw.get("population", 8), minimum=2)
+    return SearchSpec(method=method, budget=budget, seed=seed, population=population)
+
+
+def _models(source: str, raw: Any) -> tuple[ModelSpec, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise _err(source, "models", raw, "a non-empty array of [[models]] tables with a name")
+    out = []
+    for i, entry in enumerate(raw):
+        if isinstance(entry, str):
+            entry = {"name": entry}
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) \
+                or not entry["name"]:
+            raise _err(source, f"models[{i}]", entry, "a table with a model name")
+        unknown = sorted(set(entry) - {"name", "batch"})
+        if unknown:
+            raise SpecError(f"{source}: models[{i}]: unknown key(s) {', '.join(unknown)}; "
+                            "expected name, batch")
+        batch = entry.get("batch")
+        if batch is not None:
+            _int(source, f"models[{i}].batch", batch)
+        out.append(ModelSpec(entry["name"], batch))
+    labels = [m.label for m in out]
+    if len(set(labels)) != len(labels):
+        raise _err(source, "models", labels, "each model once")
+    return tuple(out)
+
+
+def _objectives(source: str, raw: Any, area: bool) -> tuple[Objective, ...]:
+    if raw is None:
+        raw = ["latency", "energy", "area"] if area else ["latency", "energy"]
+    if not isinstance(raw, list) or not raw:
+        raise _err(source, "objectives", raw, f"a non-empty list of {', '.join(OBJECTIVES)}")
+    out = []
+    for name in raw:
+        if name not in OBJECTIVES:
+            raise _err(source, "objectives[]", name, f"one of {', '.join(OBJECTIVES)}")
+        if OBJECTIVES[name].needs_area and not area:
+            raise SpecError(f"{source}: objective {name!r} needs the area, but area = false")
+        out.append(OBJECTIVES[name])
+    if len(set(out)) != len(out):
+        raise _err(source, "objectives", raw, "each objective once")
+    return tuple(out)
+
+
+def _check_feasible(spec: ExploreSpec) -> None:
+    """Refuse a space that holds no configuration meeting the configuration constraints,
+    naming the constraint that rules everything out when one does alone."""
+    if spec.size > MAX_SPACE:
+        raise SpecError(f"{spec.source}: the space has {spec.size:,} configurations; at most "
+                        f"{MAX_SPACE:,} (narrow the lists or ranges)")
+    configs = []
+    for point in spec.points():
+        try:
+            configs.append(spec.config_of(point))
+        except ConfigError:
+            continue
+    if not configs:
+        raise SpecError(f"{spec.source}: no combination of the space is a valid configuration")
+    for c in (c for c in spec.constraints if c.on_config):
+        values = [CONFIG_QUANTITIES[c.quantity](cfg) for cfg in configs]
+        if not any(c.holds(v) for v in values):
+            raise SpecError(f"{spec.source}: constraint {c.text!r} holds for no configuration "
+                            f"of the space ({c.quantity} spans {min(values):g}..{max(values):g})")
+    if not any(spec.feasible(cfg) for cfg in configs):
+        raise SpecError(f"{spec.source}: the constraints "
+                        f"{', '.join(repr(c.text) for c in spec.constraints if c.on_config)} "
+                        "together hold for no configuration of the space")
+
+
+def parse_spec(values: dict, *, source: str = "spec") -> ExploreSpec:
+    """An :class:`ExploreSpec` from the parsed TOML table ``values``."""
+    if not isinstance(values, dict):
+        raise _err(source, "spec", values, "a TOML table")
+    unknown = sorted(set(values) - set(TOP_KEYS))
+    if unknown:
+        raise SpecError(f"{source}: unknown key(s) {', '.join(map(repr, unknown))}; expected "
+                        f"some of {', '.join(TOP_KEYS)}")
+    try:
+        base = preset(values.get("base", "default"))
+    except ConfigError as e:
+        raise SpecError(f"{source}: base: {e}") from None
+    area = values.get("area", True)
+    if not isinstance(area, bool):
+        raise _err(source, "area", area, "true or false")
+    table = values.get("energy_table")
+    if table is not None and not isinstance(table, str):
+        raise _err(source, "energy_table", table, "a path to a TOML energy table")
+    raw_constraints = values.get("constraints", [])
+    if not isinstance(raw_constraints, list):
+        raise _err(source, "constraints", raw_constraints, "a list of strings")
+    spec = ExploreSpec(
+        models=_models(source, values.get("models")),
+        base=base,
+        space=_space(source, base, values.get("space")),
+        constraints=tuple(_constraint(source, c, area) for c in raw_constraints),
+        objectives=_objectives(source, values.get("objectives"), area),
+        search=_search(source, values.get("search")),
+        area=area, energy_table=table, source=source)
+    _check_feasible(spec)
+    return spec
+
+
+def load_spec(path: str | Path) -> ExploreSpec:
+    """Read and validate a SPEC file (TOML)."""
+    path = Path(path)
+    if path.suffix != ".toml":
+        raise SpecError(f"SPEC {str(path)!r}: expected a .toml file")
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise SpecError(f"cannot read SPEC {str(path)!r}: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise SpecError(f"SPEC {str(path)!r} is not UTF-8 text") from None
+    try:
+        values = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise SpecError(f"{path}: malformed TOML: {e}") from None
+    return parse_spec(values, source=str(path))

@@ -1,0 +1,139 @@
+"""Run an exploration on Dask: every (configuration, model) is a pure task, results are stored by
+the client as they arrive.
+
+:func:`run_sweep` takes a connected ``distributed.Client`` (a LocalCluster or a real cluster, the
+caller's choice). Traced graphs are scattered to every worker once; each point is submitted as
+``client.submit(evaluate, cfg, graph_future, area_future, key=<content hash>, pure=True,
+retries=2)`` and gathered with ``as_completed``; a point already in the
+:class:`~sparsa.sw.result_store.ResultStore` is not submitted again. The area of a configuration is
+its own task (one per configuration, shared by its models) running the ``area`` callable the
+caller injects (the command line passes :func:`sparsa.hw.area.area_kge`). A task whose worker
+dies is rescheduled by Dask; one that raises is retried twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from statistics import fmean
+
+from sparsa.config import ArrayConfig
+from sparsa.models.graph import LayerGraph
+
+from .energy import EnergyTable
+from .evaluate import Evaluation, evaluate, point_key
+from .explore import ExploreSpec, ModelSpec, Objective
+from .result_store import ResultStore
+from .search import make_search
+
+__all__ = ["SweepResult", "aggregate", "load_models", "model_identity", "run_sweep"]
+
+
+def model_identity(model: ModelSpec) -> str:
+    """What names a model in a point's hash: its label, and the SHA-256 of a model file."""
+    path = Path(model.name)
+    if path.suffix.lower() in (".onnx", ".csv", ".npz") and path.is_file():
+        return f"{model.label}#sha256:{hashlib.sha256(path.read_bytes()).hexdigest()}"
+    return model.label
+
+
+def load_models(spec: ExploreSpec) -> dict[str, LayerGraph]:
+    """The layer graph of every model of the SPEC, by label (traced once, here)."""
+    from sparsa.models.load import load_graph
+    from sparsa.models.zoo import get_graph, names
+
+    graphs = {}
+    for model in spec.models:
+        if model.batch not in (None, 1):
+            if model.name not in names():
+                raise ValueError(f"{spec.source}: model {model.name!r}: batch applies to zoo "
+                                 f"models only ({', '.join(names())})")
+            graphs[model.label] = get_graph(model.name, batch=model.batch)
+        else:
+            graphs[model.label] = load_graph(model.name)
+    return graphs
+
+
+def aggregate(objective: Objective, results: Sequence[Evaluation]) -> float | None:
+    """One objective over several models: the area is the configuration's, throughput per area
+    is the mean, everything else adds up (latency, energy, cycles of running them all)."""
+    values = [r.metrics[objective.metric] for r in results]
+    if not values or any(v is None for v in values):
+        return None
+    if objective.metric == "area_kge":
+        return values[0]
+    if objective.metric == "throughput_per_kge":
+        return fmean(values)
+    return sum(values)
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """Every evaluation of the sweep (stored before or now), and how many were computed now."""
+
+    evaluations: tuple[Evaluation, ...]
+    computed: int
+    reused: int
+
+
+def _task_key(prefix: str, text: str) -> str:
+    return f"{prefix}-{hashlib.sha256(text.encode()).hexdigest()}"
+
+
+def run_sweep(spec: ExploreSpec, graphs: Mapping[str, LayerGraph], store: ResultStore, client, *,
+              table: EnergyTable, area: Callable[[ArrayConfig], float] | None = None,
+              area_name: str = "none", model_ids: Mapping[str, str] | None = None,
+              progress: Callable[[int, int], None] | None = None) -> SweepResult:
+    """Evaluate the SPEC's search on ``client``; ``progress(done, total)`` after each point."""
+    from distributed import as_completed
+
+    if spec.area and area is None:
+        raise ValueError("the SPEC asks for the area (area = true) but no area function was "
+                         "given")
+    area = area if spec.area else None
+    area_name = area_name if area is not None else "none"
+    ids = {label: (model_ids or {}).get(label, label) for label in graphs}
+    search = make_search(spec)
+    total = search.total * len(graphs)
+    shared = {label: client.scatter(g, broadcast=True) for label, g in graphs.items()}
+    results: dict[str, Evaluation] = {}
+    computed = reused = 0
+    while batch := search.ask():
+        keys = {(cfg, label): point_key(cfg, ids[label], table.name, area_name)
+                for cfg in batch for label in graphs}
+        stored = store.get(keys.values())
+        reused += len(stored)
+        results.update(stored)
+        if progress is not None:
+            progress(len(results), total)
+        futures, areas = [], {}
+        for (cfg, label), key in keys.items():
+            if key in stored:
+                continue
+            if area is not None and cfg not in areas:
+                areas[cfg] = client.submit(area, cfg, key=_task_key("area", cfg.to_json()),
+                                           pure=True, retries=2)
+            futures.append(client.submit(evaluate, cfg, shared[label], areas.get(cfg),
+                                         point=key, model=label, table=table,
+                                         key=_task_key("eval", key), pure=True, retries=2))
+        try:
+            for future in as_completed(futures):
+                result = future.result()
+                store.add(result)
+                results[result.key] = result
+                computed += 1
+                if progress is not None:
+                    progress(len(results), total)
+        finally:
+            client.cancel([*futures, *areas.values()])
+        search.tell({cfg: _objective_values(spec, [results[keys[cfg, label]]
+                                                   for label in graphs])
+                     for cfg in batch})
+    return SweepResult(evaluations=tuple(results.values()), computed=computed, reused=reused)
+
+
+def _objective_values(spec: ExploreSpec, results: Sequence[Evaluation]) -> list[float] | None:
+    values = [aggregate(o, results) for o in spec.objectives]
+    return None if any(v is None for v in values) else values
