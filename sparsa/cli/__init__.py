@@ -18,7 +18,7 @@ from sparsa.config import ConfigError, ConfigWarning
 from sparsa.nm import PatternSyntaxError
 from sparsa.sw.prune import PatternWarning
 
-from . import fpga, hardware, models, report, run
+from . import explore, fpga, hardware, models, report, run
 from .common import Parser, UsageError
 
 __all__ = ["build_parser", "main"]
@@ -30,7 +30,7 @@ DESCRIPTION = ("Co-design toolkit for N:M structured-sparse systolic-array accel
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="sparsa", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (report, run, models, hardware, fpga):
+    for module in (report, run, models, hardware, fpga, explore):
         module.register(sub)
     return parser
 

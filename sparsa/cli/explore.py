@@ -1,0 +1,151 @@
+"""``sparsa explore``: sweep configurations x models on Dask, store every point, write the Pareto
+fronts, plots and a configuration file per Pareto point.
+
+The output directory holds ``results.sqlite`` (the durable store, written as results arrive),
+``spec.toml`` (the SPEC of the last run; ``--resume`` reads it) and ``report/`` (tables, fronts,
+plots, summary and Pareto configurations, replaced whole at the end of each run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from .common import (
+    MARKER,
+    UsageError,
+    add_command,
+    check_output_dir,
+    output_dir,
+    output_file,
+)
+
+__all__ = ["register"]
+
+STORE = "results.sqlite"
+SPEC_COPY = "spec.toml"
+
+
+def _paths(args: argparse.Namespace) -> tuple[Path, Path]:
+    """The SPEC to run and the output directory, checked before any work."""
+    if args.spec is None and not args.resume:
+        raise UsageError("give a SPEC file (or --resume with -o DIR of an earlier sweep)")
+    if args.output is None and args.spec is None:
+        raise UsageError("--resume without a SPEC needs -o DIR (the sweep to resume)")
+    out = Path(args.output or f"build/explore/{Path(args.spec).stem}")
+    if args.resume:
+        if not (out / STORE).is_file():
+            raise UsageError(f"--resume: {str(out)!r} holds no sweep to resume (no {STORE}); "
+                             "run without --resume to start one")
+        saved = out / SPEC_COPY
+        if args.spec is None:
+            return saved, check_output_dir(out)
+        if saved.is_file() and Path(args.spec).is_file() \
+                and saved.read_bytes() != Path(args.spec).read_bytes():
+            raise UsageError(f"--resume: {args.spec!r} differs from the SPEC of the sweep in "
+                             f"{str(out)!r} ({saved}); drop --resume to run the new SPEC there")
+    return Path(args.spec), check_output_dir(out)
+
+
+@contextlib.contextmanager
+def _client(args: argparse.Namespace) -> Iterator:
+    """A Dask client: on the scheduler given, or on a LocalCluster of worker processes."""
+    from distributed import Client, LocalCluster
+
+    if args.scheduler:
+        with Client(args.scheduler, timeout="20s") as client:
+            yield client
+        return
+    with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
+                      dashboard_address=args.dashboard_address) as cluster, \
+            Client(cluster) as client:
+        yield client
+
+
+def _start_dir(out: Path, spec_path: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    marker = out / MARKER
+    if not marker.is_file():
+        marker.write_text("written by sparsa explore; results.sqlite is kept across runs\n")
+    copy = out / SPEC_COPY
+    if spec_path.resolve() != copy.resolve():
+        with output_file(copy) as tmp:
+            shutil.copyfile(spec_path, tmp)
+
+
+def _cmd_explore(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from sparsa.hw.area import area_kge, load_gate_table
+    from sparsa.sw.energy import load_table
+    from sparsa.sw.explore import load_spec
+    from sparsa.sw.explore_outputs import write_outputs
+    from sparsa.sw.result_store import ResultStore
+    from sparsa.sw.sweep import load_models, model_identity, run_sweep
+
+    if args.workers < 1:
+        raise UsageError(f"--workers must be at least 1, not {args.workers}")
+    spec_path, out = _paths(args)
+    spec = load_spec(spec_path)
+    table = load_table(spec.energy_table)
+    console = Console(stderr=True)
+    with console.status("loading models (traced or trained on first use, then cached)"):
+        graphs = load_models(spec)
+    ids = {m.label: model_identity(m) for m in spec.models}
+    _start_dir(out, spec_path)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
+    with ResultStore(out / STORE) as store, _client(args) as client:
+        cores = sum(w["nthreads"] for w in client.scheduler_info()["workers"].values())
+        print(f"Dask: {cores} worker thread(s); dashboard {client.dashboard_link}")
+        start = time.monotonic()
+        with Progress(*columns, console=console, transient=True) as bar:
+            task = bar.add_task("evaluating", total=None)
+            result = run_sweep(spec, graphs, store, client, table=table,
+                               area=area_kge if spec.area else None,
+                               area_name=load_gate_table().name, model_ids=ids,
+                               progress=lambda done, total: bar.update(task, completed=done,
+                                                                       total=total))
+        seconds = time.monotonic() - start
+    with output_dir(out / "report", "explore") as tmp:
+        write_outputs(spec, result.evaluations, tmp, computed=result.computed,
+                      reused=result.reused)
+    rate = result.computed / seconds / max(1, cores) if result.computed else 0.0
+    print(f"{len(result.evaluations)} points ({result.computed} evaluated, {result.reused} from "
+          f"the store) in {seconds:.1f} s: {rate:.2f} evaluations per second per core")
+    print(f"wrote {out / 'report'} (summary.md, results.csv/json, pareto.csv, plots, "
+          f"pareto/*.toml); store {out / STORE}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``sparsa explore`` to the CLI."""
+    p = add_command(subparsers, "explore",
+                    "sweep configurations x models on Dask and write the Pareto fronts")
+    p.add_argument("spec", nargs="?", default=None,
+                   help="exploration SPEC (.toml); optional with --resume (the sweep's own)")
+    p.add_argument("-o", "--output", default=None,
+                   help="sweep directory (default build/explore/<SPEC name>)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, default=2,
+                       help="worker processes of the local Dask cluster (one thread each)")
+    where.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                       help="run on an existing Dask scheduler, e.g. tcp://127.0.0.1:8786")
+    p.add_argument("--dashboard-address", default=":8787",
+                   help="where the local cluster serves its dashboard (':0' for any free port)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the interrupted sweep in -o DIR (points already stored are "
+                        "skipped on every run; --resume also takes the SPEC saved there)")
+    p.set_defaults(func=_cmd_explore)
