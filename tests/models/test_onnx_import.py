@@ -20,9 +20,8 @@ def _export(model, x, path):
         torch.onnx.export(model, (x,), str(path), dynamo=False)
 
 
-def test_exported_cnn(tmp_path):
-    torch.manual_seed(1)
-    print("seed 1")
+def test_exported_cnn(tmp_path, node_seed):
+    torch.manual_seed(node_seed)
     net = nn.Sequential(nn.Conv2d(4, 8, 3, padding=1, groups=2), nn.ReLU(), nn.MaxPool2d(2),
                         nn.Flatten(), nn.Linear(8 * 3 * 3, 5)).eval()
     x = torch.randn(2, 4, 6, 6)
@@ -51,7 +50,8 @@ def test_exported_cnn(tmp_path):
     assert load_graph(str(path)).macs == g.macs
 
 
-def test_matmul_between_activations(tmp_path):
+def test_matmul_between_activations(tmp_path, node_seed):
+    torch.manual_seed(node_seed)
     class Att(nn.Module):
         def __init__(self):
             super().__init__()

@@ -37,8 +37,8 @@ class Block(nn.Module):
         return self.act(self.fc(x))
 
 
-def test_attention_block_layers_shapes_and_weights():
-    torch.manual_seed(0)
+def test_attention_block_layers_shapes_and_weights(node_seed):
+    torch.manual_seed(node_seed)
     block = Block().eval()
     x = torch.randn(2, 5, 16)
     g = import_module(block, x)

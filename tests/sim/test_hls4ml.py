@@ -98,17 +98,15 @@ def test_test_set_exercises_rounding(checked):
     assert rounded_up > total // 4
 
 
-def test_random_int8_inputs_saturate_and_match(checked):
+def test_random_int8_inputs_saturate_and_match(checked, node_seed):
     """Calibrated digits rarely saturate (activation scales come from the training set's max),
     so random int8 inputs (negative pixels included) drive the requantizers into AP_SAT; they
     must match the golden model bit-exactly too. The int32 accumulators never come near wrapping
     on either input set (|acc| < 2**24 for these layer sizes), so the wrap semantics are checked
     by the types (test above) and by the probe below."""
     qgraph, hls_model, res = checked
-    seed = 20240605
-    print(f"{res.name}: random int8 inputs, seed {seed}")
     shape = (STRESS_SAMPLES, *qgraph.graph.input_shape[1:])
-    x_int = np.random.default_rng(seed).integers(-128, 128, size=shape, dtype=np.int64)
+    x_int = np.random.default_rng(node_seed).integers(-128, 128, size=shape, dtype=np.int64)
     total, rounded_up, saturated = _requant_coverage(qgraph, x_int)
     stress = hls4ml_check.compare(res.name, qgraph=qgraph, hls_model=hls_model, x_int=x_int)
     print(f"{res.name} random inputs: compared {stress.samples} samples, {stress.mismatches} "
@@ -118,13 +116,9 @@ def test_random_int8_inputs_saturate_and_match(checked):
     np.testing.assert_array_equal(stress.hls, stress.golden)
 
 
-PROBE_SEED = 5
-
-
 @pytest.fixture(scope="module")
-def probe_build(tmp_path_factory):
-    print(f"requantization probe seed {PROBE_SEED}")
-    probe = hls4ml_check.requant_probe(PROBE_SEED)
+def probe_build(request, tmp_path_factory, seed_for_node):
+    probe = hls4ml_check.requant_probe(seed_for_node(request.node, "hls4ml-requant-probe"))
     model = hls4ml_check.build_probe_model(probe, tmp_path_factory.mktemp("hls4ml-probe"))
     return probe, model
 

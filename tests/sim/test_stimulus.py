@@ -1,6 +1,7 @@
 """Random N:M workloads and their cut into array tiles, checked against independent matmuls.
 
-Seeds: ``SPARSA_SEED`` (environment, default below) plus the parameter index, printed per test.
+Seeds: the ``rng`` and ``seed`` fixtures of ``tests/conftest.py`` (one stream per test and seed
+index, ``SPARSA_SEED`` draws others); a failure's report names the seed.
 """
 
 from __future__ import annotations

@@ -13,10 +13,8 @@ def cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("SPARSA_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "sparsa-cache"))
 
 
-def test_quantize_multiplier():
-    seed = 7
-    print("seed", seed)
-    real = np.random.default_rng(seed).uniform(1e-5, 3.0, 1000)
+def test_quantize_multiplier(node_seed):
+    real = np.random.default_rng(node_seed).uniform(1e-5, 3.0, 1000)
     mult, shift = quantize_multiplier(real)
     assert np.all(mult < 2 ** 15)
     assert np.all(shift >= 0)
@@ -56,10 +54,8 @@ def test_integer_forward_matches_golden_and_float(name):
     assert abs(float_acc - int_acc) <= 0.01
 
 
-def test_requantize_is_golden():
-    seed = 3
-    print("seed", seed)
-    rng = np.random.default_rng(seed)
+def test_requantize_is_golden(node_seed):
+    rng = np.random.default_rng(node_seed)
     acc = rng.integers(-2 ** 20, 2 ** 20, (50, 6))
     mult, shift = quantize_multiplier(rng.uniform(1e-4, 1e-2, 6))
     got = requantize(acc, mult, shift)

@@ -81,23 +81,19 @@ def walk_compute(cfg: ArrayConfig, beats: list[int]) -> int:
     return last_beat_cycle + timing.array_timing(cfg).latency + 1
 
 
-def test_walk_matches_timing_contract():
-    seed = random.randrange(2**32)
-    print("seed", seed)
-    rng = random.Random(seed)
+def test_walk_matches_timing_contract(node_seed):
+    rng = random.Random(node_seed)
     for _ in range(200):
         cfg = ArrayConfig(rows=rng.randint(1, 6), cols=rng.randint(1, 6), n=1, m=1)
         beats = [rng.randint(1, 20) for _ in range(rng.randint(1, 6))]
         assert walk_compute(cfg, beats) == timing.tile_sequence_cycles(cfg, beats), (cfg, beats)
 
 
-def test_block_memoised_cycles_equal_the_recurrence():
+def test_block_memoised_cycles_equal_the_recurrence(node_seed):
     """Random small GEMMs, every candidate loop order, ideal and DRAM-limited ports: the
     block-memoised count equals the plain recurrence over the whole instruction stream, and the
     per-block counter sums equal the counters of the whole stream."""
-    seed = random.randrange(2**32)
-    print("seed", seed)
-    rng = random.Random(seed)
+    rng = random.Random(node_seed)
     checked = slowed = 0
     for _ in range(120):
         cfg, gemm, sparse = random_case(rng)
@@ -135,12 +131,10 @@ def test_memo_replays_repeated_blocks():
             program_timing(cfg, prog, trace=False, dram_bytes_per_cycle=rate).cycles
 
 
-def test_actions_equal_counts_read_off_the_operations():
+def test_actions_equal_counts_read_off_the_operations(node_seed):
     """The energy model's actions (from the activity counters) against bytes counted from the
     scheduler's operations and the row layouts, independently."""
-    seed = random.randrange(2**32)
-    print("seed", seed)
-    rng = random.Random(seed)
+    rng = random.Random(node_seed)
     checked = 0
     for _ in range(40):
         cfg, gemm, sparse = random_case(rng)
@@ -223,10 +217,8 @@ def run_program_numpy(ops, x: np.ndarray, w: np.ndarray, cfg: ArrayConfig, t) ->
 
 
 @pytest.mark.parametrize("buffers", [1, 4, 64])
-def test_program_computes_the_gemm(buffers):
-    seed = random.randrange(2**32)
-    print("seed", seed)
-    rng = np.random.default_rng(seed)
+def test_program_computes_the_gemm(buffers, node_seed):
+    rng = np.random.default_rng(node_seed)
     cfg = ArrayConfig(rows=2, cols=3, n=2, m=4, act_buffer_kib=buffers, acc_buffer_kib=buffers,
                       weight_buffer_kib=buffers)
     gemm = Gemm(p=300, k=45, cols=17)
