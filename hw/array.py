@@ -57,39 +57,59 @@ class SystolicArray(wiring.Component):
 
     def elaborate(self, platform):
         cfg = self.cfg
-        rows, cols = cfg.rows, cfg.cols
         m = Module()
+        step = Signal()                # the whole pipeline advances this cycle
+        valid = Signal(self.latency)   # bit i: a beat is i enabled cycles in
+        m.d.comb += step.eq(~self.psum.valid | self.psum.ready)
+        accept, bank, cur, since_swap, shadow_full = self._swap_control(m, step)
+        row_write = self._weight_loader(m, step, since_swap, shadow_full)
+        pes = self._pe_grid(m, step, bank, cur, row_write)
 
-        step = Signal()           # the whole pipeline advances this cycle
+        with m.If(step):
+            m.d.sync += valid.eq(Cat(accept, valid[:-1]))
+        m.d.comb += self.psum.valid.eq(valid[-1])
+        for c in range(cfg.cols):
+            m.d.comb += self.psum.payload[c].eq(
+                _delayed(m, step, f"deskew_{c}", pes[-1][c].psum_out, signed(cfg.acc_width),
+                         cfg.cols - 1 - c))
+        return m
+
+    def _swap_control(self, m: Module, step: Signal):
+        """The act/psum_in handshake and the bank swap. Returns ``accept`` (a beat enters this
+        cycle), ``bank`` (the bank that beat uses), ``cur`` (the bank made active by the last
+        swap), ``since_swap`` (enabled cycles since then, saturating) and ``shadow_full``."""
         accept = Signal()         # an act + psum_in beat enters this cycle
         bank = Signal()           # bank used by the beat entering now
         cur = Signal()            # bank made active by the last swap
         shadow_full = Signal()    # all rows of the shadow bank hold the next tile
-        wrow = Signal(range(rows))
-        saturate = rows + cols
+        saturate = self.cfg.rows + self.cfg.cols
         since_swap = Signal(range(saturate + 1), init=saturate)
-        valid = Signal(self.latency)
 
         swap = self.act.payload.swap
         swap_ok = ~swap | shadow_full
         m.d.comb += [
-            step.eq(~self.psum.valid | self.psum.ready),
             self.act.ready.eq(step & self.psum_in.valid & swap_ok),
             self.psum_in.ready.eq(step & self.act.valid & swap_ok),
             accept.eq(self.act.valid & self.act.ready),
             bank.eq(cur ^ swap),
         ]
-
         with m.If(accept & swap):
             m.d.sync += [cur.eq(~cur), shadow_full.eq(0), since_swap.eq(0)]
         with m.Elif(step & (since_swap != saturate)):
             m.d.sync += since_swap.eq(since_swap + 1)
+        return accept, bank, cur, since_swap, shadow_full
 
-        # Weight loading into the shadow bank. The last beat using the old bank reaches PE(r, c)
-        # c + r enabled cycles after the swap entered, so row r may be overwritten once
-        # since_swap >= r + cols - 3 (the write lands on the same edge that beat is consumed).
+    def _weight_loader(self, m: Module, step: Signal, since_swap: Signal, shadow_full: Signal):
+        """Weight rows into the shadow bank, row 0 first; sets ``shadow_full`` after the last.
+        Returns the one-hot ``row_write`` (the PE row written this cycle).
+
+        The last beat using the old bank reaches PE(r, c) c + r enabled cycles after the swap
+        entered, so row r may be overwritten once since_swap >= r + cols - 3 (the write lands on
+        the same edge that beat is consumed)."""
+        rows, cols = self.cfg.rows, self.cfg.cols
+        wrow = Signal(range(rows))
         w_fire = Signal()
-        row_write = Signal(rows)  # one-hot: the PE row written this cycle
+        row_write = Signal(rows)
         m.d.comb += [
             self.weight.ready.eq(step & ~shadow_full & (since_swap + 3 >= wrow + cols)),
             w_fire.eq(self.weight.valid & self.weight.ready),
@@ -100,25 +120,19 @@ class SystolicArray(wiring.Component):
                 m.d.sync += [wrow.eq(0), shadow_full.eq(1)]
             with m.Else():
                 m.d.sync += wrow.eq(wrow + 1)
+        return row_write
 
-        with m.If(step):
-            m.d.sync += valid.eq(Cat(accept, valid[:-1]))
-        m.d.comb += self.psum.valid.eq(valid[-1])
-
-        def delay(name: str, value, shape, stages: int):
-            """``value`` delayed by ``stages`` enabled cycles."""
-            for i in range(stages):
-                reg = Signal(shape, name=f"{name}_{i}")
-                with m.If(step):
-                    m.d.sync += reg.eq(value)
-                value = reg
-            return value
-
-        pes = [[SparsePE(cfg) for _ in range(cols)] for _ in range(rows)]
-        for r in range(rows):
-            for c in range(cols):
-                pe = pes[r][c]
-                m.submodules[f"pe_{r}_{c}"] = pe
+    def _pe_grid(self, m: Module, step: Signal, bank: Signal, cur: Signal,
+                 row_write: Signal) -> list[list[SparsePE]]:
+        """The ``rows x cols`` PEs: shadow-bank writes, activations skewed into column 0 and
+        passed right, partial sums skewed into row 0 and passed down."""
+        cfg = self.cfg
+        pes: list[list[SparsePE]] = []
+        for r in range(cfg.rows):
+            pes.append([])
+            for c in range(cfg.cols):
+                pe = m.submodules[f"pe_{r}_{c}"] = SparsePE(cfg)
+                pes[r].append(pe)
                 m.d.comb += [
                     pe.en.eq(step),
                     pe.w_en.eq(row_write[r]),
@@ -130,18 +144,25 @@ class SystolicArray(wiring.Component):
                     chunk = range(r * cfg.m, (r + 1) * cfg.m)
                     m.d.comb += row_in.eq(Cat(Cat(*(self.act.payload.data[i] for i in chunk)),
                                               bank))
-                    m.d.comb += pe.act_in.eq(delay(f"skew_{r}", row_in, pe_act(cfg), r))
+                    m.d.comb += pe.act_in.eq(_delayed(m, step, f"skew_{r}", row_in,
+                                                      pe_act(cfg), r))
                 else:
                     m.d.comb += pe.act_in.eq(pes[r][c - 1].act_out)
                 if r == 0:
                     m.d.comb += pe.psum_in.eq(
-                        delay(f"psum_skew_{c}", self.psum_in.payload[c],
-                              signed(cfg.acc_width), c + cfg.pipeline_depth))
+                        _delayed(m, step, f"psum_skew_{c}", self.psum_in.payload[c],
+                                 signed(cfg.acc_width), c + cfg.pipeline_depth))
                 else:
                     m.d.comb += pe.psum_in.eq(pes[r - 1][c].psum_out)
+        return pes
 
-        for c in range(cols):
-            m.d.comb += self.psum.payload[c].eq(
-                delay(f"deskew_{c}", pes[rows - 1][c].psum_out, signed(cfg.acc_width),
-                      cols - 1 - c))
-        return m
+
+def _delayed(m: Module, enable: Signal, name: str, value, shape, stages: int):
+    """``value`` delayed by ``stages`` cycles with ``enable`` set, through registers
+    ``{name}_0``, ``{name}_1``, ..."""
+    for i in range(stages):
+        reg = Signal(shape, name=f"{name}_{i}")
+        with m.If(enable):
+            m.d.sync += reg.eq(value)
+        value = reg
+    return value
