@@ -97,7 +97,10 @@ def run_sweep(spec: ExploreSpec, graphs: Mapping[str, LayerGraph], store: Result
     ids = {label: (model_ids or {}).get(label, label) for label in graphs}
     search = make_search(spec)
     total = search.total * len(graphs)
-    shared = {label: client.scatter(g, broadcast=True) for label, g in graphs.items()}
+    # hash=False: a fresh key per sweep, so a graph released by an earlier sweep on the same
+    # client is never mistaken for this one.
+    shared = {label: client.scatter(g, broadcast=True, hash=False)
+              for label, g in graphs.items()}
     results: dict[str, Evaluation] = {}
     computed = reused = 0
     while batch := search.ask():

@@ -1,0 +1,333 @@
+"""Design-space exploration: the SPEC at the edge, sweeps on a 2-process Dask LocalCluster, the
+durable store and resume, exact Pareto fronts, the command line (also on a hand-started
+``dask scheduler`` with two ``dask worker`` processes, one of them killed mid-sweep)."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from sparsa.cli import main
+from sparsa.config import ArrayConfig
+from sparsa.models.load import load_graph
+from sparsa.sw.energy import load_table
+from sparsa.sw.evaluate import evaluate, point_key
+from sparsa.sw.explore import SpecError, parse_spec
+from sparsa.sw.explore_outputs import analyse
+from sparsa.sw.pareto import pareto_indices
+from sparsa.sw.report import build_report
+from sparsa.sw.result_store import ResultStore
+from sparsa.sw.search import make_search
+from sparsa.sw.sweep import run_sweep
+
+from ..conftest import record_seed
+
+TOPOLOGY = ("Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, "
+            "Num Filter, Strides,\nConv1, 18, 18, 3, 3, 8, 16, 1,\nConv2, 8, 8, 3, 3, 16, 32, 2,\n"
+            "FC, 1, 1, 1, 1, 288, 10, 1,\n")
+
+
+# A lambda is pickled by value, so the workers need not import this test module.
+AREA = lambda cfg: cfg.rows * cfg.cols * (0.5 * cfg.n + 0.25 * cfg.index_width)  # noqa: E731
+
+
+@pytest.fixture(scope="module")
+def client():
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def topology(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("models") / "tiny.csv"
+    path.write_text(TOPOLOGY)
+    return path
+
+
+def spec_of(topology: Path, **extra) -> dict:
+    spec = {
+        "models": [{"name": str(topology)}, {"name": "digits_mlp"}],
+        "space": {"rows": [2, 4], "cols": [2], "nm": ["1:1", "2:4", "1:4"],
+                  "dram_bytes_per_cycle": [4, 16]},
+        "objectives": ["latency", "energy", "area"],
+    }
+    spec.update(extra)
+    return spec
+
+
+def graphs_of(spec) -> dict:
+    return {m.label: load_graph(m.name) for m in spec.models}
+
+
+@pytest.fixture(scope="module")
+def swept(client, topology, tmp_path_factory):
+    """A grid sweep of 12 configurations x 2 models, stored."""
+    spec = parse_spec(spec_of(topology))
+    graphs = graphs_of(spec)
+    store_path = tmp_path_factory.mktemp("store") / "results.sqlite"
+    with ResultStore(store_path) as store:
+        result = run_sweep(spec, graphs, store, client, table=load_table(), area=AREA,
+                           area_name="fake")
+        stored = store.get(store.keys())
+    return spec, graphs, result, stored
+
+
+def test_every_result_equals_build_report(swept):
+    _, graphs, result, stored = swept
+    assert len(result.evaluations) == 12 * 2 == result.computed
+    assert {e.key for e in result.evaluations} == set(stored)
+    table = load_table()
+    for e in result.evaluations:
+        assert stored[e.key] == e
+        report = build_report(graphs[e.model], e.config, table=table)
+        assert e.cycles == report.total.cycles.total
+        assert e.dense_cycles == report.dense_total.cycles.total
+        assert e.energy_uj == pytest.approx(report.energy.total / 1e6, rel=1e-12)
+        assert e.dram_bytes == report.total.actions.dram_bytes
+        assert e.speedup == report.speedup
+        assert e.latency_s == pytest.approx(e.cycles / (e.config.clock_mhz * 1e6), rel=1e-12)
+        assert e.area_kge == AREA(e.config)
+        assert e.key == point_key(e.config, e.model, table.name, "fake")
+        assert e == evaluate(e.config, graphs[e.model], AREA(e.config), point=e.key,
+                             model=e.model, table=table)
+
+
+def brute_front(vectors: list[tuple[float, ...]]) -> set[int]:
+    """Written independently of sparsa.sw.pareto: i is out if some j is <= everywhere, < once."""
+    out = set()
+    for i, a in enumerate(vectors):
+        beaten = False
+        for j, b in enumerate(vectors):
+            if j == i:
+                continue
+            le = [y <= x for x, y in zip(a, b, strict=True)]
+            lt = [y < x for x, y in zip(a, b, strict=True)]
+            if all(le) and any(lt):
+                beaten = True
+                break
+        if not beaten:
+            out.add(i)
+    return out
+
+
+def test_pareto_set_equals_brute_force(swept):
+    spec, _, result, _ = swept
+    fronts = analyse(spec, result.evaluations)
+    assert [f.model for f in fronts] == [m.label for m in spec.models]
+    for f in fronts:
+        points = [e for e in result.evaluations if e.model == f.model]
+        vectors = [(e.latency_s, e.energy_uj, e.area_kge) for e in points]
+        expected = {points[i].key for i in brute_front(vectors)}
+        assert {e.key for e in f.front} == expected
+        assert f.best["latency"].latency_s == min(v[0] for v in vectors)
+        assert f.best["area"].area_kge == min(v[2] for v in vectors)
+
+
+def test_pareto_filter_on_random_points(request):
+    rng = random.Random(record_seed(request.node, request.node.nodeid))
+    for _ in range(50):
+        dims = rng.randint(1, 4)
+        # small integer coordinates: many ties and duplicates
+        vectors = [tuple(rng.randint(0, 4) for _ in range(dims))
+                   for _ in range(rng.randint(1, 30))]
+        assert set(pareto_indices(vectors)) == brute_front(vectors)
+
+
+def test_maximized_objective_and_result_constraint(swept):
+    spec, _, result, _ = swept
+    raw = spec_of(Path(spec.models[0].name), objectives=["latency", "throughput_per_area"],
+                  constraints=["area_kge <= 4"])
+    spec2 = parse_spec(raw)
+    for f in analyse(spec2, result.evaluations):
+        assert all(e.area_kge <= 4 for e in f.feasible)
+        assert len(f.feasible) < len(f.points)
+        vectors = [(e.latency_s, -e.metrics["throughput_per_kge"]) for e in f.feasible]
+        assert {e.key for e in f.front} == {f.feasible[i].key for i in brute_front(vectors)}
+
+
+class StopSweepError(Exception):
+    pass
+
+
+def test_resume_after_interrupted_sweep(client, topology, tmp_path):
+    spec = parse_spec(spec_of(topology))
+    graphs = graphs_of(spec)
+    total = 24
+
+    def stop_after(k):
+        def progress(done, _total):
+            if done >= k:
+                raise StopSweepError
+        return progress
+
+    with ResultStore(tmp_path / "r.sqlite") as store:
+        with pytest.raises(StopSweepError):
+            run_sweep(spec, graphs, store, client, table=load_table(), area=AREA,
+                      progress=stop_after(5))
+        first = len(store)
+        assert 5 <= first < total
+    with ResultStore(tmp_path / "r.sqlite") as store:   # a new process would reopen it like this
+        again = run_sweep(spec, graphs, store, client, table=load_table(), area=AREA)
+        assert again.reused == first
+        assert again.computed == total - first
+        keys = store.keys()
+        assert len(keys) == len(set(keys)) == total
+        assert {e.key for e in again.evaluations} == set(keys)
+        third = run_sweep(spec, graphs, store, client, table=load_table(), area=AREA)
+        assert (third.computed, third.reused, len(store)) == (0, total, total)
+
+
+def test_random_search_is_seeded_and_nsga2_stays_in_budget(client, topology, tmp_path):
+    spec = parse_spec(spec_of(topology, search={"method": "random", "budget": 5, "seed": 3}))
+    first = make_search(spec).ask()
+    assert first == make_search(spec).ask()
+    assert len(set(first)) == 5
+    assert make_search(spec).ask() != make_search(parse_spec(spec_of(
+        topology, search={"method": "random", "budget": 5, "seed": 4}))).ask()
+
+    spec = parse_spec(spec_of(topology, constraints=["multipliers <= 8"],
+                              search={"method": "nsga2", "budget": 6, "seed": 1,
+                                      "population": 4}))
+    feasible = set(spec.configs())
+    with ResultStore(tmp_path / "n.sqlite") as store:
+        result = run_sweep(spec, graphs_of(spec), store, client, table=load_table(), area=AREA)
+    configs = {e.config for e in result.evaluations}
+    assert len(configs) == 6
+    assert configs <= feasible
+    assert len(result.evaluations) == 12
+
+
+BAD_SPECS = [
+    ({"space": {"rows": [2]}}, r"models = None: expected a non-empty array"),
+    ({"models": [{"name": "digits_mlp"}]}, r"space = None: expected a table"),
+    ({"models": ["digits_mlp"], "space": {"rows": []}},
+     r"space\.rows = \[\]: expected at least one value \(the space is empty\)"),
+    ({"models": ["digits_mlp"], "space": {"rowz": [2]}}, r"space\.rowz: unknown field"),
+    ({"models": ["digits_mlp"], "space": {"rows": [2, 0]}},
+     r"space\.rows value 0: rows must be a positive integer"),
+    ({"models": ["digits_mlp"], "space": {"nm": ["2:4", "5:4"]}}, r"space\.nm value '5:4'"),
+    ({"models": ["digits_mlp"], "space": {"rows": {"min": 8, "max": 2}}},
+     r"space\.rows = .*min <= max \(the range is empty\)"),
+    ({"models": ["digits_mlp"], "space": {"rows": [2, 4]},
+      "constraints": ["multipliers == 256"]},
+     r"constraint 'multipliers == 256' holds for no configuration of the space "
+     r"\(multipliers spans 32\.\.64\)"),
+    ({"models": ["digits_mlp"], "space": {"rows": [2, 4]},
+      "constraints": ["rows >= 4", "rows <= 2"]}, r"together hold for no configuration"),
+    ({"models": ["digits_mlp"], "space": {"rows": [2]}, "constraints": ["speed > 1"]},
+     r"unknown quantity 'speed'"),
+    ({"models": ["digits_mlp"], "space": {"rows": [2]}, "constraints": ["rows ~ 1"]},
+     r"constraints\[\] = 'rows ~ 1': expected 'quantity op number'"),
+    ({"models": ["digits_mlp"], "space": {"rows": [2]}, "objectives": ["speed"]},
+     r"objectives\[\] = 'speed': expected one of latency"),
+    ({"models": ["digits_mlp"], "space": {"rows": [2]}, "area": False, "objectives": ["area"]},
+     r"objective 'area' needs the area, but area = false"),
+    ({"models": ["digits_mlp"], "space": {"rows": [2]}, "search": {"method": "random"}},
+     r"search\.method = 'random' needs a budget"),
+    ({"models": ["digits_mlp"], "space": {"rows": [2]}, "search": {"method": "anneal"}},
+     r"search\.method = 'anneal': expected one of grid, random, nsga2"),
+    ({"models": ["digits_mlp"], "space": {"rows": [2]},
+      "search": {"method": "nsga2", "budget": 0}}, r"search\.budget = 0: expected an integer"),
+    ({"models": ["digits_mlp"], "space": {"rows": [2]}, "colour": "red"},
+     r"unknown key\(s\) 'colour'"),
+    ({"models": ["digits_mlp"], "base": "huge", "space": {"rows": [2]}},
+     r"base: unknown preset 'huge'"),
+    ({"models": ["digits_mlp"], "space": {"rows": {"min": 1, "max": 4096},
+                                          "cols": {"min": 1, "max": 4096}}},
+     r"the space has 16,777,216 configurations; at most 200,000"),
+]
+
+
+@pytest.mark.parametrize(("raw", "message"), BAD_SPECS)
+def test_bad_spec_is_one_clear_error(raw, message):
+    with pytest.raises(SpecError, match=message) as info:
+        parse_spec(raw, source="s.toml")
+    assert str(info.value).startswith("s.toml: ")
+    assert "\n" not in str(info.value)
+
+
+def test_ranges():
+    spec = parse_spec({"models": ["digits_mlp"],
+                       "space": {"rows": {"min": 2, "max": 16, "factor": 2},
+                                 "cols": {"min": 2, "max": 6, "step": 2}}})
+    assert dict(spec.space) == {"rows": (2, 4, 8, 16), "cols": (2, 4, 6)}
+    assert spec.size == 12 == len(spec.configs())
+
+
+SMALL_SPEC = """\
+area = false
+objectives = ["latency", "energy"]
+constraints = ["multipliers <= 16"]
+
+[[models]]
+name = "{topology}"
+
+[space]
+rows = [2, 4]
+cols = [2]
+nm = ["1:1", "2:4", "1:4"]
+"""
+
+
+def run_cli(*args: str) -> int:
+    return main(["explore", *args])
+
+
+def test_cli_writes_fronts_and_configs_then_reuses_and_resumes(topology, tmp_path, capsys):
+    spec = tmp_path / "spec.toml"
+    spec.write_text(SMALL_SPEC.format(topology=topology))
+    out = tmp_path / "sweep"
+    assert run_cli(str(spec), "-o", str(out), "--workers", "2", "--dashboard-address", ":0") == 0
+    text = capsys.readouterr().out
+    assert "dashboard http://" in text
+    assert re.search(r"6 points \(6 evaluated, 0 from the store\)", text)
+    report = out / "report"
+    data = json.loads((report / "results.json").read_text())
+    assert len(data["results"]) == 6
+    front = data["fronts"][str(topology)]
+    configs = sorted((report / "pareto" / "tiny").glob("*.toml"))
+    assert len(configs) == len(front) >= 1
+    by_key = {r["key"]: r for r in data["results"]}
+    for path in configs:
+        cfg = ArrayConfig.from_file(path)
+        assert any(by_key[k]["rows"] == cfg.rows and by_key[k]["nm"] == cfg.nm for k in front)
+    for name in ("results.csv", "pareto.csv", "summary.md", "tiny_latency_energy.png"):
+        assert (report / name).is_file()
+    assert not (report / "tiny_latency_area.png").exists()   # area = false
+
+    assert run_cli(str(spec), "-o", str(out), "--workers", "1", "--dashboard-address", ":0") == 0
+    assert "6 points (0 evaluated, 6 from the store)" in capsys.readouterr().out
+    assert run_cli("--resume", "-o", str(out), "--workers", "1",
+                   "--dashboard-address", ":0") == 0
+    assert "6 points (0 evaluated, 6 from the store)" in capsys.readouterr().out
+
+
+def test_cli_usage_errors(tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        run_cli("--resume", "-o", str(tmp_path / "none"))
+    assert info.value.code == 2
+    assert "holds no sweep to resume" in capsys.readouterr().err
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[space]\nrows = [2]\n")
+    with pytest.raises(SystemExit) as info:
+        run_cli(str(bad), "-o", str(tmp_path / "o"))
+    err = capsys.readouterr().err
+    assert info.value.code == 2
+    assert err.count("\n") == 1
+    assert "models = None" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_example_spec_is_valid():
+    root = Path(__file__).resolve().parents[2]
+    spec = parse_spec(tomllib.loads((root / "examples" / "explore_small.toml").read_text()),
+                      source="examples/explore_small.toml")
+    assert 10 <= len(spec.configs()) * len(spec.models) <= 60

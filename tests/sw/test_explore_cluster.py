@@ -1,0 +1,115 @@
+"""``sparsa explore`` on a hand-started cluster: a real ``dask scheduler`` and two ``dask worker``
+processes on 127.0.0.1 over TCP, as the README shows; one worker is killed mid-sweep and every
+point still arrives exactly once. All three processes are ended at the end, whatever happens."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from sparsa.cli import main
+from sparsa.models.load import load_graph
+from sparsa.sw.energy import load_table
+from sparsa.sw.explore import parse_spec
+from sparsa.sw.result_store import ResultStore
+from sparsa.sw.sweep import run_sweep
+
+DASK = str(Path(sys.executable).parent / "dask")
+TOPOLOGY = ("Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, "
+            "Num Filter, Strides,\nConv1, 18, 18, 3, 3, 8, 16, 1,\nConv2, 8, 8, 3, 3, 16, 32, 2,\n")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    """(scheduler address, {worker name: process}); everything is ended afterwards."""
+    address = f"tcp://127.0.0.1:{free_port()}"
+    procs: list[subprocess.Popen] = []
+    workers = {}
+
+    def start(args: list[str], log: str) -> subprocess.Popen:
+        with open(tmp_path / log, "w") as f:
+            p = subprocess.Popen([DASK, *args], stdout=f, stderr=subprocess.STDOUT,
+                                 stdin=subprocess.DEVNULL)
+        procs.append(p)
+        return p
+
+    try:
+        start(["scheduler", "--host", "127.0.0.1", "--port", address.rsplit(":", 1)[1],
+               "--no-dashboard"], "scheduler.log")
+        for name in ("w0", "w1"):
+            workers[name] = start(["worker", address, "--name", name, "--nthreads", "1",
+                                   "--no-nanny", "--no-dashboard", "--host", "127.0.0.1",
+                                   "--death-timeout", "60"], f"{name}.log")
+        from distributed import Client
+
+        with Client(address, timeout="60s") as client:
+            client.wait_for_workers(2, timeout=90)
+        yield address, workers
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(timeout=15)
+
+
+def spec_file(tmp_path: Path) -> Path:
+    topology = tmp_path / "tiny.csv"
+    topology.write_text(TOPOLOGY)
+    spec = tmp_path / "spec.toml"
+    spec.write_text(f'area = false\nobjectives = ["latency", "energy"]\n'
+                    f'[[models]]\nname = "{topology}"\n[[models]]\nname = "digits_mlp"\n'
+                    '[space]\nrows = [2, 4, 8]\ncols = [2, 4]\nnm = ["1:1", "2:4", "1:4"]\n'
+                    'dram_bytes_per_cycle = [4, 16]\n')
+    return spec
+
+
+def test_cli_on_hand_started_scheduler_survives_a_killed_worker(cluster, tmp_path, capsys):
+    address, workers = cluster
+    spec_path = spec_file(tmp_path)
+    total = 3 * 2 * 3 * 2 * 2
+
+    # The command line on the scheduler address.
+    out = tmp_path / "sweep"
+    assert main(["explore", str(spec_path), "-o", str(out), "--scheduler", address]) == 0
+    text = capsys.readouterr().out
+    assert f"{total} points ({total} evaluated, 0 from the store)" in text
+    assert len(json.loads((out / "report" / "results.json").read_text())["results"]) == total
+
+    # A fresh sweep; worker w1 is killed (SIGKILL) after a few results.
+    from distributed import Client
+
+    spec = parse_spec(tomllib.loads(spec_path.read_text()), source="spec")
+    graphs = {m.label: load_graph(m.name) for m in spec.models}
+    killed = []
+
+    def progress(done: int, _total: int) -> None:
+        if done >= 4 and not killed:
+            workers["w1"].kill()
+            killed.append(time.monotonic())
+
+    with Client(address, timeout="30s") as client, \
+            ResultStore(tmp_path / "after_kill.sqlite") as store:
+        result = run_sweep(spec, graphs, store, client, table=load_table(), progress=progress)
+        keys = store.keys()
+    assert killed
+    assert workers["w1"].wait(timeout=10) != 0
+    assert result.computed == total
+    assert len(keys) == len(set(keys)) == total
+    assert {e.key for e in result.evaluations} == set(keys)
