@@ -10,6 +10,8 @@ multiplexers) and weighs each cell type by a gate-equivalent table
 Synthesis takes seconds (2x2) to minutes (8x8), so the cell counts are cached under
 ``$SPARSA_CACHE_DIR/area`` (default ``~/.cache/sparsa/area``) keyed by the SHA-256 of the Verilog
 and of the script: the same RTL is synthesized once, whichever configuration fields produced it.
+An index from (configuration, hash of the RTL's sources) to the Verilog's hash spares even the
+elaboration of a configuration seen before.
 The figure covers the array (PEs, skew and deskew registers, control), not the scratchpad SRAM.
 """
 
@@ -26,6 +28,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
+from importlib.metadata import version
 from pathlib import Path
 
 from sparsa.config import ArrayConfig
@@ -162,14 +165,48 @@ def _cached_cells(digest: str, verilog: Path, module: str,
             pass   # a damaged entry is synthesized again below
     cells = synthesize_cells(verilog, module)
     if cache:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".tmp{os.getpid()}")
-            tmp.write_text(json.dumps(cells, sort_keys=True))
-            tmp.replace(path)
-        except OSError:
-            pass   # a read-only cache is not an error
+        _write_json(path, cells)
     return cells, False
+
+
+def rtl_fingerprint() -> str:
+    """SHA-256 of everything the generated RTL depends on: the Amaranth version and the source
+    of sparsa's root modules and hardware package."""
+    h = hashlib.sha256(version("amaranth").encode())
+    here = Path(__file__).resolve().parent
+    sources = [*sorted(here.glob("*.py")),
+               *sorted(Path(resources.files("sparsa")).glob("*.py"))]
+    for path in sources:
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
+
+
+def _index_path(cfg: ArrayConfig, top: str) -> Path:
+    """Where the Verilog hash of (``cfg``, ``top``) is remembered, so a configuration seen
+    before is not elaborated again; the key covers the RTL's sources (:func:`rtl_fingerprint`)."""
+    key = hashlib.sha256(f"{rtl_fingerprint()}\0{top}\0{cfg.to_json()}".encode()).hexdigest()
+    return area_cache_dir() / "index" / f"{key}.json"
+
+
+def _from_index(cfg: ArrayConfig, top: str, table: GateTable) -> AreaResult | None:
+    try:
+        entry = json.loads(_index_path(cfg, top).read_text())
+        cells = json.loads((area_cache_dir() / f"{entry['digest']}.json").read_text())
+        return AreaResult(module=entry["module"], cells=cells, ge=gate_equivalents(cells, table),
+                          table=table.name, verilog_sha256=entry["verilog_sha256"],
+                          cached=True)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _write_json(path: Path, value: dict) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(value, sort_keys=True))
+        tmp.replace(path)
+    except OSError:
+        pass   # a read-only cache is not an error
 
 
 def array_area(cfg: ArrayConfig, *, table: GateTable | None = None, top: str = "array",
@@ -179,14 +216,19 @@ def array_area(cfg: ArrayConfig, *, table: GateTable | None = None, top: str = "
         raise TypeError(f"cfg must be an ArrayConfig, not {cfg!r}")
     check_export_size(cfg)
     table = table or load_gate_table()
+    if cache and (known := _from_index(cfg, top, table)) is not None:
+        return known
     with tempfile.TemporaryDirectory(prefix="sparsa-export-") as tmp:
         paths = export_verilog(cfg, Path(tmp), top=top)
         text = paths.verilog.read_bytes()
         digest = hashlib.sha256(text + b"\0" + SCRIPT.encode()).hexdigest()
         cells, cached = _cached_cells(digest, paths.verilog, paths.module, cache)
+    verilog_sha = hashlib.sha256(text).hexdigest()
+    if cache:
+        _write_json(_index_path(cfg, top), {"digest": digest, "module": paths.module,
+                                            "verilog_sha256": verilog_sha})
     return AreaResult(module=paths.module, cells=cells, ge=gate_equivalents(cells, table),
-                      table=table.name, verilog_sha256=hashlib.sha256(text).hexdigest(),
-                      cached=cached)
+                      table=table.name, verilog_sha256=verilog_sha, cached=cached)
 
 
 def area_kge(cfg: ArrayConfig) -> float:
