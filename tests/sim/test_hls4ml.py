@@ -101,12 +101,16 @@ def test_test_set_exercises_rounding(checked):
 def test_random_int8_inputs_saturate_and_match(checked, node_seed):
     """Calibrated digits rarely saturate (activation scales come from the training set's max),
     so random int8 inputs (negative pixels included) drive the requantizers into AP_SAT; they
-    must match the golden model bit-exactly too. The int32 accumulators never come near wrapping
-    on either input set (|acc| < 2**24 for these layer sizes), so the wrap semantics are checked
-    by the types (test above) and by the probe below."""
+    must match the golden model bit-exactly too. Every other sample holds only -128 and 127:
+    uniform int8 samples alone saturate the MLP for about one seed in four, these for every seed
+    tried (at least 51 saturated values in 60 seeds). The int32 accumulators never come near
+    wrapping on either input set (|acc| < 2**24 for these layer sizes), so the wrap semantics
+    are checked by the types (test above) and by the probe below."""
     qgraph, hls_model, res = checked
     shape = (STRESS_SAMPLES, *qgraph.graph.input_shape[1:])
-    x_int = np.random.default_rng(node_seed).integers(-128, 128, size=shape, dtype=np.int64)
+    rng = np.random.default_rng(node_seed)
+    x_int = rng.integers(-128, 128, size=shape, dtype=np.int64)
+    x_int[::2] = np.where(rng.random(x_int[::2].shape) < 0.5, -128, 127)
     total, rounded_up, saturated = _requant_coverage(qgraph, x_int)
     stress = hls4ml_check.compare(res.name, qgraph=qgraph, hls_model=hls_model, x_int=x_int)
     print(f"{res.name} random inputs: compared {stress.samples} samples, {stress.mismatches} "
