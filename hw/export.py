@@ -20,6 +20,7 @@ from sparsa.config import ArrayConfig
 
 from .accelerator import Accelerator
 from .array import SystolicArray
+from .dma import DmaReader, DmaWriter
 from .pe import SparsePE
 
 __all__ = ["LINT_WAIVERS", "MAX_PES", "TOPS", "Export", "build_top", "check_export_size",
@@ -30,6 +31,8 @@ TOPS = {
     "array": ("sparsa_array", SystolicArray),
     "pe": ("sparsa_pe", SparsePE),
     "accelerator": ("sparsa_accelerator", Accelerator),
+    "dma_reader": ("sparsa_dma_reader", DmaReader),
+    "dma_writer": ("sparsa_dma_writer", DmaWriter),
 }
 
 LINT_WAIVERS = "lint_waivers.vlt"

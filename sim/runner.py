@@ -25,7 +25,8 @@ __all__ = ["SIMULATORS", "TESTBENCHES", "TestbenchResult", "build_dir_for", "run
 SIMULATORS = ("verilator", "icarus")
 # top -> cocotb test module
 TESTBENCHES = {"array": "sparsa.sim.tb_array", "pe": "sparsa.sim.tb_pe",
-               "accelerator": "sparsa.sim.tb_accel"}
+               "accelerator": "sparsa.sim.tb_accel", "dma_reader": "sparsa.sim.tb_dma",
+               "dma_writer": "sparsa.sim.tb_dma"}
 TOOLS = {"verilator": "verilator", "icarus": "iverilog"}
 
 
