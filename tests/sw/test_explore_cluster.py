@@ -59,14 +59,13 @@ def cluster(tmp_path):
             client.wait_for_workers(2, timeout=90)
         yield address, workers
     finally:
-        for p in procs:
+        for p in reversed(procs):          # the workers, then the scheduler
             p.terminate()
-        for p in procs:
             try:
-                p.wait(timeout=15)
+                p.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 p.kill()
-                p.wait(timeout=15)
+                p.wait(timeout=10)
 
 
 def spec_file(tmp_path: Path) -> Path:
