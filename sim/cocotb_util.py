@@ -1,8 +1,9 @@
-"""cocotb building blocks shared by the testbenches: stream source/sink and the run config.
+"""Backend: cocotb on Verilator or Icarus, and the plumbing every cocotb testbench shares (the
+configuration under test, seeds, clock and reset).
 
-Sampling discipline (the same on Verilator and Icarus): inputs are driven right after a rising
-edge, handshakes and outputs are sampled in the ``ReadOnly`` phase of the same cycle, when every
-combinational path has settled. A transfer is recorded with the index of the cycle it happened in.
+:class:`CocotbHarness` adapts a cocotb DUT to the drivers' harness: inputs are driven right after
+a rising edge, handshakes and outputs are read in the ``ReadOnly`` phase of the same cycle, when
+every combinational path has settled (the same on Verilator and Icarus).
 """
 
 from __future__ import annotations
@@ -10,22 +11,25 @@ from __future__ import annotations
 import logging
 import os
 import random
-from collections import deque
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 import cocotb
+import numpy as np
 from cocotb.clock import Clock
-from cocotb.simtime import get_sim_time
-from cocotb.triggers import Event, ReadOnly, RisingEdge
+from cocotb.triggers import ReadOnly, RisingEdge
+from cocotb.types import Logic
 
 from sparsa.config import ArrayConfig
 
 __all__ = [
     "CLOCK_NS",
-    "StreamSink",
-    "StreamSource",
-    "cycle_now",
+    "CocotbHarness",
+    "Seed",
     "load_config",
-    "make_rng",
+    "seed_for",
     "start_clock_and_reset",
 ]
 
@@ -41,18 +45,50 @@ def load_config() -> ArrayConfig:
     return ArrayConfig.from_json(text)
 
 
-def make_rng(salt: str) -> random.Random:
-    """A generator seeded from cocotb's (logged) seed and the test's name."""
-    seed = (cocotb.RANDOM_SEED * 1_000_003 + sum(map(ord, salt))) % (1 << 32)
-    log.info("random seed for %s: %d (COCOTB_RANDOM_SEED=%d)", salt, seed, cocotb.RANDOM_SEED)
-    return random.Random(seed)
+@dataclass(frozen=True)
+class Seed:
+    """The random stream of one cocotb test: ``value`` seeds its generators; failures inside
+    :meth:`named_in_failures` carry it in their message."""
+
+    key: str
+    value: int
+
+    def __str__(self) -> str:
+        regression = os.environ.get("COCOTB_RANDOM_SEED", "unset")
+        return f"seed {self.value} for {self.key!r} (COCOTB_RANDOM_SEED={regression})"
+
+    def rng(self) -> random.Random:
+        return random.Random(self.value)
+
+    def numpy(self) -> np.random.Generator:
+        return np.random.default_rng(self.value)
+
+    @contextmanager
+    def named_in_failures(self) -> Iterator[None]:
+        try:
+            yield
+        except AssertionError as err:
+            raise AssertionError(f"{err} [{self}]") from err
+        except Exception as err:
+            err.add_note(str(self))
+            raise
 
 
-def cycle_now() -> int:
-    return int(get_sim_time("ns")) // CLOCK_NS
+def seed_for(key: str) -> Seed:
+    """The seed of the stream named ``key``: the running test's cocotb seed (derived by cocotb
+    from ``COCOTB_RANDOM_SEED``, which the runner sets from the pytest test's seed, and the
+    test's name) combined with ``key``, the simulator and the configuration, so no two tests,
+    simulators or configurations share a stream."""
+    sim = os.environ.get("SPARSA_SIM", "?")
+    text = f"{cocotb.RANDOM_SEED}:{sim}:{os.environ.get('SPARSA_CONFIG', '')}:{key}"
+    seed = Seed(key, zlib.crc32(text.encode()))
+    log.info("%s on %s", seed, sim)
+    return seed
 
 
 async def start_clock_and_reset(dut, inputs: list) -> None:
+    """Drive ``inputs`` low, start the clock and hold ``rst`` for three cycles; returns just after
+    a rising edge, where drivers may drive."""
     for sig in inputs:
         sig.value = 0
     Clock(dut.clk, CLOCK_NS, unit="ns").start(start_high=False)
@@ -62,76 +98,29 @@ async def start_clock_and_reset(dut, inputs: list) -> None:
     dut.rst.value = 0
 
 
-class StreamSource:
-    """Drives ``<name>__valid/__payload`` from a queue of integers, holding each beat until
-    ``<name>__ready``; before presenting a new beat it idles with probability ``idle``."""
+class CocotbHarness:
+    """A cocotb DUT, ports by their Verilog names. :meth:`settle` waits for ``ReadOnly``;
+    :meth:`tick` for the next rising edge of ``clk``."""
 
-    def __init__(self, dut, name: str, rng: random.Random, idle: float = 0.0):
-        self.clk = dut.clk
-        self.valid = getattr(dut, f"{name}__valid")
-        self.ready = getattr(dut, f"{name}__ready")
-        self.payload = getattr(dut, f"{name}__payload")
-        self.name, self.rng, self.idle = name, rng, idle
-        self.queue: deque[int] = deque()
-        self.transfers: list[int] = []
-        self.gate: Event | None = None       # if set, wait for it before the next beat
-        self.drained = Event()
-        self._driving = False
-        self.valid.value = 0
+    def __init__(self, dut):
+        self.dut = dut
+        self._handles: dict[str, object] = {}
 
-    def send(self, payloads) -> None:
-        self.queue.extend(int(p) for p in payloads)
-        self.drained.clear()
+    def _handle(self, port: str):
+        handle = self._handles.get(port)
+        if handle is None:
+            handle = self._handles[port] = getattr(self.dut, port)
+        return handle
 
-    async def run(self) -> None:
-        while True:
-            await RisingEdge(self.clk)
-            if not self._driving:
-                ready_to_go = self.queue and (self.gate is None or self.gate.is_set())
-                if ready_to_go and self.rng.random() >= self.idle:
-                    self.payload.value = self.queue[0]
-                    self.valid.value = 1
-                    self._driving = True
-                else:
-                    self.valid.value = 0
-            await ReadOnly()
-            if self._driving and self.ready.value:
-                self.queue.popleft()
-                self.transfers.append(cycle_now())
-                self._driving = False
-                if not self.queue:
-                    self.drained.set()
+    def set(self, port: str, value: int) -> None:
+        self._handle(port).value = value
 
+    def get(self, port: str) -> int:
+        value = self._handle(port).value
+        return int(value) if isinstance(value, Logic) else value.to_unsigned()
 
-class StreamSink:
-    """Takes beats from ``<name>__valid/__payload``, deasserting ``<name>__ready`` with
-    probability ``backpressure`` each cycle; records payloads and their cycles."""
+    async def settle(self) -> None:
+        await ReadOnly()
 
-    def __init__(self, dut, name: str, rng: random.Random, backpressure: float = 0.0):
-        self.clk = dut.clk
-        self.valid = getattr(dut, f"{name}__valid")
-        self.ready = getattr(dut, f"{name}__ready")
-        self.payload = getattr(dut, f"{name}__payload")
-        self.rng, self.backpressure = rng, backpressure
-        self.received: list[int] = []
-        self.transfers: list[int] = []
-        self.count_event = Event()
-        self.expect = 0
-        self.ready.value = 0
-
-    async def run(self) -> None:
-        while True:
-            await RisingEdge(self.clk)
-            self.ready.value = int(self.rng.random() >= self.backpressure)
-            await ReadOnly()
-            if self.valid.value and self.ready.value:
-                self.received.append(self.payload.value.to_unsigned())
-                self.transfers.append(cycle_now())
-                if len(self.received) >= self.expect:
-                    self.count_event.set()
-
-    async def wait_for(self, count: int) -> None:
-        self.expect = count
-        if len(self.received) < count:
-            self.count_event.clear()
-            await self.count_event.wait()
+    async def tick(self) -> None:
+        await RisingEdge(self.dut.clk)

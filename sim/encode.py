@@ -1,5 +1,6 @@
-"""Packing array tiles into stream beats (and unpacking results), with :mod:`sparsa.isa`'s
-row packers: the same bits as the hardware's layouts (``tests/hw/test_layouts.py`` checks it)."""
+"""Stimulus encoding: array tiles packed into stream beats (and results unpacked) with
+:mod:`sparsa.isa`'s row packers, the same bits as the hardware's layouts
+(``tests/hw/test_layouts.py`` checks it)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Builds generated Verilog and runs the cocotb testbenches with ``cocotb_tools.runner``.
+"""Runner: builds generated Verilog and runs the cocotb testbenches with ``cocotb_tools.runner``.
 
 One build directory per (simulator, top, configuration), so parallel runs never share one and a
 rebuild happens only when the Verilog changes. ``WAVES=1`` in the environment records waveforms.
@@ -92,13 +92,19 @@ def run_testbench(cfg: ArrayConfig, *, top: str = "array", simulator: str = "ver
     test_dir = build_dir / ("run-" + (testcase or module.rsplit(".", 1)[-1]))
     test_dir.mkdir(parents=True, exist_ok=True)
     (test_dir / "cycles.jsonl").unlink(missing_ok=True)
-    results = runner.test(
-        test_module=module, hdl_toplevel=paths.module, testcase=testcase,
-        seed=seed, build_dir=build_dir, test_dir=test_dir,
-        extra_env={"SPARSA_CONFIG": cfg.to_json(), "SPARSA_SIM": simulator,
-                   **(extra_env or {})},
-        timescale=("1ns", "1ps"), results_xml=str(test_dir / "results.xml"),
-        log_file=log_file)
-    tests, failed = get_results(Path(results))
-    return TestbenchResult(tests=tests, failed=failed, results_xml=Path(results),
-                           test_dir=test_dir)
+    results = test_dir / "results.xml"
+    try:
+        runner.test(
+            test_module=module, hdl_toplevel=paths.module, testcase=testcase,
+            seed=seed, build_dir=build_dir, test_dir=test_dir,
+            extra_env={"SPARSA_CONFIG": cfg.to_json(), "SPARSA_SIM": simulator,
+                       **(extra_env or {})},
+            timescale=("1ns", "1ps"), results_xml=str(results), log_file=log_file)
+    except SystemExit as stop:
+        # Under pytest the runner exits when a test failed: report it like any other result,
+        # so the caller's message names the failure and the seed.
+        if not results.is_file() or not get_results(results)[1]:
+            raise RuntimeError(f"{simulator} stopped with status {stop.code} running {module} "
+                               f"(no failing test in {results})") from None
+    tests, failed = get_results(results)
+    return TestbenchResult(tests=tests, failed=failed, results_xml=results, test_dir=test_dir)

@@ -120,6 +120,8 @@ class StreamSource:
     def __init__(self, name: str, payloads: Sequence[int], *, pacing: Pacing | None = None,
                  gate: Callable[[int], bool] | None = None):
         self.name = name
+        self.valid_port, self.ready_port, self.payload_port = (
+            f"{name}__valid", f"{name}__ready", f"{name}__payload")
         self.payloads = [int(p) for p in payloads]
         self.pacing = IDEAL if pacing is None else pacing
         self.gate = gate
@@ -137,20 +139,20 @@ class StreamSource:
 
     def _set_valid(self, harness: Harness, valid: int) -> None:
         if valid != self._valid:
-            harness.set(f"{self.name}__valid", valid)
+            harness.set(self.valid_port, valid)
             self._valid = valid
 
     def drive(self, harness: Harness) -> None:
         beat = self.sent
         if (not self.offering and beat < len(self.payloads)
                 and (self.gate is None or self.gate(beat)) and self.pacing.allows(beat)):
-            harness.set(f"{self.name}__payload", self.payloads[beat])
+            harness.set(self.payload_port, self.payloads[beat])
             self.offering = True
         self._set_valid(harness, int(self.offering))
 
     def sample(self, harness: Harness, cycle: int) -> None:
         moved = None
-        if self.offering and harness.get(f"{self.name}__ready"):
+        if self.offering and harness.get(self.ready_port):
             moved = self.sent
             self.transfers.append(cycle)
             self.offering = False
@@ -167,6 +169,8 @@ class StreamSink:
 
     def __init__(self, name: str, *, pacing: Pacing | None = None):
         self.name = name
+        self.valid_port, self.ready_port, self.payload_port = (
+            f"{name}__valid", f"{name}__ready", f"{name}__payload")
         self.pacing = IDEAL if pacing is None else pacing
         self.received: list[int] = []
         self.transfers: list[int] = []
@@ -174,7 +178,7 @@ class StreamSink:
 
     def _set_ready(self, harness: Harness, ready: int) -> None:
         if ready != self._ready:
-            harness.set(f"{self.name}__ready", ready)
+            harness.set(self.ready_port, ready)
             self._ready = ready
 
     def drive(self, harness: Harness) -> None:
@@ -182,9 +186,9 @@ class StreamSink:
 
     def sample(self, harness: Harness, cycle: int) -> None:
         moved = None
-        if self._ready and harness.get(f"{self.name}__valid"):
+        if self._ready and harness.get(self.valid_port):
             moved = len(self.received)
-            self.received.append(harness.get(f"{self.name}__payload"))
+            self.received.append(harness.get(self.payload_port))
             self.transfers.append(cycle)
         self.pacing.end_cycle(moved)
 

@@ -1,9 +1,9 @@
-"""cocotb testbench of :class:`~sparsa.hw.SparsePE` (top ``sparsa_pe``).
+"""Testbench (cocotb) of :class:`~sparsa.hw.SparsePE` (top ``sparsa_pe``).
 
 Every cycle the driver applies random inputs (datapath enable, weight writes into a random bank,
 activations tagged with a random bank, partial sums across the whole int32 range). A reference
 model keeps both weight banks and the PE's internal pipeline (``pipeline_depth`` stages) and
-computes, with :func:`sparsa.sim.nm.gemm_nm`, what the PE must register; the monitor compares
+computes, with :func:`sparsa.nm.gemm_nm`, what the PE must register; the monitor compares
 ``psum_out`` and ``act_out`` every cycle.
 """
 
@@ -18,7 +18,7 @@ from cocotb.triggers import ReadOnly, RisingEdge
 from sparsa import nm
 from sparsa.hw import layouts
 
-from .cocotb_util import load_config, log, make_rng, start_clock_and_reset
+from .cocotb_util import load_config, log, seed_for, start_clock_and_reset
 
 
 def _bits(layout, value) -> int:
@@ -29,16 +29,19 @@ def _bits(layout, value) -> int:
 @cocotb.parametrize(enable_prob=[1.0, 0.7])
 async def random_cycles(dut, enable_prob: float) -> None:
     cfg = load_config()
-    rng = make_rng(f"pe-random-{enable_prob}")
+    seed = seed_for(f"pe-random-{enable_prob}")
+    rng = seed.rng()
     acc_lo, acc_hi = -(1 << (cfg.acc_width - 1)), (1 << (cfg.acc_width - 1)) - 1
     a_lo, a_hi = -(1 << (cfg.act_width - 1)), (1 << (cfg.act_width - 1)) - 1
     w_lo, w_hi = -(1 << (cfg.weight_width - 1)), (1 << (cfg.weight_width - 1)) - 1
     inputs = [dut.en, dut.act_in, dut.psum_in, dut.w_en, dut.w_bank, dut.w_data]
     await start_clock_and_reset(dut, inputs)
 
-    # Reference state: both banks start at zero after reset, and so do the pipeline registers
-    # between the multipliers and the adder (pipeline_depth of them, holding dot products).
-    banks = [(np.zeros(cfg.n, np.int64), np.zeros(cfg.n, np.int64)) for _ in range(2)]
+    # Reference state: both banks hold zero values after reset (their indices are zero too, which
+    # the compressed format rejects as duplicates; with zero values any ascending indices
+    # compute the same), and so do the pipeline registers between the multipliers and the adder
+    # (pipeline_depth of them, holding dot products).
+    banks = [(np.zeros(cfg.n, np.int64), np.arange(cfg.n, dtype=np.int64)) for _ in range(2)]
     psum_reg, act_reg = 0, (np.zeros(cfg.m, np.int64), 0)
     pipe = deque([0] * cfg.pipeline_depth)
     checked = 0
@@ -68,9 +71,10 @@ async def random_cycles(dut, enable_prob: float) -> None:
         got_psum = dut.psum_out.value.to_signed()
         got_act = layouts.pe_act(cfg).from_bits(dut.act_out.value.to_unsigned())
         got_acts = [int(got_act.data[i]) for i in range(cfg.m)]
-        assert got_psum == psum_reg, f"cycle {cycle}: psum_out {got_psum}, model {psum_reg}"
-        assert got_acts == list(act_reg[0]), f"cycle {cycle}: act_out {got_acts}, model {act_reg}"
-        assert int(got_act.bank) == act_reg[1], f"cycle {cycle}: act_out bank, model {act_reg}"
+        at = f"cycle {cycle} ({seed})"
+        assert got_psum == psum_reg, f"{at}: psum_out {got_psum}, model {psum_reg}"
+        assert got_acts == list(act_reg[0]), f"{at}: act_out {got_acts}, model {act_reg}"
+        assert int(got_act.bank) == act_reg[1], f"{at}: act_out bank, model {act_reg}"
         checked += 1
 
         # What the next edge registers: uses the banks as they are during this cycle.

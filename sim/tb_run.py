@@ -1,4 +1,4 @@
-"""cocotb test that runs a whole network on the accelerator RTL (``sparsa run --sim
+"""Testbench (cocotb) that runs a whole network on the accelerator RTL (``sparsa run --sim
 verilator|icarus``): the model runner of :mod:`.infer` with a backend that drives the streams.
 
 The job (model, number of images, result file) comes in ``SPARSA_RUN_JOB`` as JSON; the result
@@ -12,7 +12,6 @@ import os
 from pathlib import Path
 
 import cocotb
-import numpy as np
 
 from sparsa.isa import Opcode
 
@@ -23,18 +22,17 @@ from .tb_accel import AccelTB
 
 
 class CocotbBackend:
-    """The host driver's cocotb backend: ideal streams into the simulated accelerator."""
+    """The host driver's cocotb backend: the accelerator driver with ideal streams into the
+    simulated accelerator."""
 
     def __init__(self, tb: AccelTB, name: str):
         self.tb, self.name = tb, name
 
     async def run(self, program, data_in) -> ProgramRun:
-        outs, _, out_cycles, counts = await self.tb.run(program, data_in)
+        run = await self.tb.run(program, data_in)
         stores = sum(i.count for i in program if i.opcode == Opcode.STORE)
-        assert len(outs) == stores
-        cycles = out_cycles[-1] + 1 if out_cycles else 0
-        return ProgramRun(outputs=[np.asarray(o) for o in outs], cycles=cycles,
-                          counters=counts)
+        assert len(run.outputs) == stores, f"{len(run.outputs)} output rows, {stores} stored"
+        return ProgramRun.of(run)
 
 
 @cocotb.test(timeout_time=None)

@@ -22,10 +22,13 @@ CONFIGS = {
 
 
 def run_all(cfg: ArrayConfig, top: str, simulator: str, seed: int, *, tests: int):
-    """Build and run every test of ``top``'s cocotb testbench; all ``tests`` must pass."""
+    """Build and run every test of ``top``'s cocotb testbench with ``seed`` (cocotb's seed, which
+    every cocotb test combines with its own name); all ``tests`` must pass."""
     result = run_testbench(cfg, top=top, simulator=simulator, seed=seed)
     assert result.tests == tests, f"expected {tests} {top} testbench tests, got {result.tests}"
-    assert result.failed == 0, f"{result.failed} of {result.tests} failed: {result.results_xml}"
+    assert result.failed == 0, (f"{result.failed} of {result.tests} failed with "
+                                f"COCOTB_RANDOM_SEED={seed}; first: {result.failure()} "
+                                f"(results: {result.results_xml})")
     return result
 
 

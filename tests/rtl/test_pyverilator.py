@@ -16,7 +16,7 @@ from sparsa.sw import timing
 @pytest.mark.rtl
 def test_gemm_on_pyverilator(tmp_path, seed_for):
     cfg = ArrayConfig(rows=4, cols=4, n=2, m=4)
-    rng = np.random.default_rng(seed_for("pyverilator"))
+    rng = np.random.default_rng(seed_for("pyverilator-array-4x4-2of4"))
     x, w, psum0, tiles = random_gemm(cfg, rng, p=37, passes=3)
     array = PyVerilatorArray(cfg, tmp_path)
     run = array.run_tiles(tiles)
