@@ -172,7 +172,8 @@ class ReadAligner(wiring.Component):
         m.d.comb += left.eq(row.bytes - sent)
         held_only = Signal()                  # the rest of the row lies in ``held``
         m.d.comb += held_only.eq(left <= b - row.offset)
-        word = Cat(held, self.beat.payload.as_value())
+        # The input beat is used only when taken, so the payload stays stable while it waits.
+        word = Cat(held, Mux(held_only, 0, self.beat.payload.as_value()))
         m.d.comb += [
             self.out.payload.data.eq(word >> Cat(Const(0, 3), row.offset)),
             self.out.payload.count.eq(Mux(left < b, left, b)),
@@ -236,7 +237,8 @@ class WriteAligner(wiring.Component):
         ones = Const((1 << b) - 1, b)
         first_mask = Mux(pos == 0, (ones << row.offset)[:b], ones)
         last_mask = Mux(last_of_row, ones >> (b - end[:bits_for(b)])[:bits_for(b)], ones)
-        word = Cat(held, self.beat.payload.as_value())
+        # The input beat is used only when taken, so ``wdata`` stays stable while it waits.
+        word = Cat(held, Mux(need, self.beat.payload.as_value(), 0))
         m.d.comb += [
             self.out.payload.data.eq(word >> Cat(Const(0, 3), b - row.offset)),
             self.out.payload.strb.eq(first_mask & last_mask),

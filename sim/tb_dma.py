@@ -1,12 +1,16 @@
 """Testbenches (cocotb) of :class:`~sparsa.hw.dma.DmaReader` (top ``sparsa_dma_reader``) and
 :class:`~sparsa.hw.dma.DmaWriter` (top ``sparsa_dma_writer``); each test runs on its own top.
 
-Memory is a cocotbext-axi ``AxiRam`` filled with random bytes, with pause generators on every
+Memory is a cocotbext-axi ``AxiRamRead``/``AxiRamWrite`` (the engine has one half of the port)
+filled with random bytes, with pause generators on every
 channel (parameter ``pauses``: none, or heavy random backpressure and long stalls that act as
 latency); the engine's own streams get random gaps and stalls in the heavy case. Descriptors are
 random, plus the corner cases every run covers: a 1-byte row, unaligned bases and odd lengths,
 rows crossing a 4 KiB page, a row longer than one 256-beat burst, overlapping rows (reads),
-and an empty descriptor. Expected bytes are computed in Python from the memory image alone.
+and an empty descriptor. Expected bytes are computed in Python from the memory image alone: the
+reader's beats (bytes, count, last), and for the writer the whole memory afterwards, so a byte
+written outside a row (a wrong ``wstrb``) fails as well. ``*_error`` tests make the memory
+answer SLVERR and check ``error`` and the writer's completion.
 A checker on every channel asserts that valid is held with a stable payload until ready, every
 burst is a legal full-width INCR burst inside one 4 KiB page, at most ``max_outstanding`` bursts
 are in flight, and at least two are seen in flight.
@@ -93,10 +97,12 @@ class Bench:
                               self._on_address)
         if self.read:
             return [addr, ChannelChecker(self.dut, "axi__r__", "r", ["data", "resp", "last"],
-                                         self._on_r)]
+                                         self._on_r),
+                    ChannelChecker(self.dut, "data__", "", ["payload"])]
         return [addr, ChannelChecker(self.dut, "axi__w__", "w", ["data", "strb", "last"],
                                      self._on_w),
-                ChannelChecker(self.dut, "axi__b__", "b", ["resp"], self._on_b)]
+                ChannelChecker(self.dut, "axi__b__", "b", ["resp"], self._on_b),
+                ChannelChecker(self.dut, "done__", "", ["payload"])]
 
     def _on_address(self, beat: dict) -> None:
         prefix = "ar" if self.read else "aw"
@@ -243,4 +249,89 @@ async def reader_error(dut) -> None:
     got = [unpack_read_beat(cfg, bits) for bits in sink.beats]
     assert got[beats:] == expected[beats:], "the descriptor after the error read wrong bytes"
     assert not value(dut.error)
+    bench.check(min_in_flight=1)
+
+
+def writer_rows(rng: random.Random, descs, bus_bytes: int, image: bytearray) -> list[int]:
+    """Random bytes for every row of ``descs``, written into ``image`` in order (the expected
+    memory), as the writer's left-aligned beats (a row's last beat padded with junk)."""
+    beats = []
+    for base, stride, rows, row_bytes in descs:
+        for i in range(rows if row_bytes else 0):
+            row = rng.randbytes(row_bytes)
+            image[base + i * stride:base + i * stride + row_bytes] = row
+            padded = row + rng.randbytes(-row_bytes % bus_bytes)
+            beats += [int.from_bytes(padded[j:j + bus_bytes], "little")
+                      for j in range(0, len(padded), bus_bytes)]
+    return beats
+
+
+def compare_memory(got: bytes, expected: bytes) -> None:
+    bad = [i for i in range(len(expected)) if got[i] != expected[i]]
+    if bad:
+        at = bad[0]
+        raise AssertionError(f"{len(bad)} bytes differ, first at {at:#x}: got "
+                             f"{got[at:at + 8].hex()}, expected {expected[at:at + 8].hex()}")
+
+
+async def start_writer(dut, bench: Bench, rng: random.Random, heavy: bool):
+    idle = 0.3 if heavy else 0.0
+    sources = StreamSource(dut, "desc", rng, idle=idle), StreamSource(dut, "data", rng, idle=idle)
+    done = StreamSink(dut, "done", rng, stall=idle)
+    await bench.start([dut.desc__valid, dut.data__valid, dut.done__ready])
+    for unit in (*sources, done):
+        unit.start()
+    return (*sources, done)
+
+
+@cocotb.test(timeout_time=20, timeout_unit="ms", skip=toplevel() != WRITER)
+@cocotb.parametrize(pauses=["none", "heavy"])
+async def writer_random(dut, pauses: str) -> None:
+    rng = seeded_rng(f"dma-writer-{pauses}")
+    bench = Bench(dut, pauses, rng, read=False)
+    cfg, b = bench.cfg, bench.bus_bytes
+    descs = random_descriptors(rng, b, count=30, overlap=False)
+    expected = bytearray(bench.image)
+    beats = writer_rows(rng, descs, b, expected)
+    desc, data, done = await start_writer(dut, bench, rng, pauses != "none")
+    desc.send(pack_descriptor(cfg, *d) for d in descs)
+    data.send(beats)
+    await bench.wait_for(lambda: len(done.beats) >= len(descs) and not value(dut.busy),
+                         limit=40 * len(beats) + 4000, what="every descriptor's completion")
+    await ClockCycles(dut.clk, 20)
+    assert len(done.beats) == len(descs), f"{len(done.beats)} completions for {len(descs)}"
+    assert not any(done.beats), "a completion reported an error"
+    assert not data.queue, f"{len(data.queue)} data beats left over"
+    compare_memory(bench.ram.read(0, MEM_BYTES), expected)
+    bench.check()
+    assert not value(dut.error)
+    dut._log.info("%d descriptors, %d beats, %d bursts, up to %d in flight", len(descs),
+                  len(beats), bench.checkers[0].transfers, bench.max_in_flight)
+
+
+@cocotb.test(timeout_time=5, timeout_unit="ms", skip=toplevel() != WRITER)
+async def writer_error(dut) -> None:
+    """A SLVERR write response reaches ``done`` and ``error``; the next descriptor's
+    completion is clean again and its bytes land."""
+    rng = seeded_rng("dma-writer-error")
+    bench = Bench(dut, "none", rng, read=False)
+    cfg, b = bench.cfg, bench.bus_bytes
+    poison(bench.ram, 0x3000, 0x3000 + b, read=False)
+    descs = [(0x2FF0, 0x40, 3, 3 * b + 5), (0x100, 0, 1, 5 * b + 3)]
+    expected = bytearray(bench.image)
+    beats = writer_rows(rng, descs, b, expected)
+    desc, data, done = await start_writer(dut, bench, rng, False)
+    desc.send([pack_descriptor(cfg, *descs[0])])
+    data.send(beats)
+    await bench.wait_for(lambda: len(done.beats) >= 1, limit=2000, what="the first completion")
+    assert done.beats == [1], f"completion {done.beats}, expected the error bit"
+    assert value(dut.error), "error not set by a SLVERR response"
+    desc.send([pack_descriptor(cfg, *descs[1])])
+    await bench.wait_for(lambda: len(done.beats) >= 2 and not value(dut.busy), limit=2000,
+                         what="the second completion")
+    assert done.beats == [1, 0], f"completions {done.beats}"
+    assert not value(dut.error)
+    got = bench.ram.read(0, MEM_BYTES)
+    lo, hi = descs[1][0], descs[1][0] + descs[1][3]
+    compare_memory(got[lo:hi], expected[lo:hi])
     bench.check(min_in_flight=1)

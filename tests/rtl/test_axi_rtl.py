@@ -1,6 +1,6 @@
-"""The memory system's AXI blocks on Verilator and Icarus: DMA reader (cocotb testbenches in
-``sparsa.sim.tb_dma``), each configuration and simulator with its own seed; and their exported
-Verilog is lint-clean with the repository's waiver file."""
+"""The memory system's AXI blocks on Verilator and Icarus: DMA reader and writer (cocotb
+testbenches in ``sparsa.sim.tb_dma``), each configuration and simulator with its own seed; and
+their exported Verilog is lint-clean with the repository's waiver file."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ CONFIGS = {
     "axi128": ArrayConfig(axi_data_bits=128),
 }
 # top -> cocotb tests its testbench runs on that top
-TESTS = {"dma_reader": 3}
+TESTS = {"dma_reader": 3, "dma_writer": 3}
 
 
 def passed_tests(results_xml) -> list[str]:
