@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import shutil
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -60,8 +62,10 @@ def _client(args: argparse.Namespace) -> Iterator:
         with Client(args.scheduler, timeout="20s") as client:
             yield client
         return
+    # silence_logs: the workers' warnings about tasks cancelled by Ctrl-C are expected noise.
     with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
-                      dashboard_address=args.dashboard_address) as cluster, \
+                      dashboard_address=args.dashboard_address,
+                      silence_logs=logging.ERROR) as cluster, \
             Client(cluster) as client:
         yield client
 
@@ -77,7 +81,8 @@ def _start_dir(out: Path, spec_path: Path) -> None:
             shutil.copyfile(spec_path, tmp)
 
 
-def _cmd_explore(args: argparse.Namespace) -> int:
+def _sweep(args: argparse.Namespace, spec, graphs: dict, out: Path):
+    """Run the sweep into ``out``'s store; (result, seconds, worker threads)."""
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -90,35 +95,54 @@ def _cmd_explore(args: argparse.Namespace) -> int:
 
     from sparsa.hw.area import area_kge, load_gate_table
     from sparsa.sw.energy import load_table
+    from sparsa.sw.result_store import ResultStore
+    from sparsa.sw.sweep import model_identity, run_sweep
+
+    table = load_table(spec.energy_table)
+    ids = {m.label: model_identity(m) for m in spec.models}
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
+    with ResultStore(out / STORE) as store, _client(args) as client:
+        cores = sum(w["nthreads"] for w in client.scheduler_info()["workers"].values())
+        print(f"Dask: {cores} worker thread(s); dashboard {client.dashboard_link}", flush=True)
+        start = time.monotonic()
+        try:
+            with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+                task = bar.add_task("evaluating", total=None)
+                result = run_sweep(spec, graphs, store, client, table=table,
+                                   area=area_kge if spec.area else None,
+                                   area_name=load_gate_table().name, model_ids=ids,
+                                   progress=lambda done, total: bar.update(
+                                       task, completed=done, total=total))
+        except KeyboardInterrupt:
+            print(f"sparsa: {len(store)} points are stored in {out / STORE}; continue with "
+                  f"'sparsa explore --resume -o {out}'", file=sys.stderr)
+            raise
+        return result, time.monotonic() - start, cores
+
+
+def _cmd_explore(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
     from sparsa.sw.explore import load_spec
     from sparsa.sw.explore_outputs import write_outputs
-    from sparsa.sw.result_store import ResultStore
-    from sparsa.sw.sweep import load_models, model_identity, run_sweep
+    from sparsa.sw.sweep import load_models
 
     if args.workers < 1:
         raise UsageError(f"--workers must be at least 1, not {args.workers}")
     spec_path, out = _paths(args)
     spec = load_spec(spec_path)
-    table = load_table(spec.energy_table)
-    console = Console(stderr=True)
-    with console.status("loading models (traced or trained on first use, then cached)"):
+    with Console(stderr=True).status("loading models (traced or trained on first use, then "
+                                     "cached)"):
         graphs = load_models(spec)
-    ids = {m.label: model_identity(m) for m in spec.models}
+    fresh = not out.exists()
     _start_dir(out, spec_path)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
-    with ResultStore(out / STORE) as store, _client(args) as client:
-        cores = sum(w["nthreads"] for w in client.scheduler_info()["workers"].values())
-        print(f"Dask: {cores} worker thread(s); dashboard {client.dashboard_link}")
-        start = time.monotonic()
-        with Progress(*columns, console=console, transient=True) as bar:
-            task = bar.add_task("evaluating", total=None)
-            result = run_sweep(spec, graphs, store, client, table=table,
-                               area=area_kge if spec.area else None,
-                               area_name=load_gate_table().name, model_ids=ids,
-                               progress=lambda done, total: bar.update(task, completed=done,
-                                                                       total=total))
-        seconds = time.monotonic() - start
+    try:
+        result, seconds, cores = _sweep(args, spec, graphs, out)
+    except BaseException:
+        if fresh and not _has_results(out):
+            shutil.rmtree(out, ignore_errors=True)   # nothing to resume: leave nothing behind
+        raise
     with output_dir(out / "report", "explore") as tmp:
         write_outputs(spec, result.evaluations, tmp, computed=result.computed,
                       reused=result.reused)
@@ -128,6 +152,16 @@ def _cmd_explore(args: argparse.Namespace) -> int:
     print(f"wrote {out / 'report'} (summary.md, results.csv/json, pareto.csv, plots, "
           f"pareto/*.toml); store {out / STORE}")
     return 0
+
+
+def _has_results(out: Path) -> bool:
+    import sqlite3
+
+    try:
+        with contextlib.closing(sqlite3.connect(out / STORE)) as db:
+            return db.execute("SELECT COUNT(*) FROM results").fetchone()[0] > 0
+    except sqlite3.Error:
+        return False
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
