@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -23,7 +24,10 @@ from .energy import EnergyTable
 from .prune import PrunePolicy
 from .report import build_report
 
-__all__ = ["Evaluation", "evaluate", "point_key", "sparsa_version"]
+__all__ = ["ALL_MODELS", "Evaluation", "combine", "evaluate", "point_key", "sparsa_version"]
+
+# The model label of a configuration's results over all models together (:func:`combine`).
+ALL_MODELS = "all models"
 
 
 def sparsa_version() -> str:
@@ -92,3 +96,23 @@ def evaluate(cfg: ArrayConfig, graph: LayerGraph, area_kge: float | None = None,
         dram_bytes=report.total.actions.dram_bytes, speedup=report.speedup,
         energy_ratio=report.energy_ratio, multipliers=cfg.multipliers,
         area_kge=None if area_kge is None else float(area_kge))
+
+
+def combine(results: Sequence[Evaluation]) -> Evaluation:
+    """One configuration's results on several models as one: running them all one after the
+    other (cycles, latency, energy and traffic add up; the area is the configuration's)."""
+    if not results:
+        raise ValueError("nothing to combine")
+    cfg = results[0].config
+    if any(r.config != cfg for r in results):
+        raise ValueError("combine() takes the results of one configuration")
+    cycles = sum(r.cycles for r in results)
+    dense = sum(r.dense_cycles for r in results)
+    energy = sum(r.energy_uj for r in results)
+    dense_energy = sum(r.energy_uj * r.energy_ratio for r in results)
+    key = hashlib.sha256("\0".join(sorted(r.key for r in results)).encode()).hexdigest()
+    return Evaluation(key=key, model=ALL_MODELS, config=cfg, cycles=cycles, dense_cycles=dense,
+                      latency_s=sum(r.latency_s for r in results), energy_uj=energy,
+                      dram_bytes=sum(r.dram_bytes for r in results), speedup=dense / cycles,
+                      energy_ratio=dense_energy / energy, multipliers=results[0].multipliers,
+                      area_kge=results[0].area_kge)

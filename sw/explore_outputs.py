@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from sparsa.config import ArrayConfig
 
-from .evaluate import Evaluation
+from .evaluate import ALL_MODELS, Evaluation, combine
 from .explore import ExploreSpec
 from .pareto import best_index, pareto_indices
 
@@ -68,17 +68,36 @@ def _order(e: Evaluation) -> tuple:
     return (c.rows * c.cols * c.n, c.rows, c.cols, c.n, c.m, c.to_json())
 
 
+def _front(spec: ExploreSpec, label: str, points: list[Evaluation],
+           feasible: list[Evaluation]) -> Front:
+    vectors = [_vector(spec, e) for e in feasible]
+    front = [feasible[i] for i in pareto_indices(vectors)]
+    best = {o.name: feasible[best_index(vectors, i)]
+            for i, o in enumerate(spec.objectives)} if feasible else {}
+    return Front(label, tuple(points), tuple(feasible), tuple(front), best)
+
+
 def analyse(spec: ExploreSpec, evaluations: Sequence[Evaluation]) -> list[Front]:
-    """The fronts and best points of every model of the SPEC (in SPEC order)."""
+    """The fronts and best points of every model of the SPEC (in SPEC order) and, with several
+    models, of all of them together (each configuration evaluated on every model, combined with
+    :func:`~sparsa.sw.evaluate.combine`; feasible when it is feasible on every model)."""
     fronts = []
     for model in spec.models:
         points = sorted((e for e in evaluations if e.model == model.label), key=_order)
         feasible = [e for e in points if _meets(spec, e) and _vector(spec, e) is not None]
-        vectors = [_vector(spec, e) for e in feasible]
-        front = [feasible[i] for i in pareto_indices(vectors)]
-        best = {o.name: feasible[best_index(vectors, i)]
-                for i, o in enumerate(spec.objectives)} if feasible else {}
-        fronts.append(Front(model.label, tuple(points), tuple(feasible), tuple(front), best))
+        fronts.append(_front(spec, model.label, points, feasible))
+    if len(spec.models) > 1:
+        by_config: dict[ArrayConfig, list[Evaluation]] = {}
+        for f in fronts:
+            for e in f.points:
+                by_config.setdefault(e.config, []).append(e)
+        ok = {e.key for f in fronts for e in f.feasible}
+        complete = [group for group in by_config.values() if len(group) == len(fronts)]
+        points = sorted((combine(group) for group in complete), key=_order)
+        feasible_keys = {combine(group).key for group in complete
+                         if all(e.key in ok for e in group)}
+        fronts.append(_front(spec, ALL_MODELS, points,
+                             [e for e in points if e.key in feasible_keys]))
     return fronts
 
 

@@ -17,13 +17,12 @@ import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from statistics import fmean
 
 from sparsa.config import ArrayConfig
 from sparsa.models.graph import LayerGraph
 
 from .energy import EnergyTable
-from .evaluate import Evaluation, evaluate, point_key
+from .evaluate import Evaluation, combine, evaluate, point_key
 from .explore import ExploreSpec, ModelSpec, Objective
 from .result_store import ResultStore
 from .search import make_search
@@ -57,16 +56,9 @@ def load_models(spec: ExploreSpec) -> dict[str, LayerGraph]:
 
 
 def aggregate(objective: Objective, results: Sequence[Evaluation]) -> float | None:
-    """One objective over several models: the area is the configuration's, throughput per area
-    is the mean, everything else adds up (latency, energy, cycles of running them all)."""
-    values = [r.metrics[objective.metric] for r in results]
-    if not values or any(v is None for v in values):
-        return None
-    if objective.metric == "area_kge":
-        return values[0]
-    if objective.metric == "throughput_per_kge":
-        return fmean(values)
-    return sum(values)
+    """One objective over several models: its value for all of them run one after the other
+    (:func:`~sparsa.sw.evaluate.combine`)."""
+    return combine(results).metrics[objective.metric] if results else None
 
 
 @dataclass(frozen=True)

@@ -121,14 +121,29 @@ def brute_front(vectors: list[tuple[float, ...]]) -> set[int]:
 def test_pareto_set_equals_brute_force(swept):
     spec, _, result, _ = swept
     fronts = analyse(spec, result.evaluations)
-    assert [f.model for f in fronts] == [m.label for m in spec.models]
-    for f in fronts:
+    assert [f.model for f in fronts] == [m.label for m in spec.models] + ["all models"]
+    for f in fronts[:-1]:
         points = [e for e in result.evaluations if e.model == f.model]
         vectors = [(e.latency_s, e.energy_uj, e.area_kge) for e in points]
         expected = {points[i].key for i in brute_front(vectors)}
         assert {e.key for e in f.front} == expected
         assert f.best["latency"].latency_s == min(v[0] for v in vectors)
         assert f.best["area"].area_kge == min(v[2] for v in vectors)
+    # all models together: each configuration's latency and energy summed over the models
+    configs = sorted({e.config for e in result.evaluations}, key=lambda c: c.to_json())
+    totals = []
+    for cfg in configs:
+        mine = [e for e in result.evaluations if e.config == cfg]
+        assert len(mine) == 2
+        totals.append((sum(e.latency_s for e in mine), sum(e.energy_uj for e in mine),
+                       mine[0].area_kge))
+    combined = fronts[-1]
+    assert len(combined.points) == len(configs)
+    expected = {configs[i] for i in brute_front(totals)}
+    assert {e.config for e in combined.front} == expected
+    for e in combined.front:
+        i = configs.index(e.config)
+        assert (e.latency_s, e.energy_uj) == pytest.approx(totals[i][:2], rel=1e-12)
 
 
 def test_pareto_filter_on_random_points(request):
