@@ -1,6 +1,7 @@
 """The memory system's AXI blocks on Verilator and Icarus: DMA reader and writer (cocotb
-testbenches in ``sparsa.sim.tb_dma``), each configuration and simulator with its own seed; and
-their exported Verilog is lint-clean with the repository's waiver file."""
+testbenches in ``sparsa.sim.tb_dma``) and the CSR block (``sparsa.sim.tb_csr``), each
+configuration and simulator with its own seed; and their exported Verilog is lint-clean with the
+repository's waiver file."""
 
 from __future__ import annotations
 
@@ -14,11 +15,11 @@ from sparsa.sim.runner import SIMULATORS, run_testbench
 from sparsa.sim.tools import lint
 
 CONFIGS = {
-    "axi64": ArrayConfig(axi_data_bits=64),
+    "axi64": ArrayConfig(axi_data_bits=64, axi_addr_bits=40),
     "axi128": ArrayConfig(axi_data_bits=128),
 }
 # top -> cocotb tests its testbench runs on that top
-TESTS = {"dma_reader": 3, "dma_writer": 3}
+TESTS = {"dma_reader": 3, "dma_writer": 3, "csr": 2}
 
 
 def passed_tests(results_xml) -> list[str]:
