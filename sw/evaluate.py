@@ -31,15 +31,20 @@ ALL_MODELS = "all models"
 
 
 def sparsa_version() -> str:
+    """The installed version of sparsa. (A checkout whose cost model is edited without a version
+    bump keeps the version: delete its result stores, or give sweeps a new directory.)"""
     try:
         return version("sparsa")
     except PackageNotFoundError:
         return "unknown"
 
 
-def point_key(cfg: ArrayConfig, model: str, table: str, area: str) -> str:
-    """SHA-256 of (configuration JSON, model, sparsa version, energy table, area model)."""
-    text = json.dumps({"config": cfg.to_dict(), "model": model, "sparsa": sparsa_version(),
+def point_key(cfg: ArrayConfig, model: str, table: str, area: str,
+              code: str | None = None) -> str:
+    """SHA-256 of (configuration JSON, model, sparsa version, energy table, area model);
+    ``code`` is :func:`sparsa_version`, looked up once by a caller keying many points."""
+    text = json.dumps({"config": cfg.to_dict(), "model": model,
+                       "sparsa": sparsa_version() if code is None else code,
                        "energy_table": table, "area": area}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
 

@@ -223,18 +223,15 @@ def _range(source: str, name: str, table: dict) -> list[Any]:
             raise _err(source, f"space.{name}.{key}", v, "a positive number")
     if hi < lo:
         raise _err(source, f"space.{name}", table, "min <= max (the range is empty)")
-    values, v = [], lo
-    if "factor" in keys:
-        if table["factor"] <= 1:
-            raise _err(source, f"space.{name}.factor", table["factor"], "a factor above 1")
-        while v <= hi and len(values) <= MAX_SPACE:
-            values.append(v)
-            v = v * table["factor"]
-    else:
-        step = table.get("step", 1)
-        while v <= hi and len(values) <= MAX_SPACE:
-            values.append(v)
-            v = v + step
+    if "factor" in keys and table["factor"] <= 1:
+        raise _err(source, f"space.{name}.factor", table["factor"], "a factor above 1")
+    values = []
+    # each value from min directly (no accumulated rounding); at most MAX_SPACE + 1 of them
+    for i in range(MAX_SPACE + 1):
+        v = lo * table["factor"] ** i if "factor" in keys else lo + i * table.get("step", 1)
+        if v > hi * (1 + 1e-12):
+            break
+        values.append(round(v, 9) if isinstance(v, float) else v)
     return values
 
 

@@ -22,7 +22,7 @@ from sparsa.config import ArrayConfig
 from sparsa.models.graph import LayerGraph
 
 from .energy import EnergyTable
-from .evaluate import Evaluation, combine, evaluate, point_key
+from .evaluate import Evaluation, combine, evaluate, point_key, sparsa_version
 from .explore import ExploreSpec, ModelSpec, Objective
 from .result_store import ResultStore
 from .search import make_search
@@ -88,6 +88,7 @@ def run_sweep(spec: ExploreSpec, graphs: Mapping[str, LayerGraph], store: Result
     area_name = area_name if area is not None else "none"
     ids = {label: (model_ids or {}).get(label, label) for label in graphs}
     search = make_search(spec)
+    code = sparsa_version()
     total = search.total * len(graphs)
     # hash=False: a fresh key per sweep, so a graph released by an earlier sweep on the same
     # client is never mistaken for this one.
@@ -96,7 +97,7 @@ def run_sweep(spec: ExploreSpec, graphs: Mapping[str, LayerGraph], store: Result
     results: dict[str, Evaluation] = {}
     computed = reused = 0
     while batch := search.ask():
-        keys = {(cfg, label): point_key(cfg, ids[label], table.name, area_name)
+        keys = {(cfg, label): point_key(cfg, ids[label], table.name, area_name, code)
                 for cfg in batch for label in graphs}
         stored = store.get(keys.values())
         reused += len(stored)

@@ -111,7 +111,8 @@ def _sweep(args: argparse.Namespace, spec, graphs: dict, out: Path):
                 task = bar.add_task("evaluating", total=None)
                 result = run_sweep(spec, graphs, store, client, table=table,
                                    area=area_kge if spec.area else None,
-                                   area_name=load_gate_table().name, model_ids=ids,
+                                   area_name=f"{load_gate_table().name}, modular",
+                                   model_ids=ids,
                                    progress=lambda done, total: bar.update(
                                        task, completed=done, total=total))
         except KeyboardInterrupt:
