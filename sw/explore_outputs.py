@@ -207,7 +207,8 @@ def scatter_figure(spec: ExploreSpec, front: Front, y: str) -> Figure:
     from matplotlib.lines import Line2D
     from matplotlib.ticker import FuncFormatter
 
-    ylabel = {"energy": "energy per inference (µJ)", "area": "array area (kGE)"}[y]
+    per = ", all models in turn" if front.model == ALL_MODELS else " per inference"
+    ylabel = {"energy": f"energy{per} (µJ)", "area": "array area (kGE)"}[y]
     value = {"energy": lambda e: e.energy_uj, "area": lambda e: e.area_kge}[y]
     fig = Figure(figsize=(6.4, 4.6), layout="constrained")
     ax = fig.add_subplot()
@@ -227,15 +228,19 @@ def scatter_figure(spec: ExploreSpec, front: Front, y: str) -> Figure:
             if sel:
                 ax.scatter([e.latency_s * 1e3 for e in sel], [value(e) for e in sel],
                            color=color, **kw)
-    ax.set_xlabel("latency per inference (ms)")
+    ax.set_xlabel(f"latency{per} (ms)")
     ax.set_ylabel(ylabel)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
+    # log axes where the values span more than a decade
     plain = FuncFormatter(lambda v, _: f"{v:g}")
-    for axis in (ax.xaxis, ax.yaxis):
-        axis.set_major_formatter(plain)
-        axis.set_minor_formatter(plain)
-    title = f"{front.model}: Pareto front ringed in black"
+    shown = [e for e in front.points if value(e) is not None]
+    for axis, values, set_scale in ((ax.xaxis, [e.latency_s for e in shown], ax.set_xscale),
+                                    (ax.yaxis, [value(e) for e in shown], ax.set_yscale)):
+        if values and min(values) > 0 and max(values) > 10 * min(values):
+            set_scale("log")
+            axis.set_major_formatter(plain)
+            axis.set_minor_formatter(plain)
+    title = (f"{front.model}: Pareto front over "
+             f"{', '.join(o.name for o in spec.objectives)} ringed")
     if len(front.feasible) < len(front.points):
         title += ", x = fails a constraint"
     ax.set_title(title)
