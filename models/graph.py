@@ -122,12 +122,19 @@ class Layer:
 
 @dataclass(frozen=True)
 class LayerGraph:
-    """Layers in execution order (a topological order of the source graph)."""
+    """Layers in execution order (a topological order of the source graph).
+
+    ``meta`` describes the workload the shapes were traced for, where the source knows it:
+    ``batch``, ``seq`` (tokens per sequence, transformer text models), and for decoder models
+    ``heads``, ``kv_heads``, ``head_dim`` and ``decoder_layers`` (read by the LLM phases of
+    :mod:`sparsa.sw.phases`); ``weights`` is ``"absent"`` when a file's weights are missing.
+    """
 
     name: str
     layers: tuple[Layer, ...]
     input_shape: tuple[int, ...] = ()
     source: str = ""
+    meta: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     def __iter__(self) -> Iterator[Layer]:
         return iter(self.layers)

@@ -2,11 +2,13 @@
 weights are downloaded or allocated) and the demo models trained on scikit-learn's digits.
 
 Traced graphs are cached on disk under ``$SPARSA_CACHE_DIR`` (default ``~/.cache/sparsa``), keyed
-by model name, batch, input shape and :data:`CACHE_VERSION`; a stale or corrupt entry is rebuilt.
+by model name, batch, image size or sequence length and :data:`CACHE_VERSION`; a stale or
+corrupt entry is rebuilt.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Callable
@@ -18,82 +20,80 @@ from .errors import ModelImportError, UnknownModelError
 from .graph import LayerGraph
 from .store import cache_dir, graph_from_json, graph_to_json
 
-__all__ = ["CACHE_VERSION", "get_graph", "names"]
+__all__ = ["CACHE_VERSION", "check_positive", "get_graph", "is_text", "names"]
 
-CACHE_VERSION = "2"
-
-
-def _vision(model_fn: Callable[[], Any], size: int) -> Callable[[int], tuple[Any, tuple]]:
-    def build(batch: int) -> tuple[Any, tuple]:
-        import torch
-
-        with torch.device("meta"):
-            model = model_fn()
-        return model, (torch.empty(batch, 3, size, size, device="meta"),)
-    return build
+CACHE_VERSION = "3"
 
 
-def _text(model_fn: Callable[[], Any], seq: int) -> Callable[[int], tuple[Any, tuple]]:
-    def build(batch: int) -> tuple[Any, tuple]:
-        import torch
-
-        with torch.device("meta"):
-            model = model_fn()
-        return model, (torch.zeros(batch, seq, dtype=torch.long, device="meta"),)
-    return build
-
-
-def _resnet50() -> Any:
+def _resnet50() -> tuple[Any, Any]:
     from transformers import ResNetConfig, ResNetForImageClassification
 
     # The config defaults are ResNet-50's layers; the head is ImageNet's 1000 classes.
-    return ResNetForImageClassification(ResNetConfig(num_labels=1000))
+    config = ResNetConfig(num_labels=1000, image_size=224)
+    return config, ResNetForImageClassification
 
 
-def _mobilenet_v2() -> Any:
+def _mobilenet_v2() -> tuple[Any, Any]:
     from transformers import MobileNetV2Config, MobileNetV2ForImageClassification
 
-    return MobileNetV2ForImageClassification(MobileNetV2Config(num_labels=1000))
+    return MobileNetV2Config(num_labels=1000), MobileNetV2ForImageClassification
 
 
-def _vit_b16() -> Any:
+def _vit_b16() -> tuple[Any, Any]:
     from transformers import ViTConfig, ViTForImageClassification
 
     # ViT-B/16 at 224x224 with the 1000-class head.
-    return ViTForImageClassification(ViTConfig(num_labels=1000, attn_implementation="eager"))
+    return (ViTConfig(num_labels=1000, attn_implementation="eager"), ViTForImageClassification)
 
 
-def _bert_base() -> Any:
+def _bert_base() -> tuple[Any, Any]:
     from transformers import BertConfig, BertModel
 
-    return BertModel(BertConfig(attn_implementation="eager"), add_pooling_layer=True)
+    return BertConfig(attn_implementation="eager"), lambda c: BertModel(c, add_pooling_layer=True)
 
 
-def _gpt2() -> Any:
+def _gpt2() -> tuple[Any, Any]:
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    return GPT2LMHeadModel(GPT2Config(attn_implementation="eager"))
+    return GPT2Config(attn_implementation="eager"), GPT2LMHeadModel
 
 
-def _llama2_7b() -> Any:
+def _llama2_7b() -> tuple[Any, Any]:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     # Llama-2-7B: 32 decoder layers, d=4096, 32 heads (no GQA), SwiGLU 11008, vocab 32000.
-    config = LlamaConfig(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
-                         num_attention_heads=32, num_key_value_heads=32, vocab_size=32000,
-                         max_position_embeddings=4096, attn_implementation="eager")
-    return LlamaForCausalLM(config)
+    return LlamaConfig(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
+                       num_attention_heads=32, num_key_value_heads=32, vocab_size=32000,
+                       max_position_embeddings=4096, attn_implementation="eager"), \
+        LlamaForCausalLM
 
 
-_SEQ = 128
-_BUILDERS: dict[str, tuple[Callable[[int], tuple[Any, tuple]], str]] = {
-    "resnet50": (_vision(_resnet50, 224), "3x224x224"),
-    "mobilenet_v2": (_vision(_mobilenet_v2, 224), "3x224x224"),
-    "vit_b16": (_vision(_vit_b16, 224), "3x224x224"),
-    "bert_base": (_text(_bert_base, _SEQ), f"seq{_SEQ}"),
-    "gpt2": (_text(_gpt2, _SEQ), f"seq{_SEQ}"),
-    "llama2_7b": (_text(_llama2_7b, _SEQ), f"seq{_SEQ}"),
+def _llama3_8b() -> tuple[Any, Any]:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    # Llama-3-8B: 32 decoder layers, d=4096, 32 query heads sharing 8 key/value heads (GQA),
+    # SwiGLU 14336, vocab 128256.
+    return LlamaConfig(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
+                       num_attention_heads=32, num_key_value_heads=8, vocab_size=128256,
+                       max_position_embeddings=8192, rope_theta=500000.0,
+                       attn_implementation="eager"), LlamaForCausalLM
+
+
+# name -> (config and model class factory, input size of vision models or None for text).
+_BUILDERS: dict[str, tuple[Callable[[], tuple[Any, Any]], int | None]] = {
+    "resnet50": (_resnet50, 224),
+    "mobilenet_v2": (_mobilenet_v2, 224),
+    "vit_b16": (_vit_b16, 224),
+    "bert_base": (_bert_base, None),
+    "gpt2": (_gpt2, None),
+    "llama2_7b": (_llama2_7b, None),
+    "llama3_8b": (_llama3_8b, None),
 }
+
+
+def is_text(name: str) -> bool:
+    """Whether zoo model ``name`` takes token sequences (and so ``seq``)."""
+    return name in _BUILDERS and _BUILDERS[name][1] is None
 
 
 def names() -> list[str]:
@@ -101,41 +101,60 @@ def names() -> list[str]:
     return [*_BUILDERS, *DEMOS]
 
 
-def _cache_path(name: str, batch: int, shape: str) -> Path:
+def _cache_path(name: str, batch: int, seq: int | None) -> Path:
+    size = _BUILDERS[name][1]
+    shape = f"3x{size}x{size}" if size else f"seq{seq}"
     return cache_dir() / "graphs" / f"{name}-b{batch}-{shape}-v{CACHE_VERSION}.json"
 
 
-def _trace(name: str, batch: int) -> LayerGraph:
-    from .torch_import import import_module
+def _trace(name: str, batch: int, seq: int | None) -> LayerGraph:
+    import torch
 
-    build, _ = _BUILDERS[name]
-    model, inputs = build(batch)
-    model.eval()
-    graph = import_module(model, inputs, name=name)
-    return LayerGraph(name=name, layers=graph.layers, input_shape=graph.input_shape,
-                      source=f"zoo:{name} (transformers {type(model).__name__}, meta device)")
+    from .hf_config import trace_config
+
+    factory, size = _BUILDERS[name]
+    config, model_cls = factory()
+    if size:
+        config.image_size = size
+    with torch.device("meta"):
+        model = model_cls(config)
+    return trace_config(config, model, name=name, batch=batch, seq=seq,
+                        source=f"zoo:{name} (transformers {type(model).__name__}, meta device)")
 
 
-def get_graph(name: str, *, batch: int = 1, cache: bool = True) -> LayerGraph:
-    """The layer graph of zoo model ``name`` for ``batch`` inputs.
+def check_positive(value: Any, what: str) -> int:
+    """``value`` when it is a positive integer, else a :class:`ModelImportError` naming it."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ModelImportError(f"{what} must be a positive integer, not {value!r}")
+    return value
+
+
+def get_graph(name: str, *, batch: int = 1, seq: int | None = None,
+              cache: bool = True) -> LayerGraph:
+    """The layer graph of zoo model ``name`` for ``batch`` inputs of ``seq`` tokens (text
+    models; default :data:`~sparsa.models.hf_config.DEFAULT_SEQ`; ignored by image models).
 
     Transformer-library models carry shapes only (meta device); the demo models carry their
     trained weights (trained on first use, then loaded from the cache directory).
     """
+    from .hf_config import DEFAULT_SEQ
+
     if name not in names():
         raise UnknownModelError(f"unknown model {name!r}; expected one of {', '.join(names())}")
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise ModelImportError(f"batch must be a positive integer, not {batch!r}")
+    check_positive(batch, "batch")
+    if seq is not None:
+        check_positive(seq, "seq")
     if name in DEMOS:
-        return demo_graph(name, batch=batch)
-
-    path = _cache_path(name, batch, _BUILDERS[name][1])
+        graph = demo_graph(name, batch=batch)
+        return dataclasses.replace(graph, meta={**graph.meta, "batch": batch})
+    seq = (DEFAULT_SEQ if seq is None else seq) if is_text(name) else None
+    path = _cache_path(name, batch, seq)
     if cache and path.is_file():
         try:
             return graph_from_json(json.loads(path.read_text()))
         except (ValueError, KeyError, TypeError, OSError):
             pass  # stale or corrupt: rebuild below
-    graph = _trace(name, batch)
+    graph = _trace(name, batch, seq)
     if cache:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)

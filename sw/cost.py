@@ -35,13 +35,14 @@ from dataclasses import dataclass
 from sparsa import isa
 from sparsa.config import ArrayConfig
 from sparsa.isa import Opcode
+from sparsa.models.graph import Gemm
 
 from .accel_timing import NEVER, AccelTimer, program_counts
 from .assemble import block_instructions, block_key
 from .schedule import LayerSchedule, Tiling, iter_blocks
 
 __all__ = ["Actions", "Cycles", "LayerCost", "actions_from_counts", "layer_cost",
-           "program_cycles", "tiling_counts"]
+           "program_cycles", "program_tiling", "tiling_counts"]
 
 
 def _add(a, b):
@@ -193,10 +194,68 @@ def _block_programs(cfg: ArrayConfig, t: Tiling, raw: bool):
                                                      len(block_ids)), chunks)
 
 
+def _same(a: tuple, b: tuple) -> bool:
+    return a[1] is b[1] and a[2] is b[2]
+
+
+def _runs(blocks: list) -> list[tuple[tuple, int]]:
+    """A :func:`_block_programs` list as ``(unit, count)``: ``unit`` (one block, or two that
+    alternate, as scratchpad slots do) repeated ``count`` times. Equal blocks share their
+    instruction tuple, so identity decides."""
+    out: list[tuple[tuple, int]] = []
+    i, n = 0, len(blocks)
+    while i < n:
+        width = 1 if i + 1 < n and _same(blocks[i], blocks[i + 1]) else 2
+        unit = tuple(blocks[i:i + width])
+        count = 1
+        while i + (count + 1) * width <= n and all(
+                _same(blocks[i + count * width + j], unit[j]) for j in range(width)):
+            count += 1
+        if width == 2 and count == 1:
+            unit = unit[:1]
+        out.append((unit, count))
+        i += len(unit) * count
+    return out
+
+
+# A run of equal units looks for a repeating state among its first units only.
+PERIOD_SEARCH = 64
+
+
+def _repeat(timer: AccelTimer, step, count: int) -> int:
+    """Run ``step`` (one unit of blocks, returning its latest event) ``count`` times; the
+    latest event.
+
+    Once the timer's state relative to the last dispatch (:meth:`AccelTimer.key`, the memo key
+    that makes replay exact) repeats, the blocks between the two equal states repeat exactly,
+    shifted in time, so the remaining whole periods are skipped in one step."""
+    seen: dict[tuple, tuple[int, int]] = {}
+    latest: list[int] = []
+    end, i = NEVER, 0
+    while i < count:
+        if i < PERIOD_SEARCH and seen is not None:
+            key = timer.key()
+            if key in seen:
+                first, ref = seen[key]
+                period, shift = i - first, timer.last_dispatch - ref
+                periods = (count - i) // period
+                end = max(end, max(latest[first:i]) + periods * shift)
+                timer.restore(key, timer.last_dispatch + periods * shift)
+                i += periods * period
+                seen = None
+                continue
+            seen[key] = (i, timer.last_dispatch)
+        latest.append(step())
+        end = max(end, latest[-1])
+        i += 1
+    return end
+
+
 def program_cycles(cfg: ArrayConfig, t: Tiling, *, dram_bytes_per_cycle: int | None = None,
                    raw: bool = False, blocks: list | None = None) -> int:
-    """Cycles of the tiling's whole program (first dispatch .. last event), block-memoised;
-    ``blocks``: the (key, instructions) list of :func:`_block_programs`, if already built."""
+    """Cycles of the tiling's whole program (first dispatch .. last event), block-memoised and
+    with runs of equal blocks skipped once periodic (:func:`_repeat`); ``blocks``: the
+    (key, instructions) list of :func:`_block_programs`, if already built."""
     timer = AccelTimer(cfg, dram_bytes_per_cycle=dram_bytes_per_cycle)
     memo: dict[tuple, tuple] = {}
     end = NEVER
@@ -223,9 +282,14 @@ def program_cycles(cfg: ArrayConfig, t: Tiling, *, dram_bytes_per_cycle: int | N
         return max(advance(("chunk", cid), lambda chunk=chunk: run_insns(chunk))
                    for cid, chunk in chunks)
 
-    for _, _, (bid, chunks) in blocks if blocks is not None else _block_programs(cfg, t, raw):
-        if chunks:
-            end = max(end, advance(("block", bid), lambda chunks=chunks: run_chunks(chunks)))
+    def run_unit(unit) -> int:
+        return max(advance(("block", bid), lambda chunks=chunks: run_chunks(chunks))
+                   for _, _, (bid, chunks) in unit if chunks)
+
+    blocks = blocks if blocks is not None else list(_block_programs(cfg, t, raw))
+    for unit, count in _runs(blocks):
+        if any(chunks for _, _, (_, chunks) in unit):
+            end = max(end, _repeat(timer, lambda unit=unit: run_unit(unit), count))
     return end + 1
 
 
@@ -234,17 +298,29 @@ def tiling_counts(cfg: ArrayConfig, t: Tiling, *, raw: bool = False,
     """The activity counters of the tiling's whole program (sums over blocks)."""
     per_block: dict[tuple, dict[str, int]] = {}
     total: dict[str, int] = {}
-    for bkey, prog, _ in blocks if blocks is not None else _block_programs(cfg, t, raw):
-        counts = per_block.get(bkey)
-        if counts is None:
-            counts = per_block[bkey] = program_counts(cfg, prog)
-        for name, value in counts.items():
-            total[name] = total.get(name, 0) + value
+    blocks = blocks if blocks is not None else list(_block_programs(cfg, t, raw))
+    for unit, count in _runs(blocks):
+        for bkey, prog, _ in unit:
+            counts = per_block.get(bkey)
+            if counts is None:
+                counts = per_block[bkey] = program_counts(cfg, prog)
+            for name, value in counts.items():
+                total[name] = total.get(name, 0) + value * count
     return total
 
 
-@functools.lru_cache(maxsize=4096)
-def _tiling_cost(cfg: ArrayConfig, t: Tiling) -> LayerCost:
+def program_tiling(t: Tiling) -> Tiling:
+    """``t`` with what its program does not depend on blanked: the exact K and column count
+    (the instructions see only passes, column tiles, P blocks and groups) and the DRAM byte
+    sizes of partial passes. Tilings with equal program tilings have equal programs, so equal
+    cycles and counters; the memo key of :func:`layer_cost` (an LLM's decode steps, whose
+    attention GEMMs grow by one token a step, share most programs)."""
+    return dataclasses.replace(t, gemm=Gemm(p=t.gemm.p, k=1, cols=1, groups=t.gemm.groups),
+                               k_slots=0, act_pass_bytes=0, act_last_pass_bytes=0)
+
+
+def _direct_cost(cfg: ArrayConfig, t: Tiling) -> LayerCost:
+    """The cost of ``t``'s own program, with its multiplies required."""
     blocks = list(_block_programs(cfg, t, raw=False))
     compute = program_cycles(cfg, t, blocks=blocks)
     total = program_cycles(cfg, t, dram_bytes_per_cycle=cfg.dram_bytes_per_cycle,
@@ -254,6 +330,15 @@ def _tiling_cost(cfg: ArrayConfig, t: Tiling) -> LayerCost:
                      actions=actions_from_counts(cfg, counts,
                                                  macs_required=_required_macs(t, cfg)),
                      tiles=t.tiles, beats=t.beats)
+
+
+_program_cost = functools.lru_cache(maxsize=4096)(_direct_cost)
+
+
+def _tiling_cost(cfg: ArrayConfig, t: Tiling) -> LayerCost:
+    cost = _program_cost(cfg, program_tiling(t))
+    return dataclasses.replace(cost, actions=dataclasses.replace(
+        cost.actions, macs_required=_required_macs(t, cfg)))
 
 
 def layer_cost(schedule: LayerSchedule) -> LayerCost:

@@ -8,20 +8,35 @@ multiplexers, no metadata). :func:`build_report` is pure; :mod:`sparsa.sw.report
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+import dataclasses
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from sparsa.config import ArrayConfig, ConfigError
-from sparsa.models.graph import LayerGraph
+from sparsa.models.graph import Layer, LayerGraph
 
 from . import timing
 from .cost import Actions, Cycles, LayerCost, layer_cost
 from .energy import Energy, EnergyTable, energy_of, load_table
 from .prune import PrunePolicy, mark_pruned
-from .schedule import schedule_layer
+from .schedule import layer_runs_sparse, schedule_layer
 
-__all__ = ["ENERGY_LABELS", "SHORTFALL_TOLERANCE", "LayerReport", "ModelReport", "build_report",
-           "dense_baseline", "short_name", "short_names", "si", "sum_costs"]
+__all__ = [
+    "ENERGY_LABELS",
+    "SHORTFALL_TOLERANCE",
+    "WORKLOAD_KEYS",
+    "LayerReport",
+    "ModelReport",
+    "build_report",
+    "dense_baseline",
+    "layer_report",
+    "short_name",
+    "short_names",
+    "si",
+    "sum_costs",
+    "workload_of",
+]
 
 SHORTFALL_TOLERANCE = 0.97
 # Energy components (Energy's fields) as a reader names them.
@@ -62,10 +77,11 @@ class LayerReport:
     energy: Energy
     dense_energy: Energy
     multipliers: int
+    total_macs: int = 0     # set when the layer sums several shapes (an LLM's generation)
 
     @property
     def macs(self) -> int:
-        return self.groups * self.p * self.k * self.cols
+        return self.total_macs or self.groups * self.p * self.k * self.cols
 
     @property
     def speedup(self) -> float:
@@ -94,6 +110,15 @@ class ModelReport:
     prune_policy: str
     table: str
     layers: tuple[LayerReport, ...]
+    # batch, seq, phase, context, tokens: the workload, where known (see workload_of)
+    workload: Mapping[str, Any] = field(default_factory=dict)
+    weights_absent: bool = False    # an ONNX file whose external weight data is missing
+    phase: Any = None               # a sparsa.sw.phases.PhaseSummary for LLM phases
+
+    @property
+    def workload_text(self) -> str:
+        """"batch 1, seq 2048, phase generate, tokens 256" (empty when nothing is known)."""
+        return ", ".join(f"{k} {v}" for k, v in self.workload.items())
 
     @property
     def design_name(self) -> str:
@@ -181,10 +206,47 @@ class ModelReport:
                 f"in {c.compute}")
 
 
+def layer_report(layer: Layer, cfg: ArrayConfig, dense_cfg: ArrayConfig, table: EnergyTable,
+                 memo: dict | None = None) -> LayerReport:
+    """One GEMM layer scheduled and costed on ``cfg`` and on ``dense_cfg``. ``memo`` (a dict the
+    caller keeps) holds the reports of layers seen before by shape and pattern, so repeated
+    shapes (an LLM's decoder layers, its decode steps) are costed once."""
+    key = (layer.kind, layer.gemm, layer_runs_sparse(layer, cfg),
+           layer_runs_sparse(layer, dense_cfg))
+    got = memo.get(key) if memo is not None else None
+    if got is not None:
+        return got if got.name == layer.name else dataclasses.replace(got, name=layer.name)
+    sched = schedule_layer(layer, cfg)
+    dense_sched = schedule_layer(layer, dense_cfg)
+    cost, dense = layer_cost(sched), layer_cost(dense_sched)
+    t = sched.tiling
+    got = LayerReport(
+        name=layer.name, kind=layer.kind, p=t.gemm.p, k=t.gemm.k, cols=t.gemm.cols,
+        groups=t.gemm.groups, pattern=sched.pattern, order=t.order, passes=t.passes,
+        dense_passes=dense_sched.tiling.passes,
+        min_beats=min(t.block_beats(pb) for pb in range(t.p_blocks)),
+        sparse=cost, dense=dense, energy=energy_of(cost.actions, cfg, table),
+        dense_energy=energy_of(dense.actions, dense_cfg, table),
+        multipliers=cfg.multipliers)
+    if memo is not None:
+        memo[key] = got
+    return got
+
+
+WORKLOAD_KEYS = ("batch", "seq", "phase", "context", "tokens")
+
+
+def workload_of(graph: LayerGraph) -> dict[str, Any]:
+    """The workload a graph was traced for (batch, seq, phase ...), as far as it is known."""
+    return {k: graph.meta[k] for k in WORKLOAD_KEYS if graph.meta.get(k) is not None}
+
+
 def build_report(graph: LayerGraph, cfg: ArrayConfig, *, table: EnergyTable | None = None,
                  policy: PrunePolicy | None = None, table_name: str = "",
-                 progress: Callable[[int, int], None] | None = None) -> ModelReport:
-    """Schedule and cost every GEMM layer on ``cfg`` and on its dense baseline."""
+                 progress: Callable[[int, int], None] | None = None,
+                 memo: dict | None = None) -> ModelReport:
+    """Schedule and cost every GEMM layer on ``cfg`` and on its dense baseline (``memo``: see
+    :func:`layer_report`)."""
     table = table or load_table()
     dense_cfg = dense_baseline(cfg)
     policy = policy or PrunePolicy()
@@ -193,25 +255,16 @@ def build_report(graph: LayerGraph, cfg: ArrayConfig, *, table: EnergyTable | No
     if not gemm_layers:
         raise ValueError(f"model {graph.name!r} has no GEMM layers (conv2d, linear, matmul) "
                          f"to schedule")
+    memo = {} if memo is None else memo
     rows = []
     for i, layer in enumerate(gemm_layers):
-        sched = schedule_layer(layer, cfg)
-        dense_sched = schedule_layer(layer, dense_cfg)
-        cost, dense = layer_cost(sched), layer_cost(dense_sched)
-        t = sched.tiling
-        rows.append(LayerReport(
-            name=layer.name, kind=layer.kind, p=t.gemm.p, k=t.gemm.k, cols=t.gemm.cols,
-            groups=t.gemm.groups, pattern=sched.pattern, order=t.order, passes=t.passes,
-            dense_passes=dense_sched.tiling.passes,
-            min_beats=min(t.block_beats(pb) for pb in range(t.p_blocks)),
-            sparse=cost, dense=dense, energy=energy_of(cost.actions, cfg, table),
-            dense_energy=energy_of(dense.actions, dense_cfg, table),
-            multipliers=cfg.multipliers))
+        rows.append(layer_report(layer, cfg, dense_cfg, table, memo))
         if progress is not None:
             progress(i + 1, len(gemm_layers))
     return ModelReport(model=graph.name, source=graph.source, cfg=cfg, dense_cfg=dense_cfg,
                        prune_policy=policy.describe(graph), table=table_name or table.name,
-                       layers=tuple(rows))
+                       layers=tuple(rows), workload=workload_of(graph),
+                       weights_absent=graph.meta.get("weights") == "absent")
 
 
 # Compact numbers and layer names, for narrow places (a terminal column, a plot's labels).

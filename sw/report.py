@@ -21,12 +21,14 @@ from .energy import Energy
 from .model_report import (
     ENERGY_LABELS,
     SHORTFALL_TOLERANCE,
+    WORKLOAD_KEYS,
     LayerReport,
     ModelReport,
     build_report,
     dense_baseline,
     si,
 )
+from .phases import phase_to_dict, workload_lines
 from .report_plots import write_png
 from .report_terminal import print_table
 
@@ -72,6 +74,8 @@ def report_to_dict(report: ModelReport) -> dict[str, Any]:
         "config": report.cfg.to_dict(),
         "dense_config": report.dense_cfg.to_dict(), "prune_policy": report.prune_policy,
         "energy_table": report.table, "ideal_speedup": report.ideal,
+        "workload": dict(report.workload), "weights_absent": report.weights_absent,
+        "phase": phase_to_dict(report.phase) if report.phase is not None else None,
         "layers": layers,
         "totals": {"sparse": _cost(report.total), "dense": _cost(report.dense_total),
                    "energy_pj": _energy(report.energy),
@@ -128,6 +132,7 @@ def _summary(report: ModelReport) -> list[str]:
         f"(dense {d.cycles.total:,} = {si(d.cycles.total * seconds, 's')}); DRAM traffic "
         f"{t.actions.dram_bytes:,} B (dense {d.actions.dram_bytes:,} B).",
         f"- Energy table: {report.table}. Prune policy: {report.prune_policy}.",
+        *workload_lines(report, "- "),
     ]
 
 
@@ -153,7 +158,8 @@ def render_csv(report: ModelReport) -> str:
                      "cycles", "compute_cycles", "dram_stall_cycles", "dense_cycles",
                      "speedup", "utilization", "macs", "dram_bytes", "sram_bytes",
                      *(f"energy_{f.name}_pj" for f in dataclasses.fields(Energy)),
-                     "energy_pj", "dense_energy_pj", "shortfall"])
+                     "energy_pj", "dense_energy_pj", "shortfall", *WORKLOAD_KEYS])
+    workload = [report.workload.get(k, "") for k in WORKLOAD_KEYS]
     for x in report.layers:
         c = x.sparse.cycles
         writer.writerow([x.name, x.kind, x.p, x.k, x.cols, x.groups, x.pattern, x.order,
@@ -162,7 +168,7 @@ def render_csv(report: ModelReport) -> str:
                          x.sparse.actions.dram_bytes, _sram_bytes(x.sparse),
                          *(f"{v:.3f}" for v in dataclasses.astuple(x.energy)),
                          f"{x.energy.total:.3f}", f"{x.dense_energy.total:.3f}",
-                         report.shortfall(x)])
+                         report.shortfall(x), *workload])
     t, e = report.total, report.energy
     writer.writerow(["total", "", "", "", "", "", report.cfg.nm, "",
                      sum(x.passes for x in report.layers), t.cycles.total, t.cycles.compute,
@@ -170,7 +176,7 @@ def render_csv(report: ModelReport) -> str:
                      f"{report.utilization:.6f}", sum(x.macs for x in report.layers),
                      t.actions.dram_bytes, _sram_bytes(t),
                      *(f"{v:.3f}" for v in dataclasses.astuple(e)), f"{e.total:.3f}",
-                     f"{report.dense_energy.total:.3f}", ""])
+                     f"{report.dense_energy.total:.3f}", "", *workload])
     return buf.getvalue()
 
 

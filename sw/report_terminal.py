@@ -14,7 +14,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .model_report import LayerReport, ModelReport, short_names, si, sum_costs
+from .model_report import (
+    LayerReport,
+    ModelReport,
+    short_names,
+    si,
+    sum_costs,
+)
+from .phases import workload_lines
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
@@ -121,6 +128,7 @@ def _summary(report: ModelReport) -> list[str]:
         f"  DRAM traffic {si(t.actions.dram_bytes, 'B')} (dense {si(d.actions.dram_bytes, 'B')}),"
         f" energy {si(report.energy.total * 1e-12, 'J')} "
         f"(dense {si(report.dense_energy.total * 1e-12, 'J')})",
+        *workload_lines(report, "  "),
     ]
 
 

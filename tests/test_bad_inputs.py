@@ -78,6 +78,22 @@ CASES = [
     ("report-out-below-file", ["report", "{d}/ok.csv", "-o", "{d}/ok.csv/sub"], 2,
      ["ok.csv", "is a file"]),
     ("report-unknown-option", ["report", "{d}/ok.csv", "--sim", "golden"], 2, ["--sim"]),
+    # report: the workload and LLM phases
+    ("report-bad-phase", ["report", "{d}/ok.csv", "--phase", "chat"], 2, ["--phase", "chat"]),
+    ("report-seq-zero", ["report", "gpt2", "--seq", "0"], 2, ["--seq", "0"]),
+    ("report-batch-zero", ["report", "gpt2", "--batch", "0"], 2, ["--batch", "0"]),
+    ("report-tokens-negative", ["report", "gpt2", "--phase", "generate", "--tokens", "-1"], 2,
+     ["--tokens", "-1"]),
+    ("report-tokens-without-generate", ["report", "gpt2", "--tokens", "4"], 2,
+     ["--tokens", "generate"]),
+    ("report-seq-for-csv", ["report", "{d}/ok.csv", "--seq", "64"], 1, ["ok.csv", "seq"]),
+    ("report-phase-not-llm", ["report", "{d}/ok.csv", "--phase", "decode"], 1,
+     ["LLM phases"]),
+    ("report-broken-config-json", ["report", "{d}/broken/config.json"], 1,
+     ["config.json", "JSON"]),
+    ("report-broken-config-dir", ["report", "{d}/broken"], 1, ["config.json", "JSON"]),
+    ("report-config-without-type", ["report", "{d}/typeless.json"], 1,
+     ["typeless.json", "model_type"]),
     # prune
     ("prune-out-wrong-suffix", ["prune", "digits_mlp", "-o", "{d}/out/file"], 2,
      ["file", ".npz"]),
@@ -121,6 +137,7 @@ CASES = [
     ("bitstream-unknown-board", ["bitstream", "--board", "arty"], 2, ["arty"]),
     # models, the command itself
     ("models-batch-zero", ["models", "--batch", "0"], 1, ["batch", "0"]),
+    ("models-seq-zero", ["models", "--seq", "0"], 1, ["seq", "0"]),
     ("unknown-command", ["simulate"], 2, ["simulate"]),
 ]
 
@@ -149,6 +166,9 @@ def _write_fixtures(d: Path) -> None:
     (d / "cfg.yaml").write_text("rows: 4\n")
     (d / "unknown.toml").write_text("colums = 4\n")
     (d / "badvalue.json").write_text('{"rows": -1}')
+    (d / "broken").mkdir()
+    (d / "broken" / "config.json").write_text('{"model_type": "llama", "hidden_size": ')
+    (d / "typeless.json").write_text('{"hidden_size": 64}')
     (d / "foreign").mkdir()
     (d / "foreign" / "notes.txt").write_text("mine")
     save_graph(get_graph("digits_mlp"), d / "other.npz", meta={"demo": None})

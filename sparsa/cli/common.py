@@ -82,16 +82,17 @@ def config_from_args(args: argparse.Namespace) -> ArrayConfig:
     return cfg.replace(**changes) if changes else cfg
 
 
-def load_model(spec: str):
-    """:func:`sparsa.models.load.load_graph` with a spinner: tracing a zoo model or training a
-    demo model takes a while on first use (the results are cached)."""
+def load_model(spec: str, *, batch: int = 1, seq: int | None = None):
+    """:func:`sparsa.models.load.load_graph` with a spinner: tracing a zoo model or a Hugging
+    Face config, or training a demo model, takes a while on first use (zoo results are cached).
+    ``batch`` and ``seq`` apply to the models traced here (zoo transformers, HF configs)."""
     from rich.console import Console
 
     from sparsa.models.load import load_graph
 
     with Console(stderr=True).status(f"loading {spec} (traced or trained on first use, then "
                                      "cached)"):
-        return load_graph(spec)
+        return load_graph(spec, batch=batch, seq=seq)
 
 
 def add_prune_args(parser: argparse.ArgumentParser, policy_help: str) -> None:

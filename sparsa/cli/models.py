@@ -27,21 +27,24 @@ CALIB_SAMPLES = 512
 def _cmd_models(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from sparsa.models.zoo import get_graph, names
+    from sparsa.models.zoo import get_graph, is_text, names
 
     status = Console(stderr=True).status("")
-    print(f"{'model':13s} {'layers':>6s} {'GEMMs':>5s} {'GEMM MACs':>15s} {'GEMM weights':>13s} "
-          f"{'input':>16s}  weights")
+    print(f"{'model':13s} {'layers':>6s} {'GEMMs':>5s} {'GEMM MACs':>17s} {'GEMM weights':>13s} "
+          f"{'batch':>5s} {'seq':>5s} {'input':>16s}  weights")
     for name in names():
         with status:
             status.update(f"loading {name} (traced or trained on first use, then cached)")
-            g = get_graph(name, batch=args.batch)
+            g = get_graph(name, batch=1 if args.batch is None else args.batch,
+                          seq=args.seq if is_text(name) else None)
         params = sum(lay.gemm.k * lay.gemm.cols * lay.gemm.groups
                      for lay in g.layers if lay.has_static_weight)
         shape = "x".join(map(str, g.input_shape))
         trained = any(lay.weight is not None for lay in g.layers)
-        print(f"{name:13s} {len(g):6d} {len(g.gemm_layers()):5d} {g.macs:15,d} {params:13,d} "
-              f"{shape:>16s}  {'trained' if trained else 'shapes only'}", flush=True)
+        seq = str(g.meta.get("seq", "-"))
+        print(f"{name:13s} {len(g):6d} {len(g.gemm_layers()):5d} {g.macs:17,d} {params:13,d} "
+              f"{g.meta.get('batch', 1):5d} {seq:>5s} {shape:>16s}  "
+              f"{'trained' if trained else 'shapes only'}", flush=True)
     return 0
 
 
@@ -107,7 +110,10 @@ def _cmd_prune(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``models`` and ``prune`` commands to the ``sparsa`` parser."""
     p = add_command(subparsers, "models", "list the model zoo (layers, GEMM MACs, weights)")
-    p.add_argument("--batch", type=int, default=1, help="batch size of the traced graphs")
+    p.add_argument("--batch", type=int, default=None,
+                   help="batch size of the traced graphs (default: 1)")
+    p.add_argument("--seq", type=int, default=None,
+                   help="tokens per sequence of the text models (default: 128)")
     p.set_defaults(func=_cmd_models)
 
     p = add_command(subparsers, "prune", "prune a model's GEMM weights to an N:M pattern")

@@ -20,6 +20,10 @@ from .common import (
 
 __all__ = ["register"]
 
+DEFAULT_SEQ = 128       # sparsa.models.hf_config.DEFAULT_SEQ (not imported: keeps start-up light)
+DEFAULT_TOKENS = 128
+PHASES = ("prefill", "decode", "generate")  # sparsa.sw.phases.PHASES
+
 
 def _formats(text: str) -> list[str]:
     from sparsa.sw.report import FORMATS
@@ -31,24 +35,57 @@ def _formats(text: str) -> list[str]:
     return formats
 
 
+def _positive(value: int | None, option: str, low: int = 1) -> None:
+    if value is not None and value < low:
+        raise UsageError(f"{option} must be an integer of at least {low}, not {value}")
+
+
+def _check_workload(args: argparse.Namespace) -> None:
+    """The workload options, checked before any work."""
+    _positive(args.batch, "--batch")
+    _positive(args.seq, "--seq")
+    _positive(args.context, "--context")
+    _positive(args.tokens, "--tokens", 0)
+    if args.context is not None and args.phase != "decode":
+        raise UsageError("--context applies to --phase decode (generate grows the context from "
+                         "--seq)")
+    if args.tokens is not None and args.phase != "generate":
+        raise UsageError("--tokens applies to --phase generate")
+    if args.phase == "generate" and args.tokens == 0:
+        raise UsageError("--tokens must be at least 1 for --phase generate")
+
+
+def _build(args: argparse.Namespace, graph, cfg, table, policy, progress):
+    from sparsa.sw.phases import phase_report
+    from sparsa.sw.report import build_report
+
+    if args.phase is None:
+        return build_report(graph, cfg, table=table, policy=policy, progress=progress)
+    return phase_report(graph, cfg, args.phase, context=args.context,
+                        tokens=args.tokens or DEFAULT_TOKENS if args.phase == "generate" else 0,
+                        table=table, policy=policy, progress=progress)
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import Progress
 
     from sparsa.sw.energy import load_table
-    from sparsa.sw.report import build_report, print_table, write_report
+    from sparsa.sw.report import print_table, write_report
 
     formats = _formats(args.format)
+    _check_workload(args)
     files = [f for f in formats if f != "table"]
     out = check_output_dir(args.output) if files else None
     cfg = config_from_args(args)
     policy = prune_policy_from_args(args)
     table = load_table(args.energy_table)
-    graph = load_model(args.model)
+    graph = load_model(args.model, batch=args.batch or 1, seq=args.seq)
     with Progress(transient=True, console=Console(stderr=True)) as bar:
-        task = bar.add_task(f"scheduling {graph.name}", total=len(graph.gemm_layers()))
-        report = build_report(graph, cfg, table=table, policy=policy,
-                              progress=lambda done, total: bar.update(task, completed=done))
+        what = "decode steps" if args.phase == "generate" else "layers"
+        task = bar.add_task(f"scheduling {graph.name} ({what})", total=None)
+        report = _build(args, graph, cfg, table, policy, lambda done, total: bar.update(
+            task, completed=done, total=total))
     if out is not None:
         with output_dir(out, "report") as tmp:
             written = write_report(report, files, tmp)
@@ -66,9 +103,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``sparsa report`` to the CLI."""
     p = add_command(subparsers, "report",
                     "per-layer cycles, utilization, traffic and energy, N:M vs dense")
-    p.add_argument("model", help="zoo name, .onnx file, SCALE-Sim .csv topology or a pruned "
-                                 ".npz written by 'sparsa prune'")
+    p.add_argument("model", help="zoo name, .onnx file, SCALE-Sim .csv topology, Hugging Face "
+                                 "config.json (or its model directory) or a pruned .npz written "
+                                 "by 'sparsa prune'")
     add_config_args(p)
+    group = p.add_argument_group("workload", "batch and sequence length apply to zoo "
+                                 "transformers and Hugging Face configs (image models: batch); "
+                                 "phases to decoder LLMs")
+    group.add_argument("--batch", type=int, default=None,
+                       help="sequences or images per inference (default: 1)")
+    group.add_argument("--seq", type=int, default=None,
+                       help=f"tokens per sequence; the prompt length of the phases (default: "
+                            f"{DEFAULT_SEQ})")
+    group.add_argument("--phase", choices=PHASES, default=None,
+                       help="LLM phase: prefill of --seq tokens, decode of one token at "
+                            "--context, or generate (prefill + --tokens decode steps); "
+                            "default: the traced graph as it is")
+    group.add_argument("--context", type=int, default=None,
+                       help="decode: KV-cache length (default: --seq)")
+    group.add_argument("--tokens", type=int, default=None,
+                       help=f"generate: tokens to decode (default: {DEFAULT_TOKENS})")
     add_prune_args(p, POLICY_HELP)
     p.add_argument("--format", default="table,md,csv,json,png",
                    help="comma-separated outputs: table (terminal), md, csv, json, png")

@@ -330,3 +330,49 @@ def test_energy_plot_legend_outside_the_bars(big):
         stacked[round(p.get_x(), 6)] = stacked.get(round(p.get_x(), 6), 0) + p.get_height()
     assert sorted(stacked.values()) == pytest.approx(sorted([big.energy.total * 1e-12,
                                                              big.dense_energy.total * 1e-12]))
+
+
+HF_TINY = {"model_type": "llama", "hidden_size": 64, "intermediate_size": 128,
+           "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+           "vocab_size": 100, "max_position_embeddings": 128}
+
+
+@pytest.mark.parametrize(("phase", "extra"), [(None, []), ("prefill", []),
+                                          ("decode", ["--context", "40"]),
+                                          ("generate", ["--tokens", "3"])])
+def test_hf_config_reports_with_workload_in_every_output(tmp_path, capsys, monkeypatch, phase,
+                                                         extra):
+    """A Hugging Face config.json written here reports; batch and seq (and the phase) are in
+    the terminal summary, the Markdown, every CSV row and the JSON."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("COLUMNS", "120")
+    model = tmp_path / "tiny_llama"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps(HF_TINY))
+    out = tmp_path / "out"
+    argv = ["report", str(model), "--preset", "tiny", "--seq", "24", "--batch", "2",
+            "--format", "table,md,csv,json", "-o", str(out), *extra]
+    assert main(argv + (["--phase", phase] if phase else [])) == 0
+    printed = capsys.readouterr().out
+    assert "batch 2, seq 24" in printed
+    assert "batch 2, seq 24" in (out / "report.md").read_text()
+    rows = list(csv.DictReader((out / "report.csv").read_text().splitlines()))
+    assert {(r["batch"], r["seq"], r["phase"]) for r in rows} == {("2", "24", phase or "")}
+    data = json.loads((out / "report.json").read_text())
+    assert data["workload"]["batch"] == 2
+    assert data["workload"]["seq"] == 24
+    if phase is None:
+        assert data["phase"] is None
+        return
+    summary = data["phase"]
+    assert summary["phase"] == phase
+    assert summary["batch"] == 2
+    assert summary["seq"] == 24
+    if phase != "prefill":
+        assert "per-token latency" in printed.lower()
+        assert "P = batch = 2" in printed
+        assert summary["design"]["per_token_s"] > 0
+    if phase == "generate":
+        assert summary["tokens"] == 3
+        assert data["totals"]["sparse"]["cycles"]["total"] == \
+            summary["design"]["prefill_cycles"] + summary["design"]["decode_cycles"]

@@ -1,0 +1,412 @@
+"""LLM inference phases: prefill, decode with a KV cache, and generation.
+
+The graph of a decoder model traced for ``batch`` (B) sequences of ``seq`` (S) tokens is the
+**prefill** of S tokens. Its GEMMs are rewritten, not re-traced, for the other phases:
+
+* **decode** at context C: one new token per sequence. Every weight GEMM streams ``P = B`` rows
+  (so a weight-stationary array loads each weight tile for B beats of work). The new token's K
+  and V are written to the KV cache, then the attention score GEMM (``q . K^T``) and context GEMM
+  (``p . V``) run against the cache of C tokens, which is read from memory: in the accelerator's
+  terms K^T and V are the stationary operand, so their bytes are the weight-tile loads of those
+  GEMMs. Grouped-query (and multi-query) attention is handled: the ``H / H_kv`` query heads that
+  share a key/value head are the P rows of one GEMM against that head's cache (``groups = B x
+  H_kv``), so each cached head is read once per step. Attention GEMMs run dense.
+* **generate**: the prefill, then T decode steps; step ``t`` (0-based) reads a cache of
+  ``C = S + t + 1`` tokens (the prompt, the tokens decoded before and its own). The result is the
+  exact sum of every step's cost; each distinct GEMM shape is costed once (weight GEMMs are the
+  same at every step, the attention GEMMs' programs change only when their column tiles or K
+  passes do: :func:`sparsa.sw.cost.program_tiling`).
+
+KV-cache bytes (``cfg.act_width`` elements): ``2 x decoder_layers x H_kv x head_dim`` per token
+and sequence. The writes of new K and V are counted as DRAM traffic (and DRAM energy) on top of
+the layers' own traffic; the reads are the attention GEMMs' weight loads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sparsa.config import ArrayConfig
+from sparsa.models.graph import Layer, LayerGraph
+
+from . import timing
+from .cost import LayerCost
+from .energy import Energy, EnergyTable, load_table
+from .model_report import (
+    LayerReport,
+    ModelReport,
+    build_report,
+    dense_baseline,
+    layer_report,
+    si,
+)
+from .prune import PrunePolicy
+
+__all__ = ["PHASES", "PhaseError", "PhaseSide", "PhaseSummary", "decode_graph", "phase_lines",
+           "phase_report", "phase_to_dict", "workload_lines"]
+
+PHASES = ("prefill", "decode", "generate")
+
+
+class PhaseError(ValueError):
+    """A phase cannot be applied to this model (not a decoder transformer, bad sizes)."""
+
+
+@dataclass(frozen=True)
+class PhaseSide:
+    """One design's (N:M or dense) cycles and energy over the phase."""
+
+    prefill_cycles: int
+    decode_cycles: int              # all decode steps
+    decode_stall_cycles: int        # of which DRAM stalls
+    decode_weight_bound_cycles: int  # in weight GEMMs whose P rows < the weight-load period
+    decode_macs: int
+    prefill_energy_pj: float
+    decode_energy_pj: float         # KV-cache writes included
+
+
+@dataclass(frozen=True)
+class PhaseSummary:
+    """What a reader asks of an LLM phase; cycles are array clock cycles."""
+
+    phase: str
+    batch: int
+    seq: int
+    context: int                    # decode: the cache length; generate: the last step's
+    tokens: int                     # decode steps (decode: 1, prefill: 0)
+    clock_mhz: float
+    multipliers: int
+    tile_period: int                # beats to load a weight tile
+    kv_bytes_per_token: int         # per sequence, all decoder layers, K and V
+    kv_read_bytes: int
+    kv_write_bytes: int
+    kv_cache_bytes: int             # the cache at the end
+    design: PhaseSide
+    baseline: PhaseSide
+
+    def seconds(self, cycles: int) -> float:
+        return cycles / (self.clock_mhz * 1e6)
+
+    def ttft_s(self, side: PhaseSide) -> float:
+        """Time to first token: the prefill."""
+        return self.seconds(side.prefill_cycles)
+
+    def per_token_s(self, side: PhaseSide) -> float:
+        """Mean latency of one decode step (every sequence of the batch gets a token)."""
+        return self.seconds(side.decode_cycles) / self.tokens if self.tokens else 0.0
+
+    def total_s(self, side: PhaseSide) -> float:
+        return self.seconds(side.prefill_cycles + side.decode_cycles)
+
+    def tokens_per_s(self, side: PhaseSide) -> float:
+        """Decoded tokens per second over the batch."""
+        return self.batch * self.tokens / self.seconds(side.decode_cycles) if self.tokens else 0.0
+
+    def energy_per_token_pj(self, side: PhaseSide) -> float:
+        return side.decode_energy_pj / (self.batch * self.tokens) if self.tokens else 0.0
+
+    def decode_utilization(self, side: PhaseSide) -> float:
+        return side.decode_macs / (side.decode_cycles * self.multipliers) \
+            if side.decode_cycles else 0.0
+
+    @property
+    def per_token_speedup(self) -> float:
+        return self.per_token_s(self.baseline) / self.per_token_s(self.design)
+
+    def findings(self) -> list[str]:
+        """Why the array is under-used in decode, and how much of the time is memory-bound."""
+        if not self.tokens:
+            return []
+        d = self.design
+        return [
+            f"decode streams P = batch = {self.batch} row(s) through each weight tile, which "
+            f"takes {self.tile_period} beats to load: the weight-stationary array is "
+            f"{self.decode_utilization(d):.1%} used in decode",
+            f"memory-bound share of decode time: {d.decode_stall_cycles / d.decode_cycles:.1%} "
+            f"DRAM stalls; {d.decode_weight_bound_cycles / d.decode_cycles:.1%} in weight GEMMs "
+            f"bound by weight-tile loads",
+        ]
+
+
+def _attention_meta(graph: LayerGraph) -> tuple[int, int, int, int, int, int]:
+    """(batch, seq, heads, kv_heads, head_dim, decoder_layers) of a decoder graph."""
+    meta = graph.meta
+    needed = ("batch", "seq", "heads", "kv_heads", "head_dim", "decoder_layers")
+    if any(not isinstance(meta.get(k), int) or meta[k] < 1 for k in needed):
+        raise PhaseError(f"model {graph.name!r}: LLM phases need a transformer text model "
+                         "traced by sparsa (a zoo LLM or a Hugging Face config), with its "
+                         "batch, sequence length and attention heads known")
+    b, s, h, kv, d, n = (int(meta[k]) for k in needed)
+    if h % kv:
+        raise PhaseError(f"model {graph.name!r}: {h} attention heads do not share {kv} "
+                         "key/value heads evenly")
+    return b, s, h, kv, d, n
+
+
+def _roles(graph: LayerGraph) -> list[str | None]:
+    """For each GEMM layer: "scores", "context" (attention) or None (a weight GEMM)."""
+    b, s, h, _, d, n = _attention_meta(graph)
+    roles: list[str | None] = []
+    expect = "scores"
+    for layer in graph.gemm_layers():
+        if layer.kind != "matmul":
+            roles.append(None)
+            continue
+        g = layer.gemm
+        want = (b * h, s, d, s) if expect == "scores" else (b * h, s, s, d)
+        if (g.groups, g.p, g.k, g.cols) != want:
+            raise PhaseError(f"model {graph.name!r}: layer {layer.name!r} is not the attention "
+                             f"{expect} GEMM expected (groups x P x K x cols {want}, found "
+                             f"{(g.groups, g.p, g.k, g.cols)})")
+        roles.append(expect)
+        expect = "context" if expect == "scores" else "scores"
+    if roles.count("scores") != n or expect != "scores":
+        raise PhaseError(f"model {graph.name!r}: expected {n} attention score/context pairs, "
+                         f"found {roles.count('scores')} score and {roles.count('context')} "
+                         "context GEMMs")
+    return roles
+
+
+def _attention_layer(layer: Layer, role: str, meta: Mapping[str, Any], context: int) -> Layer:
+    b, h, kv, d = meta["batch"], meta["heads"], meta["kv_heads"], meta["head_dim"]
+    groups, rep = b * kv, h // kv
+    k, cols = (d, context) if role == "scores" else (context, d)
+    return Layer(name=layer.name, kind="matmul", in_shape=(groups, rep, k),
+                 out_shape=(groups, rep, cols), nm=None,
+                 attrs={"k": k, "groups": groups, "rhs_shape": (groups, k, cols), "role": role})
+
+
+def _decode_layer(layer: Layer, batch: int) -> Layer:
+    out = layer.out_shape[-1]
+    return dataclasses.replace(layer, in_shape=(batch, 1, layer.in_shape[-1]),
+                               out_shape=(batch, 1, out))
+
+
+def decode_graph(graph: LayerGraph, context: int) -> LayerGraph:
+    """The GEMM layers of one decode step at ``context`` (see the module notes)."""
+    roles = _roles(graph)
+    b, s = graph.meta["batch"], graph.meta["seq"]
+    layers = []
+    for layer, role in zip(graph.gemm_layers(), roles, strict=True):
+        if role is not None:
+            layers.append(_attention_layer(layer, role, graph.meta, context))
+        elif layer.kind == "linear" and layer.gemm.p == b * s:
+            layers.append(_decode_layer(layer, b))
+        else:
+            raise PhaseError(f"model {graph.name!r}: layer {layer.name!r} ({layer.kind}, "
+                             f"P={layer.gemm.p}) is not a per-token GEMM of {b}x{s} tokens")
+    meta = {**graph.meta, "phase": "decode", "context": context}
+    return dataclasses.replace(graph, layers=tuple(layers), meta=meta)
+
+
+def _scale(obj: Any, n: int) -> Any:
+    """A cost or energy dataclass with every number multiplied by ``n``."""
+    return type(obj)(**{f.name: (_scale(v, n) if dataclasses.is_dataclass(v) else v * n)
+                        for f in dataclasses.fields(obj) for v in (getattr(obj, f.name),)})
+
+
+@dataclass(frozen=True)
+class _Sum:
+    """The decode steps' part of one layer: costs, energies and multiplies summed."""
+
+    sparse: LayerCost
+    dense: LayerCost
+    energy: Energy
+    dense_energy: Energy
+    macs: int
+
+    @classmethod
+    def of(cls, x: LayerReport, n: int = 1) -> _Sum:
+        return cls(_scale(x.sparse, n), _scale(x.dense, n), _scale(x.energy, n),
+                   _scale(x.dense_energy, n), x.macs * n)
+
+    def __add__(self, other: _Sum) -> _Sum:
+        return _Sum(self.sparse + other.sparse, self.dense + other.dense,
+                    self.energy + other.energy, self.dense_energy + other.dense_energy,
+                    self.macs + other.macs)
+
+
+def _attention_sums(graph: LayerGraph, roles: list[str | None], cfg: ArrayConfig,
+                    table: EnergyTable, memo: dict, tokens: int,
+                    progress: Callable[[int, int], None] | None) -> dict[str, _Sum]:
+    """Each attention role's cost summed over the decode steps (the same in every layer)."""
+    layers = graph.gemm_layers()
+    first = {role: layers[roles.index(role)] for role in ("scores", "context")}
+    dense_cfg = dense_baseline(cfg)
+    sums: dict[str, _Sum] = {}
+    for t in range(tokens):
+        context = graph.meta["seq"] + t + 1
+        for role, layer in first.items():
+            x = layer_report(_attention_layer(layer, role, graph.meta, context), cfg, dense_cfg,
+                             table, memo)
+            sums[role] = sums[role] + _Sum.of(x) if role in sums else _Sum.of(x)
+        if progress is not None:
+            progress(t + 1, tokens)
+    return sums
+
+
+def _generation_layers(prefill: ModelReport, step: ModelReport, roles: list[str | None],
+                       sums: dict[str, _Sum], tokens: int) -> tuple[LayerReport, ...]:
+    """Each layer's prefill plus its decode steps; the GEMM shape shown is the prefill's."""
+    out = []
+    for pre, dec, role in zip(prefill.layers, step.layers, roles, strict=True):
+        d = sums[role] if role is not None else _Sum.of(dec, tokens)
+        out.append(dataclasses.replace(
+            pre, sparse=pre.sparse + d.sparse, dense=pre.dense + d.dense,
+            energy=pre.energy + d.energy, dense_energy=pre.dense_energy + d.dense_energy,
+            total_macs=pre.macs + d.macs))
+    return tuple(out)
+
+
+def _side(prefill: ModelReport | None, decode: list[tuple[LayerReport, _Sum]], dense: bool,
+          kv_write_pj: tuple[float, float], tile_period: int) -> PhaseSide:
+    """``kv_write_pj``: the DRAM energy of the prefill's and the decode steps' KV writes."""
+    def cost(x: LayerReport | _Sum) -> LayerCost:
+        return x.dense if dense else x.sparse
+
+    def energy(x: LayerReport | _Sum) -> float:
+        return (x.dense_energy if dense else x.energy).total
+
+    costs = [cost(s) for _, s in decode]
+    return PhaseSide(
+        prefill_cycles=sum(cost(x).cycles.total for x in prefill.layers) if prefill else 0,
+        decode_cycles=sum(c.cycles.total for c in costs),
+        decode_stall_cycles=sum(c.cycles.stall for c in costs),
+        decode_weight_bound_cycles=sum(cost(s).cycles.total for x, s in decode
+                                       if x.kind == "linear" and x.min_beats < tile_period),
+        decode_macs=sum(c.actions.macs_required for c in costs),
+        prefill_energy_pj=(sum(energy(x) for x in prefill.layers) + kv_write_pj[0]
+                           if prefill else 0.0),
+        decode_energy_pj=(sum(energy(s) for _, s in decode) + kv_write_pj[1]) if decode else 0.0)
+
+
+@dataclass(frozen=True)
+class _Request:
+    graph: LayerGraph
+    cfg: ArrayConfig
+    table: EnergyTable
+    policy: PrunePolicy | None
+    table_name: str
+    progress: Callable[[int, int], None] | None
+
+    def build(self, graph: LayerGraph, memo: dict) -> ModelReport:
+        return build_report(graph, self.cfg, table=self.table, policy=self.policy,
+                            table_name=self.table_name, memo=memo)
+
+
+def _summary(req: _Request, phase: str, context: int, tokens: int,
+             parts: tuple[ModelReport | None, list[tuple[LayerReport, _Sum]]]) -> PhaseSummary:
+    b, s, _, kv, d, n = _attention_meta(req.graph)
+    per_token = 2 * n * kv * d * -(-req.cfg.act_width // 8)
+    if phase == "prefill":
+        read, cached, writes = 0, b * s * per_token, (b * s * per_token, 0)
+    elif phase == "decode":
+        read, cached, writes = b * context * per_token, b * context * per_token, (0, b * per_token)
+    else:
+        read = b * per_token * (tokens * s + tokens * (tokens + 1) // 2)
+        cached, writes = b * (s + tokens) * per_token, (b * s * per_token, b * tokens * per_token)
+    pj = req.table.dram_64b_pj / 8
+    period = timing.array_timing(req.cfg).tile_period
+    sides = [_side(parts[0], parts[1], dense, (writes[0] * pj, writes[1] * pj), period)
+             for dense in (False, True)]
+    return PhaseSummary(
+        phase=phase, batch=b, seq=s, context=context, tokens=tokens,
+        clock_mhz=req.cfg.clock_mhz, multipliers=req.cfg.multipliers, tile_period=period,
+        kv_bytes_per_token=per_token, kv_read_bytes=read, kv_write_bytes=sum(writes),
+        kv_cache_bytes=cached, design=sides[0], baseline=sides[1])
+
+
+def _generate(req: _Request, tokens: int) -> ModelReport:
+    memo: dict = {}
+    roles = _roles(req.graph)
+    seq = req.graph.meta["seq"]
+    prefill = req.build(req.graph, memo)
+    step = req.build(decode_graph(req.graph, seq + 1), memo)
+    sums = _attention_sums(req.graph, roles, req.cfg, req.table, memo, tokens, req.progress)
+    decode = [(x, sums[role] if role else _Sum.of(x, tokens))
+              for x, role in zip(step.layers, roles, strict=True)]
+    summary = _summary(req, "generate", seq + tokens, tokens, (prefill, decode))
+    return dataclasses.replace(
+        prefill, layers=_generation_layers(prefill, step, roles, sums, tokens), phase=summary,
+        workload={**prefill.workload, "phase": "generate", "tokens": tokens})
+
+
+def phase_report(graph: LayerGraph, cfg: ArrayConfig, phase: str, *,
+                 context: int | None = None, tokens: int = 0, table: EnergyTable | None = None,
+                 policy: PrunePolicy | None = None, table_name: str = "",
+                 progress: Callable[[int, int], None] | None = None) -> ModelReport:
+    """The report of ``phase`` of decoder model ``graph`` (traced for its prefill): prefill,
+    decode at ``context`` (default: the traced sequence length) or generate ``tokens`` tokens.
+    Its :attr:`ModelReport.phase` holds the :class:`PhaseSummary`."""
+    if phase not in PHASES:
+        raise PhaseError(f"phase must be one of {', '.join(PHASES)}, not {phase!r}")
+    for value, what, low in ((context, "context", 1), (tokens, "tokens", 0)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < low):
+            raise PhaseError(f"{what} must be an integer of at least {low}, not {value!r}")
+    if phase == "generate" and tokens < 1:
+        raise PhaseError(f"phase generate needs at least one token to decode, not {tokens!r}")
+    req = _Request(graph, cfg, table or load_table(), policy, table_name, progress)
+    seq = _attention_meta(graph)[1]
+    if phase == "generate":
+        return _generate(req, tokens)
+    if phase == "prefill":
+        report = req.build(graph, {})
+        summary = _summary(req, phase, seq, 0, (report, []))
+        return dataclasses.replace(report, phase=summary,
+                                   workload={**report.workload, "phase": "prefill"})
+    context = context or seq
+    report = req.build(decode_graph(graph, context), {})
+    summary = _summary(req, phase, context, 1, (None, [(x, _Sum.of(x)) for x in report.layers]))
+    return dataclasses.replace(report, phase=summary)
+
+
+def phase_lines(p: PhaseSummary) -> list[str]:
+    """The phase's figures as plain sentences (N:M first, the dense baseline in brackets)."""
+    d, b = p.design, p.baseline
+    lines = []
+    if p.phase in ("prefill", "generate"):
+        lines.append(f"time to first token (prefill of {p.seq} tokens x batch {p.batch}) "
+                     f"{si(p.ttft_s(d), 's')} (dense {si(p.ttft_s(b), 's')})")
+    if p.tokens:
+        lines.append(f"per-token latency {si(p.per_token_s(d), 's')} (dense "
+                     f"{si(p.per_token_s(b), 's')}), speedup {p.per_token_speedup:.3f}x; "
+                     f"{p.tokens_per_s(d):.3g} tokens/s (dense {p.tokens_per_s(b):.3g}); "
+                     f"energy per token {si(p.energy_per_token_pj(d) * 1e-12, 'J')} (dense "
+                     f"{si(p.energy_per_token_pj(b) * 1e-12, 'J')})")
+    if p.phase == "generate":
+        lines.append(f"total for {p.tokens} tokens {si(p.total_s(d), 's')} (dense "
+                     f"{si(p.total_s(b), 's')}), exact sum over every decode step")
+    lines.append(f"KV cache: {si(p.kv_bytes_per_token, 'B')} per token, "
+                 f"{si(p.kv_cache_bytes, 'B')} at context {p.context}; read "
+                 f"{si(p.kv_read_bytes, 'B')}, written {si(p.kv_write_bytes, 'B')} "
+                 "(writes added to DRAM traffic and energy)")
+    return lines + p.findings()
+
+
+def phase_to_dict(p: PhaseSummary) -> dict[str, Any]:
+    """The summary and its derived figures, JSON-ready."""
+    out = dataclasses.asdict(p)
+    for name, side in (("design", p.design), ("baseline", p.baseline)):
+        out[name].update(ttft_s=p.ttft_s(side), per_token_s=p.per_token_s(side),
+                         total_s=p.total_s(side), tokens_per_s=p.tokens_per_s(side),
+                         energy_per_token_pj=p.energy_per_token_pj(side),
+                         decode_utilization=p.decode_utilization(side))
+    out["per_token_speedup"] = p.per_token_speedup if p.tokens else None
+    out["findings"] = p.findings()
+    return out
+
+
+def workload_lines(report: ModelReport, prefix: str = "") -> list[str]:
+    """The workload, a note when weights are absent, and the LLM phase's figures."""
+    lines = [f"Workload: {report.workload_text}." if report.workload else
+             "Workload: as the model file fixes it (batch and sequence length not known)."]
+    if report.weights_absent:
+        lines.append("Weights absent: the file's external weight data is missing; shapes only "
+                     "(costing needs no weight values).")
+    if report.phase is not None:
+        lines += [line[:1].upper() + line[1:] + "." for line in phase_lines(report.phase)]
+    return [prefix + line for line in lines]

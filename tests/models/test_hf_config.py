@@ -1,0 +1,96 @@
+"""Hugging Face configs: a config.json written here (or its directory) builds on the meta device
+with nothing downloaded; batch and seq reach the graph and its metadata; a missing or broken
+config is one error naming the file."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from sparsa.models.errors import ModelImportError
+from sparsa.models.hf_config import config_path, import_hf_config
+from sparsa.models.load import load_graph
+
+# A two-layer Mistral-shaped decoder: 8 query heads sharing 2 key/value heads (GQA).
+TINY = {"model_type": "mistral", "hidden_size": 64, "intermediate_size": 128,
+        "num_hidden_layers": 2, "num_attention_heads": 8, "num_key_value_heads": 2,
+        "vocab_size": 100, "max_position_embeddings": 256}
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+
+
+def write(path, data) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data) if isinstance(data, dict) else data)
+    return str(path)
+
+
+def test_directory_and_file_give_the_same_graph(tmp_path):
+    write(tmp_path / "tiny" / "config.json", TINY)
+    a = load_graph(str(tmp_path / "tiny"), batch=2, seq=16)
+    b = load_graph(str(tmp_path / "tiny" / "config.json"), batch=2, seq=16)
+    assert [(x.name, x.gemm) for x in a.gemm_layers()] == \
+        [(x.name, x.gemm) for x in b.gemm_layers()]
+    assert a.name == "tiny"
+    assert a.source.startswith("hf:")
+    assert a.meta == {"batch": 2, "seq": 16, "heads": 8, "kv_heads": 2, "head_dim": 8,
+                      "decoder_layers": 2}
+    k_proj = next(x for x in a.gemm_layers() if x.name.endswith("k_proj"))
+    assert (k_proj.gemm.p, k_proj.gemm.k, k_proj.gemm.cols) == (32, 64, 2 * 8)
+    scores = next(x for x in a.gemm_layers() if x.kind == "matmul")
+    assert (scores.gemm.groups, scores.gemm.p, scores.gemm.k, scores.gemm.cols) == \
+        (2 * 8, 16, 8, 16)
+
+
+def test_any_json_file_name_is_a_config(tmp_path):
+    path = write(tmp_path / "my_model.json", TINY)
+    assert config_path(path) is not None
+    assert import_hf_config(path, seq=4).meta["seq"] == 4
+
+
+def test_a_vision_config_takes_batch(tmp_path):
+    vit = {"model_type": "vit", "hidden_size": 32, "num_hidden_layers": 1,
+           "num_attention_heads": 2, "intermediate_size": 64, "image_size": 32,
+           "patch_size": 16}
+    g = load_graph(write(tmp_path / "vit" / "config.json", vit), batch=3)
+    assert g.input_shape == (3, 3, 32, 32)
+    assert "seq" not in g.meta
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ("{not json", ["config.json", "JSON"]),
+    ("[1, 2]", ["config.json", "model_type"]),
+    (json.dumps({"hidden_size": 4}), ["config.json", "model_type"]),
+    (json.dumps({"model_type": "no_such_architecture"}), ["config.json", "no_such_architecture"]),
+    (json.dumps({**TINY, "num_attention_heads": 7}), ["config.json"]),
+])
+def test_broken_configs_are_one_error_naming_the_file(tmp_path, text, words):
+    path = write(tmp_path / "m" / "config.json", text)
+    for spec in (path, str(tmp_path / "m")):
+        with pytest.raises(ModelImportError) as err:
+            load_graph(spec)
+        message = str(err.value)
+        assert "\n" not in message
+        for word in words:
+            assert word in message
+
+
+def test_missing_config_and_empty_directory(tmp_path):
+    with pytest.raises(ModelImportError, match=r"config\.json.*does not exist"):
+        load_graph(str(tmp_path / "gone" / "config.json"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelImportError, match=r"holds no config\.json"):
+        load_graph(str(tmp_path / "empty"))
+
+
+def test_fixed_shape_files_refuse_seq(tmp_path):
+    path = write(tmp_path / "t.csv", "Layer name,IFMAP Height,IFMAP Width,Filter Height,"
+                                     "Filter Width,Channels,Num Filter,Strides,\n"
+                                     "c,8,8,3,3,4,8,1,\n")
+    with pytest.raises(ModelImportError, match="fixed shapes"):
+        load_graph(path, seq=64)

@@ -1,0 +1,128 @@
+"""LLM phases: decode rewrites every GEMM for one token against a KV cache (grouped-query heads
+folded), generate is exactly the prefill plus the sum of its decode steps, and the KV-cache
+bytes follow from the shapes. Also: costs are shared between tilings with equal programs, and
+periodic runs of blocks are skipped exactly."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from sparsa.config import ArrayConfig, preset
+from sparsa.models.graph import Gemm
+from sparsa.models.load import load_graph
+from sparsa.sw.accel_timing import program_timing
+from sparsa.sw.assemble import gemm_instructions
+from sparsa.sw.cost import _direct_cost, layer_cost, program_cycles, program_tiling
+from sparsa.sw.model_report import build_report
+from sparsa.sw.phases import PhaseError, decode_graph, phase_report
+from sparsa.sw.schedule import LayerSchedule, ScheduleError, schedule_gemm
+
+TINY = {"model_type": "mistral", "hidden_size": 64, "intermediate_size": 128,
+        "num_hidden_layers": 2, "num_attention_heads": 8, "num_key_value_heads": 2,
+        "vocab_size": 100, "max_position_embeddings": 256}
+CFG = preset("tiny")
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    path = tmp_path_factory.mktemp("hf") / "config.json"
+    path.write_text(json.dumps(TINY))
+    return load_graph(str(path), batch=2, seq=12)
+
+
+def test_decode_graph_shapes(tiny):
+    g = decode_graph(tiny, context=20)
+    assert g.meta["phase"] == "decode"
+    assert g.meta["context"] == 20
+    linears = [x for x in g.layers if x.kind == "linear"]
+    assert linears
+    assert all(x.gemm.p == 2 for x in linears)
+    scores = [x.gemm for x in g.layers if x.attrs.get("role") == "scores"]
+    context = [x.gemm for x in g.layers if x.attrs.get("role") == "context"]
+    # 2 sequences x 2 key/value heads; the 4 query heads of a group are the P rows
+    assert scores == [Gemm(p=4, k=8, cols=20, groups=4)] * 2
+    assert context == [Gemm(p=4, k=20, cols=8, groups=4)] * 2
+    assert [x.name for x in g.layers] == [x.name for x in tiny.gemm_layers()]
+
+
+def test_generate_is_prefill_plus_every_decode_step(tiny):
+    tokens = 5
+    gen = phase_report(tiny, CFG, "generate", tokens=tokens)
+    pre = build_report(tiny, CFG)
+    steps = [build_report(decode_graph(tiny, 12 + t + 1), CFG) for t in range(tokens)]
+    for i, x in enumerate(gen.layers):
+        want = pre.layers[i].sparse.cycles.total + sum(s.layers[i].sparse.cycles.total
+                                                       for s in steps)
+        assert x.sparse.cycles.total == want, x.name
+        dense = pre.layers[i].dense.actions.dram_bytes + sum(
+            s.layers[i].dense.actions.dram_bytes for s in steps)
+        assert x.dense.actions.dram_bytes == dense, x.name
+        assert x.macs == pre.layers[i].macs + sum(s.layers[i].macs for s in steps)
+    p = gen.phase
+    assert p.design.prefill_cycles == pre.total.cycles.total
+    assert p.design.decode_cycles == sum(s.total.cycles.total for s in steps)
+    assert p.baseline.decode_cycles == sum(s.dense_total.cycles.total for s in steps)
+    assert p.per_token_s(p.design) == pytest.approx(
+        p.design.decode_cycles / tokens / (CFG.clock_mhz * 1e6))
+    assert gen.workload == {"batch": 2, "seq": 12, "phase": "generate", "tokens": tokens}
+
+
+def test_kv_cache_bytes(tiny):
+    per_token = 2 * 2 * 2 * 8          # K and V x layers x kv heads x head_dim, int8
+    d = phase_report(tiny, CFG, "decode", context=30).phase
+    assert d.kv_bytes_per_token == per_token
+    assert (d.kv_read_bytes, d.kv_write_bytes) == (2 * 30 * per_token, 2 * per_token)
+    g = phase_report(tiny, CFG, "generate", tokens=3).phase
+    assert g.kv_read_bytes == 2 * per_token * (13 + 14 + 15)
+    assert g.kv_cache_bytes == g.kv_write_bytes == 2 * 15 * per_token
+    assert d.findings()
+    assert "P = batch = 2" in d.findings()[0]
+
+
+def test_phase_errors(tiny):
+    with pytest.raises(PhaseError, match="phase must be"):
+        phase_report(tiny, CFG, "chat")
+    with pytest.raises(PhaseError, match="token"):
+        phase_report(tiny, CFG, "generate", tokens=0)
+    with pytest.raises(PhaseError, match="context"):
+        phase_report(tiny, CFG, "decode", context=0)
+    with pytest.raises(PhaseError, match="LLM phases need"):
+        phase_report(load_graph("digits_mlp"), CFG, "decode")
+
+
+def test_equal_programs_share_costs(node_seed):
+    """Tilings that differ only in exact K and column count have the same program: their
+    cost is the direct cost of their own program (multiplies required included)."""
+    rng = random.Random(node_seed)
+    for _ in range(12):
+        cfg = ArrayConfig(rows=rng.choice([2, 4]), cols=rng.choice([2, 4]), n=2, m=4,
+                          dram_bytes_per_cycle=rng.choice([2, 16]))
+        gemm = Gemm(p=rng.randint(1, 40), k=rng.randint(1, 70), cols=rng.randint(1, 30),
+                    groups=rng.randint(1, 3))
+        sparse = rng.random() < 0.5
+        try:
+            t = schedule_gemm(gemm, cfg, sparse=sparse)
+        except ScheduleError:
+            continue
+        got = layer_cost(LayerSchedule("x", "linear", "", t, cfg))
+        assert got == _direct_cost(cfg, t)
+        assert program_tiling(t) == program_tiling(
+            schedule_gemm(gemm, cfg, sparse=sparse)), "program key is deterministic"
+
+
+@pytest.mark.parametrize("gemm", [Gemm(p=1, k=16, cols=90, groups=3),
+                                  Gemm(p=3, k=40, cols=33, groups=2)])
+def test_periodic_runs_equal_the_recurrence(gemm):
+    """Long runs of alternating blocks (decode-like: one row, many column tiles) are skipped
+    once periodic, and still equal the plain instruction-by-instruction recurrence."""
+    cfg = ArrayConfig(rows=2, cols=2, n=2, m=4, act_buffer_kib=1, weight_buffer_kib=1,
+                      acc_buffer_kib=1, dram_bytes_per_cycle=3)
+    for sparse in (False, True):
+        t = schedule_gemm(gemm, cfg, sparse=sparse)
+        prog = list(gemm_instructions(cfg, t))
+        for rate in (None, 3):
+            assert program_cycles(cfg, t, dram_bytes_per_cycle=rate) == \
+                program_timing(cfg, prog, trace=False, dram_bytes_per_cycle=rate).cycles
