@@ -44,8 +44,9 @@ from .export import check_export_size, export_verilog
 from .fpga import ToolError, yowasp_env
 
 __all__ = ["GLUE_SCRIPT", "METHODS", "SCRIPT", "AreaResult", "GateTable", "GateTableError",
-           "area_cache_dir", "area_kge", "array_area", "gate_equivalents", "load_gate_table",
-           "modular_cells", "pe_modules", "rtl_fingerprint", "synthesize_cells"]
+           "area_cache_dir", "area_kge", "array_area", "fpga_resources", "gate_equivalents",
+           "load_gate_table", "modular_cells", "pe_modules", "rtl_fingerprint",
+           "synthesize_cells"]
 
 # {top} is the Verilog module, {stats} the JSON statistics file Yosys writes.
 SCRIPT = ("read_verilog {top}.v; synth -flatten -noabc -top {top}; "
@@ -294,3 +295,26 @@ def area_kge(cfg: ArrayConfig) -> float:
     """The array's area in kGE, modular synthesis, default table (what ``sparsa explore``
     uses)."""
     return array_area(cfg, method="modular").kge
+
+
+def fpga_resources(cfg: ArrayConfig, target: str = "ecp5", device: str | None = None, *,
+                   cache: bool = True) -> dict[str, int]:
+    """LUTs, flip-flops, DSP blocks and carry cells of the array synthesized for an FPGA
+    (:func:`sparsa.hw.fpga.synthesize`, no place and route), cached like :func:`array_area`
+    (the index key names the target and device)."""
+    from .fpga import synthesize
+
+    check_export_size(cfg)
+    index = _index_path(cfg, "array", f"fpga:{target}:{device}")
+    if cache and index.is_file():
+        try:
+            return {k: int(v) for k, v in json.loads(index.read_text()).items()}
+        except (OSError, ValueError, AttributeError):
+            pass   # a damaged entry: synthesize again
+    with tempfile.TemporaryDirectory(prefix="sparsa-fpga-") as tmp:
+        result = synthesize(cfg, target, tmp, device=device, place_and_route=False, pe=False)
+    figures = {"luts": result.array.luts, "ffs": result.array.ffs, "dsps": result.array.dsps,
+               "carry": result.array.carry}
+    if cache:
+        _write_json(index, figures)
+    return figures

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -65,6 +65,10 @@ class Evaluation:
     energy_ratio: float
     multipliers: int
     area_kge: float | None = None
+    # FPGA resources of the array, when the sweep synthesizes for an FPGA
+    luts: int | None = None
+    ffs: int | None = None
+    dsps: int | None = None
 
     @property
     def metrics(self) -> dict[str, float | None]:
@@ -75,6 +79,8 @@ class Evaluation:
             "edp_uj_s": self.energy_uj * self.latency_s, "dram_bytes": self.dram_bytes,
             "speedup": self.speedup, "area_kge": area,
             "throughput_per_kge": None if not area else 1 / self.latency_s / area,
+            "luts": self.luts, "ffs": self.ffs, "dsps": self.dsps,
+            "throughput_per_dsp": None if not self.dsps else 1 / self.latency_s / self.dsps,
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -87,11 +93,14 @@ class Evaluation:
         return cls(**(d | {"config": ArrayConfig.from_dict(d["config"])}))
 
 
-def evaluate(cfg: ArrayConfig, graph: LayerGraph, area_kge: float | None = None, *,
+def evaluate(cfg: ArrayConfig, graph: LayerGraph, area_kge: float | None = None,
+             fpga: Mapping[str, int] | None = None, *,
              point: str = "", model: str = "", table: EnergyTable | None = None,
              policy: PrunePolicy | None = None) -> Evaluation:
     """Cost ``graph`` on ``cfg`` (with ``build_report``, the same model as ``sparsa report``);
-    ``point`` is the key the result is stored under, ``model`` the label of the model."""
+    ``area_kge`` and the ``fpga`` resources (luts, ffs, dsps) are the configuration's, computed
+    elsewhere; ``point`` is the key the result is stored under, ``model`` the label of the
+    model."""
     report = build_report(graph, cfg, table=table, policy=policy)
     cycles = report.total.cycles.total
     return Evaluation(
@@ -100,7 +109,8 @@ def evaluate(cfg: ArrayConfig, graph: LayerGraph, area_kge: float | None = None,
         latency_s=cycles / (cfg.clock_mhz * 1e6), energy_uj=report.energy.total / 1e6,
         dram_bytes=report.total.actions.dram_bytes, speedup=report.speedup,
         energy_ratio=report.energy_ratio, multipliers=cfg.multipliers,
-        area_kge=None if area_kge is None else float(area_kge))
+        area_kge=None if area_kge is None else float(area_kge),
+        **({} if fpga is None else {k: int(fpga[k]) for k in ("luts", "ffs", "dsps")}))
 
 
 def combine(results: Sequence[Evaluation]) -> Evaluation:
@@ -120,4 +130,5 @@ def combine(results: Sequence[Evaluation]) -> Evaluation:
                       latency_s=sum(r.latency_s for r in results), energy_uj=energy,
                       dram_bytes=sum(r.dram_bytes for r in results), speedup=dense / cycles,
                       energy_ratio=dense_energy / energy, multipliers=results[0].multipliers,
-                      area_kge=results[0].area_kge)
+                      area_kge=results[0].area_kge, luts=results[0].luts,
+                      ffs=results[0].ffs, dsps=results[0].dsps)

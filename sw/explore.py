@@ -7,6 +7,7 @@ A SPEC names::
     constraints = ["multipliers <= 64", "area_kge <= 50"]
     objectives = ["latency", "energy", "area"]
     area = true                            # ASIC area of each configuration (default true)
+    fpga = "ecp5"                          # optional: LUTs, FFs, DSPs from an FPGA synthesis
     energy_table = "my_table.toml"         # optional, default 45 nm Horowitz
 
     [[models]]
@@ -41,9 +42,9 @@ from typing import Any
 from sparsa.config import ArrayConfig, ConfigError, preset
 from sparsa.nm import parse_nm
 
-__all__ = ["CONFIG_QUANTITIES", "MAX_SPACE", "OBJECTIVES", "RESULT_QUANTITIES", "SPACE_FIELDS",
-           "Constraint", "ExploreSpec", "ModelSpec", "Objective", "SearchSpec", "SpecError",
-           "load_spec", "parse_spec"]
+__all__ = ["CONFIG_QUANTITIES", "FPGA_TARGETS", "MAX_SPACE", "OBJECTIVES", "RESULT_QUANTITIES",
+           "SPACE_FIELDS", "Constraint", "ExploreSpec", "ModelSpec", "Objective", "SearchSpec",
+           "SpecError", "load_spec", "parse_spec"]
 
 # Fields of ArrayConfig a space may vary ("nm" stands for n and m together).
 SPACE_FIELDS = ("rows", "cols", "nm", "pipeline_depth", "act_buffer_kib", "weight_buffer_kib",
@@ -52,7 +53,7 @@ SPACE_FIELDS = ("rows", "cols", "nm", "pipeline_depth", "act_buffer_kib", "weigh
 MAX_SPACE = 200_000
 METHODS = ("grid", "random", "nsga2")
 TOP_KEYS = ("base", "models", "space", "constraints", "objectives", "search", "area",
-            "energy_table")
+            "energy_table", "fpga", "fpga_device")
 
 # Quantities a constraint can name, known before evaluation (from the configuration) ...
 CONFIG_QUANTITIES: dict[str, Callable[[ArrayConfig], float]] = {
@@ -67,12 +68,22 @@ CONFIG_QUANTITIES: dict[str, Callable[[ArrayConfig], float]] = {
 }
 # ... and after (fields of sparsa.sw.evaluate.Evaluation.metrics).
 RESULT_QUANTITIES = ("cycles", "latency_s", "energy_uj", "edp_uj_s", "dram_bytes", "speedup",
-                     "area_kge", "throughput_per_kge")
+                     "area_kge", "throughput_per_kge", "luts", "ffs", "dsps",
+                     "throughput_per_dsp")
+# Result quantities that need the ASIC area or an FPGA synthesis.
+NEEDS = {"area_kge": "area", "throughput_per_kge": "area", "luts": "fpga", "ffs": "fpga",
+         "dsps": "fpga", "throughput_per_dsp": "fpga"}
+# The FPGA families of sparsa.hw.fpga.TARGETS (sw may not import hw; a test ties the two).
+FPGA_TARGETS = ("ecp5", "ice40", "xilinx")
 
 _OPS: dict[str, Callable[[float, float], bool]] = {
     "==": operator.eq, "!=": operator.ne, "<=": operator.le, ">=": operator.ge,
     "<": operator.lt, ">": operator.gt}
 _CONSTRAINT = re.compile(r"^\s*([a-z_]+)\s*(==|!=|<=|>=|<|>)\s*([-+0-9.eE_]+)\s*$")
+
+
+_NEED_TEXT = {"area": "the area, but area = false",
+              "fpga": "an FPGA synthesis: set fpga = \"ecp5\" (or ice40, xilinx)"}
 
 
 class SpecError(ConfigError):
@@ -87,7 +98,7 @@ class Objective:
     metric: str
     sense: str          # "min" or "max"
     label: str
-    needs_area: bool = False
+    needs: str = ""     # "area" or "fpga": what the sweep must compute for it
 
     def sign(self) -> int:
         """+1 to minimize the metric, -1 for a maximized one (so smaller is always better)."""
@@ -97,10 +108,14 @@ class Objective:
 OBJECTIVES: dict[str, Objective] = {o.name: o for o in (
     Objective("latency", "latency_s", "min", "latency per inference (s)"),
     Objective("energy", "energy_uj", "min", "energy per inference (µJ)"),
-    Objective("area", "area_kge", "min", "array area (kGE)", needs_area=True),
+    Objective("area", "area_kge", "min", "array area (kGE)", needs="area"),
     Objective("edp", "edp_uj_s", "min", "energy x delay (µJ·s)"),
     Objective("throughput_per_area", "throughput_per_kge", "max",
-              "throughput per area (inferences/s/kGE)", needs_area=True),
+              "throughput per area (inferences/s/kGE)", needs="area"),
+    Objective("luts", "luts", "min", "FPGA LUTs", needs="fpga"),
+    Objective("dsps", "dsps", "min", "FPGA DSP blocks", needs="fpga"),
+    Objective("throughput_per_dsp", "throughput_per_dsp", "max",
+              "throughput per DSP block (inferences/s/DSP)", needs="fpga"),
     Objective("cycles", "cycles", "min", "cycles per inference"),
     Objective("dram", "dram_bytes", "min", "DRAM traffic (bytes)"),
 )}
@@ -160,6 +175,8 @@ class ExploreSpec:
     search: SearchSpec
     area: bool = True
     energy_table: str | None = None
+    fpga: str | None = None             # an FPGA family to synthesize each array for
+    fpga_device: str | None = None
     source: str = "spec"
 
     @property
@@ -268,7 +285,7 @@ def _space(source: str, base: ArrayConfig, raw: Any) -> tuple[tuple[str, tuple[A
     return tuple(out)
 
 
-def _constraint(source: str, text: Any, area: bool) -> Constraint:
+def _constraint(source: str, text: Any, computed: set[str]) -> Constraint:
     match = _CONSTRAINT.match(text) if isinstance(text, str) else None
     if not match:
         raise _err(source, "constraints[]", text, "'quantity op number', e.g. 'multipliers == 256'")
@@ -276,8 +293,9 @@ def _constraint(source: str, text: Any, area: bool) -> Constraint:
     if quantity not in CONFIG_QUANTITIES and quantity not in RESULT_QUANTITIES:
         raise SpecError(f"{source}: constraint {text!r}: unknown quantity {quantity!r}; expected "
                         f"one of {', '.join([*CONFIG_QUANTITIES, *RESULT_QUANTITIES])}")
-    if quantity in ("area_kge", "throughput_per_kge") and not area:
-        raise SpecError(f"{source}: constraint {text!r} needs the area, but area = false")
+    needs = NEEDS.get(quantity)
+    if needs and needs not in computed:
+        raise SpecError(f"{source}: constraint {text!r} needs {_NEED_TEXT[needs]}")
     try:
         value = float(number)
     except ValueError:
@@ -336,17 +354,18 @@ def _models(source: str, raw: Any) -> tuple[ModelSpec, ...]:
     return tuple(out)
 
 
-def _objectives(source: str, raw: Any, area: bool) -> tuple[Objective, ...]:
+def _objectives(source: str, raw: Any, computed: set[str]) -> tuple[Objective, ...]:
     if raw is None:
-        raw = ["latency", "energy", "area"] if area else ["latency", "energy"]
+        raw = ["latency", "energy", "area"] if "area" in computed else ["latency", "energy"]
     if not isinstance(raw, list) or not raw:
         raise _err(source, "objectives", raw, f"a non-empty list of {', '.join(OBJECTIVES)}")
     out = []
     for name in raw:
         if name not in OBJECTIVES:
             raise _err(source, "objectives[]", name, f"one of {', '.join(OBJECTIVES)}")
-        if OBJECTIVES[name].needs_area and not area:
-            raise SpecError(f"{source}: objective {name!r} needs the area, but area = false")
+        needs = OBJECTIVES[name].needs
+        if needs and needs not in computed:
+            raise SpecError(f"{source}: objective {name!r} needs {_NEED_TEXT[needs]}")
         out.append(OBJECTIVES[name])
     if len(set(out)) != len(out):
         raise _err(source, "objectives", raw, "each objective once")
@@ -396,6 +415,14 @@ def parse_spec(values: dict, *, source: str = "spec") -> ExploreSpec:
     table = values.get("energy_table")
     if table is not None and not isinstance(table, str):
         raise _err(source, "energy_table", table, "a path to a TOML energy table")
+    fpga, device = values.get("fpga"), values.get("fpga_device")
+    if fpga is not None and fpga not in FPGA_TARGETS:
+        raise _err(source, "fpga", fpga, f"one of {', '.join(FPGA_TARGETS)}")
+    if device is not None and (fpga is None or not isinstance(device, str)):
+        raise _err(source, "fpga_device", device, "a device name, with fpga set")
+    computed = {"area"} if area else set()
+    if fpga:
+        computed.add("fpga")
     raw_constraints = values.get("constraints", [])
     if not isinstance(raw_constraints, list):
         raise _err(source, "constraints", raw_constraints, "a list of strings")
@@ -403,10 +430,10 @@ def parse_spec(values: dict, *, source: str = "spec") -> ExploreSpec:
         models=_models(source, values.get("models")),
         base=base,
         space=_space(source, base, values.get("space")),
-        constraints=tuple(_constraint(source, c, area) for c in raw_constraints),
-        objectives=_objectives(source, values.get("objectives"), area),
+        constraints=tuple(_constraint(source, c, computed) for c in raw_constraints),
+        objectives=_objectives(source, values.get("objectives"), computed),
         search=_search(source, values.get("search")),
-        area=area, energy_table=table, source=source)
+        area=area, energy_table=table, fpga=fpga, fpga_device=device, source=source)
     _check_feasible(spec)
     return spec
 

@@ -33,8 +33,8 @@ DPI = 120
 COLUMNS = ("model", "key", "rows", "cols", "nm", "pipeline_depth", "act_buffer_kib",
            "weight_buffer_kib", "acc_buffer_kib", "dram_bytes_per_cycle", "clock_mhz",
            "multipliers", "cycles", "dense_cycles", "latency_s", "energy_uj", "edp_uj_s",
-           "dram_bytes", "speedup", "energy_ratio", "area_kge", "throughput_per_kge",
-           "feasible", "pareto")
+           "dram_bytes", "speedup", "energy_ratio", "area_kge", "throughput_per_kge", "luts",
+           "ffs", "dsps", "throughput_per_dsp", "feasible", "pareto")
 
 
 @dataclass(frozen=True)
@@ -111,8 +111,9 @@ def _row(e: Evaluation, feasible: bool, pareto: bool) -> dict[str, Any]:
             "latency_s": e.latency_s, "energy_uj": e.energy_uj,
             "edp_uj_s": e.metrics["edp_uj_s"], "dram_bytes": e.dram_bytes, "speedup": e.speedup,
             "energy_ratio": e.energy_ratio, "area_kge": e.area_kge,
-            "throughput_per_kge": e.metrics["throughput_per_kge"], "feasible": feasible,
-            "pareto": pareto}
+            "throughput_per_kge": e.metrics["throughput_per_kge"], "luts": e.luts, "ffs": e.ffs,
+            "dsps": e.dsps, "throughput_per_dsp": e.metrics["throughput_per_dsp"],
+            "feasible": feasible, "pareto": pareto}
 
 
 def _rows(fronts: Sequence[Front]) -> list[dict[str, Any]]:
@@ -150,6 +151,8 @@ def config_toml(cfg: ArrayConfig, comment: str) -> str:
 # metric -> (scale, unit) for one-line descriptions
 _UNITS = {"latency_s": (1e3, " ms"), "energy_uj": (1, " µJ"), "area_kge": (1, " kGE"),
           "edp_uj_s": (1, " µJ·s"), "throughput_per_kge": (1, " inferences/s/kGE"),
+          "luts": (1, " LUTs"), "ffs": (1, " FFs"), "dsps": (1, " DSPs"),
+          "throughput_per_dsp": (1, " inferences/s/DSP"),
           "cycles": (1, " cycles"), "dram_bytes": (1, " B")}
 
 
@@ -170,7 +173,7 @@ def _name(e: Evaluation) -> str:
 def render_markdown(spec: ExploreSpec, fronts: Sequence[Front], *, computed: int | None = None,
                     reused: int | None = None) -> str:
     head = ["config", "multipliers", "latency (ms)", "energy (µJ)", "area (kGE)", "speedup",
-            "DRAM B/cycle", "file"]
+            "DRAM B/cycle", *(["LUTs", "DSPs"] if spec.fpga else []), "file"]
     lines = [f"# sparsa explore: {spec.source}", "",
              f"Search: {spec.search.method}; objectives: "
              f"{', '.join(o.name + ' (' + o.sense + ')' for o in spec.objectives)}; constraints: "
@@ -187,9 +190,10 @@ def render_markdown(spec: ExploreSpec, fronts: Sequence[Front], *, computed: int
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for i, e in enumerate(f.front):
             area = "" if e.area_kge is None else f"{e.area_kge:.1f}"
+            fpga = f"{e.luts} | {e.dsps} | " if spec.fpga else ""
             lines.append(f"| {_name(e)} | {e.multipliers} | {e.latency_s * 1e3:.4g} | "
                          f"{e.energy_uj:.4g} | {area} | {e.speedup:.2f} | "
-                         f"{e.config.dram_bytes_per_cycle} | `{_config_path(f, i, e)}` |")
+                         f"{e.config.dram_bytes_per_cycle} | {fpga}`{_config_path(f, i, e)}` |")
         lines += ["", "Best per objective:", ""]
         lines += [f"- {name}: {_name(e)}, {_describe(spec, e)}" for name, e in f.best.items()]
     return "\n".join(lines) + "\n"

@@ -76,16 +76,26 @@ def _task_key(prefix: str, text: str) -> str:
 
 def run_sweep(spec: ExploreSpec, graphs: Mapping[str, LayerGraph], store: ResultStore, client, *,
               table: EnergyTable, area: Callable[[ArrayConfig], float] | None = None,
-              area_name: str = "none", model_ids: Mapping[str, str] | None = None,
+              area_name: str = "none",
+              fpga: Callable[[ArrayConfig], Mapping[str, int]] | None = None,
+              model_ids: Mapping[str, str] | None = None,
               progress: Callable[[int, int], None] | None = None) -> SweepResult:
-    """Evaluate the SPEC's search on ``client``; ``progress(done, total)`` after each point."""
+    """Evaluate the SPEC's search on ``client``; ``progress(done, total)`` after each point.
+    ``area`` (kGE) and ``fpga`` (LUTs, FFs, DSPs) of a configuration are computed by the callables
+    given, each a task of its own, when the SPEC asks for them."""
     from distributed import as_completed
 
     if spec.area and area is None:
         raise ValueError("the SPEC asks for the area (area = true) but no area function was "
                          "given")
+    if spec.fpga and fpga is None:
+        raise ValueError(f"the SPEC asks for FPGA resources (fpga = {spec.fpga!r}) but no FPGA "
+                         "function was given")
     area = area if spec.area else None
+    fpga = fpga if spec.fpga else None
     area_name = area_name if area is not None else "none"
+    if fpga is not None:
+        area_name += f"; fpga {spec.fpga} {spec.fpga_device or 'default device'}"
     ids = {label: (model_ids or {}).get(label, label) for label in graphs}
     search = make_search(spec)
     code = sparsa_version()
@@ -104,14 +114,18 @@ def run_sweep(spec: ExploreSpec, graphs: Mapping[str, LayerGraph], store: Result
         results.update(stored)
         if progress is not None:
             progress(len(results), total)
-        futures, areas = [], {}
+        futures, areas, fpgas = [], {}, {}
         for (cfg, label), key in keys.items():
             if key in stored:
                 continue
             if area is not None and cfg not in areas:
                 areas[cfg] = client.submit(area, cfg, key=_task_key("area", cfg.to_json()),
                                            pure=True, retries=2)
+            if fpga is not None and cfg not in fpgas:
+                fpgas[cfg] = client.submit(fpga, cfg, key=_task_key("fpga", cfg.to_json()),
+                                           pure=True, retries=2)
             futures.append(client.submit(evaluate, cfg, shared[label], areas.get(cfg),
+                                         fpgas.get(cfg),
                                          point=key, model=label, table=table,
                                          key=_task_key("eval", key), pure=True, retries=2))
         try:
@@ -123,7 +137,7 @@ def run_sweep(spec: ExploreSpec, graphs: Mapping[str, LayerGraph], store: Result
                 if progress is not None:
                     progress(len(results), total)
         finally:
-            client.cancel([*futures, *areas.values()])
+            client.cancel([*futures, *areas.values(), *fpgas.values()])
         search.tell({cfg: _objective_values(spec, [results[keys[cfg, label]]
                                                    for label in graphs])
                      for cfg in batch})

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import logging
 import shutil
 import sys
@@ -93,7 +94,7 @@ def _sweep(args: argparse.Namespace, spec, graphs: dict, out: Path):
         TimeRemainingColumn,
     )
 
-    from sparsa.hw.area import area_kge, load_gate_table
+    from sparsa.hw.area import area_kge, fpga_resources, load_gate_table
     from sparsa.sw.energy import load_table
     from sparsa.sw.result_store import ResultStore
     from sparsa.sw.sweep import model_identity, run_sweep
@@ -112,6 +113,8 @@ def _sweep(args: argparse.Namespace, spec, graphs: dict, out: Path):
                 result = run_sweep(spec, graphs, store, client, table=table,
                                    area=area_kge if spec.area else None,
                                    area_name=f"{load_gate_table().name}, modular",
+                                   fpga=functools.partial(fpga_resources, target=spec.fpga,
+                                                          device=spec.fpga_device),
                                    model_ids=ids,
                                    progress=lambda done, total: bar.update(
                                        task, completed=done, total=total))

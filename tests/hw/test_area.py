@@ -112,3 +112,27 @@ def test_default_table_cites_its_source():
     assert table.cells["$_NAND_"] == 1.0
     assert "NanGate" in table.source
     assert set(table.cells) >= {"$_AND_", "$_OR_", "$_XOR_", "$_MUX_", "$_NOT_", "$_DFF_P_"}
+
+
+def test_explore_knows_the_fpga_targets():
+    from sparsa.hw.fpga import TARGETS
+    from sparsa.sw.explore import FPGA_TARGETS
+
+    assert set(FPGA_TARGETS) == set(TARGETS)
+
+
+@pytest.mark.rtl
+def test_fpga_resources_equal_synthesis_and_are_cached(tmp_path, cache_dir):
+    from sparsa.hw.fpga import synthesize
+
+    cfg = ArrayConfig(rows=2, cols=2, n=1, m=4)
+    direct = synthesize(cfg, "ecp5", tmp_path / "ecp5", place_and_route=False, pe=False).array
+    figures = area.fpga_resources(cfg, "ecp5")
+    assert figures == {"luts": direct.luts, "ffs": direct.ffs, "dsps": direct.dsps,
+                       "carry": direct.carry}
+    assert figures["dsps"] == cfg.multipliers
+    assert [p.name for p in cache_dir.glob("area/index/*.json")] != []
+    for p in cache_dir.glob("area/index/*.json"):   # the index answers, not a new synthesis
+        p.write_text('{"luts": 1, "ffs": 2, "dsps": 3, "carry": 4}')
+    assert area.fpga_resources(cfg, "ecp5") == {"luts": 1, "ffs": 2, "dsps": 3, "carry": 4}
+    assert area.fpga_resources(cfg, "ecp5", cache=False) == figures

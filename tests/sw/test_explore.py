@@ -168,6 +168,31 @@ def test_maximized_objective_and_result_constraint(swept):
         assert {e.key for e in f.front} == {f.feasible[i].key for i in brute_front(vectors)}
 
 
+# Stand-in FPGA resources (a lambda: pickled by value for the workers).
+FPGA = lambda cfg: {"luts": 40 * cfg.rows * cfg.cols * cfg.m, "ffs": 100 * cfg.rows * cfg.cols,  # noqa: E731
+                    "dsps": cfg.multipliers, "carry": 0}
+
+
+def test_fpga_resources_objectives_and_constraints(client, topology, tmp_path):
+    raw = spec_of(topology, fpga="ecp5", area=False, constraints=["dsps <= 8"],
+                  objectives=["latency", "luts", "throughput_per_dsp"])
+    spec = parse_spec(raw)
+    with ResultStore(tmp_path / "f.sqlite") as store:
+        with pytest.raises(ValueError, match="no FPGA function was given"):
+            run_sweep(spec, graphs_of(spec), store, client, table=load_table())
+        result = run_sweep(spec, graphs_of(spec), store, client, table=load_table(), fpga=FPGA)
+    assert len(result.evaluations) == 24
+    for e in result.evaluations:
+        assert (e.luts, e.ffs, e.dsps) == (FPGA(e.config)["luts"], FPGA(e.config)["ffs"],
+                                           e.config.multipliers)
+        assert e.area_kge is None
+        assert e.metrics["throughput_per_dsp"] == pytest.approx(1 / e.latency_s / e.dsps)
+    for f in analyse(spec, result.evaluations):
+        assert {e.key for e in f.feasible} == {e.key for e in f.points if e.dsps <= 8}
+        vectors = [(e.latency_s, e.luts, -e.metrics["throughput_per_dsp"]) for e in f.feasible]
+        assert {e.key for e in f.front} == {f.feasible[i].key for i in brute_front(vectors)}
+
+
 class StopSweepError(Exception):
     pass
 
@@ -253,6 +278,14 @@ BAD_SPECS = [
       "search": {"method": "nsga2", "budget": 0}}, r"search\.budget = 0: expected an integer"),
     ({"models": ["digits_mlp"], "space": {"rows": [2]}, "colour": "red"},
      r"unknown key\(s\) 'colour'"),
+    ({"models": ["digits_mlp"], "space": {"rows": [2]}, "constraints": ["dsps <= 156"]},
+     r"constraint 'dsps <= 156' needs an FPGA synthesis: set fpga = \"ecp5\""),
+    ({"models": ["digits_mlp"], "space": {"rows": [2]}, "objectives": ["throughput_per_dsp"]},
+     r"objective 'throughput_per_dsp' needs an FPGA synthesis"),
+    ({"models": ["digits_mlp"], "space": {"rows": [2]}, "fpga": "stratix"},
+     r"fpga = 'stratix': expected one of ecp5, ice40, xilinx"),
+    ({"models": ["digits_mlp"], "space": {"rows": [2]}, "fpga_device": "85k"},
+     r"fpga_device = '85k': expected a device name, with fpga set"),
     ({"models": ["digits_mlp"], "base": "huge", "space": {"rows": [2]}},
      r"base: unknown preset 'huge'"),
     ({"models": ["digits_mlp"], "space": {"rows": {"min": 1, "max": 4096},
