@@ -172,8 +172,9 @@ def _name(e: Evaluation) -> str:
 
 def render_markdown(spec: ExploreSpec, fronts: Sequence[Front], *, computed: int | None = None,
                     reused: int | None = None) -> str:
-    head = ["config", "multipliers", "latency (ms)", "energy (µJ)", "area (kGE)", "speedup",
-            "DRAM B/cycle", *(["LUTs", "DSPs"] if spec.fpga else []), "file"]
+    head = ["config", "multipliers", "latency (ms)", "energy (µJ)",
+            *(["area (kGE)"] if spec.area else []), "speedup", "DRAM B/cycle",
+            *(["LUTs", "DSPs"] if spec.fpga else []), "file"]
     lines = [f"# sparsa explore: {spec.source}", "",
              f"Search: {spec.search.method}; objectives: "
              f"{', '.join(o.name + ' (' + o.sense + ')' for o in spec.objectives)}; constraints: "
@@ -189,10 +190,10 @@ def render_markdown(spec: ExploreSpec, fronts: Sequence[Front], *, computed: int
             continue
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for i, e in enumerate(f.front):
-            area = "" if e.area_kge is None else f"{e.area_kge:.1f}"
+            area = f"{e.area_kge:.1f} | " if spec.area else ""
             fpga = f"{e.luts} | {e.dsps} | " if spec.fpga else ""
             lines.append(f"| {_name(e)} | {e.multipliers} | {e.latency_s * 1e3:.4g} | "
-                         f"{e.energy_uj:.4g} | {area} | {e.speedup:.2f} | "
+                         f"{e.energy_uj:.4g} | {area}{e.speedup:.2f} | "
                          f"{e.config.dram_bytes_per_cycle} | {fpga}`{_config_path(f, i, e)}` |")
         lines += ["", "Best per objective:", ""]
         lines += [f"- {name}: {_name(e)}, {_describe(spec, e)}" for name, e in f.best.items()]
