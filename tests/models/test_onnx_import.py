@@ -8,6 +8,7 @@ from onnx import TensorProto, helper
 from torch import nn
 
 from sparsa.models.errors import ModelImportError
+from sparsa.models.graph import Gemm
 from sparsa.models.load import load_graph
 from sparsa.models.onnx_import import import_onnx
 from sparsa.sw.quant import forward_float
@@ -77,7 +78,7 @@ def test_malformed_file(tmp_path):
         import_onnx(bad)
 
 
-def test_unsupported_operator_names_node(tmp_path):
+def test_unknown_operator_passes_through_with_its_shapes(tmp_path):
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
     node = helper.make_node("Hardmax", ["x"], ["y"], name="weird_node")
@@ -85,8 +86,9 @@ def test_unsupported_operator_names_node(tmp_path):
                               opset_imports=[helper.make_opsetid("", 17)])
     path = tmp_path / "unsupported.onnx"
     onnx.save(model, str(path))
-    with pytest.raises(ModelImportError, match=r"weird_node.*Hardmax"):
-        import_onnx(path)
+    (layer,) = import_onnx(path).layers
+    assert (layer.name, layer.kind, layer.attrs["op"]) == ("weird_node", "other", "Hardmax")
+    assert layer.in_shape == layer.out_shape == (1, 4)
 
 
 def _save_graph(path, nodes, inputs, outputs, initializers=()):
@@ -181,8 +183,97 @@ def test_gemm_trans_a_and_unknown_shape_are_errors(tmp_path):
                        [("w", w)])
     with pytest.raises(ModelImportError, match=r"node 'g1' \(Gemm\): transA=1 is not supported"):
         import_onnx(path)
+    # a non-GEMM operator with a dynamic shape passes through; a GEMM one is an error naming it
     node = helper.make_node("Relu", ["x"], ["y"])
     path = _save_graph(tmp_path / "dyn.onnx", [node], [("x", ["batch", 4])], [("y", ["batch", 4])])
-    with pytest.raises(ModelImportError, match=r"node 'Relu' \(Relu\): shape of 'x' is unknown "
+    assert import_onnx(path).layers[0].in_shape == (-1, 4)
+    node = helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")
+    path = _save_graph(tmp_path / "dyn.onnx", [node], [("x", ["batch", 4])], [("y", ["batch", 3])],
+                       [("w", w)])
+    with pytest.raises(ModelImportError, match=r"node 'mm' \(MatMul\): shape of 'x' is unknown "
                                                 r"\(\(-1, 4\)\); export the model with static"):
         import_onnx(path)
+
+
+def test_lrn_sum_resize_and_custom_operators_pass_through(tmp_path):
+    """An AlexNet/GoogLeNet-style graph: LRN, Sum of three branches, Resize (its shapes from
+    shape inference only: the graph declares no intermediate shapes), a custom-domain op."""
+    w = np.ones((8, 4, 3, 3), dtype=np.float32)
+    scales = np.array([1, 1, 2, 2], dtype=np.float32)
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+        helper.make_node("LRN", ["c"], ["n"], name="lrn", size=5),
+        helper.make_node("Relu", ["n"], ["r"], name="relu"),
+        helper.make_node("Sum", ["c", "n", "r"], ["s"], name="sum"),
+        helper.make_node("Resize", ["s", "", "scales"], ["u"], name="up", mode="nearest"),
+        helper.make_node("Conv", ["u", "w2"], ["y"], name="conv2"),
+    ]
+    path = _save_graph(tmp_path / "mixed.onnx", nodes, [("x", [1, 4, 6, 6])],
+                       [("y", [1, 2, 12, 12])],
+                       [("w", w), ("scales", scales), ("w2", np.ones((2, 8, 1, 1), np.float32))])
+    g = import_onnx(path)
+    assert [(x.name, x.kind) for x in g] == [("conv", "conv2d"), ("lrn", "norm"), ("relu", "act"),
+                                            ("sum", "add"), ("up", "other"), ("conv2", "conv2d")]
+    assert g.layers[4].out_shape == (1, 8, 12, 12)
+    assert g.layers[5].gemm.p == 12 * 12
+    assert "weights" not in g.meta
+
+
+def _external(tmp_path, keep_data):
+    w = np.arange(32, dtype=np.float32).reshape(8, 4)
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"], name="fc"),
+             helper.make_node("Gemm", ["h", "w2"], ["y"], name="head", transB=1)]
+    model = helper.make_model(helper.make_graph(
+        nodes, "ext", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])],
+        [onnx.numpy_helper.from_array(w, "w"),
+         onnx.numpy_helper.from_array(np.ones((3, 4), np.float32), "w2")]),
+        opset_imports=[helper.make_opsetid("", 17)])
+    path = tmp_path / "ext.onnx"
+    onnx.save(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+              location="ext.data", size_threshold=0)
+    if not keep_data:
+        (tmp_path / "ext.data").unlink()
+    return path, w
+
+
+def test_external_data_present_loads_weights(tmp_path):
+    path, w = _external(tmp_path, keep_data=True)
+    g = import_onnx(path)
+    np.testing.assert_array_equal(g.layers[0].weight, w.T)
+    assert "weights" not in g.meta
+
+
+def test_external_data_missing_loads_shape_only(tmp_path, capsys):
+    from sparsa.cli import main
+
+    path, _ = _external(tmp_path, keep_data=False)
+    g = import_onnx(path)
+    assert [(x.kind, x.gemm) for x in g] == [("linear", Gemm(p=2, k=8, cols=4)),
+                                             ("linear", Gemm(p=2, k=4, cols=3))]
+    assert all(x.weight is None for x in g)
+    assert g.meta == {"weights": "absent"}
+    assert g.input_shape == (2, 8)
+    assert main(["report", str(path), "--preset", "tiny", "--format", "table"]) == 0
+    assert "Weights absent" in capsys.readouterr().out
+
+
+def test_torch_export_with_lrn_upsample_and_branch_sum(tmp_path):
+    """A real TorchScript export: LocalResponseNorm becomes Pad/AveragePool/If/... nodes,
+    Upsample a Resize; all pass through and the two convolutions keep their GEMMs."""
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c, self.lrn = nn.Conv2d(3, 8, 3, padding=1), nn.LocalResponseNorm(3)
+            self.up, self.c2 = nn.Upsample(scale_factor=2), nn.Conv2d(8, 4, 1)
+
+        def forward(self, x):
+            a = self.c(x)
+            return self.c2(self.up(a + self.lrn(a) + torch.relu(a)))
+
+    path = tmp_path / "lrn.onnx"
+    _export(Net().eval(), torch.zeros(1, 3, 8, 8), path)
+    g = import_onnx(path)
+    convs = [x for x in g if x.kind == "conv2d"]
+    assert [x.gemm for x in convs] == [Gemm(p=64, k=27, cols=8), Gemm(p=256, k=8, cols=4)]
+    assert {"Resize", "Pad"} <= {x.attrs.get("op") for x in g if x.kind == "other"}
