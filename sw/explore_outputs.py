@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from sparsa.config import ArrayConfig
 
+from .design_space import ExploreSpec
 from .evaluate import ALL_MODELS, Evaluation, combine
-from .explore import ExploreSpec
 from .pareto import best_index, pareto_indices
 
 if TYPE_CHECKING:

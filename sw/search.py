@@ -14,7 +14,7 @@ from typing import Protocol
 
 from sparsa.config import ArrayConfig, ConfigError
 
-from .explore import ExploreSpec
+from .design_space import ExploreSpec
 
 __all__ = ["GridSearch", "Nsga2Search", "RandomSearch", "Search", "make_search"]
 

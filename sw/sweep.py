@@ -21,9 +21,9 @@ from pathlib import Path
 from sparsa.config import ArrayConfig
 from sparsa.models.graph import LayerGraph
 
+from .design_space import ExploreSpec, ModelSpec, Objective
 from .energy import EnergyTable
 from .evaluate import Evaluation, combine, evaluate, point_key, sparsa_version
-from .explore import ExploreSpec, ModelSpec, Objective
 from .result_store import ResultStore
 from .search import make_search
 
