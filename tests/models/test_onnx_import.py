@@ -272,7 +272,12 @@ def test_torch_export_with_lrn_upsample_and_branch_sum(tmp_path):
             return self.c2(self.up(a + self.lrn(a) + torch.relu(a)))
 
     path = tmp_path / "lrn.onnx"
-    _export(Net().eval(), torch.zeros(1, 3, 8, 8), path)
+    with warnings.catch_warnings():
+        # the tracer warns that LocalResponseNorm's size check becomes a constant, the
+        # exporter that it cannot constant-fold a strided Slice
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", "Constant folding", UserWarning)
+        _export(Net().eval(), torch.zeros(1, 3, 8, 8), path)
     g = import_onnx(path)
     convs = [x for x in g if x.kind == "conv2d"]
     assert [x.gemm for x in convs] == [Gemm(p=64, k=27, cols=8), Gemm(p=256, k=8, cols=4)]
