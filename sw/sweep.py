@@ -119,11 +119,11 @@ def run_sweep(spec: ExploreSpec, graphs: Mapping[str, LayerGraph], store: Result
             if key in stored:
                 continue
             if area is not None and cfg not in areas:
-                areas[cfg] = client.submit(area, cfg, key=_task_key("area", cfg.to_json()),
-                                           pure=True, retries=2)
+                areas[cfg] = client.submit(area, cfg, key=_task_key(
+                    "area", f"{area_name}\0{cfg.to_json()}"), pure=True, retries=2)
             if fpga is not None and cfg not in fpgas:
-                fpgas[cfg] = client.submit(fpga, cfg, key=_task_key("fpga", cfg.to_json()),
-                                           pure=True, retries=2)
+                fpgas[cfg] = client.submit(fpga, cfg, key=_task_key(
+                    "fpga", f"{area_name}\0{cfg.to_json()}"), pure=True, retries=2)
             futures.append(client.submit(evaluate, cfg, shared[label], areas.get(cfg),
                                          fpgas.get(cfg),
                                          point=key, model=label, table=table,
