@@ -51,7 +51,7 @@ def _tuples(value: Any) -> Any:
 def graph_to_json(graph: LayerGraph) -> dict:
     """The graph without weights as a JSON-able dict."""
     return {"format": _FORMAT, "name": graph.name, "source": graph.source,
-            "input_shape": list(graph.input_shape), "meta": _jsonable(dict(graph.meta)),
+            "input_shape": list(graph.input_shape), "graph_meta": _jsonable(dict(graph.meta)),
             "layers": [{"name": lay.name, "kind": lay.kind, "in_shape": list(lay.in_shape),
                         "out_shape": list(lay.out_shape), "attrs": _jsonable(dict(lay.attrs)),
                         "nm": list(lay.nm) if lay.nm else None} for lay in graph.layers]}
@@ -70,7 +70,7 @@ def graph_from_json(data: dict, arrays: dict[str, np.ndarray] | None = None) -> 
                             nm=tuple(d["nm"]) if d["nm"] else None))
     return LayerGraph(name=data["name"], layers=tuple(layers),
                       input_shape=tuple(data["input_shape"]), source=data["source"],
-                      meta=dict(data.get("meta") or {}))
+                      meta=dict(data.get("graph_meta") or {}))
 
 
 def save_graph(graph: LayerGraph, path: str | Path, *, meta: dict | None = None) -> Path:

@@ -81,3 +81,30 @@ def test_load_graph_errors(tmp_path):
         load_graph(str(junk))
     with pytest.raises(ModelImportError, match="batch"):
         zoo.get_graph("gpt2", batch=0)
+
+
+def test_seq_and_batch_reach_the_graph_and_the_cache_key(cache):
+    g = zoo.get_graph("gpt2", batch=2, seq=16)
+    assert g.meta == {"batch": 2, "seq": 16, "heads": 12, "kv_heads": 12, "head_dim": 64,
+                      "decoder_layers": 12}
+    assert g.input_shape == (2, 16)
+    c_attn = next(x for x in g.gemm_layers() if x.name.endswith("c_attn"))
+    assert c_attn.gemm.p == 2 * 16
+    names = {p.name for p in (cache / "graphs").iterdir()}
+    assert f"gpt2-b2-seq16-v{zoo.CACHE_VERSION}.json" in names
+    again = zoo.get_graph("gpt2", batch=2, seq=16)      # from the cache, meta included
+    assert again.meta == g.meta
+    assert zoo.get_graph("gpt2", batch=2, seq=8).gemm_layers()[0].gemm.p == 2 * 8
+    assert zoo.get_graph("digits_mlp", batch=3).meta == {"batch": 3}
+    with pytest.raises(ModelImportError, match="seq"):
+        zoo.get_graph("gpt2", seq=0)
+
+
+def test_llama3_8b_has_grouped_query_attention():
+    """Its config (traced graphs are checked on the tiny GQA configs of test_hf_config)."""
+    assert "llama3_8b" in zoo.names()
+    assert zoo.is_text("llama3_8b")
+    config, _ = zoo._BUILDERS["llama3_8b"][0]()
+    assert (config.num_attention_heads, config.num_key_value_heads) == (32, 8)
+    assert (config.hidden_size, config.intermediate_size, config.vocab_size) == \
+        (4096, 14336, 128256)
