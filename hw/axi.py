@@ -24,7 +24,8 @@ buses one by one with ``bus_separator="__"`` and join them::
     r = AxiRBus.from_prefix(dut, "axi__r", bus_separator="__")
     bus = AxiReadBus.from_channels(ar, r)
 
-:func:`sparsa.sim.axi_tb.read_bus` (and ``write_bus``, ``lite_bus``) do exactly this.
+:func:`sparsa.sim.axi_tb.manager_bus` (either half, or both) and
+:func:`~sparsa.sim.axi_tb.lite_bus` do exactly this for the DMA engines and the CSR block.
 """
 
 from __future__ import annotations

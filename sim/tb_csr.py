@@ -120,7 +120,7 @@ async def csr_random(dut, pauses: str) -> None:
     cocotb.start_soon(starts.run())
     unmapped = [off for off in range(0, 0x80, 4)
                 if off not in {reg.offset for reg in table.values()}]
-    await interrupt_cases(dut, master, table, model)
+    await directed_cases(dut, master, table, model)
     reads = 0
     for _ in range(250):
         await drive_inputs(dut, rng, model, counter_layout)
@@ -188,14 +188,16 @@ async def set_status(dut, model: CsrModel, **status: int) -> None:
     await ClockCycles(dut.clk, 2)
 
 
-async def interrupt_cases(dut, master, table, model: CsrModel) -> None:
-    """Directed: done raises irq only when enabled; writing status bit 3 clears it."""
+async def directed_cases(dut, master, table, model: CsrModel) -> None:
+    """Directed: a start; done raises irq only when enabled; writing status bit 3 clears it."""
     async def expect(irq: int, what: str) -> None:
         await ReadOnly()
         assert value(dut.irq) == irq == model.irq, f"{what}: irq {value(dut.irq)}"
         resp = await master.read(table["status"].offset, 4)
         assert resp.data[0] >> 3 & 1 == irq, f"{what}: status.irq {resp.data[0] >> 3 & 1}"
 
+    await master.write(table["ctrl"].offset, b"\x01")
+    model.write("ctrl", 1, 1)
     await set_status(dut, model, done=1)
     await expect(0, "done while disabled")
     await set_status(dut, model, busy=1)

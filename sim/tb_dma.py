@@ -92,8 +92,8 @@ class Bench:
         self.checkers = self._checkers()
 
     def _checkers(self) -> list[ChannelChecker]:
-        p = "axi__ar__ar" if self.read else "axi__aw__aw"
-        addr = ChannelChecker(self.dut, p[:-2], p[-2:], ["addr", "len", "size", "burst"],
+        ch = "ar" if self.read else "aw"
+        addr = ChannelChecker(self.dut, f"axi__{ch}__", ch, ["addr", "len", "size", "burst"],
                               self._on_address)
         if self.read:
             return [addr, ChannelChecker(self.dut, "axi__r__", "r", ["data", "resp", "last"],
