@@ -18,7 +18,7 @@ still hold their initial value, which left outputs X after reset.
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for, exact_log2
 
@@ -68,6 +68,14 @@ def row_layout(cfg: ArrayConfig) -> data.StructLayout:
 def burst_layout(cfg: ArrayConfig) -> data.StructLayout:
     """One INCR burst: bus-aligned byte ``addr`` and ``len`` = beats - 1 (AxLEN)."""
     return data.StructLayout({"addr": unsigned(cfg.axi_addr_bits), "len": unsigned(8)})
+
+
+class _Walk(enum.Enum, shape=2):
+    """The burst planner's state: waiting for a descriptor, offering a row, issuing bursts."""
+
+    IDLE = 0
+    ROW = 1
+    BURST = 2
 
 
 def _check_cfg(cfg) -> None:
@@ -121,21 +129,23 @@ class BurstPlanner(wiring.Component):
             self.burst.payload.len.eq(beats - 1),
         ]
         # A plain state register with its outputs as continuous assignments (see the module).
-        state = Signal(range(3))
-        idle, in_row, in_burst = (state == 0), (state == 1), (state == 2)
+        state = Signal(_Walk)
+        idle, in_row, in_burst = (state == _Walk.IDLE), (state == _Walk.ROW), (state == _Walk.BURST)
         m.d.comb += [self.idle.eq(idle), self.desc.ready.eq(idle), self.row.valid.eq(in_row),
                      self.burst.valid.eq(in_burst)]
         nonempty = (self.desc.payload.rows != 0) & (self.desc.payload.row_bytes != 0)
         with m.If(self.desc.valid & self.desc.ready):
-            m.d.sync += [desc.eq(self.desc.payload), state.eq(Mux(nonempty, 1, 0))]
+            m.d.sync += [desc.eq(self.desc.payload),
+                         state.eq(Mux(nonempty, _Walk.ROW, _Walk.IDLE))]
         with m.If(self.row.valid & self.row.ready):
             m.d.sync += [beat.eq(desc.base[shift:]),
-                         beats_left.eq(row_end[shift:] - desc.base[shift:] + 1), state.eq(2)]
+                         beats_left.eq(row_end[shift:] - desc.base[shift:] + 1),
+                         state.eq(_Walk.BURST)]
         with m.If(self.burst.valid & self.burst.ready):
             m.d.sync += [beat.eq(beat + beats), beats_left.eq(beats_left - beats)]
             with m.If(beats_left == beats):
                 m.d.sync += [desc.rows.eq(desc.rows - 1), desc.base.eq(desc.base + desc.stride),
-                             state.eq(Mux(desc.rows == 1, 0, 1))]
+                             state.eq(Mux(desc.rows == 1, _Walk.IDLE, _Walk.ROW))]
         return m
 
 
