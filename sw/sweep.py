@@ -115,6 +115,7 @@ def run_sweep(spec: ExploreSpec, graphs: Mapping[str, LayerGraph], store: Result
         if progress is not None:
             progress(len(results), total)
         futures, areas, fpgas = [], {}, {}
+        home = _homes(client, [cfg for (cfg, _), key in keys.items() if key not in stored])
         for (cfg, label), key in keys.items():
             if key in stored:
                 continue
@@ -127,7 +128,8 @@ def run_sweep(spec: ExploreSpec, graphs: Mapping[str, LayerGraph], store: Result
             futures.append(client.submit(evaluate, cfg, shared[label], areas.get(cfg),
                                          fpgas.get(cfg),
                                          point=key, model=label, table=table,
-                                         key=_task_key("eval", key), pure=True, retries=2))
+                                         key=_task_key("eval", key), pure=True, retries=2,
+                                         workers=home[cfg], allow_other_workers=True))
         try:
             for future in as_completed(futures):
                 result = future.result()
@@ -142,6 +144,25 @@ def run_sweep(spec: ExploreSpec, graphs: Mapping[str, LayerGraph], store: Result
                                                    for label in graphs])
                      for cfg in batch})
     return SweepResult(evaluations=tuple(results.values()), computed=computed, reused=reused)
+
+
+def _homes(client, configs: Sequence[ArrayConfig]) -> dict[ArrayConfig, list[str]]:
+    """A preferred worker for each configuration: those that share a dense baseline (1:4 and
+    1:1 of one grid, 2:4 and 2:2) or differ only in the clock go to the same worker, whose
+    cost-model cache then costs their common programs once; groups spread evenly. Only a
+    preference: Dask may run a task elsewhere (a busy or lost worker)."""
+    workers = sorted(client.scheduler_info()["workers"])
+    groups: dict[str, list[ArrayConfig]] = {}
+    for cfg in dict.fromkeys(configs):
+        # the cycle counts do not depend on the clock: one group across clocks too
+        groups.setdefault(cfg.replace(m=cfg.n, clock_mhz=1.0).to_json(), []).append(cfg)
+    load = dict.fromkeys(workers, 0)
+    home = {}
+    for members in sorted(groups.values(), key=len, reverse=True):
+        worker = min(workers, key=lambda w: (load[w], w))
+        load[worker] += len(members)
+        home.update({cfg: [worker] for cfg in members})
+    return home
 
 
 def _objective_values(spec: ExploreSpec, results: Sequence[Evaluation]) -> list[float] | None:
