@@ -1,8 +1,9 @@
 # amaranth: UnusedElaboratable=no
 """Memory-system blocks without a Verilog toolchain: constructor checks, the port names the
-testbenches bind to, the CSR table, and the burst planner in Amaranth's simulator against an
-independent Python plan (every AXI data width, including the 256-beat limit below a 4 KiB page
-at 32 bits and the page limit at 1024 bits) with its documented cycle cost."""
+testbenches bind to, the CSR table; in Amaranth's simulator, the burst planner against an
+independent Python plan (the 256-beat limit below a 4 KiB page at 32 bits, the page limit at
+1024 bits) and both aligners against bytes computed here, each with its documented cycle
+cost."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from sparsa.config import ArrayConfig
 from sparsa.hw.axi import AxiLiteSignature, AxiReadSignature
 from sparsa.hw.csr import COUNTER_BASE, CsrBlock, counter_layout
 from sparsa.hw.dma import DmaReader, DmaWriter
-from sparsa.hw.dma_units import BurstPlanner, descriptor_layout
+from sparsa.hw.dma_units import BurstPlanner, ReadAligner, WriteAligner, descriptor_layout
 from sparsa.hw.export import build_top, port_list
 
 
@@ -140,3 +141,113 @@ def test_burst_planner_follows_the_rules(bits, stall, seed_for):
     if not stall:   # documented cost: 1 cycle per descriptor, per row 1 + 1 per burst
         assert cycles == [sum(1 + len(rows) + len(bursts) for rows, bursts in expected)]
     assert descriptor_layout(cfg).size == 4 * 24
+
+
+def run_streams(dut, sources: dict, sinks: list, rng: random.Random, stall: float):
+    """Drive ``sources`` (port -> list of payloads) and take ``sinks`` (ports) in Amaranth's
+    simulator until every source is drained and nothing is left in flight; returns what each
+    sink received and the cycles taken."""
+    received = {id(port): [] for port in sinks}
+    cycles = []
+
+    async def bench(ctx):
+        queues = {id(p): (p, list(items)) for p, items in sources.items()}
+        count, quiet = 0, 0
+        while quiet < 4:
+            for port, items in queues.values():
+                ctx.set(port.valid, bool(items) and rng.random() >= stall)
+                if items:
+                    ctx.set(port.payload, items[0])
+            for port in sinks:
+                ctx.set(port.ready, rng.random() >= stall)
+            moved = False
+            for port, items in queues.values():
+                if ctx.get(port.valid) and ctx.get(port.ready):
+                    items.pop(0)
+                    moved = True
+            for port in sinks:
+                if ctx.get(port.valid) and ctx.get(port.ready):
+                    received[id(port)].append(ctx.get(port.payload))
+                    moved = True
+            quiet = 0 if moved or any(items for _, items in queues.values()) else quiet + 1
+            count += moved
+            await ctx.tick()
+        cycles.append(count)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return [received[id(port)] for port in sinks], cycles[0]
+
+
+def random_rows(rng: random.Random, bus_bytes: int):
+    """(start address, length) of rows: unaligned, 1-byte, one beat, several beats."""
+    return [(rng.randrange(4 * bus_bytes),
+             rng.choice([1, bus_bytes, rng.randint(1, 5 * bus_bytes)])) for _ in range(20)]
+
+
+@pytest.mark.parametrize("bits", [32, 128])
+@pytest.mark.parametrize("stall", [0.0, 0.4])
+def test_read_aligner(bits, stall, seed_for):
+    """Left-aligned bytes, count and last per row; ``k + 1`` cycles for a row of ``k`` beats."""
+    rng = random.Random(seed_for(f"read-aligner-{bits}-{stall}"))
+    cfg, b = ArrayConfig(axi_data_bits=bits), bits // 8
+    memory = rng.randbytes(16 * b)
+    rows = random_rows(rng, b)
+    beats, expected = [], []
+    for start, length in rows:
+        first, last = start // b, (start + length - 1) // b
+        beats += [list(memory[i * b:(i + 1) * b]) for i in range(first, last + 1)]
+        row = memory[start:start + length]
+        expected += [(row[j:j + b], j + b >= length) for j in range(0, length, b)]
+    dut = ReadAligner(cfg)
+    (out,), cycles = run_streams(dut, {
+        dut.row: [{"offset": s % b, "bytes": n, "last": 0} for s, n in rows],
+        dut.beat: beats}, [dut.out], rng, stall)
+    got = [(bytes(int(x) for x in beat.data)[:int(beat.count)], bool(beat.last)) for beat in out]
+    assert got == expected
+    if not stall:
+        assert cycles == sum(-(-n // b) + 1 for _, n in rows)
+
+
+@pytest.mark.parametrize("bits", [32, 128])
+@pytest.mark.parametrize("stall", [0.0, 0.4])
+def test_write_aligner(bits, stall, seed_for):
+    """Bus beats with ``wstrb`` covering exactly each row, ``wlast`` per burst; one beat a
+    cycle."""
+    rng = random.Random(seed_for(f"write-aligner-{bits}-{stall}"))
+    cfg, b = ArrayConfig(axi_data_bits=bits), bits // 8
+    rows = random_rows(rng, b)
+    data_beats, bursts, rows_in, row_bytes = [], [], [], []
+    memory, expected = bytearray(16 * b), bytearray(16 * b)
+    for start, length in rows:
+        row = rng.randbytes(length)
+        expected[start:start + length] = row
+        row_bytes.append(row)
+        padded = row + rng.randbytes(-length % b)
+        data_beats += [list(padded[j:j + b]) for j in range(0, len(padded), b)]
+        _, row_bursts = plan((start, 0, 1, length), b, 32)
+        bursts += [[n for _, n in row_bursts]]
+        rows_in.append({"offset": start % b, "bytes": length, "last": 1})
+    dut = WriteAligner(cfg)
+    (out,), cycles = run_streams(dut, {dut.row: rows_in, dut.beat: data_beats,
+                                       dut.burst: [n for row in bursts for n in row]},
+                                 [dut.out], rng, stall)
+    beats = iter(out)
+    for (start, length), row_bursts, row in zip(rows, bursts, row_bytes, strict=True):
+        addr = start // b * b
+        for n in row_bursts:
+            for i in range(n + 1):
+                beat = next(beats)
+                assert int(beat.last) == (i == n)
+                lanes = int(beat.data).to_bytes(b, "little")
+                for lane in range(b):
+                    if int(beat.strb) >> lane & 1:
+                        memory[addr + lane] = lanes[lane]
+                addr += b
+        assert memory[start:start + length] == row
+    assert next(beats, None) is None
+    assert memory == expected, "a strobe enabled a byte outside its row"
+    if not stall:
+        assert cycles == sum((s % b + n + b - 1) // b for s, n in rows)
