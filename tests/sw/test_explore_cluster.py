@@ -114,3 +114,49 @@ def test_cli_on_hand_started_scheduler_survives_a_killed_worker(cluster, tmp_pat
     assert result.computed == total
     assert len(keys) == len(set(keys)) == total
     assert {e.key for e in result.evaluations} == set(keys)
+
+
+def test_ctrl_c_then_resume_stores_every_point_once(tmp_path):
+    """``sparsa explore`` interrupted with SIGINT (status 130, the store kept), then
+    ``--resume``: every point exactly once."""
+    import signal
+    import sqlite3
+
+    spec = spec_file(tmp_path)
+    text = spec.read_text().replace("rows = [2, 4, 8]", "rows = [2, 4, 8, 16]").replace(
+        "dram_bytes_per_cycle = [4, 16]", "dram_bytes_per_cycle = [4, 8, 16, 32]")
+    spec.write_text(text)
+    total = 4 * 2 * 3 * 4 * 2
+    out = tmp_path / "sweep"
+    sparsa = str(Path(sys.executable).parent / "sparsa")
+
+    def stored() -> int:
+        try:
+            with sqlite3.connect(f"file:{out / 'results.sqlite'}?mode=ro", uri=True) as db:
+                return db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+        except sqlite3.Error:
+            return 0
+
+    proc = subprocess.Popen([sparsa, "explore", str(spec), "-o", str(out), "--workers", "2",
+                             "--dashboard-address", ":0"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + 120
+        while stored() < 5 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    first = stored()
+    assert proc.returncode == 130, err
+    assert "continue with 'sparsa explore --resume" in err
+    assert 5 <= first < total
+    assert main(["explore", "--resume", "-o", str(out), "--workers", "2",
+                 "--dashboard-address", ":0"]) == 0
+    with sqlite3.connect(out / "results.sqlite") as db:
+        keys = [k for (k,) in db.execute("SELECT key FROM results")]
+    assert len(keys) == len(set(keys)) == total
