@@ -22,7 +22,7 @@ from .store import cache_dir, graph_from_json, graph_to_json
 
 __all__ = ["CACHE_VERSION", "check_positive", "get_graph", "is_text", "names"]
 
-CACHE_VERSION = "3"
+CACHE_VERSION = "4"
 
 
 def _resnet50() -> tuple[Any, Any]:
@@ -151,7 +151,9 @@ def get_graph(name: str, *, batch: int = 1, seq: int | None = None,
     path = _cache_path(name, batch, seq)
     if cache and path.is_file():
         try:
-            return graph_from_json(json.loads(path.read_text()))
+            cached = graph_from_json(json.loads(path.read_text()))
+            if cached.meta.get("batch") == batch:
+                return cached
         except (ValueError, KeyError, TypeError, OSError):
             pass  # stale or corrupt: rebuild below
     graph = _trace(name, batch, seq)

@@ -177,16 +177,18 @@ def _block_programs(cfg: ArrayConfig, t: Tiling, raw: bool):
     interned: dict[tuple, int] = {}
     block_ids: dict[tuple, int] = {}
     carry: tuple = ()
+    carry_key: tuple = ()
     for block in iter_blocks(t):
-        key = (block_key(t, block), tuple((i, seen) for i, _, seen in carry))
+        key = (block_key(t, block), carry_key)
         got = built.get(key)
         if got is None:
             pairs, carry = block_instructions(cfg, t, block, carry=carry, raw=raw)
             prog = tuple(i for i, _ in pairs)
             chunks = _chunks(prog, interned)
             bid = block_ids.setdefault(tuple(c for c, _ in chunks), len(block_ids))
-            got = built[key] = (prog, (bid, chunks), carry)
-        carry = got[2]
+            got = built[key] = (prog, (bid, chunks), carry,
+                                tuple((i, seen) for i, _, seen in carry))
+        carry, carry_key = got[2], got[3]
         yield key, got[0], got[1]
     tail = tuple(i for i, _, _ in carry)
     chunks = _chunks(tail, interned)
@@ -194,27 +196,30 @@ def _block_programs(cfg: ArrayConfig, t: Tiling, raw: bool):
                                                      len(block_ids)), chunks)
 
 
-def _same(a: tuple, b: tuple) -> bool:
-    return a[1] is b[1] and a[2] is b[2]
-
-
 def _runs(blocks: list) -> list[tuple[tuple, int]]:
     """A :func:`_block_programs` list as ``(unit, count)``: ``unit`` (one block, or two that
     alternate, as scratchpad slots do) repeated ``count`` times. Equal blocks share their
     instruction tuple, so identity decides."""
+    progs = [b[1] for b in blocks]
     out: list[tuple[tuple, int]] = []
-    i, n = 0, len(blocks)
+    i, n = 0, len(progs)
     while i < n:
-        width = 1 if i + 1 < n and _same(blocks[i], blocks[i + 1]) else 2
-        unit = tuple(blocks[i:i + width])
-        count = 1
-        while i + (count + 1) * width <= n and all(
-                _same(blocks[i + count * width + j], unit[j]) for j in range(width)):
-            count += 1
-        if width == 2 and count == 1:
-            unit = unit[:1]
-        out.append((unit, count))
-        i += len(unit) * count
+        a = progs[i]
+        b = progs[i + 1] if i + 1 < n else None
+        if b is a:
+            j = i + 2
+            while j < n and progs[j] is a:
+                j += 1
+            out.append(((blocks[i],), j - i))
+        elif i + 3 < n and progs[i + 2] is a and progs[i + 3] is b:
+            j = i + 4
+            while j + 1 < n and progs[j] is a and progs[j + 1] is b:
+                j += 2
+            out.append(((blocks[i], blocks[i + 1]), (j - i) // 2))
+        else:
+            j = i + 1
+            out.append(((blocks[i],), 1))
+        i = j
     return out
 
 

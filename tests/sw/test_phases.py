@@ -15,7 +15,14 @@ from sparsa.models.graph import Gemm
 from sparsa.models.load import load_graph
 from sparsa.sw.accel_timing import program_timing
 from sparsa.sw.assemble import gemm_instructions
-from sparsa.sw.cost import _direct_cost, layer_cost, program_cycles, program_tiling
+from sparsa.sw.cost import (
+    _block_programs,
+    _direct_cost,
+    _runs,
+    layer_cost,
+    program_cycles,
+    program_tiling,
+)
 from sparsa.sw.model_report import build_report
 from sparsa.sw.phases import PhaseError, decode_graph, phase_report
 from sparsa.sw.schedule import LayerSchedule, ScheduleError, schedule_gemm
@@ -114,7 +121,8 @@ def test_equal_programs_share_costs(node_seed):
 
 
 @pytest.mark.parametrize("gemm", [Gemm(p=1, k=16, cols=90, groups=3),
-                                  Gemm(p=3, k=40, cols=33, groups=2)])
+                                  Gemm(p=2, k=24, cols=60, groups=2),
+                                  Gemm(p=300, k=24, cols=6, groups=2)])
 def test_periodic_runs_equal_the_recurrence(gemm):
     """Long runs of alternating blocks (decode-like: one row, many column tiles) are skipped
     once periodic, and still equal the plain instruction-by-instruction recurrence."""
@@ -122,6 +130,8 @@ def test_periodic_runs_equal_the_recurrence(gemm):
                       acc_buffer_kib=1, dram_bytes_per_cycle=3)
     for sparse in (False, True):
         t = schedule_gemm(gemm, cfg, sparse=sparse)
+        runs = _runs(list(_block_programs(cfg, t, raw=False)))
+        assert max(count for _, count in runs) > 5, "long runs to skip"
         prog = list(gemm_instructions(cfg, t))
         for rate in (None, 3):
             assert program_cycles(cfg, t, dram_bytes_per_cycle=rate) == \
