@@ -25,8 +25,6 @@ from sparsa.sw.result_store import ResultStore
 from sparsa.sw.search import make_search
 from sparsa.sw.sweep import run_sweep
 
-from ..conftest import record_seed
-
 TOPOLOGY = ("Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, "
             "Num Filter, Strides,\nConv1, 18, 18, 3, 3, 8, 16, 1,\nConv2, 8, 8, 3, 3, 16, 32, 2,\n"
             "FC, 1, 1, 1, 1, 288, 10, 1,\n")
@@ -146,8 +144,8 @@ def test_pareto_set_equals_brute_force(swept):
         assert (e.latency_s, e.energy_uj) == pytest.approx(totals[i][:2], rel=1e-12)
 
 
-def test_pareto_filter_on_random_points(request):
-    rng = random.Random(record_seed(request.node, request.node.nodeid))
+def test_pareto_filter_on_random_points(node_seed):
+    rng = random.Random(node_seed)
     for _ in range(50):
         dims = rng.randint(1, 4)
         # small integer coordinates: many ties and duplicates
