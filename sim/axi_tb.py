@@ -1,5 +1,6 @@
-"""cocotb plumbing for the AXI ports: cocotbext-axi bus binding, pause generators, a protocol
-checker for every handshake, and a valid/ready stream source and sink with random gaps.
+"""cocotb plumbing for the AXI ports: cocotbext-axi bus binding, pause generators and a protocol
+checker for every handshake. The engines' own valid/ready streams are driven by the one stream
+driver (:mod:`sparsa.sim.streams`, started with :func:`start_streams`).
 
 The binding follows :mod:`sparsa.hw.axi`: Amaranth names a port ``<member>__<channel>__<signal>``
 (``axi__ar__araddr``), so each cocotbext-axi channel bus is built from the prefix
@@ -11,8 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import random
-import zlib
-from collections import deque
 from collections.abc import Callable, Iterator
 
 import cocotb
@@ -37,8 +36,11 @@ from cocotbext.axi import (
 
 from sparsa.hw.axi import MAX_BURST_BEATS, PAGE_BYTES
 
-__all__ = ["PAUSES", "ChannelChecker", "StreamSink", "StreamSource", "check_burst", "lite_bus",
-           "manager_bus", "pause_generator", "seeded_rng", "toplevel", "value"]
+from .cocotb_util import CocotbHarness
+from .streams import run_background
+
+__all__ = ["PAUSES", "ChannelChecker", "check_burst", "lite_bus", "manager_bus",
+           "pause_generator", "start_streams", "toplevel", "value"]
 
 log = logging.getLogger("cocotb.sparsa.tb")
 
@@ -50,17 +52,6 @@ PAUSES = {"none": None, "heavy": (0.4, 0.03, 24)}
 def toplevel() -> str:
     """The Verilog module under test (set by the cocotb runner)."""
     return os.environ.get("COCOTB_TOPLEVEL", "")
-
-
-def seeded_rng(key: str) -> random.Random:
-    """A generator for the stream ``key`` of the running test: cocotb's seed (which the runner
-    sets from the pytest test's seed) combined with ``key``, the simulator and the
-    configuration; the seed is logged."""
-    sim = os.environ.get("SPARSA_SIM", "?")
-    text = f"{cocotb.RANDOM_SEED}:{sim}:{os.environ.get('SPARSA_CONFIG', '')}:{key}"
-    seed = zlib.crc32(text.encode())
-    log.info("seed %d for %r on %s (COCOTB_RANDOM_SEED=%s)", seed, key, sim, cocotb.RANDOM_SEED)
-    return random.Random(seed)
 
 
 def value(handle) -> int:
@@ -179,63 +170,7 @@ def check_burst(beat: dict, prefix: str, bus_bytes: int) -> list[str]:
     return errors
 
 
-class StreamSource:
-    """Drives ``<name>__valid``/``__payload`` from a queue of integers, each beat held until
-    ``__ready``; before a beat it idles with probability ``idle``."""
-
-    def __init__(self, dut, name: str, rng: random.Random, idle: float = 0.0):
-        self.clk = dut.clk
-        self.valid = getattr(dut, f"{name}__valid")
-        self.ready = getattr(dut, f"{name}__ready")
-        self.payload = getattr(dut, f"{name}__payload")
-        self.rng, self.idle = rng, idle
-        self.queue: deque[int] = deque()
-        self.valid.value = 0
-
-    def send(self, payloads) -> None:
-        self.queue.extend(int(p) for p in payloads)
-
-    def start(self) -> None:
-        cocotb.start_soon(self._run())
-
-    async def _run(self) -> None:
-        driving = False
-        while True:
-            await RisingEdge(self.clk)
-            if not driving:
-                if self.queue and self.rng.random() >= self.idle:
-                    self.payload.value = self.queue[0]
-                    self.valid.value = 1
-                    driving = True
-                else:
-                    self.valid.value = 0
-            await ReadOnly()
-            if driving and value(self.ready):
-                self.queue.popleft()
-                driving = False
-
-
-class StreamSink:
-    """Takes beats from ``<name>__valid``/``__payload``, holding ``__ready`` low with
-    probability ``stall`` per cycle; received payloads go to ``beats``."""
-
-    def __init__(self, dut, name: str, rng: random.Random, stall: float = 0.0):
-        self.clk = dut.clk
-        self.valid = getattr(dut, f"{name}__valid")
-        self.ready = getattr(dut, f"{name}__ready")
-        self.payload = getattr(dut, f"{name}__payload")
-        self.rng, self.stall = rng, stall
-        self.beats: list[int] = []
-        self.ready.value = 0
-
-    def start(self) -> None:
-        cocotb.start_soon(self._run())
-
-    async def _run(self) -> None:
-        while True:
-            await RisingEdge(self.clk)
-            ready = self.rng.random() >= self.stall
-            self.ready.value = int(ready)
-            await ReadOnly()
-            if ready and value(self.valid):
-                self.beats.append(value(self.payload))
+def start_streams(dut, parts) -> None:
+    """Run the stream sources and sinks ``parts`` on ``dut`` in the background (every cycle,
+    until the test ends)."""
+    cocotb.start_soon(run_background(CocotbHarness(dut), parts))

@@ -34,6 +34,7 @@ __all__ = [
     "RandomGaps",
     "StreamSink",
     "StreamSource",
+    "run_background",
     "run_cycles",
     "run_sync",
 ]
@@ -129,6 +130,10 @@ class StreamSource:
         self.offering = False
         self._valid: int | None = None   # what the valid port holds (None: not driven yet)
 
+    def send(self, payloads) -> None:
+        """Queue more beats behind the ones given so far."""
+        self.payloads.extend(int(p) for p in payloads)
+
     @property
     def sent(self) -> int:
         return len(self.transfers)
@@ -216,6 +221,20 @@ async def run_cycles(harness: Harness, parts: Sequence[Part], finished: Callable
             return cycle
     detail = f": {status()}" if status is not None else ""
     raise TimeoutError(f"not finished in {max_cycles} cycles{detail}")
+
+
+async def run_background(harness: Harness, parts: Sequence[Part]) -> None:
+    """Step ``parts`` every cycle for as long as the simulation runs (a testbench that queues
+    beats with :meth:`StreamSource.send` and checks what arrived at its own pace)."""
+    cycle = 0
+    while True:
+        for part in parts:
+            part.drive(harness)
+        await harness.settle()
+        for part in parts:
+            part.sample(harness, cycle)
+        await harness.tick()
+        cycle += 1
 
 
 def run_sync(coroutine: Coroutine[Any, Any, Any]) -> Any:

@@ -21,8 +21,8 @@ from cocotbext.axi import AxiLiteMaster
 from sparsa.hw.csr import status_layout
 from sparsa.hw.export import build_top
 
-from .axi_tb import ChannelChecker, lite_bus, pause_generator, seeded_rng, value
-from .cocotb_util import load_config, start_clock_and_reset
+from .axi_tb import ChannelChecker, lite_bus, pause_generator, value
+from .cocotb_util import load_config, seed_for, start_clock_and_reset
 
 OKAY, SLVERR = 0, 2
 
@@ -99,7 +99,7 @@ def checkers(dut) -> list[ChannelChecker]:
 @cocotb.parametrize(pauses=["none", "heavy"])
 async def csr_random(dut, pauses: str) -> None:
     cfg = load_config()
-    rng = seeded_rng(f"csr-{pauses}")
+    rng = seed_for(f"csr-{pauses}").rng()
     csr = build_top(cfg, "csr")
     Fragment.get(csr, None)     # elaborated (cheap), as the export did: no unused warning
     table = {reg.name: reg for reg in csr.registers}

@@ -28,16 +28,15 @@ from sparsa.hw.dma import DEFAULT_OUTSTANDING, descriptor_layout, read_beat_layo
 
 from .axi_tb import (
     ChannelChecker,
-    StreamSink,
-    StreamSource,
     check_burst,
     manager_bus,
     pause_generator,
-    seeded_rng,
+    start_streams,
     toplevel,
     value,
 )
-from .cocotb_util import load_config, start_clock_and_reset
+from .cocotb_util import load_config, seed_for, start_clock_and_reset
+from .streams import RandomGaps, StreamSink, StreamSource
 
 MEM_BYTES = 1 << 16
 READER, WRITER = "sparsa_dma_reader", "sparsa_dma_writer"
@@ -184,21 +183,20 @@ def unpack_read_beat(cfg, bits: int) -> tuple[bytes, bool]:
 @cocotb.test(timeout_time=20, timeout_unit="ms", skip=toplevel() != READER)
 @cocotb.parametrize(pauses=["none", "heavy"])
 async def reader_random(dut, pauses: str) -> None:
-    rng = seeded_rng(f"dma-reader-{pauses}")
+    rng = seed_for(f"dma-reader-{pauses}").rng()
     bench = Bench(dut, pauses, rng, read=True)
     cfg, heavy = bench.cfg, pauses != "none"
     descs = random_descriptors(rng, bench.bus_bytes, count=40, overlap=True)
     expected = expected_read_beats(bench.image, descs, bench.bus_bytes)
-    source = StreamSource(dut, "desc", rng, idle=0.3 if heavy else 0.0)
-    sink = StreamSink(dut, "data", rng, stall=0.3 if heavy else 0.0)
+    source = StreamSource("desc", [], pacing=RandomGaps(rng, 0.3 if heavy else 0.0))
+    sink = StreamSink("data", pacing=RandomGaps(rng, 0.3 if heavy else 0.0))
     await bench.start([dut.desc__valid, dut.data__ready])
-    source.start()
-    sink.start()
+    start_streams(dut, [source, sink])
     source.send(pack_descriptor(cfg, *d) for d in descs)
-    await bench.wait_for(lambda: len(sink.beats) >= len(expected) and not value(dut.busy),
+    await bench.wait_for(lambda: len(sink.received) >= len(expected) and not value(dut.busy),
                          limit=40 * len(expected) + 2000, what="every row's beats")
     await ClockCycles(dut.clk, 20)
-    got = [unpack_read_beat(cfg, bits) for bits in sink.beats]
+    got = [unpack_read_beat(cfg, bits) for bits in sink.received]
     assert len(got) == len(expected), f"{len(got)} beats, expected {len(expected)}"
     for i, (g, e) in enumerate(zip(got, expected, strict=True)):
         assert g == e, f"beat {i}: got {g[0].hex()} last={g[1]}, expected {e[0].hex()} last={e[1]}"
@@ -226,27 +224,25 @@ def poison(ram, lo: int, hi: int, *, read: bool) -> None:
 async def reader_error(dut) -> None:
     """A SLVERR read sets ``error`` (the row's beats still arrive); an idle reader clears it
     when it accepts the next descriptor."""
-    rng = seeded_rng("dma-reader-error")
+    rng = seed_for("dma-reader-error").rng()
     bench = Bench(dut, "none", rng, read=True)
     cfg, b = bench.cfg, bench.bus_bytes
     poison(bench.ram, 0x3000, 0x3000 + b, read=True)
-    source = StreamSource(dut, "desc", rng)
-    sink = StreamSink(dut, "data", rng)
+    source, sink = StreamSource("desc", []), StreamSink("data")
     await bench.start([dut.desc__valid, dut.data__ready])
-    source.start()
-    sink.start()
+    start_streams(dut, [source, sink])
     descs = [(0x2FF0, 0x40, 3, 3 * b + 5), (0x100, 0, 1, 5 * b)]
     source.send([pack_descriptor(cfg, *descs[0])])
     beats = len(expected_read_beats(bench.image, descs[:1], b))
-    await bench.wait_for(lambda: len(sink.beats) >= beats and not value(dut.busy),
+    await bench.wait_for(lambda: len(sink.received) >= beats and not value(dut.busy),
                          limit=2000, what="the rows of the failing descriptor")
     assert value(dut.error), "error not set by a SLVERR response"
     source.send([pack_descriptor(cfg, *descs[1])])
     await bench.wait_for(lambda: not value(dut.error), limit=50, what="error cleared")
     expected = expected_read_beats(bench.image, descs, b)
-    await bench.wait_for(lambda: len(sink.beats) >= len(expected) and not value(dut.busy),
+    await bench.wait_for(lambda: len(sink.received) >= len(expected) and not value(dut.busy),
                          limit=2000, what="the next descriptor's rows")
-    got = [unpack_read_beat(cfg, bits) for bits in sink.beats]
+    got = [unpack_read_beat(cfg, bits) for bits in sink.received]
     assert got[beats:] == expected[beats:], "the descriptor after the error read wrong bytes"
     assert not value(dut.error)
     bench.check(min_in_flight=1)
@@ -276,18 +272,18 @@ def compare_memory(got: bytes, expected: bytes) -> None:
 
 async def start_writer(dut, bench: Bench, rng: random.Random, heavy: bool):
     idle = 0.3 if heavy else 0.0
-    sources = StreamSource(dut, "desc", rng, idle=idle), StreamSource(dut, "data", rng, idle=idle)
-    done = StreamSink(dut, "done", rng, stall=idle)
+    sources = (StreamSource("desc", [], pacing=RandomGaps(rng, idle)),
+               StreamSource("data", [], pacing=RandomGaps(rng, idle)))
+    done = StreamSink("done", pacing=RandomGaps(rng, idle))
     await bench.start([dut.desc__valid, dut.data__valid, dut.done__ready])
-    for unit in (*sources, done):
-        unit.start()
+    start_streams(dut, [*sources, done])
     return (*sources, done)
 
 
 @cocotb.test(timeout_time=20, timeout_unit="ms", skip=toplevel() != WRITER)
 @cocotb.parametrize(pauses=["none", "heavy"])
 async def writer_random(dut, pauses: str) -> None:
-    rng = seeded_rng(f"dma-writer-{pauses}")
+    rng = seed_for(f"dma-writer-{pauses}").rng()
     bench = Bench(dut, pauses, rng, read=False)
     cfg, b = bench.cfg, bench.bus_bytes
     descs = random_descriptors(rng, b, count=30, overlap=False)
@@ -296,12 +292,12 @@ async def writer_random(dut, pauses: str) -> None:
     desc, data, done = await start_writer(dut, bench, rng, pauses != "none")
     desc.send(pack_descriptor(cfg, *d) for d in descs)
     data.send(beats)
-    await bench.wait_for(lambda: len(done.beats) >= len(descs) and not value(dut.busy),
+    await bench.wait_for(lambda: len(done.received) >= len(descs) and not value(dut.busy),
                          limit=40 * len(beats) + 4000, what="every descriptor's completion")
     await ClockCycles(dut.clk, 20)
-    assert len(done.beats) == len(descs), f"{len(done.beats)} completions for {len(descs)}"
-    assert not any(done.beats), "a completion reported an error"
-    assert not data.queue, f"{len(data.queue)} data beats left over"
+    assert len(done.received) == len(descs), f"{len(done.received)} completions for {len(descs)}"
+    assert not any(done.received), "a completion reported an error"
+    assert data.done, f"{len(data.payloads) - data.sent} data beats left over"
     compare_memory(bench.ram.read(0, MEM_BYTES), expected)
     bench.check()
     assert not value(dut.error)
@@ -313,7 +309,7 @@ async def writer_random(dut, pauses: str) -> None:
 async def writer_error(dut) -> None:
     """A SLVERR write response reaches ``done`` and ``error``; the next descriptor's
     completion is clean again and its bytes land."""
-    rng = seeded_rng("dma-writer-error")
+    rng = seed_for("dma-writer-error").rng()
     bench = Bench(dut, "none", rng, read=False)
     cfg, b = bench.cfg, bench.bus_bytes
     poison(bench.ram, 0x3000, 0x3000 + b, read=False)
@@ -323,13 +319,13 @@ async def writer_error(dut) -> None:
     desc, data, done = await start_writer(dut, bench, rng, False)
     desc.send([pack_descriptor(cfg, *descs[0])])
     data.send(beats)
-    await bench.wait_for(lambda: len(done.beats) >= 1, limit=2000, what="the first completion")
-    assert done.beats == [1], f"completion {done.beats}, expected the error bit"
+    await bench.wait_for(lambda: len(done.received) >= 1, limit=2000, what="the first completion")
+    assert done.received == [1], f"completion {done.received}, expected the error bit"
     assert value(dut.error), "error not set by a SLVERR response"
     desc.send([pack_descriptor(cfg, *descs[1])])
-    await bench.wait_for(lambda: len(done.beats) >= 2 and not value(dut.busy), limit=2000,
+    await bench.wait_for(lambda: len(done.received) >= 2 and not value(dut.busy), limit=2000,
                          what="the second completion")
-    assert done.beats == [1, 0], f"completions {done.beats}"
+    assert done.received == [1, 0], f"completions {done.received}"
     assert not value(dut.error)
     got = bench.ram.read(0, MEM_BYTES)
     lo, hi = descs[1][0], descs[1][0] + descs[1][3]
