@@ -178,3 +178,10 @@ def test_output_set_is_replaced_whole_and_readable(tmp_path, monkeypatch):
     assert files
     assert {oct(p.stat().st_mode & 0o777) for p in files} == {"0o644"}
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_verilog_tops_are_the_exportable_designs():
+    from sparsa.cli.hardware import TOPS
+    from sparsa.hw.export import TOPS as EXPORTABLE
+
+    assert set(TOPS) == set(EXPORTABLE)

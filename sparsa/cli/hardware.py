@@ -10,7 +10,9 @@ from .common import add_command, add_config_args, check_output_dir, config_from_
 
 __all__ = ["register"]
 
-TOPS = ("array", "pe", "accelerator")
+# The exportable designs, as sparsa.hw.export.TOPS names them (listed here so that building the
+# parser does not import Amaranth; tests/test_cli.py checks the two agree).
+TOPS = ("array", "pe", "accelerator", "dma_reader", "dma_writer", "csr")
 
 
 def _cmd_verilog(args: argparse.Namespace) -> int:
