@@ -103,6 +103,9 @@ def _inputs(config: Any, batch: int, seq: int | None) -> tuple[tuple, int | None
 
     size = getattr(config, "image_size", None)
     if size is not None and not hasattr(config, "vocab_size"):
+        if seq is not None:
+            raise ModelImportError(f"{type(config).__name__} is an image model: seq applies to "
+                                   "text models only (use batch)")
         h, w = (size, size) if isinstance(size, int) else size
         channels = int(getattr(config, "num_channels", 3))
         return (torch.empty(batch, channels, h, w, device="meta"),), None
@@ -118,8 +121,13 @@ def trace_config(config: Any, model: Any, *, name: str, batch: int, seq: int | N
     inputs, seq = _inputs(config, batch, seq)
     model.eval()
     graph = import_module(model, inputs, name=name)
+    meta = transformer_meta(config, batch=batch, seq=seq)
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    head_name = next((n for n, m in model.named_modules() if m is head), None) if head else None
+    if head_name:
+        meta["lm_head"] = head_name     # the LM head: prefill needs only the last token's logits
     return LayerGraph(name=name, layers=graph.layers, input_shape=graph.input_shape,
-                      source=source, meta=transformer_meta(config, batch=batch, seq=seq))
+                      source=source, meta=meta)
 
 
 def import_hf_config(spec: str | Path, *, batch: int = 1, seq: int | None = None) -> LayerGraph:

@@ -22,7 +22,7 @@ from .store import cache_dir, graph_from_json, graph_to_json
 
 __all__ = ["CACHE_VERSION", "check_positive", "get_graph", "is_text", "names"]
 
-CACHE_VERSION = "4"
+CACHE_VERSION = "5"
 
 
 def _resnet50() -> tuple[Any, Any]:
@@ -132,7 +132,7 @@ def check_positive(value: Any, what: str) -> int:
 def get_graph(name: str, *, batch: int = 1, seq: int | None = None,
               cache: bool = True) -> LayerGraph:
     """The layer graph of zoo model ``name`` for ``batch`` inputs of ``seq`` tokens (text
-    models; default :data:`~sparsa.models.hf_config.DEFAULT_SEQ`; ignored by image models).
+    models only; default :data:`~sparsa.models.hf_config.DEFAULT_SEQ`).
 
     Transformer-library models carry shapes only (meta device); the demo models carry their
     trained weights (trained on first use, then loaded from the cache directory).
@@ -144,6 +144,9 @@ def get_graph(name: str, *, batch: int = 1, seq: int | None = None,
     check_positive(batch, "batch")
     if seq is not None:
         check_positive(seq, "seq")
+        if not is_text(name):
+            raise ModelImportError(f"{name} is not a text model: seq applies to text models "
+                                   "only (use batch)")
     if name in DEMOS:
         graph = demo_graph(name, batch=batch)
         return dataclasses.replace(graph, meta={**graph.meta, "batch": batch})

@@ -1,7 +1,8 @@
 """LLM inference phases: prefill, decode with a KV cache, and generation.
 
 The graph of a decoder model traced for ``batch`` (B) sequences of ``seq`` (S) tokens is the
-**prefill** of S tokens. Its GEMMs are rewritten, not re-traced, for the other phases:
+**prefill** of S tokens, except that the LM head computes only the last token's logits (what
+generation needs). Its GEMMs are rewritten, not re-traced, for the other phases:
 
 * **decode** at context C: one new token per sequence. Every weight GEMM streams ``P = B`` rows
   (so a weight-stationary array loads each weight tile for B beats of work). The new token's K
@@ -46,7 +47,7 @@ from .model_report import (
 from .prune import PrunePolicy
 
 __all__ = ["PHASES", "PhaseError", "PhaseSide", "PhaseSummary", "decode_graph", "phase_lines",
-           "phase_report", "phase_to_dict", "workload_lines"]
+           "phase_report", "phase_to_dict", "prefill_graph", "workload_lines"]
 
 PHASES = ("prefill", "decode", "generate")
 
@@ -183,6 +184,15 @@ def _decode_layer(layer: Layer, batch: int) -> Layer:
     out = layer.out_shape[-1]
     return dataclasses.replace(layer, in_shape=(batch, 1, layer.in_shape[-1]),
                                out_shape=(batch, 1, out))
+
+
+def prefill_graph(graph: LayerGraph) -> LayerGraph:
+    """The prefill's layers: as traced, but the LM head (``meta["lm_head"]``) computes only the
+    last token's logits of each sequence, as generation does (P = batch)."""
+    head, b = graph.meta.get("lm_head"), graph.meta["batch"]
+    layers = tuple(_decode_layer(x, b) if x.name == head and x.kind == "linear" else x
+                   for x in graph.layers)
+    return dataclasses.replace(graph, layers=layers)
 
 
 def decode_graph(graph: LayerGraph, context: int) -> LayerGraph:
@@ -323,7 +333,7 @@ def _generate(req: _Request, tokens: int) -> ModelReport:
     memo: dict = {}
     roles = _roles(req.graph)
     seq = req.graph.meta["seq"]
-    prefill = req.build(req.graph, memo)
+    prefill = req.build(prefill_graph(req.graph), memo)
     step = req.build(decode_graph(req.graph, seq + 1), memo)
     sums = _attention_sums(req.graph, roles, req.cfg, req.table, memo, tokens, req.progress)
     decode = [(x, sums[role] if role else _Sum.of(x, tokens))
@@ -354,7 +364,7 @@ def phase_report(graph: LayerGraph, cfg: ArrayConfig, phase: str, *,
     if phase == "generate":
         return _generate(req, tokens)
     if phase == "prefill":
-        report = req.build(graph, {})
+        report = req.build(prefill_graph(graph), {})
         summary = _summary(req, phase, seq, 0, (report, []))
         return dataclasses.replace(report, phase=summary,
                                    workload={**report.workload, "phase": "prefill"})

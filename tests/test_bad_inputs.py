@@ -87,6 +87,8 @@ CASES = [
     ("report-tokens-without-generate", ["report", "gpt2", "--tokens", "4"], 2,
      ["--tokens", "generate"]),
     ("report-seq-for-csv", ["report", "{d}/ok.csv", "--seq", "64"], 1, ["ok.csv", "seq"]),
+    ("report-seq-for-image-model", ["report", "digits_cnn", "--seq", "64"], 1,
+     ["digits_cnn", "seq"]),
     ("report-phase-not-llm", ["report", "{d}/ok.csv", "--phase", "decode"], 1,
      ["LLM phases"]),
     ("report-broken-config-json", ["report", "{d}/broken/config.json"], 1,

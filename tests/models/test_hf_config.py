@@ -39,7 +39,7 @@ def test_directory_and_file_give_the_same_graph(tmp_path):
     assert a.name == "tiny"
     assert a.source.startswith("hf:")
     assert a.meta == {"batch": 2, "seq": 16, "heads": 8, "kv_heads": 2, "head_dim": 8,
-                      "decoder_layers": 2}
+                      "decoder_layers": 2, "lm_head": "lm_head"}
     k_proj = next(x for x in a.gemm_layers() if x.name.endswith("k_proj"))
     assert (k_proj.gemm.p, k_proj.gemm.k, k_proj.gemm.cols) == (32, 64, 2 * 8)
     scores = next(x for x in a.gemm_layers() if x.kind == "matmul")
@@ -60,6 +60,8 @@ def test_a_vision_config_takes_batch(tmp_path):
     g = load_graph(write(tmp_path / "vit" / "config.json", vit), batch=3)
     assert g.input_shape == (3, 3, 32, 32)
     assert "seq" not in g.meta
+    with pytest.raises(ModelImportError, match="image model"):
+        load_graph(str(tmp_path / "vit"), seq=16)
 
 
 @pytest.mark.parametrize(("text", "words"), [

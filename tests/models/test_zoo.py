@@ -86,7 +86,7 @@ def test_load_graph_errors(tmp_path):
 def test_seq_and_batch_reach_the_graph_and_the_cache_key(cache):
     g = zoo.get_graph("gpt2", batch=2, seq=16)
     assert g.meta == {"batch": 2, "seq": 16, "heads": 12, "kv_heads": 12, "head_dim": 64,
-                      "decoder_layers": 12}
+                      "decoder_layers": 12, "lm_head": "lm_head"}
     assert g.input_shape == (2, 16)
     c_attn = next(x for x in g.gemm_layers() if x.name.endswith("c_attn"))
     assert c_attn.gemm.p == 2 * 16
@@ -98,6 +98,9 @@ def test_seq_and_batch_reach_the_graph_and_the_cache_key(cache):
     assert zoo.get_graph("digits_mlp", batch=3).meta == {"batch": 3}
     with pytest.raises(ModelImportError, match="seq"):
         zoo.get_graph("gpt2", seq=0)
+    for name in ("resnet50", "digits_cnn"):
+        with pytest.raises(ModelImportError, match="not a text model"):
+            zoo.get_graph(name, seq=16)
 
 
 def test_llama3_8b_has_grouped_query_attention():

@@ -24,7 +24,7 @@ from sparsa.sw.cost import (
     program_tiling,
 )
 from sparsa.sw.model_report import build_report
-from sparsa.sw.phases import PhaseError, decode_graph, phase_report
+from sparsa.sw.phases import PhaseError, decode_graph, phase_report, prefill_graph
 from sparsa.sw.schedule import LayerSchedule, ScheduleError, schedule_gemm
 
 TINY = {"model_type": "mistral", "hidden_size": 64, "intermediate_size": 128,
@@ -55,10 +55,19 @@ def test_decode_graph_shapes(tiny):
     assert [x.name for x in g.layers] == [x.name for x in tiny.gemm_layers()]
 
 
+def test_prefill_computes_the_last_tokens_logits_only(tiny):
+    traced = {x.name: x.gemm for x in tiny.gemm_layers()}
+    pre = {x.name: x.gemm for x in prefill_graph(tiny).gemm_layers()}
+    assert traced["lm_head"] == Gemm(p=2 * 12, k=64, cols=100)
+    assert pre["lm_head"] == Gemm(p=2, k=64, cols=100)
+    assert {k: v for k, v in pre.items() if k != "lm_head"} == \
+        {k: v for k, v in traced.items() if k != "lm_head"}
+
+
 def test_generate_is_prefill_plus_every_decode_step(tiny):
     tokens = 5
     gen = phase_report(tiny, CFG, "generate", tokens=tokens)
-    pre = build_report(tiny, CFG)
+    pre = build_report(prefill_graph(tiny), CFG)
     steps = [build_report(decode_graph(tiny, 12 + t + 1), CFG) for t in range(tokens)]
     for i, x in enumerate(gen.layers):
         want = pre.layers[i].sparse.cycles.total + sum(s.layers[i].sparse.cycles.total
