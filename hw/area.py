@@ -44,7 +44,8 @@ from .export import check_export_size, export_verilog
 from .fpga import ToolError, yowasp_env
 
 __all__ = ["GLUE_SCRIPT", "METHODS", "SCRIPT", "AreaResult", "GateTable", "GateTableError",
-           "area_cache_dir", "area_kge", "array_area", "fpga_resources", "gate_equivalents",
+           "area_cache_dir", "area_kge", "array_area", "cached_cells", "export_text",
+           "fpga_resources", "gate_equivalents",
            "load_gate_table", "modular_cells", "pe_modules", "rtl_fingerprint",
            "synthesize_cells"]
 
@@ -147,11 +148,15 @@ def _yosys() -> str:
     return found
 
 
-def synthesize_cells(verilog: str, module: str, script: str = SCRIPT) -> dict[str, int]:
-    """Synthesize ``module`` of the Verilog text ``verilog`` with ``script``; its cell counts."""
+def synthesize_cells(verilog: str, module: str, script: str = SCRIPT,
+                     files: Mapping[str, str] | None = None) -> dict[str, int]:
+    """Synthesize ``module`` of the Verilog text ``verilog`` with ``script``; its cell counts.
+    ``files`` (name -> text) are written beside the Verilog for the script (a cell library)."""
     with tempfile.TemporaryDirectory(prefix="sparsa-area-") as tmp:
         work = Path(tmp)
         (work / f"{module}.v").write_text(verilog)
+        for name, text in (files or {}).items():
+            (work / name).write_text(text)
         log = work / "yosys.log"
         # Yosys' linked-in ABC closes stdout: results are read from files, never from stdout.
         run = subprocess.run([_yosys(), "-q", "-l", log.name, "-p",
@@ -180,16 +185,19 @@ def _write_json(path: Path, value: dict) -> None:
         pass   # a read-only cache is not an error
 
 
-def _cells(verilog: str, module: str, script: str, cache: bool) -> tuple[dict[str, int], bool]:
-    """:func:`synthesize_cells`, cached by the SHA-256 of (Verilog, module, script)."""
-    digest = hashlib.sha256(f"{verilog}\0{module}\0{script}".encode()).hexdigest()
+def cached_cells(verilog: str, module: str, script: str, cache: bool = True,
+                 files: Mapping[str, str] | None = None) -> tuple[dict[str, int], bool]:
+    """:func:`synthesize_cells`, cached by the SHA-256 of (Verilog, module, script, files);
+    also says whether the counts came from the cache."""
+    extra = "".join(f"\0{name}\0{text}" for name, text in sorted((files or {}).items()))
+    digest = hashlib.sha256(f"{verilog}\0{module}\0{script}{extra}".encode()).hexdigest()
     path = area_cache_dir() / f"{digest}.json"
     if cache and path.is_file():
         try:
             return {str(k): int(v) for k, v in json.loads(path.read_text()).items()}, True
         except (OSError, ValueError, AttributeError):
             pass   # a damaged entry is synthesized again below
-    cells = synthesize_cells(verilog, module, script)
+    cells = synthesize_cells(verilog, module, script, files)
     if cache:
         _write_json(path, cells)
     return cells, False
@@ -212,23 +220,34 @@ def pe_modules(verilog: str, top: str) -> list[tuple[str, int]]:
     return [(text, count) for text, count in kinds.values()]
 
 
-def modular_cells(verilog: str, top: str, cache: bool = True) -> tuple[dict[str, int], bool]:
-    """Cell counts of the array: its own logic (skew, deskew, control; PEs as black boxes) plus
-    each distinct PE module synthesized once, times its count. Each run is cached, so a PE
-    synthesized for one array size is reused by every other."""
+def modular_cells(verilog: str, top: str, cache: bool = True, *, script: str = SCRIPT,
+                  glue_script: str = GLUE_SCRIPT,
+                  files: Mapping[str, str] | None = None) -> tuple[dict[str, int], bool]:
+    """Cell counts of the array: its own logic (skew, deskew, control; PEs as black boxes,
+    ``glue_script``) plus each distinct PE module synthesized once (``script``), times its
+    count. Each run is cached, so a PE synthesized for one array size is reused by every
+    other."""
     total, all_cached = {}, True
-    glue, cached = _cells(verilog, top, GLUE_SCRIPT, cache)
+    glue, cached = cached_cells(verilog, top, glue_script, cache, files)
     all_cached &= cached
     parts = [(glue, 1)]
     for text, count in pe_modules(verilog, top):
-        cells, cached = _cells(text, "pe", SCRIPT, cache)
+        cells, cached = cached_cells(text, "pe", script, cache, files)
         all_cached &= cached
         parts.append((cells, count))
     for cells, count in parts:
         for cell, n in cells.items():
-            if cell.startswith("$"):      # instances of the black-boxed PEs are not cells
+            if not cell.startswith(f"{top}.pe_"):   # the black-boxed PEs are counted apart
                 total[cell] = total.get(cell, 0) + n * count
     return dict(sorted(total.items())), all_cached
+
+
+def export_text(cfg: ArrayConfig, top: str = "array") -> tuple[str, str]:
+    """(Verilog module name, Verilog text) of the exported ``top`` of ``cfg``."""
+    check_export_size(cfg)
+    with tempfile.TemporaryDirectory(prefix="sparsa-export-") as tmp:
+        paths = export_verilog(cfg, Path(tmp), top=top)
+        return paths.module, paths.verilog.read_text()
 
 
 def rtl_fingerprint() -> str:
@@ -276,18 +295,15 @@ def array_area(cfg: ArrayConfig, *, table: GateTable | None = None, top: str = "
                               verilog_sha256=entry["verilog_sha256"], cached=True)
         except (OSError, ValueError, KeyError, TypeError):
             pass   # a damaged entry: elaborate and look up the synthesis cache below
-    with tempfile.TemporaryDirectory(prefix="sparsa-export-") as tmp:
-        paths = export_verilog(cfg, Path(tmp), top=top)
-        text = paths.verilog.read_text()
+    module, text = export_text(cfg, top)
     if method == "flat":
-        cells, cached = _cells(text, paths.module, SCRIPT, cache)
+        cells, cached = cached_cells(text, module, SCRIPT, cache)
     else:
-        cells, cached = modular_cells(text, paths.module, cache)
+        cells, cached = modular_cells(text, module, cache)
     verilog_sha = hashlib.sha256(text.encode()).hexdigest()
     if cache:
-        _write_json(index, {"module": paths.module, "cells": cells,
-                            "verilog_sha256": verilog_sha})
-    return AreaResult(module=paths.module, cells=cells, ge=gate_equivalents(cells, table),
+        _write_json(index, {"module": module, "cells": cells, "verilog_sha256": verilog_sha})
+    return AreaResult(module=module, cells=cells, ge=gate_equivalents(cells, table),
                       table=table.name, verilog_sha256=verilog_sha, cached=cached)
 
 

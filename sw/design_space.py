@@ -39,10 +39,10 @@ CONFIG_QUANTITIES: dict[str, Callable[[ArrayConfig], float]] = {
 # ... and after (fields of sparsa.sw.evaluate.Evaluation.metrics).
 RESULT_QUANTITIES = ("cycles", "latency_s", "energy_uj", "edp_uj_s", "dram_bytes", "speedup",
                      "area_kge", "throughput_per_kge", "luts", "ffs", "dsps",
-                     "throughput_per_dsp")
+                     "throughput_per_dsp", "area_um2")
 # Result quantities that need the ASIC area or an FPGA synthesis.
 NEEDS = {"area_kge": "area", "throughput_per_kge": "area", "luts": "fpga", "ffs": "fpga",
-         "dsps": "fpga", "throughput_per_dsp": "fpga"}
+         "dsps": "fpga", "throughput_per_dsp": "fpga", "area_um2": "liberty"}
 # The FPGA families of sparsa.hw.fpga.TARGETS (sw may not import hw; a test ties the two).
 FPGA_TARGETS = ("ecp5", "ice40", "xilinx")
 
@@ -63,7 +63,7 @@ class Objective:
     metric: str
     sense: str          # "min" or "max"
     label: str
-    needs: str = ""     # "area" or "fpga": what the sweep must compute for it
+    needs: str = ""     # "area", "fpga" or "liberty": what the sweep must compute for it
 
     def sign(self) -> int:
         """+1 to minimize the metric, -1 for a maximized one (so smaller is always better)."""
@@ -77,6 +77,8 @@ OBJECTIVES: dict[str, Objective] = {o.name: o for o in (
     Objective("edp", "edp_uj_s", "min", "energy x delay (µJ·s)"),
     Objective("throughput_per_area", "throughput_per_kge", "max",
               "throughput per area (inferences/s/kGE)", needs="area"),
+    Objective("cell_area", "area_um2", "min", "cell area with the Liberty library (µm²)",
+              needs="liberty"),
     Objective("luts", "luts", "min", "FPGA LUTs", needs="fpga"),
     Objective("dsps", "dsps", "min", "FPGA DSP blocks", needs="fpga"),
     Objective("throughput_per_dsp", "throughput_per_dsp", "max",
@@ -142,6 +144,7 @@ class ExploreSpec:
     energy_table: str | None = None
     fpga: str | None = None             # an FPGA family to synthesize each array for
     fpga_device: str | None = None
+    liberty: str | None = None          # a Liberty cell library: cell area in µm² as well
     source: str = "spec"
 
     @property

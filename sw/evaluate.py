@@ -69,6 +69,7 @@ class Evaluation:
     luts: int | None = None
     ffs: int | None = None
     dsps: int | None = None
+    area_um2: float | None = None       # cell area with a Liberty library
 
     @property
     def metrics(self) -> dict[str, float | None]:
@@ -81,6 +82,7 @@ class Evaluation:
             "throughput_per_kge": None if not area else 1 / self.latency_s / area,
             "luts": self.luts, "ffs": self.ffs, "dsps": self.dsps,
             "throughput_per_dsp": None if not self.dsps else 1 / self.latency_s / self.dsps,
+            "area_um2": self.area_um2,
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -94,13 +96,13 @@ class Evaluation:
 
 
 def evaluate(cfg: ArrayConfig, graph: LayerGraph, area_kge: float | None = None,
-             fpga: Mapping[str, int] | None = None, *,
+             fpga: Mapping[str, int] | None = None, area_um2: float | None = None, *,
              point: str = "", model: str = "", table: EnergyTable | None = None,
              policy: PrunePolicy | None = None) -> Evaluation:
     """Cost ``graph`` on ``cfg`` (with ``build_report``, the same model as ``sparsa report``);
-    ``area_kge`` and the ``fpga`` resources (luts, ffs, dsps) are the configuration's, computed
-    elsewhere; ``point`` is the key the result is stored under, ``model`` the label of the
-    model."""
+    ``area_kge``, the ``fpga`` resources (luts, ffs, dsps) and ``area_um2`` are the
+    configuration's, computed elsewhere; ``point`` is the key the result is stored under,
+    ``model`` the label of the model."""
     report = build_report(graph, cfg, table=table, policy=policy)
     cycles = report.total.cycles.total
     return Evaluation(
@@ -110,6 +112,7 @@ def evaluate(cfg: ArrayConfig, graph: LayerGraph, area_kge: float | None = None,
         dram_bytes=report.total.actions.dram_bytes, speedup=report.speedup,
         energy_ratio=report.energy_ratio, multipliers=cfg.multipliers,
         area_kge=None if area_kge is None else float(area_kge),
+        area_um2=None if area_um2 is None else float(area_um2),
         **({} if fpga is None else {k: int(fpga[k]) for k in ("luts", "ffs", "dsps")}))
 
 
@@ -131,4 +134,5 @@ def combine(results: Sequence[Evaluation]) -> Evaluation:
                       dram_bytes=sum(r.dram_bytes for r in results), speedup=dense / cycles,
                       energy_ratio=dense_energy / energy, multipliers=results[0].multipliers,
                       area_kge=results[0].area_kge, luts=results[0].luts,
-                      ffs=results[0].ffs, dsps=results[0].dsps)
+                      ffs=results[0].ffs, dsps=results[0].dsps,
+                      area_um2=results[0].area_um2)

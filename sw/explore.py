@@ -8,6 +8,7 @@ A SPEC names::
     objectives = ["latency", "energy", "area"]
     area = true                            # ASIC area of each configuration (default true)
     fpga = "ecp5"                          # optional: LUTs, FFs, DSPs from an FPGA synthesis
+    liberty = "cells.lib"                  # optional: cell area (µm²) with a cell library
     energy_table = "my_table.toml"         # optional, default 45 nm Horowitz
 
     [[models]]
@@ -59,10 +60,11 @@ __all__ = ["CONFIG_QUANTITIES", "FPGA_TARGETS", "MAX_SPACE", "OBJECTIVES", "RESU
 
 METHODS = ("grid", "random", "nsga2")
 TOP_KEYS = ("base", "models", "space", "constraints", "objectives", "search", "area",
-            "energy_table", "fpga", "fpga_device")
-_CONSTRAINT = re.compile(r"^\s*([a-z_]+)\s*(==|!=|<=|>=|<|>)\s*([-+0-9.eE_]+)\s*$")
+            "energy_table", "fpga", "fpga_device", "liberty")
+_CONSTRAINT = re.compile(r"^\s*([a-z_][a-z0-9_]*)\s*(==|!=|<=|>=|<|>)\s*([-+0-9.eE_]+)\s*$")
 _NEED_TEXT = {"area": "the area, but area = false",
-              "fpga": "an FPGA synthesis: set fpga = \"ecp5\" (or ice40, xilinx)"}
+              "fpga": "an FPGA synthesis: set fpga = \"ecp5\" (or ice40, xilinx)",
+              "liberty": "a cell library: set liberty = \"cells.lib\""}
 
 
 def _err(source: str, where: str, value: Any, expected: str) -> SpecError:
@@ -268,9 +270,14 @@ def parse_spec(values: dict, *, source: str = "spec") -> ExploreSpec:
         raise _err(source, "fpga", fpga, f"one of {', '.join(FPGA_TARGETS)}")
     if device is not None and (fpga is None or not isinstance(device, str)):
         raise _err(source, "fpga_device", device, "a device name, with fpga set")
+    liberty = values.get("liberty")
+    if liberty is not None and (not isinstance(liberty, str) or not Path(liberty).is_file()):
+        raise _err(source, "liberty", liberty, "the path of a Liberty (.lib) file")
     computed = {"area"} if area else set()
     if fpga:
         computed.add("fpga")
+    if liberty:
+        computed.add("liberty")
     raw_constraints = values.get("constraints", [])
     if not isinstance(raw_constraints, list):
         raise _err(source, "constraints", raw_constraints, "a list of strings")
@@ -281,7 +288,8 @@ def parse_spec(values: dict, *, source: str = "spec") -> ExploreSpec:
         constraints=tuple(_constraint(source, c, computed) for c in raw_constraints),
         objectives=_objectives(source, values.get("objectives"), computed),
         search=_search(source, values.get("search")),
-        area=area, energy_table=table, fpga=fpga, fpga_device=device, source=source)
+        area=area, energy_table=table, fpga=fpga, fpga_device=device, liberty=liberty,
+        source=source)
     _check_feasible(spec)
     return spec
 

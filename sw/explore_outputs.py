@@ -34,7 +34,7 @@ COLUMNS = ("model", "key", "rows", "cols", "nm", "pipeline_depth", "act_buffer_k
            "weight_buffer_kib", "acc_buffer_kib", "dram_bytes_per_cycle", "clock_mhz",
            "multipliers", "cycles", "dense_cycles", "latency_s", "energy_uj", "edp_uj_s",
            "dram_bytes", "speedup", "energy_ratio", "area_kge", "throughput_per_kge", "luts",
-           "ffs", "dsps", "throughput_per_dsp", "feasible", "pareto")
+           "ffs", "dsps", "throughput_per_dsp", "area_um2", "feasible", "pareto")
 
 
 @dataclass(frozen=True)
@@ -113,6 +113,7 @@ def _row(e: Evaluation, feasible: bool, pareto: bool) -> dict[str, Any]:
             "energy_ratio": e.energy_ratio, "area_kge": e.area_kge,
             "throughput_per_kge": e.metrics["throughput_per_kge"], "luts": e.luts, "ffs": e.ffs,
             "dsps": e.dsps, "throughput_per_dsp": e.metrics["throughput_per_dsp"],
+            "area_um2": e.area_um2,
             "feasible": feasible, "pareto": pareto}
 
 
@@ -152,7 +153,7 @@ def config_toml(cfg: ArrayConfig, comment: str) -> str:
 _UNITS = {"latency_s": (1e3, " ms"), "energy_uj": (1, " µJ"), "area_kge": (1, " kGE"),
           "edp_uj_s": (1, " µJ·s"), "throughput_per_kge": (1, " inferences/s/kGE"),
           "luts": (1, " LUTs"), "ffs": (1, " FFs"), "dsps": (1, " DSPs"),
-          "throughput_per_dsp": (1, " inferences/s/DSP"),
+          "throughput_per_dsp": (1, " inferences/s/DSP"), "area_um2": (1, " µm²"),
           "cycles": (1, " cycles"), "dram_bytes": (1, " B")}
 
 
@@ -174,7 +175,8 @@ def render_markdown(spec: ExploreSpec, fronts: Sequence[Front], *, computed: int
                     reused: int | None = None) -> str:
     head = ["config", "multipliers", "latency (ms)", "energy (µJ)",
             *(["area (kGE)"] if spec.area else []), "speedup", "DRAM B/cycle",
-            *(["LUTs", "DSPs"] if spec.fpga else []), "file"]
+            *(["LUTs", "DSPs"] if spec.fpga else []),
+            *(["cell area (µm²)"] if spec.liberty else []), "file"]
     lines = [f"# sparsa explore: {spec.source}", "",
              f"Search: {spec.search.method}; objectives: "
              f"{', '.join(o.name + ' (' + o.sense + ')' for o in spec.objectives)}; constraints: "
@@ -192,6 +194,7 @@ def render_markdown(spec: ExploreSpec, fronts: Sequence[Front], *, computed: int
         for i, e in enumerate(f.front):
             area = f"{e.area_kge:.1f} | " if spec.area else ""
             fpga = f"{e.luts} | {e.dsps} | " if spec.fpga else ""
+            fpga += f"{e.area_um2:.0f} | " if spec.liberty else ""
             lines.append(f"| {_name(e)} | {e.multipliers} | {e.latency_s * 1e3:.4g} | "
                          f"{e.energy_uj:.4g} | {area}{e.speedup:.2f} | "
                          f"{e.config.dram_bytes_per_cycle} | {fpga}`{_config_path(f, i, e)}` |")

@@ -78,11 +78,13 @@ def run_sweep(spec: ExploreSpec, graphs: Mapping[str, LayerGraph], store: Result
               table: EnergyTable, area: Callable[[ArrayConfig], float] | None = None,
               area_name: str = "none",
               fpga: Callable[[ArrayConfig], Mapping[str, int]] | None = None,
+              liberty: Callable[[ArrayConfig], float] | None = None,
               model_ids: Mapping[str, str] | None = None,
               progress: Callable[[int, int], None] | None = None) -> SweepResult:
     """Evaluate the SPEC's search on ``client``; ``progress(done, total)`` after each point.
-    ``area`` (kGE) and ``fpga`` (LUTs, FFs, DSPs) of a configuration are computed by the callables
-    given, each a task of its own, when the SPEC asks for them."""
+    ``area`` (kGE), ``fpga`` (LUTs, FFs, DSPs) and ``liberty`` (µm²) of a configuration are
+    computed by the callables given, each a task of its own, when the SPEC asks for them; the
+    caller names them in ``area_name`` (part of every point's key)."""
     from distributed import as_completed
 
     if spec.area and area is None:
@@ -91,8 +93,12 @@ def run_sweep(spec: ExploreSpec, graphs: Mapping[str, LayerGraph], store: Result
     if spec.fpga and fpga is None:
         raise ValueError(f"the SPEC asks for FPGA resources (fpga = {spec.fpga!r}) but no FPGA "
                          "function was given")
+    if spec.liberty and liberty is None:
+        raise ValueError(f"the SPEC asks for the cell area with {spec.liberty!r} but no Liberty "
+                         "area function was given")
     area = area if spec.area else None
     fpga = fpga if spec.fpga else None
+    liberty = liberty if spec.liberty else None
     area_name = area_name if area is not None else "none"
     if fpga is not None:
         area_name += f"; fpga {spec.fpga} {spec.fpga_device or 'default device'}"
@@ -114,7 +120,7 @@ def run_sweep(spec: ExploreSpec, graphs: Mapping[str, LayerGraph], store: Result
         results.update(stored)
         if progress is not None:
             progress(len(results), total)
-        futures, areas, fpgas = [], {}, {}
+        futures, areas, fpgas, cell_areas = [], {}, {}, {}
         home = _homes(client, [cfg for (cfg, _), key in keys.items() if key not in stored])
         for (cfg, label), key in keys.items():
             if key in stored:
@@ -125,8 +131,11 @@ def run_sweep(spec: ExploreSpec, graphs: Mapping[str, LayerGraph], store: Result
             if fpga is not None and cfg not in fpgas:
                 fpgas[cfg] = client.submit(fpga, cfg, key=_task_key(
                     "fpga", f"{area_name}\0{cfg.to_json()}"), pure=True, retries=2)
+            if liberty is not None and cfg not in cell_areas:
+                cell_areas[cfg] = client.submit(liberty, cfg, key=_task_key(
+                    "liberty", f"{area_name}\0{cfg.to_json()}"), pure=True, retries=2)
             futures.append(client.submit(evaluate, cfg, shared[label], areas.get(cfg),
-                                         fpgas.get(cfg),
+                                         fpgas.get(cfg), cell_areas.get(cfg),
                                          point=key, model=label, table=table,
                                          key=_task_key("eval", key), pure=True, retries=2,
                                          workers=home[cfg], allow_other_workers=True))
@@ -139,7 +148,8 @@ def run_sweep(spec: ExploreSpec, graphs: Mapping[str, LayerGraph], store: Result
                 if progress is not None:
                     progress(len(results), total)
         finally:
-            client.cancel([*futures, *areas.values(), *fpgas.values()])
+            client.cancel([*futures, *areas.values(), *fpgas.values(),
+                           *cell_areas.values()])
         search.tell({cfg: _objective_values(spec, [results[keys[cfg, label]]
                                                    for label in graphs])
                      for cfg in batch})

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import hashlib
 import logging
 import shutil
 import sys
@@ -95,6 +96,7 @@ def _sweep(args: argparse.Namespace, spec, graphs: dict, out: Path):
     )
 
     from sparsa.hw.area import area_kge, fpga_resources, load_gate_table
+    from sparsa.hw.liberty import area_um2
     from sparsa.sw.energy import load_table
     from sparsa.sw.result_store import ResultStore
     from sparsa.sw.sweep import model_identity, run_sweep
@@ -112,9 +114,12 @@ def _sweep(args: argparse.Namespace, spec, graphs: dict, out: Path):
                 task = bar.add_task("evaluating", total=None)
                 result = run_sweep(spec, graphs, store, client, table=table,
                                    area=area_kge if spec.area else None,
-                                   area_name=f"{load_gate_table().name}, modular",
+                                   area_name=_area_name(spec, load_gate_table().name),
                                    fpga=functools.partial(fpga_resources, target=spec.fpga,
                                                           device=spec.fpga_device),
+                                   liberty=functools.partial(
+                                       area_um2, liberty=Path(spec.liberty).resolve())
+                                   if spec.liberty else None,
                                    model_ids=ids,
                                    progress=lambda done, total: bar.update(
                                        task, completed=done, total=total))
@@ -123,6 +128,15 @@ def _sweep(args: argparse.Namespace, spec, graphs: dict, out: Path):
                   f"'sparsa explore --resume -o {out}'", file=sys.stderr)
             raise
         return result, time.monotonic() - start, cores
+
+
+def _area_name(spec, table: str) -> str:
+    """What names the area models in each point's key: the GE table, and the Liberty file by
+    its content."""
+    name = f"{table}, modular"
+    if spec.liberty:
+        name += f"; liberty sha256:{hashlib.sha256(Path(spec.liberty).read_bytes()).hexdigest()}"
+    return name
 
 
 def _cmd_explore(args: argparse.Namespace) -> int:

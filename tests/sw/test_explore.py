@@ -191,6 +191,25 @@ def test_fpga_resources_objectives_and_constraints(client, topology, tmp_path):
         assert {e.key for e in f.front} == {f.feasible[i].key for i in brute_front(vectors)}
 
 
+def test_cell_area_with_a_liberty_library(client, topology, tmp_path):
+    lib = tmp_path / "cells.lib"
+    lib.write_text("library(x) { cell(NAND2) { area: 1.0; } }\n")   # only its path is checked
+    spec = parse_spec(spec_of(topology, liberty=str(lib), area=False,
+                              objectives=["latency", "cell_area"],
+                              constraints=["area_um2 <= 20"]))
+    um2 = lambda cfg: 3.5 * cfg.rows * cfg.cols * (cfg.n + cfg.index_width)  # noqa: E731
+    with ResultStore(tmp_path / "l.sqlite") as store:
+        with pytest.raises(ValueError, match="no Liberty area function was given"):
+            run_sweep(spec, graphs_of(spec), store, client, table=load_table())
+        result = run_sweep(spec, graphs_of(spec), store, client, table=load_table(),
+                           liberty=um2)
+    assert all(e.area_um2 == um2(e.config) for e in result.evaluations)
+    for f in analyse(spec, result.evaluations):
+        assert {e.key for e in f.feasible} == {e.key for e in f.points if e.area_um2 <= 20}
+        vectors = [(e.latency_s, e.area_um2) for e in f.feasible]
+        assert {e.key for e in f.front} == {f.feasible[i].key for i in brute_front(vectors)}
+
+
 class StopSweepError(Exception):
     pass
 
@@ -284,6 +303,10 @@ BAD_SPECS = [
      r"fpga = 'stratix': expected one of ecp5, ice40, xilinx"),
     ({"models": ["digits_mlp"], "space": {"rows": [2]}, "fpga_device": "85k"},
      r"fpga_device = '85k': expected a device name, with fpga set"),
+    ({"models": ["digits_mlp"], "space": {"rows": [2]}, "liberty": "no/such.lib"},
+     r"liberty = 'no/such.lib': expected the path of a Liberty \(\.lib\) file"),
+    ({"models": ["digits_mlp"], "space": {"rows": [2]}, "objectives": ["cell_area"]},
+     r"objective 'cell_area' needs a cell library: set liberty = \"cells.lib\""),
     ({"models": ["digits_mlp"], "base": "huge", "space": {"rows": [2]}},
      r"base: unknown preset 'huge'"),
     ({"models": ["digits_mlp"], "space": {"rows": {"min": 1, "max": 4096},
