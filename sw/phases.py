@@ -46,10 +46,12 @@ from .model_report import (
 )
 from .prune import PrunePolicy
 
-__all__ = ["PHASES", "PhaseError", "PhaseSide", "PhaseSummary", "decode_graph", "phase_lines",
-           "phase_report", "phase_to_dict", "prefill_graph", "workload_lines"]
+__all__ = ["PHASES", "WORKLOAD_LIMITS", "PhaseError", "PhaseSide", "PhaseSummary", "decode_graph",
+           "phase_lines", "phase_report", "phase_to_dict", "prefill_graph", "workload_lines"]
 
 PHASES = ("prefill", "decode", "generate")
+# Workload sizes beyond any real use (probably typos), refused up front by the command line.
+WORKLOAD_LIMITS = {"batch": 1 << 16, "seq": 1 << 20, "context": 1 << 22, "tokens": 1 << 17}
 
 
 class PhaseError(ValueError):
@@ -123,12 +125,11 @@ class PhaseSummary:
             return []
         d = self.design
         return [
-            f"decode streams P = batch = {self.batch} row(s) through each weight tile, which "
-            f"takes {self.tile_period} beats to load: the weight-stationary array is "
-            f"{self.decode_utilization(d):.1%} used in decode",
-            f"memory-bound share of decode time: {d.decode_stall_cycles / d.decode_cycles:.1%} "
-            f"DRAM stalls; {d.decode_weight_bound_cycles / d.decode_cycles:.1%} in weight GEMMs "
-            f"bound by weight-tile loads",
+            f"decode uses {self.decode_utilization(d):.1%} of the array: P = batch = "
+            f"{self.batch} row(s) per weight tile, whose load takes {self.tile_period} beats",
+            f"memory-bound share of decode: {d.decode_stall_cycles / d.decode_cycles:.1%} DRAM "
+            f"stalls, {d.decode_weight_bound_cycles / d.decode_cycles:.1%} bound by weight-tile "
+            "loads",
         ]
 
 
@@ -375,25 +376,25 @@ def phase_report(graph: LayerGraph, cfg: ArrayConfig, phase: str, *,
 
 
 def phase_lines(p: PhaseSummary) -> list[str]:
-    """The phase's figures as plain sentences (N:M first, the dense baseline in brackets)."""
+    """The phase's figures as short sentences (N:M first, the dense baseline in brackets)."""
     d, b = p.design, p.baseline
     lines = []
     if p.phase in ("prefill", "generate"):
-        lines.append(f"time to first token (prefill of {p.seq} tokens x batch {p.batch}) "
-                     f"{si(p.ttft_s(d), 's')} (dense {si(p.ttft_s(b), 's')})")
+        lines.append(f"time to first token {si(p.ttft_s(d), 's')} (dense "
+                     f"{si(p.ttft_s(b), 's')}): prefill of {p.seq} tokens x batch {p.batch}")
     if p.tokens:
-        lines.append(f"per-token latency {si(p.per_token_s(d), 's')} (dense "
-                     f"{si(p.per_token_s(b), 's')}), speedup {p.per_token_speedup:.3f}x; "
-                     f"{p.tokens_per_s(d):.3g} tokens/s (dense {p.tokens_per_s(b):.3g}); "
-                     f"energy per token {si(p.energy_per_token_pj(d) * 1e-12, 'J')} (dense "
-                     f"{si(p.energy_per_token_pj(b) * 1e-12, 'J')})")
+        lines += [f"per-token latency {si(p.per_token_s(d), 's')} (dense "
+                  f"{si(p.per_token_s(b), 's')}), {p.per_token_speedup:.3f}x; "
+                  f"{p.tokens_per_s(d):.3g} tokens/s (dense {p.tokens_per_s(b):.3g})",
+                  f"energy per token {si(p.energy_per_token_pj(d) * 1e-12, 'J')} (dense "
+                  f"{si(p.energy_per_token_pj(b) * 1e-12, 'J')})"]
     if p.phase == "generate":
-        lines.append(f"total for {p.tokens} tokens {si(p.total_s(d), 's')} (dense "
-                     f"{si(p.total_s(b), 's')}), exact sum over every decode step")
-    lines.append(f"KV cache: {si(p.kv_bytes_per_token, 'B')} per token, "
-                 f"{si(p.kv_cache_bytes, 'B')} at context {p.context}; read "
-                 f"{si(p.kv_read_bytes, 'B')}, written {si(p.kv_write_bytes, 'B')} "
-                 "(writes added to DRAM traffic and energy)")
+        lines.append(f"total {si(p.total_s(d), 's')} (dense {si(p.total_s(b), 's')}): the exact "
+                     f"sum of {p.tokens} decode steps")
+    lines += [f"KV cache {si(p.kv_bytes_per_token, 'B')}/token, {si(p.kv_cache_bytes, 'B')} at "
+              f"context {p.context}",
+              f"KV-cache traffic: reads {si(p.kv_read_bytes, 'B')} in the attention GEMMs, "
+              f"writes {si(p.kv_write_bytes, 'B')} on top of the layers' (energy included)"]
     return lines + p.findings()
 
 
@@ -413,10 +414,10 @@ def phase_to_dict(p: PhaseSummary) -> dict[str, Any]:
 def workload_lines(report: ModelReport, prefix: str = "") -> list[str]:
     """The workload, a note when weights are absent, and the LLM phase's figures."""
     lines = [f"Workload: {report.workload_text}." if report.workload else
-             "Workload: as the model file fixes it (batch and sequence length not known)."]
+             "Workload: as the model file fixes it."]
     if report.weights_absent:
-        lines.append("Weights absent: the file's external weight data is missing; shapes only "
-                     "(costing needs no weight values).")
+        lines.append("Weights absent: the file's external weight data is missing (shapes only, "
+                     "which costing needs).")
     if report.phase is not None:
         lines += [line[:1].upper() + line[1:] + "." for line in phase_lines(report.phase)]
     return [prefix + line for line in lines]

@@ -84,6 +84,8 @@ CASES = [
     ("report-batch-zero", ["report", "gpt2", "--batch", "0"], 2, ["--batch", "0"]),
     ("report-tokens-negative", ["report", "gpt2", "--phase", "generate", "--tokens", "-1"], 2,
      ["--tokens", "-1"]),
+    ("report-tokens-absurd", ["report", "gpt2", "--phase", "generate", "--tokens", "10000000"],
+     2, ["--tokens", "10000000", "bound"]),
     ("report-tokens-without-generate", ["report", "gpt2", "--tokens", "4"], 2,
      ["--tokens", "generate"]),
     ("report-seq-for-csv", ["report", "{d}/ok.csv", "--seq", "64"], 1, ["ok.csv", "seq"]),

@@ -36,8 +36,16 @@ def _formats(text: str) -> list[str]:
 
 
 def _positive(value: int | None, option: str, low: int = 1) -> None:
-    if value is not None and value < low:
+    from sparsa.sw.phases import WORKLOAD_LIMITS
+
+    if value is None:
+        return
+    if value < low:
         raise UsageError(f"{option} must be an integer of at least {low}, not {value}")
+    limit = WORKLOAD_LIMITS[option.lstrip("-")]
+    if value > limit:
+        raise UsageError(f"{option} {value} is beyond sparsa's bound of {limit:,} (probably a "
+                         "typo)")
 
 
 def _check_workload(args: argparse.Namespace) -> None:

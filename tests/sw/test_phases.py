@@ -86,6 +86,15 @@ def test_generate_is_prefill_plus_every_decode_step(tiny):
     assert gen.workload == {"batch": 2, "seq": 12, "phase": "generate", "tokens": tokens}
 
 
+def test_multi_query_attention(tmp_path):
+    """One key/value head: all query heads of a sequence are the P rows of one GEMM."""
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({**TINY, "num_key_value_heads": 1}))
+    g = decode_graph(load_graph(str(path), batch=3, seq=4), context=9)
+    scores = {x.gemm for x in g.layers if x.attrs.get("role") == "scores"}
+    assert scores == {Gemm(p=8, k=8, cols=9, groups=3)}
+
+
 def test_kv_cache_bytes(tiny):
     per_token = 2 * 2 * 2 * 8          # K and V x layers x kv heads x head_dim, int8
     d = phase_report(tiny, CFG, "decode", context=30).phase

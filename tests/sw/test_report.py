@@ -371,6 +371,7 @@ def test_hf_config_reports_with_workload_in_every_output(tmp_path, capsys, monke
     if phase != "prefill":
         assert "per-token latency" in printed.lower()
         assert "P = batch = 2" in printed
+        assert "KV-cache traffic" in printed
         assert summary["design"]["per_token_s"] > 0
     if phase == "generate":
         assert summary["tokens"] == 3
