@@ -208,7 +208,8 @@ def decode_graph(graph: LayerGraph, context: int) -> LayerGraph:
             layers.append(_decode_layer(layer, b))
         else:
             raise PhaseError(f"model {graph.name!r}: layer {layer.name!r} ({layer.kind}, "
-                             f"P={layer.gemm.p}) is not a per-token GEMM of {b}x{s} tokens")
+                             f"P={layer.gemm.p}) is not a per-token GEMM of {b}x{s} tokens; "
+                             "LLM phases need a decoder model")
     meta = {**graph.meta, "phase": "decode", "context": context}
     return dataclasses.replace(graph, layers=tuple(layers), meta=meta)
 
