@@ -69,7 +69,8 @@ def cycles_figure(report: ModelReport) -> Figure:
              [sum(x.dense.cycles.total for x in others), report.dense_total.cycles.total],
              [sum(x.sparse.cycles.total for x in others), report.total.cycles.total])
         side.set_title("sums (own scale)", fontsize=9)
-    fig.suptitle(f"{report.model}: cycles per layer, speedup {report.speedup:.2f}x "
+    workload = f" ({report.workload_text})" if report.workload else ""
+    fig.suptitle(f"{report.model}{workload}: cycles per layer, speedup {report.speedup:.2f}x "
                  f"(ideal {report.ideal:.3g}x)")
     handles, labels = main.get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncols=2, fontsize=8, frameon=False)
@@ -100,7 +101,9 @@ def energy_figure(report: ModelReport) -> Figure:
     ax.set_ylim(0, max(bottom) * 1.1)
     ax.yaxis.set_major_formatter(EngFormatter(unit="J"))
     ax.set_ylabel("energy")
-    ax.set_title(f"{report.model}: energy by component\ndense uses {report.energy_ratio:.2f}x "
+    workload = f" ({report.workload_text})" if report.workload else ""
+    ax.set_title(f"{report.model}{workload}: energy by component\ndense uses "
+                 f"{report.energy_ratio:.2f}x "
                  f"the energy of {report.cfg.nm}", fontsize=10)
     handles, names = ax.get_legend_handles_labels()
     # top of the stack first, as the bars read
