@@ -87,20 +87,9 @@ def run_sweep(spec: ExploreSpec, graphs: Mapping[str, LayerGraph], store: Result
     caller names them in ``area_name`` (part of every point's key)."""
     from distributed import as_completed
 
-    if spec.area and area is None:
-        raise ValueError("the SPEC asks for the area (area = true) but no area function was "
-                         "given")
-    if spec.fpga and fpga is None:
-        raise ValueError(f"the SPEC asks for FPGA resources (fpga = {spec.fpga!r}) but no FPGA "
-                         "function was given")
-    if spec.liberty and liberty is None:
-        raise ValueError(f"the SPEC asks for the cell area with {spec.liberty!r} but no Liberty "
-                         "area function was given")
-    area = area if spec.area else None
-    fpga = fpga if spec.fpga else None
-    liberty = liberty if spec.liberty else None
-    area_name = area_name if area is not None else "none"
-    if fpga is not None:
+    hardware = _hardware(spec, {"area": area, "fpga": fpga, "liberty": liberty})
+    area_name = area_name if "area" in hardware else "none"
+    if "fpga" in hardware:
         area_name += f"; fpga {spec.fpga} {spec.fpga_device or 'default device'}"
     ids = {label: (model_ids or {}).get(label, label) for label in graphs}
     search = make_search(spec)
@@ -120,40 +109,62 @@ def run_sweep(spec: ExploreSpec, graphs: Mapping[str, LayerGraph], store: Result
         results.update(stored)
         if progress is not None:
             progress(len(results), total)
-        futures, areas, fpgas, cell_areas = [], {}, {}, {}
-        home = _homes(client, [cfg for (cfg, _), key in keys.items() if key not in stored])
-        for (cfg, label), key in keys.items():
-            if key in stored:
-                continue
-            if area is not None and cfg not in areas:
-                areas[cfg] = client.submit(area, cfg, key=_task_key(
-                    "area", f"{area_name}\0{cfg.to_json()}"), pure=True, retries=2)
-            if fpga is not None and cfg not in fpgas:
-                fpgas[cfg] = client.submit(fpga, cfg, key=_task_key(
-                    "fpga", f"{area_name}\0{cfg.to_json()}"), pure=True, retries=2)
-            if liberty is not None and cfg not in cell_areas:
-                cell_areas[cfg] = client.submit(liberty, cfg, key=_task_key(
-                    "liberty", f"{area_name}\0{cfg.to_json()}"), pure=True, retries=2)
-            futures.append(client.submit(evaluate, cfg, shared[label], areas.get(cfg),
-                                         fpgas.get(cfg), cell_areas.get(cfg),
-                                         point=key, model=label, table=table,
-                                         key=_task_key("eval", key), pure=True, retries=2,
-                                         workers=home[cfg], allow_other_workers=True))
+        todo = {point: key for point, key in keys.items() if key not in stored}
+        futures, helpers = _submit(client, todo, shared, hardware, area_name, table)
         try:
             for future in as_completed(futures):
-                result = future.result()
+                try:
+                    result = future.result()
+                except Exception as e:
+                    cfg, label = futures[future]
+                    raise RuntimeError(f"{label} on {cfg.rows}x{cfg.cols} {cfg.nm} "
+                                       f"({cfg.to_json()}) failed: {e}") from e
                 store.add(result)
                 results[result.key] = result
                 computed += 1
                 if progress is not None:
                     progress(len(results), total)
         finally:
-            client.cancel([*futures, *areas.values(), *fpgas.values(),
-                           *cell_areas.values()])
+            client.cancel([*futures, *helpers])
         search.tell({cfg: _objective_values(spec, [results[keys[cfg, label]]
                                                    for label in graphs])
                      for cfg in batch})
     return SweepResult(evaluations=tuple(results.values()), computed=computed, reused=reused)
+
+
+def _hardware(spec: ExploreSpec, given: dict[str, Callable | None]) -> dict[str, Callable]:
+    """The hardware callables the SPEC asks for (an error when one of them is missing)."""
+    wanted = {"area": spec.area, "fpga": bool(spec.fpga), "liberty": bool(spec.liberty)}
+    for name, wanted_it in wanted.items():
+        if wanted_it and given[name] is None:
+            raise ValueError(f"the SPEC asks for {_WANTS[name]} but no {name} function was "
+                             "given")
+    return {name: f for name, f in given.items() if wanted[name]}
+
+
+_WANTS = {"area": "the area (area = true)", "fpga": "FPGA resources (fpga = ...)",
+          "liberty": "the cell area with a Liberty library (liberty = ...)"}
+
+
+def _submit(client, todo: Mapping[tuple[ArrayConfig, str], str], shared: Mapping, hardware:
+            Mapping[str, Callable], area_name: str, table: EnergyTable) -> tuple[dict, list]:
+    """Submit the points ``todo`` ((configuration, model) -> key) and, once per configuration,
+    its hardware tasks; (evaluation futures -> point, the hardware futures)."""
+    configs = list(dict.fromkeys(cfg for cfg, _ in todo))
+    home = _homes(client, configs)
+    done_by = {name: {cfg: client.submit(f, cfg, key=_task_key(
+                   name, f"{area_name}\0{cfg.to_json()}"), pure=True, retries=2)
+                   for cfg in configs}
+               for name, f in hardware.items()}
+    futures = {}
+    for (cfg, label), key in todo.items():
+        figures = [done_by[name][cfg] if name in done_by else None
+                   for name in ("area", "fpga", "liberty")]
+        future = client.submit(evaluate, cfg, shared[label], *figures, point=key, model=label,
+                               table=table, key=_task_key("eval", key), pure=True, retries=2,
+                               workers=home[cfg], allow_other_workers=True)
+        futures[future] = (cfg, label)
+    return futures, [f for by_cfg in done_by.values() for f in by_cfg.values()]
 
 
 def _homes(client, configs: Sequence[ArrayConfig]) -> dict[ArrayConfig, list[str]]:

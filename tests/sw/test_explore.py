@@ -176,7 +176,7 @@ def test_fpga_resources_objectives_and_constraints(client, topology, tmp_path):
                   objectives=["latency", "luts", "throughput_per_dsp"])
     spec = parse_spec(raw)
     with ResultStore(tmp_path / "f.sqlite") as store:
-        with pytest.raises(ValueError, match="no FPGA function was given"):
+        with pytest.raises(ValueError, match="no fpga function was given"):
             run_sweep(spec, graphs_of(spec), store, client, table=load_table())
         result = run_sweep(spec, graphs_of(spec), store, client, table=load_table(), fpga=FPGA)
     assert len(result.evaluations) == 24
@@ -199,7 +199,7 @@ def test_cell_area_with_a_liberty_library(client, topology, tmp_path):
                               constraints=["area_um2 <= 20"]))
     um2 = lambda cfg: 3.5 * cfg.rows * cfg.cols * (cfg.n + cfg.index_width)  # noqa: E731
     with ResultStore(tmp_path / "l.sqlite") as store:
-        with pytest.raises(ValueError, match="no Liberty area function was given"):
+        with pytest.raises(ValueError, match="no liberty function was given"):
             run_sweep(spec, graphs_of(spec), store, client, table=load_table())
         result = run_sweep(spec, graphs_of(spec), store, client, table=load_table(),
                            liberty=um2)
@@ -208,6 +208,18 @@ def test_cell_area_with_a_liberty_library(client, topology, tmp_path):
         assert {e.key for e in f.feasible} == {e.key for e in f.points if e.area_um2 <= 20}
         vectors = [(e.latency_s, e.area_um2) for e in f.feasible]
         assert {e.key for e in f.front} == {f.feasible[i].key for i in brute_front(vectors)}
+
+
+def test_a_failing_point_is_named(client, topology, tmp_path):
+    def broken(cfg):
+        if cfg.rows == 4:
+            raise ValueError("no area for 4 rows")
+        return 1.0
+
+    spec = parse_spec(spec_of(topology))
+    with ResultStore(tmp_path / "e.sqlite") as store, \
+            pytest.raises(RuntimeError, match=r"on 4x2 \d:\d \(.*\) failed: no area for 4 rows"):
+        run_sweep(spec, graphs_of(spec), store, client, table=load_table(), area=broken)
 
 
 class StopSweepError(Exception):
