@@ -186,16 +186,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``sparsa explore`` to the CLI."""
     p = add_command(subparsers, "explore",
                     "sweep configurations x models on Dask and write the Pareto fronts")
-    p.add_argument("spec", nargs="?", default=None,
+    p.add_argument("spec", nargs="?", default=None, metavar="SPEC",
                    help="exploration SPEC (.toml); optional with --resume (the sweep's own)")
-    p.add_argument("-o", "--output", default=None,
+    p.add_argument("-o", "--output", default=None, metavar="DIR",
                    help="sweep directory (default build/explore/<SPEC name>)")
     where = p.add_mutually_exclusive_group()
-    where.add_argument("--workers", type=int, default=2,
+    where.add_argument("--workers", type=int, default=2, metavar="N",
                        help="worker processes of the local Dask cluster (one thread each)")
     where.add_argument("--scheduler", metavar="ADDRESS", default=None,
                        help="run on an existing Dask scheduler, e.g. tcp://127.0.0.1:8786")
-    p.add_argument("--dashboard-address", default=":8787",
+    p.add_argument("--dashboard-address", default=":8787", metavar="ADDRESS",
                    help="where the local cluster serves its dashboard (':0' for any free port)")
     p.add_argument("--resume", action="store_true",
                    help="continue the interrupted sweep in -o DIR (points already stored are "
