@@ -421,4 +421,7 @@ def workload_lines(report: ModelReport, prefix: str = "") -> list[str]:
                      "which costing needs).")
     if report.phase is not None:
         lines += [line[:1].upper() + line[1:] + "." for line in phase_lines(report.phase)]
+    if report.phase is not None and report.phase.phase == "generate":
+        lines.append("Each layer sums the prefill and every decode step; its GEMM shape is the "
+                     "prefill's.")
     return [prefix + line for line in lines]
