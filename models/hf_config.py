@@ -91,7 +91,8 @@ def transformer_meta(config: Any, *, batch: int, seq: int | None) -> dict[str, A
     heads = getattr(config, "num_attention_heads", None)
     hidden = getattr(config, "hidden_size", None)
     if isinstance(heads, int) and isinstance(hidden, int) and heads > 0:
-        kv = getattr(config, "num_key_value_heads", None) or heads
+        kv = (getattr(config, "num_key_value_heads", None) or getattr(config, "num_kv_heads", None)
+              or (1 if getattr(config, "multi_query", False) else heads))
         meta.update(heads=heads, kv_heads=int(kv),
                     head_dim=int(getattr(config, "head_dim", None) or hidden // heads),
                     decoder_layers=int(getattr(config, "num_hidden_layers", 0) or 0))

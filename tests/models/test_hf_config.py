@@ -96,3 +96,16 @@ def test_fixed_shape_files_refuse_seq(tmp_path):
                                      "c,8,8,3,3,4,8,1,\n")
     with pytest.raises(ModelImportError, match="fixed shapes"):
         load_graph(path, seq=64)
+
+
+@pytest.mark.parametrize(("config", "kv_heads"), [
+    ({"model_type": "falcon", "new_decoder_architecture": True, "num_kv_heads": 2}, 2),
+    ({"model_type": "gemma", "num_key_value_heads": 1, "head_dim": 32,
+      "intermediate_size": 128}, 1),
+])
+def test_key_value_heads_under_other_names(tmp_path, config, kv_heads):
+    data = {"hidden_size": 64, "num_hidden_layers": 1, "num_attention_heads": 4,
+            "vocab_size": 100, "max_position_embeddings": 64, **config}
+    g = load_graph(write(tmp_path / "m" / "config.json", data), seq=8)
+    assert g.meta["kv_heads"] == kv_heads
+    assert g.meta["head_dim"] == config.get("head_dim", 16)
