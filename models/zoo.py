@@ -20,7 +20,8 @@ from .errors import ModelImportError, UnknownModelError
 from .graph import LayerGraph
 from .store import cache_dir, graph_from_json, graph_to_json
 
-__all__ = ["CACHE_VERSION", "check_positive", "get_graph", "is_text", "names"]
+__all__ = ["CACHE_VERSION", "check_positive", "get_graph", "is_text", "names",
+           "transformers_config"]
 
 CACHE_VERSION = "5"
 
@@ -89,6 +90,14 @@ _BUILDERS: dict[str, tuple[Callable[[], tuple[Any, Any]], int | None]] = {
     "llama2_7b": (_llama2_7b, None),
     "llama3_8b": (_llama3_8b, None),
 }
+
+
+def transformers_config(name: str) -> Any:
+    """The ``transformers`` config zoo model ``name`` is built from."""
+    if name not in _BUILDERS:
+        raise UnknownModelError(f"{name!r} is not a transformers model of the zoo "
+                                f"({', '.join(_BUILDERS)})")
+    return _BUILDERS[name][0]()[0]
 
 
 def is_text(name: str) -> bool:

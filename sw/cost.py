@@ -41,7 +41,8 @@ from .accel_timing import NEVER, AccelTimer, program_counts
 from .assemble import block_instructions, block_key
 from .schedule import LayerSchedule, Tiling, iter_blocks
 
-__all__ = ["Actions", "Cycles", "LayerCost", "actions_from_counts", "layer_cost",
+__all__ = ["Actions", "Cycles", "LayerCost", "actions_from_counts", "block_runs", "direct_cost",
+           "layer_cost",
            "program_cycles", "program_tiling", "tiling_counts"]
 
 
@@ -223,6 +224,11 @@ def _runs(blocks: list) -> list[tuple[tuple, int]]:
     return out
 
 
+def block_runs(cfg: ArrayConfig, t: Tiling, *, raw: bool = False) -> list[tuple[tuple, int]]:
+    """The tiling's blocks as runs of repeated units (what :func:`program_cycles` skips)."""
+    return _runs(list(_block_programs(cfg, t, raw)))
+
+
 # A run of equal units looks for a repeating state among its first units only.
 PERIOD_SEARCH = 64
 
@@ -324,8 +330,9 @@ def program_tiling(t: Tiling) -> Tiling:
                                k_slots=0, act_pass_bytes=0, act_last_pass_bytes=0)
 
 
-def _direct_cost(cfg: ArrayConfig, t: Tiling) -> LayerCost:
-    """The cost of ``t``'s own program, with its multiplies required."""
+def direct_cost(cfg: ArrayConfig, t: Tiling) -> LayerCost:
+    """The cost of ``t``'s own program, with its multiplies required (no sharing between
+    tilings; :func:`layer_cost` memoises by :func:`program_tiling`)."""
     blocks = list(_block_programs(cfg, t, raw=False))
     compute = program_cycles(cfg, t, blocks=blocks)
     total = program_cycles(cfg, t, dram_bytes_per_cycle=cfg.dram_bytes_per_cycle,
@@ -337,7 +344,7 @@ def _direct_cost(cfg: ArrayConfig, t: Tiling) -> LayerCost:
                      tiles=t.tiles, beats=t.beats)
 
 
-_program_cost = functools.lru_cache(maxsize=4096)(_direct_cost)
+_program_cost = functools.lru_cache(maxsize=4096)(direct_cost)
 
 
 def _tiling_cost(cfg: ArrayConfig, t: Tiling) -> LayerCost:

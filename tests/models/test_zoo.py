@@ -107,7 +107,7 @@ def test_llama3_8b_has_grouped_query_attention():
     """Its config (traced graphs are checked on the tiny GQA configs of test_hf_config)."""
     assert "llama3_8b" in zoo.names()
     assert zoo.is_text("llama3_8b")
-    config, _ = zoo._BUILDERS["llama3_8b"][0]()
+    config = zoo.transformers_config("llama3_8b")
     assert (config.num_attention_heads, config.num_key_value_heads) == (32, 8)
     assert (config.hidden_size, config.intermediate_size, config.vocab_size) == \
         (4096, 14336, 128256)

@@ -16,9 +16,8 @@ from sparsa.models.load import load_graph
 from sparsa.sw.accel_timing import program_timing
 from sparsa.sw.assemble import gemm_instructions
 from sparsa.sw.cost import (
-    _block_programs,
-    _direct_cost,
-    _runs,
+    block_runs,
+    direct_cost,
     layer_cost,
     program_cycles,
     program_tiling,
@@ -133,7 +132,7 @@ def test_equal_programs_share_costs(node_seed):
         except ScheduleError:
             continue
         got = layer_cost(LayerSchedule("x", "linear", "", t, cfg))
-        assert got == _direct_cost(cfg, t)
+        assert got == direct_cost(cfg, t)
         assert program_tiling(t) == program_tiling(
             schedule_gemm(gemm, cfg, sparse=sparse)), "program key is deterministic"
 
@@ -148,7 +147,7 @@ def test_periodic_runs_equal_the_recurrence(gemm):
                       acc_buffer_kib=1, dram_bytes_per_cycle=3)
     for sparse in (False, True):
         t = schedule_gemm(gemm, cfg, sparse=sparse)
-        runs = _runs(list(_block_programs(cfg, t, raw=False)))
+        runs = block_runs(cfg, t)
         assert max(count for _, count in runs) > 5, "long runs to skip"
         prog = list(gemm_instructions(cfg, t))
         for rate in (None, 3):
