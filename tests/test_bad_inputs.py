@@ -265,7 +265,8 @@ def test_full_disk_leaves_nothing(tmp_path, argv):
 def test_ctrl_c_is_one_line_and_status_130(tmp_path):
     """SIGINT while the report is being computed: status 130, one line, no output left."""
     get_graph("resnet50")
-    proc = _cli(["report", "resnet50", "-o", "out"], tmp_path)
+    # on the 2x2 array ResNet-50 takes about half a minute to cost
+    proc = _cli(["report", "resnet50", "--preset", "tiny", "-o", "out"], tmp_path)
     time.sleep(4)   # past the imports, inside the scheduling
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
