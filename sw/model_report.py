@@ -114,6 +114,24 @@ class ModelReport:
     workload: Mapping[str, Any] = field(default_factory=dict)
     weights_absent: bool = False    # an ONNX file whose external weight data is missing
     phase: Any = None               # a sparsa.sw.phases.PhaseSummary for LLM phases
+    # Area of the design and its baseline, when the command line measured it (sw cannot
+    # synthesize): kind "asic" (design/baseline in kGE) or "fpga" (dicts of resources).
+    area: Mapping[str, Any] = field(default_factory=dict)
+
+    def area_lines(self, prefix: str = "") -> list[str]:
+        """The lines stating the area (none when it was not measured)."""
+        a = self.area
+        if not a:
+            return []
+        if a["kind"] == "asic":
+            return [f"{prefix}area {a['design']:,.1f} kGE (dense {a['baseline']:,.1f} kGE), "
+                    f"{a['scope']}"]
+
+        def res(r: Mapping[str, int]) -> str:
+            return ", ".join(f"{r[k]:,} {k[:-1].upper()}s" for k in ("luts", "ffs", "dsps")
+                             if k in r)
+        return [f"{prefix}{a['target']} resources, {a['scope']}: {res(a['design'])}",
+                f"{prefix}  (dense {res(a['baseline'])})"]
 
     @property
     def workload_text(self) -> str:

@@ -75,6 +75,7 @@ def report_to_dict(report: ModelReport) -> dict[str, Any]:
         "dense_config": report.dense_cfg.to_dict(), "prune_policy": report.prune_policy,
         "energy_table": report.table, "ideal_speedup": report.ideal,
         "workload": dict(report.workload), "weights_absent": report.weights_absent,
+        "area": dict(report.area),
         "phase": phase_to_dict(report.phase) if report.phase is not None else None,
         "layers": layers,
         "totals": {"sparse": _cost(report.total), "dense": _cost(report.dense_total),
@@ -132,6 +133,7 @@ def _summary(report: ModelReport) -> list[str]:
         f"(dense {d.cycles.total:,} = {si(d.cycles.total * seconds, 's')}); DRAM traffic "
         f"{t.actions.dram_bytes:,} B (dense {d.actions.dram_bytes:,} B).",
         f"- Energy table: {report.table}. Prune policy: {report.prune_policy}.",
+        *report.area_lines("- "),
         *workload_lines(report, "- "),
     ]
 

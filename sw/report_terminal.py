@@ -128,6 +128,7 @@ def _summary(report: ModelReport) -> list[str]:
         f"  DRAM traffic {si(t.actions.dram_bytes, 'B')} (dense {si(d.actions.dram_bytes, 'B')}),"
         f" energy {si(report.energy.total * 1e-12, 'J')} "
         f"(dense {si(report.dense_energy.total * 1e-12, 'J')})",
+        *report.area_lines("  "),
         *workload_lines(report, "  "),
     ]
 

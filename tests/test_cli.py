@@ -185,3 +185,27 @@ def test_verilog_tops_are_the_exportable_designs():
     from sparsa.hw.export import TOPS as EXPORTABLE
 
     assert set(TOPS) == set(EXPORTABLE)
+
+
+def test_report_states_the_area_of_design_and_baseline(tmp_path, capsys):
+    """`sparsa report` carries the area of the N:M array and of its dense baseline, as
+    sparsa.hw.area measures them (tests/hw/test_area.py checks those against Yosys)."""
+    from sparsa.hw.area import array_area
+    from sparsa.sw.report import dense_baseline
+
+    topology = tmp_path / "t.csv"
+    topology.write_text("Layer name,IFMAP Height,IFMAP Width,Filter Height,Filter Width,"
+                        "Channels,Num Filter,Strides,\nconv1,8,8,3,3,4,8,1,\n")
+    cfg = ArrayConfig(rows=2, cols=2, n=2, m=4)
+    assert main(["report", str(topology), "--rows", "2", "--cols", "2", "--format",
+                 "table,json", "-o", str(tmp_path / "out")]) == 0
+    area = json.loads((tmp_path / "out" / "report.json").read_text())["area"]
+    assert area["kind"] == "asic"
+    assert area["design"] == pytest.approx(array_area(cfg, method="modular").kge)
+    assert area["baseline"] == pytest.approx(
+        array_area(dense_baseline(cfg), method="modular").kge)
+    assert area["design"] > area["baseline"]   # 2:4's index multiplexers cost area
+    assert f"area {area['design']:,.1f} kGE" in capsys.readouterr().out
+    assert main(["report", str(topology), "--format", "json", "--area", "none", "-o",
+                 str(tmp_path / "none")]) == 0
+    assert json.loads((tmp_path / "none" / "report.json").read_text())["area"] == {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 from sparsa.sw.prune import POLICY_HELP
 
@@ -74,6 +75,31 @@ def _build(args: argparse.Namespace, graph, cfg, table, policy, progress):
                         table=table, policy=policy, progress=progress)
 
 
+AREAS = ("asic", "fpga", "none")
+AREA_SCOPE = "array only, no scratchpad SRAM"
+
+
+def _area(kind: str, cfg, dense_cfg) -> dict:
+    """The area of the design and of its dense baseline, from Yosys synthesis of their RTL
+    (cached by the RTL's hash, so a configuration is synthesized once per machine)."""
+    from rich.console import Console
+
+    from sparsa.hw.area import array_area, fpga_resources, load_gate_table
+    from sparsa.hw.export import MAX_PES
+
+    if max(cfg.rows * cfg.cols, dense_cfg.rows * dense_cfg.cols) > MAX_PES:
+        return {}   # too large to elaborate; the report says nothing of area
+    with Console(stderr=True).status(f"synthesizing for the {kind} area (cached once done)"):
+        if kind == "asic":
+            design, baseline = (array_area(c, method="modular") for c in (cfg, dense_cfg))
+            return {"kind": "asic", "unit": "kGE", "design": design.kge,
+                    "baseline": baseline.kge, "scope": AREA_SCOPE,
+                    "table": load_gate_table().name}
+        design, baseline = (fpga_resources(c) for c in (cfg, dense_cfg))
+        return {"kind": "fpga", "target": "ECP5 85k", "design": design, "baseline": baseline,
+                "scope": "array only, before place and route"}
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import Progress
@@ -94,6 +120,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
         task = bar.add_task(f"scheduling {graph.name} ({what})", total=None)
         report = _build(args, graph, cfg, table, policy, lambda done, total: bar.update(
             task, completed=done, total=total))
+    if args.area != "none":
+        report = dataclasses.replace(report, area=_area(args.area, cfg, report.dense_cfg))
     if out is not None:
         with output_dir(out, "report") as tmp:
             written = write_report(report, files, tmp)
@@ -136,5 +164,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="comma-separated outputs: table (terminal), md, csv, json, png")
     p.add_argument("--energy-table", metavar="FILE", default=None,
                    help="TOML technology table (default: 45 nm, Horowitz ISSCC 2014)")
+    p.add_argument("--area", choices=AREAS, default="asic",
+                   help="area of the array and its dense baseline from Yosys synthesis of the "
+                        "RTL: ASIC gate equivalents, or ECP5 LUTs/FFs/DSPs (cached per "
+                        "configuration; the first synthesis takes seconds, and the first run of "
+                        "the YoWASP tools on a machine about two minutes)")
     p.add_argument("-o", "--output", default="build/report", help="output directory")
     p.set_defaults(func=_cmd_report)
