@@ -16,10 +16,13 @@ from .array import SystolicArray
 
 __all__ = ["COUNTERS", "Accelerator"]
 
-# Activity counters, readable at any time (all 32-bit, wrapping).
+# Activity counters, readable at any time (all 32-bit, wrapping). ``gated_macs``: the MACs
+# (of ``macs``) whose selected activation was zero, so the PE's multiplier was isolated
+# (:class:`~sparsa.hw.pe.SparsePE`); counted when the beat's results leave the array, so it is
+# complete once the accelerator is idle. Zero weights are not counted.
 COUNTERS = ("cycles", "busy_cycles", "act_beats", "macs", "act_reads", "act_writes",
             "weight_reads", "weight_writes", "acc_reads", "acc_writes", "data_in_beats",
-            "data_out_beats")
+            "data_out_beats", "gated_macs")
 
 
 def _overlap(a_base, a_count, b_base, b_count):
@@ -315,6 +318,7 @@ class Accelerator(wiring.Component):
             "acc_writes": acc_wr.en,
             "data_in_beats": ld_fire,
             "data_out_beats": self.data_out.valid & self.data_out.ready,
+            "gated_macs": Mux(wr_fire, array.gated, 0),
         }
         for name, inc in increments.items():
             field = getattr(self.counters, name)

@@ -30,6 +30,13 @@ class SystolicArray(wiring.Component):
         bank has been completely loaded.
     ``psum`` (out)
         ``cols`` sums per beat, in input order.
+    ``gated`` (out)
+        The number of the beat's products gated by a zero selected activation (over all PEs and
+        slots), presented with the beat on ``psum`` (meaningful while ``psum.valid``). A chain of
+        registers down each column adds its PEs' counts as the beat passes (beside the partial
+        sums, not skewed like them); a chain along the bottom adds the columns (column ``c``
+        finishes ``c`` cycles after column 0) and the total is delayed ``pipeline_depth``
+        cycles, to leave with the sums.
 
     Skew and deskew registers are inside: activation row ``r`` is delayed ``r`` cycles, partial
     sum column ``c`` enters ``c`` (plus the PE pipeline depth) cycles late and leaves
@@ -48,6 +55,7 @@ class SystolicArray(wiring.Component):
             "psum_in": In(stream.Signature(psum_row(cfg))),
             "weight": In(stream.Signature(weight_row(cfg))),
             "psum": Out(stream.Signature(psum_row(cfg))),
+            "gated": Out(range(cfg.macs_per_cycle + 1)),
         })
 
     @property
@@ -72,7 +80,25 @@ class SystolicArray(wiring.Component):
             m.d.comb += self.psum.payload[c].eq(
                 _delayed(m, step, f"deskew_{c}", pes[-1][c].psum_out, signed(cfg.acc_width),
                          cfg.cols - 1 - c))
+        self._gated_total(m, step, pes)
         return m
+
+    def _gated_total(self, m: Module, step: Signal, pes: list[list[SparsePE]]) -> None:
+        """``gated``: each column's PE counts added down a register chain that moves with the
+        beat (PE(r, c) sees it ``r + c`` cycles after it entered), the column totals added
+        along the bottom, then delayed like the products."""
+        cfg = self.cfg
+        total = None
+        for c in range(cfg.cols):
+            column = 0
+            for r in range(cfg.rows):
+                column = _delayed(m, step, f"gated_{r}_{c}", column + pes[r][c].gated,
+                                  range(cfg.rows * cfg.n + 1), 1)
+            # column c's total is ready at rows + c; the running total (registered) meets it
+            total = column if total is None else _delayed(
+                m, step, f"gated_sum_{c}", total, range(cfg.macs_per_cycle + 1), 1) + column
+        m.d.comb += self.gated.eq(_delayed(m, step, "gated_delay", total,
+                                           range(cfg.macs_per_cycle + 1), cfg.pipeline_depth))
 
     def _swap_control(self, m: Module, step: Signal):
         """The act/psum_in handshake and the bank swap. Returns ``accept`` (a beat enters this

@@ -30,6 +30,18 @@ class SparsePE(wiring.Component):
     multipliers: the sum then belongs to the activations of ``pipeline_depth`` enabled cycles
     earlier, and ``psum_in`` must arrive that much later.
 
+    Zero gating (operand isolation): a slot whose selected activation is zero contributes a zero
+    product without toggling its multiplier. With ``pipeline_depth >= 2`` the slot's operand
+    registers (``sel_q``/``val_q``) hold their old values and a registered flag forces the
+    product to zero; with shallower pipelines the operands are combinational, so the weight
+    operand is forced to zero with the activation (AND-style isolation; the multiplier's inputs
+    then stay at zero through runs of zero activations). Outputs and timing are unchanged.
+    Only a zero *activation* gates: a zero weight is static (padding slots of a group with fewer
+    than ``n`` nonzeros) and is not detected, so it multiplies like any other value.
+
+    ``gated`` is the number of slots gated for the activations at ``act_in`` (combinational); an
+    activity count only, which the array sums for the accelerator's ``gated_macs`` counter.
+
     Ports
     -----
     en : In(1)
@@ -40,6 +52,8 @@ class SparsePE(wiring.Component):
         Partial sum from above, and the registered result.
     w_en, w_bank, w_data : In
         Write ``w_data`` (``n`` values and indices) into bank ``w_bank`` at the next clock edge.
+    gated : Out(range(n + 1))
+        Slots whose selected activation at ``act_in`` is zero (see above).
     """
 
     def __init__(self, cfg: ArrayConfig):
@@ -55,6 +69,7 @@ class SparsePE(wiring.Component):
             "w_en": In(1),
             "w_bank": In(1),
             "w_data": In(pe_weights(cfg)),
+            "gated": Out(range(cfg.n + 1)),
         })
 
     def elaborate(self, platform):
@@ -79,19 +94,31 @@ class SparsePE(wiring.Component):
             selected.append(sel)
             values.append(active.values[slot])
 
-        def stage(name, values, shape):
-            """Register ``values`` (one pipeline stage, advancing with ``en``)."""
+        zero = [Signal(name=f"zero{slot}") for slot in range(cfg.n)]
+        m.d.comb += [z.eq(sel == 0) for z, sel in zip(zero, selected, strict=True)]
+        m.d.comb += self.gated.eq(sum(zero))
+
+        def stage(name, values, shape, hold=None):
+            """Register ``values`` (one pipeline stage, advancing with ``en``); a register
+            whose ``hold`` flag is set keeps its value."""
             regs = [Signal(shape, name=f"{name}{i}") for i in range(len(values))]
-            with m.If(self.en):
-                m.d.sync += [reg.eq(value) for reg, value in zip(regs, values, strict=True)]
+            for i, (reg, value) in enumerate(zip(regs, values, strict=True)):
+                with m.If(self.en & (1 if hold is None else ~hold[i])):
+                    m.d.sync += reg.eq(value)
             return regs
 
         # The bank is read only in the cycle the activations arrive, whatever the depth, so
         # the swap/load timing of the array does not depend on it.
         if cfg.pipeline_depth >= 2:
-            selected = stage("sel_q", selected, signed(cfg.act_width))
-            values = stage("val_q", values, signed(cfg.weight_width))
+            # operand isolation: a zero activation holds both operand registers
+            selected = stage("sel_q", selected, signed(cfg.act_width), hold=zero)
+            values = stage("val_q", values, signed(cfg.weight_width), hold=zero)
+            zero = stage("zero_q", zero, 1)
+        else:
+            values = [Mux(z, 0, v) for z, v in zip(zero, values, strict=True)]
         products = [a * w for a, w in zip(selected, values, strict=True)]
+        if cfg.pipeline_depth >= 2:
+            products = [Mux(z, 0, p) for z, p in zip(zero, products, strict=True)]
         if cfg.pipeline_depth >= 1:
             products = stage("prod_q", products, signed(cfg.act_width + cfg.weight_width))
 

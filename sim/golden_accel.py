@@ -3,6 +3,11 @@
 Bit-exact with :class:`sparsa.hw.accelerator.Accelerator` (what it computes, not when): data
 rows are decoded with the packers of :mod:`sparsa.isa`, GEMMs use :func:`nm.gemm_nm`,
 requantization :func:`nm.requantize`. No Amaranth import.
+
+It also counts ``gated_macs``, the hardware's counter of that name, from the data: per COMPUTE
+beat, PE and slot, the products whose selected activation (the activation at the slot's index in
+its group of the scratchpad row) is zero, whatever the weight. Padding is data like any other:
+zero K lanes, the zero slots of dense virtual groups and zero-padded columns select zeros too.
 """
 
 from __future__ import annotations
@@ -16,7 +21,17 @@ from sparsa import isa, nm
 from sparsa.config import ArrayConfig
 from sparsa.isa import Instruction, Opcode
 
-__all__ = ["GoldenAccelerator", "ProgramError"]
+__all__ = ["GoldenAccelerator", "ProgramError", "zero_selected"]
+
+
+def zero_selected(acts: np.ndarray, packed: nm.CompressedNM) -> int:
+    """How many of the products of ``acts`` ``(P, K)`` with ``packed`` select a zero
+    activation: over every row, group, slot and column."""
+    p = acts.shape[0]
+    groups = acts.reshape(p, packed.groups, packed.m)
+    zeros = np.count_nonzero(groups == 0, axis=0)                  # (groups, m)
+    g = np.arange(packed.groups)[:, None, None]
+    return int(zeros[g, packed.indices].sum())
 
 
 class ProgramError(ValueError):
@@ -34,6 +49,7 @@ class GoldenAccelerator:
     mult: np.ndarray = field(init=False)
     shift: np.ndarray = field(init=False)
     bias: np.ndarray = field(init=False)
+    gated_macs: int = field(default=0, init=False)   # products with a zero selected activation
 
     def __post_init__(self) -> None:
         cfg = self.cfg
@@ -99,6 +115,7 @@ class GoldenAccelerator:
                 packed = nm.CompressedNM(values=values, indices=indices, n=cfg.n, m=cfg.m,
                                              k=cfg.k_per_pass)
                 acts = self.act[list(self._rows("act", insn.addr, insn.count, insn))]
+                self.gated_macs += zero_selected(acts, packed)
                 rows = list(self._rows("acc", insn.acc_addr, insn.count, insn))
                 psum = self.acc[rows] if insn.accumulate else None
                 self.acc[rows] = nm.gemm_nm(acts, packed, psum, act_width=cfg.act_width,

@@ -4,7 +4,8 @@
 instruction dispatched to the last row out, and the activity-counter increments. Backends:
 
 * :class:`GoldenBackend`: the golden program executor; cycles and counts are the predictions
-  (:func:`sparsa.sw.accel_timing.program_timing` / :func:`program_counts`).
+  (:func:`sparsa.sw.accel_timing.program_timing` / :func:`program_counts`; ``gated_macs``
+  counted by the executor from the data).
 * :class:`PyVerilatorBackend`: the Verilated accelerator driven from Python
   (:class:`~sparsa.sim.pyverilator_driver.PyVerilatorAccelerator`).
 * :class:`~sparsa.sim.tb_run.CocotbBackend`: inside a cocotb test (Verilator or Icarus).
@@ -55,9 +56,11 @@ class GoldenBackend:
     async def run(self, program: Sequence[Instruction], data_in: Sequence[int]) -> ProgramRun:
         from .golden_accel import GoldenAccelerator
 
-        outputs = GoldenAccelerator(self.cfg).run(program, data_in)
+        golden = GoldenAccelerator(self.cfg)
+        outputs = golden.run(program, data_in)
+        counts = program_counts(self.cfg, program, len(data_in))
         return ProgramRun(outputs=outputs, cycles=program_timing(self.cfg, program).cycles,
-                          counters=program_counts(self.cfg, program, len(data_in)))
+                          counters={**counts, "gated_macs": golden.gated_macs})
 
 
 class PyVerilatorBackend:

@@ -5,7 +5,9 @@ The host does what the accelerator does not: im2col, pooling, ReLU, flatten (thr
 is scheduled and assembled (:mod:`sparsa.sw.assemble`) and runs on the backend; per layer the run
 records the measured cycles against the ones ``sparsa report``'s cost model
 (:mod:`sparsa.sw.cost`) predicts from the tiling, and the activity counters against that model's
-counts (from which the report's energy actions are computed).
+counts (from which the report's energy actions are computed). The data-dependent counter
+``gated_macs`` (products whose selected activation is zero, see :mod:`sparsa.sw.activity`) is
+compared with :func:`~sparsa.sw.activity.gemm_gated_macs`, predicted from the layer's int8 data.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ import numpy as np
 from sparsa import nm
 from sparsa.config import ArrayConfig
 from sparsa.sw import quant
+from sparsa.sw.activity import density_of, gemm_gated_macs
 from sparsa.sw.assemble import assemble_gemm
-from sparsa.sw.cost import program_cycles, tiling_counts
+from sparsa.sw.cost import actions_from_counts, program_cycles, tiling_counts
+from sparsa.sw.energy import energy_of, load_table
 from sparsa.sw.schedule import layer_runs_sparse
 
 __all__ = ["LayerRecord", "ModelRun", "prepare_model", "run_model"]
@@ -36,6 +40,12 @@ class LayerRecord:
     predicted: int
     counters_match: bool
     counter_diffs: dict
+    macs: int = 0                 # MACs issued (the ``macs`` counter)
+    gated_macs: int = 0           # measured ``gated_macs`` counter
+    gated_predicted: int = 0      # predicted from the data (sw.activity.gemm_gated_macs)
+    act_density: float = 1.0      # nonzero fraction of the layer's int8 GEMM input
+    energy_pj: float = 0.0        # the report's energy model on the predicted counts ...
+    energy_gated_pj: float = 0.0  # ... and with the predicted gated MACs zero-gated
 
     @property
     def difference(self) -> int:
@@ -59,6 +69,10 @@ class ModelRun:
     @property
     def predicted(self) -> int:
         return sum(r.predicted for r in self.layers)
+
+    def total(self, field: str):
+        """Sum of a :class:`LayerRecord` field over the layers."""
+        return sum(getattr(r, field) for r in self.layers)
 
     def to_json(self) -> str:
         return json.dumps({**asdict(self), "measured": self.measured,
@@ -104,6 +118,15 @@ def prepare_model(spec: str, cfg: ArrayConfig, images: int, policy=None):
     return name, qgraph, x_te[:images], y_te[:images]
 
 
+def _energies(cfg: ArrayConfig, counts: dict[str, int], *, raw: bool) -> dict[str, float]:
+    """A layer's energy (default table) from its predicted counts, without and with gating."""
+    actions = actions_from_counts(cfg, counts, raw=raw)
+    table = load_table()
+    return {"energy_pj": energy_of(actions, cfg, table).total,
+            "energy_gated_pj": energy_of(actions, cfg, table,
+                                         gated_macs=counts["gated_macs"]).total}
+
+
 async def run_model(backend, cfg: ArrayConfig, name: str, qgraph, x: np.ndarray,
                     labels: np.ndarray, *, progress=None) -> ModelRun:
     """Batch inference of ``x`` with every GEMM on ``backend``; the same network through the
@@ -122,6 +145,8 @@ async def run_model(backend, cfg: ArrayConfig, name: str, qgraph, x: np.ndarray,
         sparse = layer_runs_sparse(layer, cfg)
         outs, measured, predicted, instructions = [], 0, 0, 0
         diffs: dict[str, int] = {}
+        totals: dict[str, int] = {}     # predicted counts
+        gated = 0
         for g in range(cols.shape[0]):
             asm = assemble_gemm(cfg, cols[g], ql.weight[g], sparse=sparse, bias=ql.bias[g],
                                 multiplier=ql.multiplier[g], shift=ql.shift[g], raw=last)
@@ -135,9 +160,13 @@ async def run_model(backend, cfg: ArrayConfig, name: str, qgraph, x: np.ndarray,
             # report` prints for this GEMM, and the counters its energy actions come from
             predicted += program_cycles(cfg, asm.tiling, raw=last)
             instructions += len(asm.program)
-            for k, v in tiling_counts(cfg, asm.tiling, raw=last).items():
+            expected = {**tiling_counts(cfg, asm.tiling, raw=last),
+                        "gated_macs": gemm_gated_macs(cfg, cols[g], ql.weight[g], sparse=sparse)}
+            for k, v in expected.items():
                 if run.counters.get(k) != v:
                     diffs[k] = diffs.get(k, 0) + run.counters.get(k, 0) - v
+                totals[k] = totals.get(k, 0) + v
+            gated += run.counters.get("gated_macs", 0)
         act = quant.gemm_output(np.stack(outs), layer)
         groups, p, k = cols.shape
         records.append(LayerRecord(
@@ -145,7 +174,9 @@ async def run_model(backend, cfg: ArrayConfig, name: str, qgraph, x: np.ndarray,
                 f" g{groups}" if groups > 1 else ""),
             pattern=f"{cfg.n}:{cfg.m}" if sparse else "dense", instructions=instructions,
             measured=measured, predicted=predicted, counters_match=not diffs,
-            counter_diffs=diffs))
+            counter_diffs=diffs, macs=totals["macs"], gated_macs=gated,
+            gated_predicted=totals["gated_macs"], act_density=density_of(cols),
+            **_energies(cfg, totals, raw=last)))
         if progress is not None:
             progress(records[-1])
     reference = quant.forward_int(qgraph, x)

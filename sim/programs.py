@@ -44,15 +44,18 @@ class GemmProgram:
 
 def gemm_program(cfg: ArrayConfig, rng: np.random.Generator, *, p: int, passes: int,
                  col_tiles: int, order: str = "k_inner", load_acc: bool = True,
-                 relu: bool = False) -> GemmProgram:
+                 relu: bool = False, zero_fraction: float = 0.0) -> GemmProgram:
     """``load_acc``: start from random accumulators loaded with LOAD_ACC (every pass
-    accumulates); otherwise the first K pass overwrites."""
+    accumulates); otherwise the first K pass overwrites. ``zero_fraction``: activations set to
+    zero at random (ReLU-like activation sparsity, for the zero-gating counter)."""
     if order not in ("k_inner", "cols_inner"):
         raise ValueError(f"order must be 'k_inner' or 'cols_inner', not {order!r}")
     kp, cols = cfg.k_per_pass, cfg.cols
     k = kp * passes - (int(rng.integers(0, cfg.m)) if passes > 1 else 0)
     w = random_nm_weights(rng, k, cols * col_tiles, cfg.n, cfg.m, width=cfg.weight_width)
     x = random_acts(rng, p, k, width=cfg.act_width)
+    if zero_fraction:
+        x = np.where(rng.random(x.shape) < zero_fraction, 0, x)
     b = rng.integers(-(1 << 31), 1 << 31, size=cols * col_tiles)
     psum0 = rng.integers(-(1 << 31), 1 << 31, size=(p, cols * col_tiles)) if load_acc else \
         np.zeros((p, cols * col_tiles), dtype=np.int64)
@@ -99,7 +102,8 @@ def gemm_program(cfg: ArrayConfig, rng: np.random.Generator, *, p: int, passes: 
 
 
 def random_gemm_program(cfg: ArrayConfig, rng: np.random.Generator, *, order: str,
-                        max_beats: int | None = None) -> GemmProgram:
+                        max_beats: int | None = None, zero_fraction: float = 0.0
+                        ) -> GemmProgram:
     """A :func:`gemm_program` of random size (1-3 K passes, 1-2 column tiles, up to
     ``max_beats`` rows, default three times rows + cols) that fits the scratchpads, with random
     ReLU and accumulator initialisation."""
@@ -114,4 +118,4 @@ def random_gemm_program(cfg: ArrayConfig, rng: np.random.Generator, *, order: st
         raise ValueError(f"the scratchpads of {cfg} cannot hold a single-beat program")
     return gemm_program(cfg, rng, p=int(rng.integers(1, limit + 1)), passes=passes,
                         col_tiles=col_tiles, order=order, relu=bool(rng.integers(0, 2)),
-                        load_acc=bool(rng.integers(0, 2)))
+                        load_acc=bool(rng.integers(0, 2)), zero_fraction=zero_fraction)

@@ -3,7 +3,8 @@
 Random GEMM programs (:mod:`sparsa.sim.programs`) go in through the accelerator driver
 (:mod:`sparsa.sim.accel_driver`: ``insn`` and ``data_in`` sources, a ``data_out`` sink) on the
 cocotb harness; the output rows are compared in order with the golden program executor
-(:mod:`sparsa.sim.golden_accel`), the activity counters with counts read off the program, and,
+(:mod:`sparsa.sim.golden_accel`), the activity counters with counts read off the program (and
+``gated_macs`` with the golden executor's count from the data), and,
 with ideal streams, every dispatch and output cycle with the cycle model
 (:mod:`sparsa.sw.accel_timing`). Every failure names the test's seed.
 """
@@ -45,8 +46,11 @@ class AccelTB:
         return await self.driver.run(program, data_in)
 
 
-def check_counters(cfg, program, data_in, counts) -> None:
-    for name, value in program_counts(cfg, program, len(data_in)).items():
+def check_counters(cfg, program, data_in, counts, gated_macs: int) -> None:
+    """Every counter against the program's counts; ``gated_macs`` against the golden
+    executor's count from the data."""
+    expected = {**program_counts(cfg, program, len(data_in)), "gated_macs": gated_macs}
+    for name, value in expected.items():
         assert counts[name] == value, f"counter {name}: RTL {counts[name]}, program {value}"
 
 
@@ -54,21 +58,23 @@ def check_counters(cfg, program, data_in, counts) -> None:
 @cocotb.parametrize(idle=[0.0, 0.3], backpressure=[0.0, 0.4])
 async def random_programs(dut, idle: float, backpressure: float) -> None:
     """Random GEMM programs, both loop orders, random gaps and backpressure: every output row
-    equals the golden executor's, every counter the program's count; with ideal streams every
-    dispatch/output cycle equals the cycle model's."""
+    equals the golden executor's, every counter the program's count (``gated_macs``: the
+    golden executor's count of zero-selected products, with 40% of the activations zero); with
+    ideal streams every dispatch/output cycle equals the cycle model's."""
     tb = AccelTB(dut, f"random_programs-{idle}-{backpressure}", idle=idle,
                  backpressure=backpressure)
     await tb.start()
     cfg = tb.cfg
     with tb.seed.named_in_failures():
         for order in ("k_inner", "cols_inner", "k_inner"):
-            prog = random_gemm_program(cfg, tb.np_rng, order=order)
-            golden_out = GoldenAccelerator(cfg).run(prog.program, prog.data_in)
+            prog = random_gemm_program(cfg, tb.np_rng, order=order, zero_fraction=0.4)
+            golden = GoldenAccelerator(cfg)
+            golden_out = golden.run(prog.program, prog.data_in)
             run = await tb.run(prog.program, prog.data_in)
             assert len(run.outputs) == len(golden_out)
             for k, (got, want) in enumerate(zip(run.outputs, golden_out, strict=True)):
                 assert np.array_equal(got, want), f"output row {k}: RTL {got}, golden {want}"
-            check_counters(cfg, prog.program, prog.data_in, run.counters)
+            check_counters(cfg, prog.program, prog.data_in, run.counters, golden.gated_macs)
             if idle == 0.0 and backpressure == 0.0:
                 predicted = program_timing(cfg, prog.program)
                 assert run.dispatch == predicted.dispatch, (run.dispatch, predicted.dispatch)

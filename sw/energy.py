@@ -3,6 +3,10 @@
 The table format is the one of ``sparsa/sw/data/energy_45nm_horowitz.toml`` (the default, with its
 source written inside). SRAM energies depend on the buffer size: piecewise linear interpolation in
 (log2 size, log2 energy) between the table's points, extrapolated along the end segments.
+
+Zero gating: a MAC whose selected activation is zero (the accelerator's ``gated_macs`` counter,
+:mod:`sparsa.sw.activity`) costs ``gated_mac_fraction`` of a MAC, from the table's optional
+``[gating]`` section (a table without one claims no saving: fraction 1).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from sparsa.config import ArrayConfig
 from .cost import Actions
 
 __all__ = ["DEFAULT_TABLE", "Energy", "EnergyTable", "EnergyTableError", "energy_of",
-           "load_table"]
+           "gating_saving_pj", "load_table"]
 
 DEFAULT_TABLE = "energy_45nm_horowitz.toml"
 _SCALARS = ("mult_8b_pj", "add_8b_pj", "add_32b_pj", "register_bit_write_pj", "dram_64b_pj")
@@ -38,10 +42,15 @@ class EnergyTable:
     register_bit_write_pj: float
     dram_64b_pj: float
     sram_points_kib_pj: tuple[tuple[float, float], ...]
+    gated_mac_fraction: float = 1.0   # energy of a zero-gated MAC, as a fraction of a MAC
 
     @property
     def mac_pj(self) -> float:
         return self.mult_8b_pj + self.add_32b_pj
+
+    @property
+    def gated_mac_pj(self) -> float:
+        return self.mac_pj * self.gated_mac_fraction
 
     def sram_64b_pj(self, size_kib: float) -> float:
         """Energy of a 64-bit access to an SRAM of ``size_kib``."""
@@ -95,7 +104,20 @@ def table_from_dict(values: dict, *, source: str = "energy table") -> EnergyTabl
         raise EnergyTableError(f"{source}: sram.points_kib_pj lists a size twice")
     return EnergyTable(name=str(values.get("name", source)),
                        **{k: _number(source, f"energy_pj.{k}", pj[k]) for k in _SCALARS},
-                       sram_points_kib_pj=tuple(clean))
+                       sram_points_kib_pj=tuple(clean),
+                       gated_mac_fraction=_gating(source, values.get("gating", {})))
+
+
+def _gating(source: str, gating) -> float:
+    """The optional ``[gating]`` section: ``gated_mac_fraction`` between 0 and 1."""
+    if not isinstance(gating, dict) or set(gating) - {"gated_mac_fraction"}:
+        raise EnergyTableError(f"{source}: [gating] may only hold gated_mac_fraction (a zero-"
+                               f"gated MAC's energy as a fraction of a MAC), not {gating!r}")
+    value = gating.get("gated_mac_fraction", 1.0)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise EnergyTableError(f"{source}: gating.gated_mac_fraction must be a number between "
+                               f"0 and 1, not {value!r}")
+    return float(value)
 
 
 def load_table(path: str | Path | None = None) -> EnergyTable:
@@ -139,14 +161,19 @@ class Energy:
                          for f in dataclasses.fields(self)})
 
 
-def energy_of(actions: Actions, cfg: ArrayConfig, table: EnergyTable) -> Energy:
-    """Energy of a layer's actions (SRAM energies per 64-bit access, sized by the config)."""
+def energy_of(actions: Actions, cfg: ArrayConfig, table: EnergyTable, *,
+              gated_macs: float = 0) -> Energy:
+    """Energy of a layer's actions (SRAM energies per 64-bit access, sized by the config);
+    ``gated_macs`` of the issued MACs are zero-gated (0: energy without gating)."""
+    if not 0 <= gated_macs <= actions.macs_issued:
+        raise ValueError(f"gated_macs must be between 0 and the {actions.macs_issued} MACs "
+                         f"issued, not {gated_macs}")
     per_byte = 1 / 8  # 64-bit accesses per byte
     act = table.sram_64b_pj(cfg.act_buffer_kib)
     wgt = table.sram_64b_pj(cfg.weight_buffer_kib)
     acc = table.sram_64b_pj(cfg.acc_buffer_kib)
     return Energy(
-        mac=actions.macs_issued * table.mac_pj,
+        mac=(actions.macs_issued - gated_macs) * table.mac_pj + gated_macs * table.gated_mac_pj,
         registers=actions.pe_register_write_bits * table.register_bit_write_pj,
         act_sram=(actions.act_buffer_read_bytes + actions.act_buffer_write_bytes) * per_byte * act,
         weight_sram=((actions.weight_buffer_read_bytes + actions.weight_buffer_write_bytes)
@@ -156,3 +183,9 @@ def energy_of(actions: Actions, cfg: ArrayConfig, table: EnergyTable) -> Energy:
         acc_sram=(actions.acc_buffer_read_bytes + actions.acc_buffer_write_bytes) * per_byte * acc,
         dram=actions.dram_bytes * per_byte * table.dram_64b_pj,
     )
+
+
+def gating_saving_pj(table: EnergyTable, gated_macs: float) -> float:
+    """Energy zero gating saves on ``gated_macs`` MACs: each costs ``gated_mac_pj`` instead of
+    ``mac_pj``."""
+    return gated_macs * (table.mac_pj - table.gated_mac_pj)

@@ -137,10 +137,29 @@ def _print(result, cfg, seconds: float) -> None:
     console.print(f"Cycles. measured: on {where}; model: the cycle model of 'sparsa report' "
                   f"for the same layer and batch with ideal memory (the report's compute "
                   f"cycles).")
+    _print_gating(console, result)
     console.print(f"Accuracy {result.accuracy:.2%} over {result.images} digits test images "
                   f"(golden integer model {result.golden_accuracy:.2%}); outputs "
                   f"{'bit-exact with' if result.bit_exact else 'DIFFERENT from'} golden; "
                   f"wall time {seconds:.1f} s.")
+
+
+def _print_gating(console, result) -> None:
+    """Zero gating: the gated-MAC counter against its prediction, and the energy it saves."""
+    gated, predicted, macs = (result.total(f) for f in ("gated_macs", "gated_predicted", "macs"))
+    from sparsa.sw.energy import load_table
+
+    plain, with_gating = result.total("energy_pj"), result.total("energy_gated_pj")
+    mac_energy = macs * load_table().mac_pj
+    densities = ", ".join(f"{r.name} {r.act_density:.0%}" for r in result.layers)
+    console.print(
+        f"Zero gating. gated MACs (selected activation zero): {gated} of {macs} issued "
+        f"({gated / max(macs, 1):.1%}); predicted from the data {predicted} "
+        f"({'equal' if gated == predicted else 'DIFFERENT'}). Input activation density: "
+        f"{densities}. Energy (default table, predicted counts): {plain / 1e6:.3f} uJ without "
+        f"gating, {with_gating / 1e6:.3f} uJ with it: {plain - with_gating:.0f} pJ "
+        f"({(plain - with_gating) / max(plain, 1e-12):.1%} of the total, "
+        f"{(plain - with_gating) / max(mac_energy, 1e-12):.1%} of the MAC energy) saved.")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -1,7 +1,8 @@
 """End to end: the 2:4-pruned int8 digits CNN runs every GEMM layer on the accelerator.
 
 Outputs bit-exact with the golden integer model (sw.quant.forward_int), measured cycles ==
-predicted cycles for every layer, activity counters == the counts predicted from the program.
+predicted cycles for every layer, activity counters == the counts predicted from the program,
+including ``gated_macs`` (zero-gated MACs) == the count predicted from the layer's data.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ def _check(result: ModelRun) -> None:
     for layer in result.layers:
         assert layer.measured == layer.predicted, layer
         assert layer.counters_match, layer
+        assert layer.gated_macs == layer.gated_predicted > 0, layer
+        assert layer.energy_gated_pj < layer.energy_pj
     print(f"{result.backend}: accuracy {result.accuracy:.2%} on {result.images} images, "
           f"{result.measured} cycles")
 

@@ -9,7 +9,7 @@ import pytest
 from sparsa.config import ArrayConfig
 from sparsa.models.graph import Layer
 from sparsa.sw.cost import Actions, layer_cost
-from sparsa.sw.energy import Energy, EnergyTableError, energy_of, load_table
+from sparsa.sw.energy import Energy, EnergyTableError, energy_of, gating_saving_pj, load_table
 from sparsa.sw.schedule import schedule_layer
 
 TABLE = """
@@ -72,9 +72,33 @@ def test_totals_equal_sum_of_parts():
     (("dram_64b_pj = 80.0", "dram_64b_pj = 80.0\nflux_pj = 1"), "unknown key.*flux_pj"),
     (("points_kib_pj = [[8, 8.0], [32, 32.0]]", "points = 1"), "sram.points_kib_pj"),
     (("[sram]", "[sram"), "malformed TOML"),
+    (("[sram]", "[gating]\ngated_mac_fraction = 1.5\n[sram]"), "gated_mac_fraction must be"),
+    (("[sram]", "[gating]\nfraction = 0.5\n[sram]"), r"\[gating\] may only hold"),
 ])
 def test_bad_table(tmp_path, edit, match):
     path = tmp_path / "bad.toml"
     path.write_text(TABLE.replace(*edit))
     with pytest.raises(EnergyTableError, match=match):
         load_table(path)
+
+
+def test_zero_gating_energy(tmp_path):
+    """A gated MAC costs gated_mac_fraction of a MAC: the default table's fraction is the
+    multiplier-free share of a MAC (add_32b / (mult_8b + add_32b)); a table without [gating]
+    claims no saving."""
+    default = load_table()
+    assert default.gated_mac_fraction == pytest.approx(
+        default.add_32b_pj / default.mac_pj, rel=1e-3)
+    path = tmp_path / "t.toml"
+    path.write_text(TABLE)
+    assert load_table(path).gated_mac_fraction == 1.0
+    path.write_text(TABLE + "[gating]\ngated_mac_fraction = 0.25\n")
+    table = load_table(path)
+    cfg = ArrayConfig()
+    actions = Actions(macs_issued=10, dram_act_bytes=16)
+    plain, gated = energy_of(actions, cfg, table), energy_of(actions, cfg, table, gated_macs=4)
+    assert plain.mac == 30.0
+    assert gated.mac == 6 * 3.0 + 4 * 0.75
+    assert plain.total - gated.total == pytest.approx(gating_saving_pj(table, 4)) == 9.0
+    with pytest.raises(ValueError, match="gated_macs must be between"):
+        energy_of(actions, cfg, table, gated_macs=11)
