@@ -117,6 +117,7 @@ class ModelReport:
     # Area of the design and its baseline, when the command line measured it (sw cannot
     # synthesize): kind "asic" (design/baseline in kGE) or "fpga" (dicts of resources).
     area: Mapping[str, Any] = field(default_factory=dict)
+    gating: Any = None              # a sparsa.sw.activity.Gating when densities are known
 
     def area_lines(self, prefix: str = "") -> list[str]:
         """The lines stating the area (none when it was not measured)."""

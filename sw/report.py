@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .activity import gating_lines
 from .cost import Cycles, LayerCost
 from .energy import Energy
 from .model_report import (
@@ -77,6 +78,7 @@ def report_to_dict(report: ModelReport) -> dict[str, Any]:
         "workload": dict(report.workload), "weights_absent": report.weights_absent,
         "area": dict(report.area),
         "phase": phase_to_dict(report.phase) if report.phase is not None else None,
+        "gating": report.gating.to_dict() if report.gating is not None else None,
         "layers": layers,
         "totals": {"sparse": _cost(report.total), "dense": _cost(report.dense_total),
                    "energy_pj": _energy(report.energy),
@@ -135,6 +137,7 @@ def _summary(report: ModelReport) -> list[str]:
         f"- Energy table: {report.table}. Prune policy: {report.prune_policy}.",
         *report.area_lines("- "),
         *workload_lines(report, "- "),
+        *gating_lines(report, "- "),
     ]
 
 

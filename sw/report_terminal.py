@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .activity import gating_lines
 from .model_report import (
     LayerReport,
     ModelReport,
@@ -130,6 +131,7 @@ def _summary(report: ModelReport) -> list[str]:
         f"(dense {si(report.dense_energy.total * 1e-12, 'J')})",
         *report.area_lines("  "),
         *workload_lines(report, "  "),
+        *gating_lines(report, "  "),
     ]
 
 

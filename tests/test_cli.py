@@ -36,6 +36,8 @@ def array_port_widths(cfg: ArrayConfig) -> dict[str, tuple[str, int]]:
         ports[f"{stream}__payload"] = (direction, width)
         ports[f"{stream}__valid"] = (direction, 1)
         ports[f"{stream}__ready"] = (back, 1)
+    # gated products of the beat on psum (0 .. rows*cols*n)
+    ports["gated"] = ("output", cfg.macs_per_cycle.bit_length())
     return ports
 
 

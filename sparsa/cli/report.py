@@ -75,6 +75,41 @@ def _build(args: argparse.Namespace, graph, cfg, table, policy, progress):
                         table=table, policy=policy, progress=progress)
 
 
+def _gating(args: argparse.Namespace, report, table, policy):
+    """Zero gating: densities declared with --act-density, else measured for the digits demos
+    (their int8 GEMM inputs over the test set); other models are reported without."""
+    from sparsa.models.demo import DEMOS
+    from sparsa.sw.activity import ActDensityError, gating_of, load_densities
+
+    if args.act_density is not None:
+        try:
+            densities = load_densities(args.act_density)
+        except ActDensityError as e:
+            raise UsageError(str(e)) from None
+        source = (f"declared: {densities:g} for every layer" if isinstance(densities, float)
+                  else f"declared per layer in {args.act_density}")
+    elif args.model in DEMOS:
+        densities, source = _measured(args.model, report.cfg, policy)
+    else:
+        return report
+    return dataclasses.replace(report, gating=gating_of(report, densities, table, source))
+
+
+def _measured(name: str, cfg, policy) -> tuple[dict, str]:
+    """Densities of a digits demo's int8 GEMM inputs over its test set (pruned as 'run' does)."""
+    from sparsa.models.demo import demo_graph, digits_data
+    from sparsa.sw import quant
+    from sparsa.sw.activity import measured_densities
+    from sparsa.sw.prune import prune_magnitude
+
+    graph = demo_graph(name)
+    if not cfg.is_dense:
+        graph = prune_magnitude(graph, cfg.n, cfg.m, policy)
+    x_tr, _, x_te, _ = digits_data(name)
+    densities = measured_densities(quant.quantize_graph(graph, x_tr), x_te)
+    return densities, f"measured on the {len(x_te)} digits test images, int8 GEMM inputs"
+
+
 AREAS = ("asic", "fpga", "none")
 AREA_SCOPE = "array only, no scratchpad SRAM"
 
@@ -122,6 +157,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
             task, completed=done, total=total))
     if args.area != "none":
         report = dataclasses.replace(report, area=_area(args.area, cfg, report.dense_cfg))
+    report = _gating(args, report, table, policy)
     if out is not None:
         with output_dir(out, "report") as tmp:
             written = write_report(report, files, tmp)
@@ -169,5 +205,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "RTL: ASIC gate equivalents, or ECP5 LUTs/FFs/DSPs (cached per "
                         "configuration; the first synthesis takes seconds, and the first run of "
                         "the YoWASP tools on a machine about two minutes)")
+    p.add_argument("--act-density", metavar="D|FILE", default=None,
+                   help="activation density (fraction nonzero) for zero gating: one number, "
+                        "or a TOML file of layer name or glob -> density (default: measured "
+                        "for the digits demos, else no gating)")
     p.add_argument("-o", "--output", default="build/report", help="output directory")
     p.set_defaults(func=_cmd_report)
