@@ -79,20 +79,27 @@ def _gating(args: argparse.Namespace, report, table, policy):
     """Zero gating: densities declared with --act-density, else measured for the digits demos
     (their int8 GEMM inputs over the test set); other models are reported without."""
     from sparsa.models.demo import DEMOS
-    from sparsa.sw.activity import ActDensityError, gating_of, load_densities
+    from sparsa.sw.activity import gating_of
 
     if args.act_density is not None:
-        try:
-            densities = load_densities(args.act_density)
-        except ActDensityError as e:
-            raise UsageError(str(e)) from None
-        source = (f"declared: {densities:g} for every layer" if isinstance(densities, float)
-                  else f"declared per layer in {args.act_density}")
+        densities, source = args.act_density
     elif args.model in DEMOS:
         densities, source = _measured(args.model, report.cfg, policy)
     else:
         return report
     return dataclasses.replace(report, gating=gating_of(report, densities, table, source))
+
+
+def _act_density(text: str) -> tuple:
+    """``--act-density``, checked as it is parsed: (densities, where they come from)."""
+    from sparsa.sw.activity import ActDensityError, load_densities
+
+    try:
+        densities = load_densities(text)
+    except ActDensityError as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix("--act-density: ")) from None
+    return densities, (f"declared: {densities:g} for every layer" if isinstance(densities, float)
+                       else f"declared per layer in {text}")
 
 
 def _measured(name: str, cfg, policy) -> tuple[dict, str]:
@@ -205,7 +212,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "RTL: ASIC gate equivalents, or ECP5 LUTs/FFs/DSPs (cached per "
                         "configuration; the first synthesis takes seconds, and the first run of "
                         "the YoWASP tools on a machine about two minutes)")
-    p.add_argument("--act-density", metavar="D|FILE", default=None,
+    p.add_argument("--act-density", metavar="D|FILE", default=None, type=_act_density,
                    help="activation density (fraction nonzero) for zero gating: one number, "
                         "or a TOML file of layer name or glob -> density (default: measured "
                         "for the digits demos, else no gating)")

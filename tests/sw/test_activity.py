@@ -102,3 +102,26 @@ def test_report_gating(tmp_path):
     report = dataclasses.replace(report, gating=gating)
     assert report_to_dict(report)["gating"]["saved_pj"] == pytest.approx(gating.saved_pj)
     assert "Zero gating (activation density declared)" in render_markdown(report)
+
+
+def test_report_command_act_density(tmp_path, capsys):
+    """--act-density is checked as it is parsed; a digits demo's densities are measured."""
+    import json
+
+    from sparsa.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["report", "digits_mlp", "--act-density", "1.5", "--format", "table"])
+    assert e.value.code == 2
+    assert "between 0 and 1" in capsys.readouterr().err
+    out = tmp_path / "r"
+    assert main(["report", "digits_mlp", "--act-density", "0.2", "--format", "json", "--area",
+                 "none", "-o", str(out)]) == 0
+    gating = json.loads((out / "report.json").read_text())["gating"]
+    assert gating["source"] == "declared: 0.2 for every layer"
+    assert gating["saved_pj"] > 0
+    assert main(["report", "digits_mlp", "--format", "json", "--area", "none", "-o",
+                 str(out)]) == 0
+    gating = json.loads((out / "report.json").read_text())["gating"]
+    assert gating["source"].startswith("measured on the")
+    assert all(0 < x["density"] <= 1 for x in gating["layers"])
