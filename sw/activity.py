@@ -16,9 +16,10 @@ The PEs isolate a multiplier whose selected activation is zero
   expected value that treats padding slots like real activations.
 
 Densities are measured on real data (:func:`measured_densities`: the quantized int8 GEMM inputs
-of a model on its inputs) or declared (:func:`load_densities`: one number, or a TOML file of
-layer name or glob pattern -> density). :func:`gating_of` turns them into a report's gated MACs
-and its energy with and without gating (:class:`Gating`).
+of a model on its inputs; :func:`calibrated_densities` for any model with weights on a user's
+calibration inputs, :func:`load_inputs`) or declared (:func:`load_densities`: one number, or a
+TOML file of layer name or glob pattern -> density). :func:`gating_of` turns them into a
+report's gated MACs and its energy with and without gating (:class:`Gating`).
 
 Example of a declared density: ProSparse (C. Song et al., "ProSparse: Introducing and Enhancing
 Intrinsic Activation Sparsity within Large Language Models", arXiv:2402.13516, 2024) makes
@@ -44,9 +45,21 @@ from sparsa.models.graph import Gemm
 from .energy import EnergyTable, energy_of
 from .schedule import schedule_gemm
 
-__all__ = ["ActDensityError", "Gating", "LayerGating", "density_of", "expected_gated_macs",
-           "gating_lines", "gating_of", "gemm_gated_macs", "layer_density", "load_densities",
-           "measured_densities"]
+__all__ = [
+    "ActDensityError",
+    "Gating",
+    "LayerGating",
+    "calibrated_densities",
+    "density_of",
+    "expected_gated_macs",
+    "gating_lines",
+    "gating_of",
+    "gemm_gated_macs",
+    "layer_density",
+    "load_densities",
+    "load_inputs",
+    "measured_densities",
+]
 
 
 class ActDensityError(ValueError):
@@ -140,6 +153,50 @@ def measured_densities(qgraph, x: np.ndarray) -> dict[str, float]:
 
     forward_int(qgraph, x, on_gemm=on_gemm)
     return seen
+
+
+def load_inputs(path: str | Path, input_shape: tuple[int, ...]) -> np.ndarray:
+    """Calibration inputs from a NumPy ``.npy`` file: ``(N, *input_shape[1:])`` numbers."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            x = np.load(f, allow_pickle=False)
+            if not isinstance(x, np.ndarray):
+                raise ValueError("is an .npz archive")
+    except OSError as e:
+        raise ActDensityError(f"calibration inputs {str(path)!r}: cannot read it "
+                              f"({e.strerror or type(e).__name__})") from None
+    except (ValueError, EOFError) as e:
+        what = "it " + str(e) if str(e).startswith("is ") else "it is not one (or is damaged)"
+        raise ActDensityError(f"calibration inputs {str(path)!r}: expected a NumPy .npy array "
+                              f"of numbers, but {what}") from None
+    want = tuple(input_shape[1:])
+    if x.dtype.kind not in "iuf" or x.ndim != len(want) + 1 or x.shape[1:] != want \
+            or not len(x):
+        raise ActDensityError(f"calibration inputs {str(path)!r}: expected numbers of shape "
+                              f"(N, {', '.join(map(str, want))}), not {x.dtype} {x.shape}")
+    return x.astype(np.float32)
+
+
+def require_weights(graph) -> None:
+    """Raise unless every weight layer of ``graph`` carries its weights."""
+    if any(layer.has_static_weight and layer.weight is None for layer in graph.layers):
+        raise ActDensityError(f"{graph.name!r} carries no weights, so its activations cannot be "
+                              "measured; declare them with --act-density")
+
+
+def calibrated_densities(graph, x_calib: np.ndarray, x: np.ndarray | None = None,
+                         *, n: int, m: int, policy=None) -> dict[str, float]:
+    """Densities of a model with weights on real inputs: pruned to ``n:m`` by magnitude under
+    ``policy`` (unless it carries its own patterns, or ``n == m``), quantized on ``x_calib`` and
+    measured on ``x`` (default: ``x_calib``), as :func:`measured_densities`."""
+    from .prune import prune_magnitude
+    from .quant import quantize_graph
+
+    require_weights(graph)
+    if n < m and not any(layer.nm is not None for layer in graph.layers):
+        graph = prune_magnitude(graph, n, m, policy)
+    return measured_densities(quantize_graph(graph, x_calib), x_calib if x is None else x)
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,12 @@ CASES = [
      ["no.toml"]),
     ("report-bad-energy", ["report", "{d}/ok.csv", "--energy-table", "{d}/bad.toml"], 1,
      ["bad.toml"]),
+    ("report-calibration-no-weights", ["report", "{d}/ok.csv", "--calibration",
+                                       "{d}/plain.npz"], 1, ["carries no weights"]),
+    ("report-calibration-archive", ["report", "{d}/other.npz", "--calibration",
+                                    "{d}/plain.npz"], 1, ["plain.npz", ".npz archive"]),
+    ("report-calibration-missing", ["report", "{d}/other.npz", "--calibration",
+                                    "{d}/gone.npy"], 1, ["gone.npy", "cannot read"]),
     ("report-dense-unknown-layer", ["report", "{d}/ok.csv", "--dense", "conv9"], 1, ["conv9"]),
     # report: the output
     ("report-out-is-file", ["report", "{d}/ok.csv", "-o", "{d}/ok.csv"], 2,

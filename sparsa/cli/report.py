@@ -75,14 +75,22 @@ def _build(args: argparse.Namespace, graph, cfg, table, policy, progress):
                         table=table, policy=policy, progress=progress)
 
 
-def _gating(args: argparse.Namespace, report, table, policy):
-    """Zero gating: densities declared with --act-density, else measured for the digits demos
-    (their int8 GEMM inputs over the test set); other models are reported without."""
+def _gating(args: argparse.Namespace, report, graph, calibration, table, policy):
+    """Zero gating: densities declared with --act-density, measured on --calibration inputs,
+    else measured for the digits demos (their int8 GEMM inputs over the test set); other models
+    are reported without."""
     from sparsa.models.demo import DEMOS
     from sparsa.sw.activity import gating_of
 
     if args.act_density is not None:
         densities, source = args.act_density
+    elif calibration is not None:
+        from sparsa.sw.activity import calibrated_densities
+
+        cfg = report.cfg
+        densities = calibrated_densities(graph, calibration, n=cfg.n, m=cfg.m, policy=policy)
+        source = (f"measured on {len(calibration)} inputs from {args.calibration}, int8 GEMM "
+                  "inputs")
     elif args.model in DEMOS:
         densities, source = _measured(args.model, report.cfg, policy)
     else:
@@ -105,16 +113,22 @@ def _act_density(text: str) -> tuple:
 def _measured(name: str, cfg, policy) -> tuple[dict, str]:
     """Densities of a digits demo's int8 GEMM inputs over its test set (pruned as 'run' does)."""
     from sparsa.models.demo import demo_graph, digits_data
-    from sparsa.sw import quant
-    from sparsa.sw.activity import measured_densities
-    from sparsa.sw.prune import prune_magnitude
+    from sparsa.sw.activity import calibrated_densities
 
-    graph = demo_graph(name)
-    if not cfg.is_dense:
-        graph = prune_magnitude(graph, cfg.n, cfg.m, policy)
     x_tr, _, x_te, _ = digits_data(name)
-    densities = measured_densities(quant.quantize_graph(graph, x_tr), x_te)
+    densities = calibrated_densities(demo_graph(name), x_tr, x_te, n=cfg.n, m=cfg.m,
+                                     policy=policy)
     return densities, f"measured on the {len(x_te)} digits test images, int8 GEMM inputs"
+
+
+def _calibration_inputs(args: argparse.Namespace, graph):
+    """``--calibration``'s inputs, checked before any work (the model must carry weights)."""
+    from sparsa.sw.activity import load_inputs, require_weights
+
+    if args.calibration is None:
+        return None
+    require_weights(graph)
+    return load_inputs(args.calibration, graph.input_shape)
 
 
 AREAS = ("asic", "fpga", "none")
@@ -157,6 +171,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     policy = prune_policy_from_args(args)
     table = load_table(args.energy_table)
     graph = load_model(args.model, batch=args.batch or 1, seq=args.seq)
+    calibration = _calibration_inputs(args, graph)
     with Progress(transient=True, console=Console(stderr=True)) as bar:
         what = "decode steps" if args.phase == "generate" else "layers"
         task = bar.add_task(f"scheduling {graph.name} ({what})", total=None)
@@ -164,7 +179,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
             task, completed=done, total=total))
     if args.area != "none":
         report = dataclasses.replace(report, area=_area(args.area, cfg, report.dense_cfg))
-    report = _gating(args, report, table, policy)
+    report = _gating(args, report, graph, calibration, table, policy)
     if out is not None:
         with output_dir(out, "report") as tmp:
             written = write_report(report, files, tmp)
@@ -216,5 +231,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="activation density (fraction nonzero) for zero gating: one number, "
                         "or a TOML file of layer name or glob -> density (default: measured "
                         "for the digits demos, else no gating)")
+    p.add_argument("--calibration", metavar="FILE.npy", default=None,
+                   help="inputs (N, *input shape) of a model with weights: its activation "
+                        "densities are measured on them, as for the digits demos")
     p.add_argument("-o", "--output", default="build/report", help="output directory")
     p.set_defaults(func=_cmd_report)

@@ -7,15 +7,18 @@ import numpy as np
 import pytest
 
 from sparsa.config import ArrayConfig
+from sparsa.models.graph import Layer, LayerGraph
 from sparsa.sim.golden_accel import GoldenAccelerator
 from sparsa.sim.stimulus import random_nm_weights
 from sparsa.sw.activity import (
     ActDensityError,
+    calibrated_densities,
     density_of,
     expected_gated_macs,
     gemm_gated_macs,
     layer_density,
     load_densities,
+    load_inputs,
 )
 from sparsa.sw.assemble import assemble_gemm
 
@@ -125,3 +128,43 @@ def test_report_command_act_density(tmp_path, capsys):
     gating = json.loads((out / "report.json").read_text())["gating"]
     assert gating["source"].startswith("measured on the")
     assert all(0 < x["density"] <= 1 for x in gating["layers"])
+
+
+def _mlp() -> LayerGraph:
+    """fc1 (4 -> 3), ReLU, fc2 (3 -> 2), with weights chosen so that signs are clear."""
+    w1 = np.array([[1.0, 0.5, -1.0, 0.25], [-1.0, -0.5, 1.0, -0.25], [2.0, 0.0, 0.0, 1.0]],
+                  np.float32)
+    w2 = np.array([[1.0, -1.0, 0.5], [0.5, 0.5, -1.0]], np.float32)
+    layers = (Layer("fc1", "linear", (6, 4), (6, 3), weight=w1, bias=np.zeros(3, np.float32)),
+              Layer("relu", "act", (6, 3), (6, 3), attrs={"op": "relu"}),
+              Layer("fc2", "linear", (6, 3), (6, 2), weight=w2, bias=np.zeros(2, np.float32)))
+    return LayerGraph(name="mlp", layers=layers, input_shape=(6, 4), source="test")
+
+
+def test_calibrated_densities_against_numpy():
+    """Densities measured on the user's inputs: fc1 sees the inputs (exact zeros stay zero
+    after quantization, the other values are far from the rounding threshold), fc2 sees the
+    ReLU of fc1, whose signs the test computes with a float matmul."""
+    x = np.array([[1, 0, 2, 0], [0, 0, 3, 1], [2, 2, 0, 0], [1, 1, 1, 1], [0, 0, 0, 4],
+                  [3, 0, 0, 0]], np.float32)
+    got = calibrated_densities(_mlp(), x, n=1, m=1)
+    hidden = np.maximum(x @ _mlp().layers[0].weight.T, 0)
+    assert got["fc1"] == pytest.approx(np.count_nonzero(x) / x.size)
+    assert got["fc2"] == pytest.approx(np.count_nonzero(hidden) / hidden.size)
+
+
+def test_calibration_inputs_checked(tmp_path):
+    good = tmp_path / "x.npy"
+    np.save(good, np.ones((5, 4), np.float32))
+    assert load_inputs(good, (1, 4)).shape == (5, 4)
+    np.save(tmp_path / "bad.npy", np.ones((5, 3)))
+    np.savez(tmp_path / "arc.npz", a=np.ones(3))
+    (tmp_path / "junk.npy").write_bytes(b"not numpy")
+    for name, match in [("bad.npy", r"shape \(N, 4\)"), ("arc.npz", "an .npz archive"),
+                        ("junk.npy", "not one"), ("none.npy", "cannot read")]:
+        with pytest.raises(ActDensityError, match=match):
+            load_inputs(tmp_path / name, (1, 4))
+    shapes_only = LayerGraph(name="s", layers=(Layer("fc", "linear", (1, 4), (1, 2)),),
+                             input_shape=(1, 4), source="test")
+    with pytest.raises(ActDensityError, match="carries no weights"):
+        calibrated_densities(shapes_only, np.ones((2, 4), np.float32), n=2, m=4)
