@@ -135,16 +135,19 @@ def _summary(report: ModelReport) -> list[str]:
     ]
 
 
-def table_renderables(report: ModelReport, width: int) -> list[RenderableType]:
-    """The summary, a caption and the layer table, for a console ``width`` characters wide."""
+def table_renderables(report: ModelReport, width: int,
+                      full: str = "report.md/csv/json") -> list[RenderableType]:
+    """The summary, a caption and the layer table, for a console ``width`` characters wide;
+    ``full`` names where every layer is (empty: nowhere was written)."""
     from rich.console import Console
     from rich.text import Text
 
     few = len(report.layers) <= TOP_LAYERS
     shown = report.layers if few else report.heaviest(TOP_LAYERS)
     caption = (f"all {len(report.layers)} layers" if few else
-               f"{len(shown)} of {len(report.layers)} layers, by cycles; all layers in "
-               f"report.md/csv/json")
+               f"{len(shown)} of {len(report.layers)} layers, by cycles"
+               + (f"; all layers in {full}" if full else
+                  "; add --format md, csv or json for all layers"))
     measure = Console(width=10 * width + 1000)  # wide enough to measure without wrapping
 
     def natural(columns: list[_Column]) -> tuple[Table, int]:
@@ -168,10 +171,11 @@ def table_renderables(report: ModelReport, width: int) -> list[RenderableType]:
     return [*lines, Text(""), Text(caption, overflow="fold"), table]
 
 
-def print_table(report: ModelReport, *, console: Console | None = None) -> None:
+def print_table(report: ModelReport, *, console: Console | None = None,
+                full: str = "report.md/csv/json") -> None:
     """Print the summary and the heaviest layers, as wide as the console (``COLUMNS``)."""
     from rich.console import Console
 
     console = console or Console()
-    for item in table_renderables(report, console.width):
+    for item in table_renderables(report, console.width, full):
         console.print(item)

@@ -186,7 +186,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
         for path in written:
             print(f"wrote {out / path.name}")
     if "table" in formats:
-        print_table(report)
+        every = [f"report.{f}" for f in files if f in ("md", "csv", "json")]
+        print_table(report, full=", ".join(str(out / f) for f in every) if every else "")
     else:
         print(f"{report.model}: speedup {report.speedup:.3f}x, energy ratio "
               f"{report.energy_ratio:.3f}x vs {report.baseline_name}")
