@@ -211,3 +211,24 @@ def test_report_states_the_area_of_design_and_baseline(tmp_path, capsys):
     assert main(["report", str(topology), "--format", "json", "--area", "none", "-o",
                  str(tmp_path / "none")]) == 0
     assert json.loads((tmp_path / "none" / "report.json").read_text())["area"] == {}
+
+
+def test_warnings_are_one_line_each(tmp_path, capsys):
+    """Quiet losses are said: M larger than a layer's K when pruning, 2:4 weights on 1:4
+    hardware, an empty config file (one line each, and the command still succeeds)."""
+    pruned = tmp_path / "p.npz"
+    assert main(["prune", "digits_mlp", "--nm", "1:256", "-o", str(pruned)]) == 0
+    err = capsys.readouterr().err
+    assert "sparsa: warning: M = 256 is larger than K of 2 layer(s): fc1 (K=64), fc2 (K=128)" \
+        in err
+    assert main(["prune", "digits_mlp", "--nm", "2:4", "-o", str(pruned)]) == 0
+    capsys.readouterr()
+    empty = tmp_path / "empty.toml"
+    empty.write_text("")
+    assert main(["report", str(pruned), "--config", str(empty), "--nm", "1:4", "--area", "none",
+                 "--format", "json", "-o", str(tmp_path / "r")]) == 0
+    lines = [line for line in capsys.readouterr().err.splitlines()
+             if line.startswith("sparsa: warning:")]
+    assert any("sets nothing" in line for line in lines)
+    assert any("2 of 2 pruned layers (2:4) cannot run sparse on 1:4 hardware" in line
+               for line in lines)

@@ -60,6 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         with warnings.catch_warnings():
+            for category in (ConfigWarning, PatternWarning):   # shown, whatever the filters
+                warnings.simplefilter("default", category)
             warnings.showwarning = _one_line_warnings(warnings.showwarning)
             return args.func(args)
     except KeyboardInterrupt:
