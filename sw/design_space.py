@@ -114,14 +114,17 @@ class Constraint:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A model to evaluate: a zoo name or a model file, with a batch for zoo models."""
+    """A model to evaluate: a zoo name or a model file, with a batch (zoo models, Hugging Face
+    configs) and a sequence length (transformers)."""
 
     name: str
     batch: int | None = None
+    seq: int | None = None
 
     @property
     def label(self) -> str:
-        return self.name if self.batch in (None, 1) else f"{self.name}@b{self.batch}"
+        batch = "" if self.batch in (None, 1) else f"@b{self.batch}"
+        return f"{self.name}{batch}{'' if self.seq is None else f'@s{self.seq}'}"
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,8 @@ A SPEC names::
 
     [[models]]
     name = "digits_cnn"                    # zoo name or a .onnx/.csv/.npz file
-    batch = 1                              # zoo models only
+    batch = 1                              # zoo models and Hugging Face configs only
+    seq = 128                              # transformers only (zoo or Hugging Face config)
 
     [space]                                # a list, or {min, max, step} / {min, max, factor}
     rows = [2, 4]
@@ -190,14 +191,14 @@ def _models(source: str, raw: Any) -> tuple[ModelSpec, ...]:
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) \
                 or not entry["name"]:
             raise _err(source, f"models[{i}]", entry, "a table with a model name")
-        unknown = sorted(set(entry) - {"name", "batch"})
+        unknown = sorted(set(entry) - {"name", "batch", "seq"})
         if unknown:
             raise SpecError(f"{source}: models[{i}]: unknown key(s) {', '.join(unknown)}; "
-                            "expected name, batch")
-        batch = entry.get("batch")
-        if batch is not None:
-            _int(source, f"models[{i}].batch", batch)
-        out.append(ModelSpec(entry["name"], batch))
+                            "expected name, batch, seq")
+        for key in ("batch", "seq"):
+            if entry.get(key) is not None:
+                _int(source, f"models[{i}].{key}", entry[key])
+        out.append(ModelSpec(entry["name"], entry.get("batch"), entry.get("seq")))
     labels = [m.label for m in out]
     if len(set(labels)) != len(labels):
         raise _err(source, "models", labels, "each model once")

@@ -31,27 +31,29 @@ __all__ = ["SweepResult", "aggregate", "load_models", "model_identity", "run_swe
 
 
 def model_identity(model: ModelSpec) -> str:
-    """What names a model in a point's hash: its label, and the SHA-256 of a model file."""
+    """What names a model in a point's hash: its label, and the SHA-256 of a model file or of a
+    Hugging Face config."""
+    from sparsa.models.hf_config import config_path
+
     path = Path(model.name)
     if path.suffix.lower() in (".onnx", ".csv", ".npz") and path.is_file():
         return f"{model.label}#sha256:{hashlib.sha256(path.read_bytes()).hexdigest()}"
+    config = config_path(model.name)
+    if config is not None and config.is_file():
+        return f"{model.label}#sha256:{hashlib.sha256(config.read_bytes()).hexdigest()}"
     return model.label
 
 
 def load_models(spec: ExploreSpec) -> dict[str, LayerGraph]:
     """The layer graph of every model of the SPEC, by label (traced once, here)."""
     from sparsa.models.load import load_graph
-    from sparsa.models.zoo import get_graph, names
 
     graphs = {}
     for model in spec.models:
-        if model.batch not in (None, 1):
-            if model.name not in names():
-                raise ValueError(f"{spec.source}: model {model.name!r}: batch applies to zoo "
-                                 f"models only ({', '.join(names())})")
-            graphs[model.label] = get_graph(model.name, batch=model.batch)
-        else:
-            graphs[model.label] = load_graph(model.name)
+        try:
+            graphs[model.label] = load_graph(model.name, batch=model.batch or 1, seq=model.seq)
+        except ValueError as e:
+            raise ValueError(f"{spec.source}: model {model.name!r}: {e}") from None
     return graphs
 
 

@@ -412,3 +412,32 @@ def test_example_spec_is_valid():
     spec = parse_spec(tomllib.loads((root / "examples" / "explore_small.toml").read_text()),
                       source="examples/explore_small.toml")
     assert 10 <= len(spec.configs()) * len(spec.models) <= 60
+
+
+def test_models_take_batch_and_seq_and_configs_are_hashed(tmp_path, monkeypatch):
+    """A SPEC's model may set batch and seq (a Hugging Face config here, traced at that shape),
+    and the point's identity carries the config file's content, so editing it re-evaluates."""
+    from sparsa.sw.sweep import load_models, model_identity
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    config = tmp_path / "tiny" / "config.json"
+    config.parent.mkdir()
+    config.write_text(json.dumps({"model_type": "mistral", "hidden_size": 64,
+                                  "intermediate_size": 128, "num_hidden_layers": 1,
+                                  "num_attention_heads": 8, "num_key_value_heads": 2,
+                                  "vocab_size": 100, "max_position_embeddings": 256}))
+    spec = parse_spec({"models": [{"name": str(config), "batch": 2, "seq": 16}],
+                       "space": {"rows": [2]}, "area": False})
+    (model,) = spec.models
+    assert model.label == f"{config}@b2@s16"
+    graph = load_models(spec)[model.label]
+    assert graph.input_shape == (2, 16)
+    before = model_identity(model)
+    config.write_text(config.read_text().replace('"vocab_size": 100', '"vocab_size": 120'))
+    assert model_identity(model) != before
+    with pytest.raises(SpecError, match=r"models\[0\]\.seq"):
+        parse_spec({"models": [{"name": "gpt2", "seq": 0}], "space": {"rows": [2]}})
+    bad = parse_spec({"models": [{"name": "resnet50", "seq": 16}], "space": {"rows": [2]},
+                      "area": False})
+    with pytest.raises(ValueError, match=r"model 'resnet50': .*seq"):
+        load_models(bad)
