@@ -41,8 +41,7 @@ async def run_network(dut) -> None:
     cfg = load_config()
     from sparsa.sw.prune import PrunePolicy
 
-    policy = PrunePolicy(**{k: frozenset(v) if isinstance(v, list) else v
-                            for k, v in job["policy"].items()})
+    policy = PrunePolicy.from_dict(job["policy"])
     name, qgraph, x, labels = prepare_model(job["model"], cfg, job["images"], policy)
     tb = AccelTB(dut, "run_network")
     await tb.start()

@@ -91,9 +91,19 @@ class PrunePolicy:
         """One line for reports: which weight layers the policy leaves dense."""
         if any(layer.nm is not None for layer in graph):
             return "the model's own N:M patterns"
-        weighted = [i for i, lay in enumerate(graph.layers) if lay.has_static_weight]
-        kept = [graph.layers[i].name for i in weighted if i not in set(self.select(graph))]
+        chosen = set(self.select(graph))
+        kept = [lay.name for i, lay in enumerate(graph.layers)
+                if lay.has_static_weight and i not in chosen]
         return f"dense: {', '.join(kept)}" if kept else "every weight layer pruned"
+
+    def to_dict(self) -> dict:
+        """JSON-able fields (layer sets as sorted lists), the inverse of :meth:`from_dict`."""
+        return {f.name: sorted(v) if isinstance(v, frozenset) else v
+                for f in dataclasses.fields(self) for v in [getattr(self, f.name)]}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> PrunePolicy:
+        return cls(**{k: frozenset(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
 POLICY_HELP = ("N:M pruning covers every conv and linear layer except the first conv and the "

@@ -53,8 +53,7 @@ def _in_simulator(args, cfg, policy, bar, task, work: Path):
 
     job = {"model": args.model, "images": args.images, "simulator": args.sim,
            "result": str(work / "run.json"), "progress": str(work / "progress.jsonl"),
-           "policy": {"keep_first_conv": policy.keep_first_conv,
-                      "keep_classifier": policy.keep_classifier, "dense": sorted(policy.dense)}}
+           "policy": policy.to_dict()}
     outcome: dict = {}
 
     def simulate() -> None:
@@ -146,9 +145,9 @@ def _print(result, cfg, seconds: float) -> None:
 
 def _print_gating(console, result) -> None:
     """Zero gating: the gated-MAC counter against its prediction, and the energy it saves."""
-    gated, predicted, macs = (result.total(f) for f in ("gated_macs", "gated_predicted", "macs"))
     from sparsa.sw.energy import load_table
 
+    gated, predicted, macs = (result.total(f) for f in ("gated_macs", "gated_predicted", "macs"))
     plain, with_gating = result.total("energy_pj"), result.total("energy_gated_pj")
     mac_energy = macs * load_table().mac_pj
     densities = ", ".join(f"{r.name} {r.act_density:.0%}" for r in result.layers)

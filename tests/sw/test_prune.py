@@ -108,3 +108,12 @@ def test_gradual_pattern_and_accuracy():
             assert np.count_nonzero(wg) <= wg.size // 2
     _, _, x_te, y_te = digits_data("digits_mlp")
     assert (forward_float(p, x_te).argmax(1) == y_te).mean() > 0.9
+
+
+def test_policy_round_trips_through_json():
+    import json
+
+    policy = PrunePolicy(keep_first_conv=False, dense=frozenset({"fc2", "conv2"}),
+                         prune=frozenset({"fc1"}))
+    assert PrunePolicy.from_dict(json.loads(json.dumps(policy.to_dict()))) == policy
+    assert policy.to_dict()["dense"] == ["conv2", "fc2"]
