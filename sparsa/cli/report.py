@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
+from sparsa.models.hf_config import DEFAULT_SEQ
+from sparsa.sw.phases import PHASES
 from sparsa.sw.prune import POLICY_HELP
 
 from .common import (
@@ -21,9 +23,7 @@ from .common import (
 
 __all__ = ["register"]
 
-DEFAULT_SEQ = 128       # sparsa.models.hf_config.DEFAULT_SEQ (not imported: keeps start-up light)
 DEFAULT_TOKENS = 128
-PHASES = ("prefill", "decode", "generate")  # sparsa.sw.phases.PHASES
 
 
 def _formats(text: str) -> list[str]:
