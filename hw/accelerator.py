@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -69,7 +69,7 @@ class Accelerator(wiring.Component):
             "insn": In(stream.Signature(layouts.instruction())),
             "data_in": In(stream.Signature(unsigned(layouts.data_in_width(cfg)))),
             "data_out": Out(stream.Signature(layouts.psum_row(cfg))),
-            "counters": Out(data.StructLayout({name: unsigned(32) for name in COUNTERS})),
+            "counters": Out(layouts.counters(COUNTERS)),
             "idle": Out(1),
         })
 

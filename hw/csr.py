@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from amaranth.hdl import Cat, Module, Mux, Shape, Signal, unsigned
+from amaranth.hdl import Cat, Module, Mux, Shape, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -43,8 +43,8 @@ from sparsa.config import ArrayConfig
 
 from .axi import LITE_DATA_BITS, RESP_OKAY, RESP_SLVERR, AxiLiteSignature
 
-__all__ = ["COUNTER_BASE", "REGISTERS", "CsrBlock", "Field", "Register", "counter_layout",
-           "register_map", "status_layout"]
+__all__ = ["COUNTER_BASE", "REGISTERS", "CsrBlock", "Field", "Register", "register_map",
+           "status_layout"]
 
 
 @dataclass(frozen=True)
@@ -78,11 +78,6 @@ REGISTERS = (
     Register("prog_len", 0x18, "rw", (Field("value", 0, 32),), "program length in bytes"),
 )
 COUNTER_BASE = 0x40
-
-
-def counter_layout(names) -> data.StructLayout:
-    """A bank of 32-bit counters named ``names`` (the layout ``CsrBlock`` takes)."""
-    return data.StructLayout({name: unsigned(32) for name in names})
 
 
 def status_layout() -> data.StructLayout:

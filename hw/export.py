@@ -18,9 +18,10 @@ from amaranth.lib import wiring
 
 from sparsa.config import ArrayConfig
 
+from . import layouts
 from .accelerator import COUNTERS, Accelerator
 from .array import SystolicArray
-from .csr import CsrBlock, counter_layout
+from .csr import CsrBlock
 from .dma import DmaReader, DmaWriter
 from .pe import SparsePE
 
@@ -34,7 +35,7 @@ TOPS = {
     "accelerator": ("sparsa_accelerator", Accelerator),
     "dma_reader": ("sparsa_dma_reader", DmaReader),
     "dma_writer": ("sparsa_dma_writer", DmaWriter),
-    "csr": ("sparsa_csr", lambda cfg: CsrBlock(cfg, counters=counter_layout(COUNTERS))),
+    "csr": ("sparsa_csr", lambda cfg: CsrBlock(cfg, counters=layouts.counters(COUNTERS))),
 }
 
 LINT_WAIVERS = "lint_waivers.vlt"

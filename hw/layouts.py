@@ -12,8 +12,16 @@ from amaranth.lib import data
 from sparsa import isa
 from sparsa.config import ArrayConfig
 
-__all__ = ["act_beat", "data_in_width", "instruction", "pe_act", "pe_weights", "psum_row",
-           "scale_row", "weight_row"]
+__all__ = ["COUNTER_BITS", "act_beat", "counters", "data_in_width", "instruction", "pe_act",
+           "pe_weights", "psum_row", "scale_row", "weight_row"]
+
+COUNTER_BITS = 32   # every activity counter is this wide and wraps
+
+
+def counters(names) -> data.StructLayout:
+    """A bank of activity counters, one ``COUNTER_BITS``-bit field per name, in order: the
+    accelerator's ``counters`` port and what the CSR block shows."""
+    return data.StructLayout({name: unsigned(COUNTER_BITS) for name in names})
 
 
 def pe_weights(cfg: ArrayConfig) -> data.StructLayout:

@@ -13,11 +13,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from amaranth.hdl import unsigned
-from amaranth.lib import data
 
 from sparsa import isa
 from sparsa.config import ArrayConfig
+from sparsa.hw import layouts
 from sparsa.hw.accelerator import COUNTERS
 from sparsa.isa import Instruction
 from sparsa.sw.accel_timing import DramPort, beat_bytes, port_caps
@@ -27,10 +26,8 @@ from .streams import DramPacing, Harness, RandomGaps, StreamSink, StreamSource, 
 __all__ = ["COUNTER_LAYOUT", "AccelRun", "AcceleratorDriver", "counter_increments",
            "decode_counters"]
 
-COUNTER_BITS = 32   # every activity counter (they wrap)
-# The ``counters`` port: one field per name of COUNTERS, in order (tests/hw checks that this is
-# the port's own layout).
-COUNTER_LAYOUT = data.StructLayout({name: unsigned(COUNTER_BITS) for name in COUNTERS})
+# The ``counters`` port (tests/hw checks that this is the port's own layout).
+COUNTER_LAYOUT = layouts.counters(COUNTERS)
 
 
 @dataclass(frozen=True)
@@ -50,7 +47,8 @@ def decode_counters(raw: int) -> dict[str, int]:
 
 def counter_increments(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
     """``after - before`` per counter, modulo the counters' width (they wrap)."""
-    return {name: (after[name] - before[name]) % (1 << COUNTER_BITS) for name in COUNTERS}
+    return {name: (after[name] - before[name]) % (1 << layouts.COUNTER_BITS)
+            for name in COUNTERS}
 
 
 class AcceleratorDriver:

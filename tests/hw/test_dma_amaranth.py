@@ -16,10 +16,11 @@ from amaranth.sim import Simulator
 
 from sparsa.config import ArrayConfig
 from sparsa.hw.axi import AxiLiteSignature, AxiReadSignature
-from sparsa.hw.csr import COUNTER_BASE, CsrBlock, counter_layout
+from sparsa.hw.csr import COUNTER_BASE, CsrBlock
 from sparsa.hw.dma import DmaReader, DmaWriter
 from sparsa.hw.dma_units import BurstPlanner, ReadAligner, WriteAligner, descriptor_layout
 from sparsa.hw.export import build_top, port_list
+from sparsa.hw.layouts import counters as counter_layout
 
 
 def exported_csr(cfg: ArrayConfig) -> CsrBlock:
