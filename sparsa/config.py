@@ -36,7 +36,7 @@ DATAFLOWS = ("ws",)
 AXI_DATA_BITS = (32, 64, 128, 256, 512, 1024)
 
 # An instruction addresses scratchpad rows and counts rows in fields of this many bits (the
-# ISA's fixed width, :data:`sparsa.isa.FIELDS`), so a scratchpad holds at most 2**ADDR_BITS rows.
+# ISA's fixed width, :data:`sparsa.isa.FORMATS`), so a scratchpad holds at most 2**ADDR_BITS rows.
 ADDR_BITS = 16
 
 

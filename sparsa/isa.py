@@ -2,35 +2,54 @@
 
 Pure Python (no Amaranth): the encoder here is what the scheduler's programs are serialised with,
 what the golden model executes and what the testbenches feed; ``sparsa.hw.layouts.instruction``
-builds the hardware's ``data.StructLayout`` from :data:`FIELDS`, so both agree bit for bit
-(fields packed from the least significant bit in the order listed).
+builds the hardware's layout from :data:`FORMATS`, so both agree bit for bit. An instruction is
+:data:`INSN_BITS` = 128 bits (one beat of a 128-bit AXI port): a 4-bit opcode, then the opcode's
+own fields packed from the least significant bit in the order listed (the rest is zero).
 
 =============  ==================================================================================
 opcode         meaning
 =============  ==================================================================================
-LOAD_ACT       ``count`` beats of ``data_in`` -> activation scratchpad rows ``addr ..``
+LOAD_ACT       ``count`` beats of ``data_in`` -> activation scratchpad rows ``addr ..``. A row is
+               one pixel's block of ``K_pass = rows * m`` channels (NHWC, see
+               :mod:`sparsa.im2col`); the tensor has ``channels`` channels per pixel, so ``count``
+               is a multiple of ``ceil(channels / K_pass)`` and the off-chip bytes of a row are its
+               real channels only (:func:`act_row_bytes`). ``tag``: the hazard tag (below).
 LOAD_WEIGHT    ``count`` beats -> weight scratchpad rows ``addr ..`` (one PE row each)
 LOAD_ACC       ``count`` beats -> accumulator rows ``acc_addr ..`` (e.g. biases)
 LOAD_SCALE     one beat -> per-column bias, requantization multiplier and shift
 PRELOAD        weight scratchpad rows ``addr .. addr+rows-1`` -> the PEs' shadow bank
-COMPUTE        activation rows ``addr ..`` (``count`` beats) through the array, the first one
-               swapping in the preloaded weights; ``accumulate``: add accumulator rows
-               ``acc_addr ..`` through ``psum_in``, else start from zero; results overwrite
-               accumulator rows ``acc_addr ..``
+CONFIG         the im2col geometry of the COMPUTEs that follow (:mod:`sparsa.im2col`): input
+               ``height`` x ``width``, output ``out_h`` x ``out_w``, strides, top/left padding
+               and the address steps ``step_x``, ``wrap_y``, ``wrap_n``
+COMPUTE        ``count`` beats through the array, the first one swapping in the preloaded
+               weights. Beat ``k`` is the activation row the im2col walk reaches after ``k``
+               steps from the first beat (scratchpad row ``addr``, input pixel ``(y, x)``,
+               output pixel ``(oy, ox)``, kernel offset ``(i, j)``), or zeros where the input
+               pixel lies in the padding. ``accumulate``: add accumulator rows ``acc_addr ..``
+               through ``psum_in``, else start from zero; results overwrite accumulator rows
+               ``acc_addr ..``. ``tag``: the hazard tag of the activation rows it reads.
 STORE          accumulator rows ``acc_addr ..`` (``count``) plus the column biases (wrapping)
                -> ``data_out``: requantized to the activation width (``relu`` clamps at
                zero), or the raw sums with ``raw``
 =============  ==================================================================================
+
+**Activation hazard tags.** A COMPUTE's rows are a walk over an image, not a contiguous range, so
+the controller orders activation loads and reads by a one-bit tag instead of by addresses: a
+LOAD_ACT waits while the feed engine still reads rows for a COMPUTE of the same tag, and a COMPUTE
+waits while a LOAD_ACT of the same tag is writing. The assembler gives every activation region a
+tag so that a load never writes rows that a COMPUTE of the other tag may still read (consecutive
+P blocks alternate tags: the next block's activations load while this block computes).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from enum import IntEnum
 
 from .config import ADDR_BITS
 
-__all__ = ["FIELDS", "INSN_BITS", "SCALE_MULT_BITS", "SCALE_SHIFT_BITS", "Instruction", "Opcode",
+__all__ = ["FORMATS", "INSN_BITS", "OPCODE_BITS", "SCALE_MULT_BITS", "SCALE_SHIFT_BITS",
+           "SIGNED_FIELDS", "Instruction", "Opcode", "act_row_bytes", "act_rows_per_pixel",
            "data_in_bytes", "data_out_bytes", "pack_act_row", "pack_psum_row", "pack_scale_row",
            "pack_weight_row",
            "unpack_act_row", "unpack_psum_row", "unpack_scale_row", "unpack_weight_row"]
@@ -44,19 +63,34 @@ class Opcode(IntEnum):
     PRELOAD = 5
     COMPUTE = 6
     STORE = 7
+    CONFIG = 8
 
 
-# (name, bits), least significant first.
-FIELDS: tuple[tuple[str, int], ...] = (
-    ("opcode", 3),
-    ("accumulate", 1),
-    ("relu", 1),
-    ("raw", 1),
-    ("addr", ADDR_BITS),
-    ("acc_addr", ADDR_BITS),
-    ("count", ADDR_BITS),
-)
-INSN_BITS = sum(bits for _, bits in FIELDS)
+INSN_BITS = 128
+OPCODE_BITS = 4
+OFFSET_BITS = 4      # kernel offsets i, j: kernels up to 16 x 16
+STEP_BITS = 3        # strides and top/left padding: up to 7
+A = ADDR_BITS
+
+# Fields of each opcode, (name, bits), least significant first after the opcode.
+FORMATS: dict[Opcode, tuple[tuple[str, int], ...]] = {
+    Opcode.LOAD_ACT: (("addr", A), ("count", A), ("channels", A), ("tag", 1)),
+    Opcode.LOAD_WEIGHT: (("addr", A), ("count", A)),
+    Opcode.LOAD_ACC: (("acc_addr", A), ("count", A)),
+    Opcode.LOAD_SCALE: (),
+    Opcode.PRELOAD: (("addr", A),),
+    Opcode.COMPUTE: (("addr", A), ("acc_addr", A), ("count", A), ("y", A), ("x", A),
+                     ("oy", A), ("ox", A), ("i", OFFSET_BITS), ("j", OFFSET_BITS),
+                     ("accumulate", 1), ("tag", 1)),
+    Opcode.STORE: (("acc_addr", A), ("count", A), ("relu", 1), ("raw", 1)),
+    Opcode.CONFIG: (("height", A), ("width", A), ("out_h", A), ("out_w", A), ("step_x", A),
+                    ("wrap_y", A), ("wrap_n", A), ("stride_y", STEP_BITS),
+                    ("stride_x", STEP_BITS), ("pad_y", STEP_BITS), ("pad_x", STEP_BITS)),
+}
+# Two's complement fields (input pixel coordinates of a COMPUTE's first beat).
+SIGNED_FIELDS = frozenset({"y", "x"})
+_FLAGS = frozenset({"accumulate", "relu", "raw"})
+assert all(OPCODE_BITS + sum(b for _, b in f) <= INSN_BITS for f in FORMATS.values())
 
 # Requantization parameters per output column (LOAD_SCALE beat): multiplier, then shift.
 SCALE_MULT_BITS = 16
@@ -65,6 +99,8 @@ SCALE_SHIFT_BITS = 6
 
 @dataclass(frozen=True)
 class Instruction:
+    """One instruction; fields its opcode does not have (:data:`FORMATS`) must stay zero."""
+
     opcode: Opcode
     addr: int = 0
     acc_addr: int = 0
@@ -72,35 +108,77 @@ class Instruction:
     accumulate: bool = False
     relu: bool = False
     raw: bool = False
+    tag: int = 0
+    channels: int = 0
+    y: int = 0
+    x: int = 0
+    oy: int = 0
+    ox: int = 0
+    i: int = 0
+    j: int = 0
+    height: int = 0
+    width: int = 0
+    out_h: int = 0
+    out_w: int = 0
+    step_x: int = 0
+    wrap_y: int = 0
+    wrap_n: int = 0
+    stride_y: int = 0
+    stride_x: int = 0
+    pad_y: int = 0
+    pad_x: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.opcode, Opcode):
             raise ValueError(f"opcode must be an Opcode, not {self.opcode!r}")
-        for name, bits in FIELDS[4:]:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << bits:
-                raise ValueError(f"{self.opcode.name}: {name} must be an integer in "
-                                 f"[0, {(1 << bits) - 1}], not {value!r}")
+        own = dict(FORMATS[self.opcode])
+        for f in fields(self)[1:]:
+            value = getattr(self, f.name)
+            if f.name in _FLAGS:
+                if not isinstance(value, bool) and value not in (0, 1):
+                    raise ValueError(f"{self.opcode.name}: {f.name} must be a bool, "
+                                     f"not {value!r}")
+                if value and f.name not in own:
+                    raise ValueError(f"{self.opcode.name} has no {f.name} flag")
+                continue
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"{self.opcode.name}: {f.name} must be an integer, "
+                                 f"not {value!r}")
+            if f.name not in own:
+                if value:
+                    raise ValueError(f"{self.opcode.name} has no field {f.name} "
+                                     f"(given {value})")
+                continue
+            bits = own[f.name]
+            lo, hi = ((-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if f.name in SIGNED_FIELDS
+                      else (0, (1 << bits) - 1))
+            if not lo <= value <= hi:
+                raise ValueError(f"{self.opcode.name}: {f.name} must be an integer in "
+                                 f"[{lo}, {hi}], not {value!r}")
 
     def encode(self) -> int:
-        word, shift = 0, 0
-        for name, bits in FIELDS:
-            word |= int(getattr(self, name)) << shift
+        word, shift = int(self.opcode), OPCODE_BITS
+        for name, bits in FORMATS[self.opcode]:
+            word |= (int(getattr(self, name)) & ((1 << bits) - 1)) << shift
             shift += bits
         return word
 
     @classmethod
     def decode(cls, word: int) -> Instruction:
-        values, shift = {}, 0
-        for name, bits in FIELDS:
-            values[name] = (word >> shift) & ((1 << bits) - 1)
-            shift += bits
         try:
-            opcode = Opcode(values.pop("opcode"))
+            opcode = Opcode(word & ((1 << OPCODE_BITS) - 1))
         except ValueError:
             raise ValueError(f"instruction word {word:#x} has no valid opcode") from None
-        for flag in ("accumulate", "relu", "raw"):
-            values[flag] = bool(values[flag])
+        values, shift = {}, OPCODE_BITS
+        for name, bits in FORMATS[opcode]:
+            v = (word >> shift) & ((1 << bits) - 1)
+            if name in SIGNED_FIELDS and v >> (bits - 1):
+                v -= 1 << bits
+            values[name] = bool(v) if name in _FLAGS else v
+            shift += bits
+        if word >> shift:
+            raise ValueError(f"instruction word {word:#x}: bits above {opcode.name}'s fields "
+                             f"are set")
         return cls(opcode=opcode, **values)
 
 
@@ -205,8 +283,24 @@ def unpack_scale_row(cfg, word: int) -> tuple[list[int], list[int], list[int]]:
 
 # ---- off-chip bytes per beat: what one data_in / data_out row costs the DRAM port ------------
 
+def act_rows_per_pixel(cfg, channels: int) -> int:
+    """Scratchpad rows one pixel of ``channels`` channels takes: ``ceil(channels / K_pass)``."""
+    if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
+        raise ValueError(f"channels must be a positive integer, not {channels!r}")
+    return -(-channels // cfg.k_per_pass)
+
+
+def act_row_bytes(cfg, channels: int, row: int) -> int:
+    """Off-chip bytes of row ``row`` (0-based, within a LOAD_ACT) of a tensor with ``channels``
+    channels per pixel: the real channels of its block only (the DMA zero-fills the rest)."""
+    block = row % act_rows_per_pixel(cfg, channels)
+    real = min(cfg.k_per_pass, channels - block * cfg.k_per_pass)
+    return -(-real * cfg.act_width // 8)
+
+
 def data_in_bytes(cfg, opcode: Opcode) -> int:
-    """Bytes of one ``data_in`` beat of a LOAD: the row it writes, in its own layout."""
+    """Bytes of one ``data_in`` beat of a LOAD, the row it writes in its own layout (a LOAD_ACT
+    row at most: :func:`act_row_bytes` gives the bytes of each)."""
     rows = cfg.row_bits
     bits = {
         Opcode.LOAD_ACT: rows["act"],
