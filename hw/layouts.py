@@ -61,9 +61,20 @@ def psum_row(cfg: ArrayConfig) -> data.ArrayLayout:
     return data.ArrayLayout(signed(cfg.acc_width), cfg.cols)
 
 
-def instruction() -> data.StructLayout:
-    """An instruction word, from the one definition in :mod:`sparsa.isa` (LSB first)."""
-    return data.StructLayout({name: unsigned(bits) for name, bits in isa.FIELDS})
+def instruction() -> data.FlexibleLayout:
+    """An instruction word (:data:`sparsa.isa.INSN_BITS` bits), from the one definition in
+    :mod:`sparsa.isa`: ``opcode`` in the low :data:`~sparsa.isa.OPCODE_BITS` bits, then ``args``,
+    a union of one struct per opcode named after it in lower case (``args.compute.acc_addr``),
+    its fields in the order of :data:`~sparsa.isa.FORMATS` (LSB first; ``y``/``x`` signed)."""
+    args = data.UnionLayout({
+        op.name.lower(): data.StructLayout({
+            name: signed(bits) if name in isa.SIGNED_FIELDS else unsigned(bits)
+            for name, bits in fields})
+        for op, fields in isa.FORMATS.items()})
+    return data.FlexibleLayout(isa.INSN_BITS, {
+        "opcode": data.Field(unsigned(isa.OPCODE_BITS), 0),
+        "args": data.Field(args, isa.OPCODE_BITS),
+    })
 
 
 def scale_row(cfg: ArrayConfig) -> data.ArrayLayout:
