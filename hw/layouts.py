@@ -12,7 +12,8 @@ from amaranth.lib import data
 from sparsa import isa
 from sparsa.config import ArrayConfig
 
-__all__ = ["COUNTER_BITS", "act_beat", "counters", "data_in_width", "instruction", "pe_act",
+__all__ = ["COUNTER_BITS", "act_beat", "counters", "data_in_width", "instruction",
+           "instruction_args", "pe_act",
            "pe_weights", "psum_row", "scale_row", "weight_row"]
 
 COUNTER_BITS = 32   # every activity counter is this wide and wraps
@@ -61,16 +62,19 @@ def psum_row(cfg: ArrayConfig) -> data.ArrayLayout:
     return data.ArrayLayout(signed(cfg.acc_width), cfg.cols)
 
 
+def instruction_args(op: isa.Opcode) -> data.StructLayout:
+    """The fields of opcode ``op`` (:data:`sparsa.isa.FORMATS`, LSB first; ``y``/``x``
+    signed)."""
+    return data.StructLayout({name: signed(bits) if name in isa.SIGNED_FIELDS else unsigned(bits)
+                              for name, bits in isa.FORMATS[op]})
+
+
 def instruction() -> data.FlexibleLayout:
     """An instruction word (:data:`sparsa.isa.INSN_BITS` bits), from the one definition in
     :mod:`sparsa.isa`: ``opcode`` in the low :data:`~sparsa.isa.OPCODE_BITS` bits, then ``args``,
-    a union of one struct per opcode named after it in lower case (``args.compute.acc_addr``),
-    its fields in the order of :data:`~sparsa.isa.FORMATS` (LSB first; ``y``/``x`` signed)."""
-    args = data.UnionLayout({
-        op.name.lower(): data.StructLayout({
-            name: signed(bits) if name in isa.SIGNED_FIELDS else unsigned(bits)
-            for name, bits in fields})
-        for op, fields in isa.FORMATS.items()})
+    a union of the opcodes' fields (:func:`instruction_args`), each named after its opcode in
+    lower case (``args.compute.acc_addr``)."""
+    args = data.UnionLayout({op.name.lower(): instruction_args(op) for op in isa.Opcode})
     return data.FlexibleLayout(isa.INSN_BITS, {
         "opcode": data.Field(unsigned(isa.OPCODE_BITS), 0),
         "args": data.Field(args, isa.OPCODE_BITS),
