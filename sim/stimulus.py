@@ -14,7 +14,8 @@ import numpy as np
 from sparsa import nm
 from sparsa.config import ArrayConfig
 
-__all__ = ["Tile", "gemm_tiles", "random_acts", "random_gemm", "random_nm_weights"]
+__all__ = ["Tile", "gemm_tiles", "random_acts", "random_conv_weights", "random_gemm",
+           "random_nm_weights"]
 
 
 @dataclass(frozen=True)
@@ -103,3 +104,27 @@ def random_gemm(cfg: ArrayConfig, rng: np.random.Generator, *, p: int, passes: i
         psum0 = rng.integers(-top - 1, top + 1, size=(p, cfg.cols))
         psum0[rng.random(psum0.shape) < 0.2] = top  # right at the edge: the next MACs may wrap
     return x, w, psum0, gemm_tiles(cfg, x, w, psum0)
+
+
+def random_conv_weights(rng: np.random.Generator, kernel: tuple[int, int], channels: int,
+                        out_channels: int, n: int, m: int, *, groups: int = 1,
+                        dense: bool = False, width: int = 8) -> np.ndarray:
+    """Random conv weights ``(kh, kw, channels, out_channels)``: N:M along the channels of each
+    kernel offset (groups of ``m`` consecutive channels from channel 0, the K order of
+    :mod:`sparsa.im2col`), or ``dense`` (any values, about 10% zeros). With ``groups``, output
+    channel ``o`` only sees the input channels of its group (``o // (out_channels/groups)``):
+    zero elsewhere, block-diagonal per offset (still N:M: zeroing keeps the pattern)."""
+    if groups < 1 or channels % groups or out_channels % groups:
+        raise ValueError(f"groups must divide channels {channels} and out_channels "
+                         f"{out_channels}, not {groups!r}")
+    kh, kw = kernel
+    lo, hi = -(1 << (width - 1)), (1 << (width - 1)) - 1
+    if dense:
+        w = rng.integers(lo, hi + 1, size=(kh, kw, channels, out_channels))
+        w[rng.random(w.shape) < 0.1] = 0
+    else:
+        w = np.stack([random_nm_weights(rng, channels, out_channels, n, m, width=width)
+                      for _ in range(kh * kw)]).reshape(kh, kw, channels, out_channels)
+    same = (np.arange(channels)[:, None] // (channels // groups)) == \
+        (np.arange(out_channels)[None, :] // (out_channels // groups))
+    return np.where(same[None, None], w, 0)
