@@ -1,6 +1,7 @@
-"""The accelerator in Amaranth's simulator: random GEMM programs, RTL == golden program
-executor == an independent dense computation; activity counters == counts derived from the
-program."""
+"""The accelerator in Amaranth's simulator: random GEMM and convolution programs (ISA v2: on-chip
+im2col, hazard tags, K chains, dense phases), RTL == golden program executor == an independent
+computation (a dense matmul, a direct convolution); activity counters == the counts the cycle
+model reads off the program; dispatch and output cycles == the cycle model."""
 
 from __future__ import annotations
 
@@ -10,12 +11,11 @@ from amaranth.hdl import Fragment
 
 from sparsa.config import ArrayConfig
 from sparsa.hw.accelerator import COUNTERS, Accelerator
-from sparsa.isa import Opcode
 from sparsa.sim.accel_driver import COUNTER_LAYOUT, decode_counters
 from sparsa.sim.accel_sim import run_program
 from sparsa.sim.golden_accel import GoldenAccelerator
-from sparsa.sim.programs import random_gemm_program
-from sparsa.sw.accel_timing import program_timing
+from sparsa.sim.programs import random_conv_program, random_gemm_program
+from sparsa.sw.accel_timing import program_counts, program_timing
 
 SMALL = dict(act_buffer_kib=1, weight_buffer_kib=1, acc_buffer_kib=1)
 CONFIGS = {
@@ -26,16 +26,30 @@ CONFIGS = {
 }
 
 
-def split_outputs(prog, outputs, cols):
-    """STOREs come in (requantized, raw) pairs per column tile: reassemble full matrices."""
-    stores = [i for i in prog.program if i.opcode == Opcode.STORE]
-    chunks, start = [], 0
-    for st in stores:
-        chunks.append(np.array(outputs[start:start + st.count]))
-        start += st.count
-    requant = np.concatenate(chunks[0::2], axis=1)
-    raw = np.concatenate(chunks[1::2], axis=1)
-    return requant, raw
+def check_run(cfg, prog, run, *, gated: bool = True) -> None:
+    """Outputs == golden executor == the program's independent reference; counters == the
+    program's counts (``gated_macs``: the golden executor's count from the data)."""
+    golden = GoldenAccelerator(cfg)
+    golden_out = golden.run(prog.program, prog.data_in)
+    requant_ref, raw_ref = prog.reference(cfg.acc_width, cfg.act_width)
+    for outputs, who in ((golden_out, "golden"), (run.outputs, "RTL")):
+        requant, raw = prog.collect(outputs, cfg.cols)
+        np.testing.assert_array_equal(raw, raw_ref, err_msg=f"{who} raw sums")
+        np.testing.assert_array_equal(requant, requant_ref, err_msg=f"{who} requantized")
+    expected = {**program_counts(cfg, prog.program, len(prog.data_in)),
+                "gated_macs": golden.gated_macs}
+    for name, value in expected.items():
+        assert run.counters[name] == value, f"counter {name}: RTL {run.counters[name]}, " \
+                                            f"expected {value}"
+    if gated:
+        assert golden.gated_macs > 0
+
+
+def check_cycles(cfg, prog, run, rate: int | None = None) -> None:
+    predicted = program_timing(cfg, prog.program, dram_bytes_per_cycle=rate)
+    assert run.dispatch == predicted.dispatch
+    assert run.out_cycles == predicted.out_cycles
+    assert run.cycles == predicted.cycles
 
 
 @pytest.mark.parametrize("name", CONFIGS)
@@ -45,39 +59,28 @@ def test_random_gemm_programs(name, order, idle, backpressure, seed_for, request
     cfg = CONFIGS[name]
     rng = np.random.default_rng(seed_for(request.node.nodeid))
     prog = random_gemm_program(cfg, rng, order=order, zero_fraction=0.4)
-    golden = GoldenAccelerator(cfg)
-    golden_out = golden.run(prog.program, prog.data_in)
-    requant_ref, raw_ref = prog.reference(cfg.acc_width, cfg.act_width)
-    g_requant, g_raw = split_outputs(prog, golden_out, cfg.cols)
-    np.testing.assert_array_equal(g_raw, raw_ref)
-    np.testing.assert_array_equal(g_requant, requant_ref)
-
     run = run_program(cfg, prog.program, prog.data_in, seed=int(rng.integers(1 << 31)),
                       idle=idle, backpressure=backpressure)
-    r_requant, r_raw = split_outputs(prog, run.outputs, cfg.cols)
-    np.testing.assert_array_equal(r_raw, raw_ref)
-    np.testing.assert_array_equal(r_requant, requant_ref)
+    check_run(cfg, prog, run)
+    if idle == backpressure == 0:
+        check_cycles(cfg, prog, run)
 
-    # Activity counters against counts read off the program.
-    computes = [i for i in prog.program if i.opcode == Opcode.COMPUTE]
-    stores = [i for i in prog.program if i.opcode == Opcode.STORE]
-    beats = sum(i.count for i in computes)
-    c = run.counters
-    assert c["act_beats"] == beats
-    assert c["macs"] == beats * cfg.rows * cfg.cols * cfg.n
-    assert c["act_reads"] == beats
-    assert c["weight_reads"] == cfg.rows * len(computes)
-    assert c["acc_reads"] == sum(i.count for i in computes if i.accumulate) + \
-        sum(i.count for i in stores)
-    loads = {op: sum(i.count for i in prog.program if i.opcode == op)
-             for op in (Opcode.LOAD_ACT, Opcode.LOAD_WEIGHT, Opcode.LOAD_ACC)}
-    assert c["act_writes"] == loads[Opcode.LOAD_ACT]
-    assert c["weight_writes"] == loads[Opcode.LOAD_WEIGHT]
-    assert c["acc_writes"] == loads[Opcode.LOAD_ACC] + beats
-    assert c["data_in_beats"] == len(prog.data_in)
-    assert c["data_out_beats"] == sum(i.count for i in stores)
-    # Zero gating: the RTL's counter == the golden executor's count from the data.
-    assert c["gated_macs"] == golden.gated_macs > 0
+
+@pytest.mark.parametrize("name", CONFIGS)
+@pytest.mark.parametrize(("idle", "backpressure"), [(0.0, 0.0), (0.3, 0.4)])
+def test_random_conv_programs(name, idle, backpressure, seed_for, request):
+    """Convolutions with on-chip im2col (padding, strides, P blocks in two tagged regions with
+    the next block's load among this block's COMPUTEs, grouped/depthwise, dense phases)."""
+    cfg = CONFIGS[name]
+    rng = np.random.default_rng(seed_for(request.node.nodeid))
+    for _ in range(2):
+        prog = random_conv_program(cfg, rng, zero_fraction=0.4, max_computes=60,
+                                   max_compute_beats=300)
+        run = run_program(cfg, prog.program, prog.data_in, seed=int(rng.integers(1 << 31)),
+                          idle=idle, backpressure=backpressure)
+        check_run(cfg, prog, run, gated=False)
+        if idle == backpressure == 0:
+            check_cycles(cfg, prog, run)
 
 
 @pytest.mark.parametrize("name", CONFIGS)
@@ -91,30 +94,26 @@ def test_cycle_model(name, order, seed_for, request):
     for _ in range(6):
         prog = random_gemm_program(cfg, rng, order=order,
                                    max_beats=4 * (cfg.rows + cfg.cols))
-        run = run_program(cfg, prog.program, prog.data_in)
-        predicted = program_timing(cfg, prog.program)
-        assert run.dispatch == predicted.dispatch
-        assert run.out_cycles == predicted.out_cycles
-        assert run.cycles == predicted.cycles
+        check_cycles(cfg, prog, run_program(cfg, prog.program, prog.data_in))
 
 
 @pytest.mark.parametrize("name", CONFIGS)
 @pytest.mark.parametrize("rate", [1, 3, 8, 40])
 def test_cycle_model_dram_ports(name, rate, seed_for, request):
     """``data_in`` and ``data_out`` paced by DRAM ports of ``rate`` bytes per cycle (token
-    buckets, beats of several sizes): outputs still equal golden, and the cycle model with the
-    same rate predicts every dispatch, every output row and the total exactly."""
+    buckets, beats of several sizes: activation rows cost their real channels only): outputs
+    still equal golden, and the cycle model with the same rate predicts every dispatch, every
+    output row and the total exactly."""
     cfg = CONFIGS[name]
     rng = np.random.default_rng(seed_for(request.node.nodeid))
-    for order in ("k_inner", "cols_inner"):
-        prog = random_gemm_program(cfg, rng, order=order, max_beats=4 * (cfg.rows + cfg.cols))
+    progs = [random_gemm_program(cfg, rng, order=order, max_beats=4 * (cfg.rows + cfg.cols))
+             for order in ("k_inner", "cols_inner")]
+    progs.append(random_conv_program(cfg, rng, max_computes=30, max_compute_beats=150))
+    for prog in progs:
         run = run_program(cfg, prog.program, prog.data_in, dram_bytes_per_cycle=rate)
         golden_out = GoldenAccelerator(cfg).run(prog.program, prog.data_in)
         assert all(np.array_equal(a, b) for a, b in zip(run.outputs, golden_out, strict=True))
-        predicted = program_timing(cfg, prog.program, dram_bytes_per_cycle=rate)
-        assert run.dispatch == predicted.dispatch
-        assert run.out_cycles == predicted.out_cycles
-        assert run.cycles == predicted.cycles
+        check_cycles(cfg, prog, run, rate)
         # a port slower than the beats must cost cycles over ideal streams
         if rate == 1:
             assert run.cycles > program_timing(cfg, prog.program).cycles
