@@ -1,8 +1,11 @@
 """Driver: accelerator programs through :class:`~sparsa.hw.accelerator.Accelerator`'s streams, on
 any backend.
 
-The ``insn`` and ``data_in`` sources and the ``data_out`` sink of :mod:`.streams`, paced either
-by random idle/backpressure or by the DRAM ports of :mod:`sparsa.sw.accel_timing`, plus the
+The ``insn`` source (one :data:`sparsa.isa.INSN_BITS`-bit word per instruction,
+:meth:`~sparsa.isa.Instruction.encode`), the ``data_in`` source and the ``data_out`` sink of
+:mod:`.streams`, paced either by random idle/backpressure or by the DRAM ports of
+:mod:`sparsa.sw.accel_timing` (beat sizes from its :func:`~sparsa.sw.accel_timing.beat_bytes`:
+an activation row costs its real channels only), plus the
 ``idle`` flag and the ``counters`` port, decoded in one place (:func:`decode_counters`). The
 cocotb testbench, the Amaranth simulator and pyverilator all run programs through this driver.
 """

@@ -1,6 +1,7 @@
 """Testbench (cocotb) of :class:`~sparsa.hw.accelerator.Accelerator` (top ``sparsa_accelerator``).
 
-Random GEMM programs (:mod:`sparsa.sim.programs`) go in through the accelerator driver
+Random GEMM and convolution programs (:mod:`sparsa.sim.programs`, ISA v2: on-chip im2col,
+hazard tags) go in through the accelerator driver
 (:mod:`sparsa.sim.accel_driver`: ``insn`` and ``data_in`` sources, a ``data_out`` sink) on the
 cocotb harness; the output rows are compared in order with the golden program executor
 (:mod:`sparsa.sim.golden_accel`), the activity counters with counts read off the program (and
@@ -19,7 +20,7 @@ from sparsa.sw.accel_timing import program_counts, program_timing
 from .accel_driver import AcceleratorDriver, AccelRun
 from .cocotb_util import CocotbHarness, load_config, log, seed_for, start_clock_and_reset
 from .golden_accel import GoldenAccelerator
-from .programs import random_gemm_program
+from .programs import random_conv_program, random_gemm_program
 
 TIMEOUT_US = 5000
 
@@ -57,17 +58,20 @@ def check_counters(cfg, program, data_in, counts, gated_macs: int) -> None:
 @cocotb.test(timeout_time=TIMEOUT_US, timeout_unit="us")
 @cocotb.parametrize(idle=[0.0, 0.3], backpressure=[0.0, 0.4])
 async def random_programs(dut, idle: float, backpressure: float) -> None:
-    """Random GEMM programs, both loop orders, random gaps and backpressure: every output row
-    equals the golden executor's, every counter the program's count (``gated_macs``: the
-    golden executor's count of zero-selected products, with 40% of the activations zero); with
-    ideal streams every dispatch/output cycle equals the cycle model's."""
+    """Random GEMM programs in both loop orders and a random convolution, random gaps and
+    backpressure: every output row equals the golden executor's, every counter the program's
+    count (``gated_macs``: the golden executor's count of zero-selected products, with 40% of
+    the activations zero); with ideal streams every dispatch/output cycle equals the cycle
+    model's."""
     tb = AccelTB(dut, f"random_programs-{idle}-{backpressure}", idle=idle,
                  backpressure=backpressure)
     await tb.start()
     cfg = tb.cfg
     with tb.seed.named_in_failures():
-        for order in ("k_inner", "cols_inner", "k_inner"):
-            prog = random_gemm_program(cfg, tb.np_rng, order=order, zero_fraction=0.4)
+        for order in ("k_inner", "cols_inner", "k_inner", "conv"):
+            prog = random_conv_program(cfg, tb.np_rng, zero_fraction=0.4, max_computes=40,
+                                       max_compute_beats=240) if order == "conv" else \
+                random_gemm_program(cfg, tb.np_rng, order=order, zero_fraction=0.4)
             golden = GoldenAccelerator(cfg)
             golden_out = golden.run(prog.program, prog.data_in)
             run = await tb.run(prog.program, prog.data_in)

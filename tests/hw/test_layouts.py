@@ -71,11 +71,13 @@ def test_instruction_word_matches_layout(op, rng):
         insn = random_instruction(rng, op)
         args = {name: int(getattr(insn, name)) for name, _ in isa.FORMATS[op]}
         word = insn.encode()
-        assert word == bits(layout, {"opcode": int(op), "args": {op.name.lower(): args}})
+        assert word == bits(layout, {"opcode": int(op),
+                                     **({"args": {op.name.lower(): args}} if args else {})})
         view = layout.from_bits(word)
         assert view.opcode == int(op)
-        fields = getattr(view.args, op.name.lower())
-        assert {name: int(getattr(fields, name)) for name in args} == args
+        if args:
+            fields = getattr(view.args, op.name.lower())
+            assert {name: int(getattr(fields, name)) for name in args} == args
         assert isa.Instruction.decode(word) == insn
 
 
