@@ -7,21 +7,27 @@ instruction dispatches.
 
 Off-chip memory: with ``dram_bytes_per_cycle=None`` the ``data_in`` stream always holds a beat and
 ``data_out`` is always ready. With a rate, each stream is a port of that many bytes per cycle,
-modelled as a token bucket (:class:`DramPort`, the rule the testbenches' drivers apply cycle by
-cycle): a beat of ``B`` bytes (:func:`sparsa.isa.data_in_bytes` / ``data_out_bytes``) can
-transfer in a cycle that starts with at least ``B`` bytes of credit; each cycle adds ``rate``
-bytes, up to ``cap`` = the largest beat + ``rate`` (the port keeps at most one beat prefetched).
-Reads (``data_in``) and writes (``data_out``) are separate ports, as in AXI.
+modelled as a token bucket (:mod:`sparsa.sw.dram_port`; :class:`DramPort` is the rule the
+testbenches' drivers apply cycle by cycle): a beat of ``B`` bytes can transfer in a cycle that
+starts with at least ``B`` bytes of credit; each cycle adds ``rate`` bytes, up to ``cap`` = the
+largest beat + ``rate`` (the port keeps at most one beat prefetched). A LOAD_ACT row costs its
+real channels only (:func:`sparsa.isa.act_row_bytes`), so its beats vary in size; the other
+beats are :func:`sparsa.isa.data_in_bytes` / ``data_out_bytes``. Reads (``data_in``) and writes
+(``data_out``) are separate ports, as in AXI.
 
 Engine rules (``d`` = dispatch cycle):
 
-* in order, at most one instruction per cycle;
+* in order, at most one instruction per cycle; CONFIG uses no engine and has no hazard;
 * LOAD (``count`` beats): beats taken from ``d+1`` on, one per cycle at most (ideal: exactly
   ``d+1 .. d+count``); the next LOAD may dispatch in the cycle of the last beat; instructions
   with a hazard on its rows wait until the cycle after it (a STORE waits for a LOAD_SCALE);
+* activation hazard tags: a LOAD_ACT waits while the feed engine is busy (until the last beat of
+  the latest COMPUTE is taken) if that COMPUTE has the LOAD_ACT's tag; a COMPUTE waits while a
+  LOAD_ACT of its tag is writing;
 * row readers (PRELOAD, COMPUTE, STORE) read a row in cycle ``c`` and present it from ``c+1``;
   the next row is read in the cycle the presented one is taken; an engine takes its next
-  instruction in the cycle its last row is read;
+  instruction in the cycle its last row is read (a COMPUTE's padding beats are issued like
+  rows, without reading);
 * PRELOAD row ``r`` of tile ``k`` is taken at ``>= swap(k-1) + max(1, r + cols - 2)``; a swap (the
   first beat of a COMPUTE) is taken the cycle after its tile's last weight row;
 * results leave the array ``latency`` cycles after their beat and are written at once;
@@ -29,26 +35,33 @@ Engine rules (``d`` = dispatch cycle):
   one writes rows it touches, unless it accumulates onto exactly those rows (a K chain): then its
   beat ``j`` is read only after row ``j`` was written.
 
-:class:`AccelTimer` holds the recurrence's state; :meth:`AccelTimer.key` is that state relative
-to the last dispatch, which is all the future depends on (every rule compares times with a later
-dispatch cycle plus a bounded offset). Equal keys and equal instructions give equal futures, so
-long programs made of repeated blocks are timed by memoising blocks (:mod:`sparsa.sw.layer_model`).
+**State.** :class:`TimerState` is frozen: one frozen dataclass per engine (:class:`LoadEngine`,
+:class:`PreloadEngine`, :class:`FeedEngine`, :class:`StoreEngine`), the results in flight
+(:class:`InFlight`) and the two ports (:class:`~sparsa.sw.dram_port.Port`). Each opcode has one
+rule (:data:`RULES`): a pure function from the state and the instruction to the next state.
+Fields that hold a cycle are marked (:func:`cycle`); :meth:`AccelTimer.key` is the state with
+every such field made relative to the last dispatch, which is all the future depends on (every
+rule compares times with a later dispatch cycle plus a bounded offset), and
+:meth:`AccelTimer.restore` shifts it back: both are derived from the dataclasses, so a new field
+is part of the key by construction. Equal keys and equal instructions give equal futures, so
+long programs made of repeated blocks are timed by memoising blocks (:mod:`sparsa.sw.cost`).
 """
 
 from __future__ import annotations
 
-import operator
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 
 from sparsa import isa
 from sparsa.config import ArrayConfig
 from sparsa.isa import Instruction, Opcode
 
+from .dram_port import DramPort, Port, Sizes, transfer
 from .timing import array_timing
 
-__all__ = ["AccelTimer", "DramPort", "ProgramTiming", "beat_bytes", "port_caps",
-           "program_counts", "program_timing"]
+__all__ = ["RULES", "AccelTimer", "DramPort", "FeedEngine", "InFlight", "LoadEngine",
+           "PreloadEngine", "ProgramTiming", "StoreEngine", "TimerState", "beat_bytes", "cycle",
+           "port_caps", "program_counts", "program_timing"]
 
 NEVER = -(10**18)
 LOADS = (Opcode.LOAD_ACT, Opcode.LOAD_WEIGHT, Opcode.LOAD_ACC, Opcode.LOAD_SCALE)
@@ -58,14 +71,19 @@ def _overlap(a: int, na: int, b: int, nb: int) -> bool:
     return na > 0 and nb > 0 and a < b + nb and b < a + na
 
 
-def _ceil_div(a: int, b: int) -> int:
-    return -(-a // b)
-
-
 def port_caps(cfg: ArrayConfig, rate: int) -> tuple[int, int]:
     """Credit caps of the ``data_in`` and ``data_out`` ports: the largest beat plus ``rate``."""
     beat_in = max(isa.data_in_bytes(cfg, op) for op in LOADS)
     return beat_in + rate, isa.data_out_bytes(cfg, raw=True) + rate
+
+
+def _in_sizes(cfg: ArrayConfig, insn: Instruction) -> Sizes:
+    """Bytes of the ``data_in`` beats of a LOAD (periodic per pixel for a LOAD_ACT)."""
+    if insn.opcode == Opcode.LOAD_ACT:
+        blocks = isa.act_rows_per_pixel(cfg, insn.channels)
+        return Sizes(isa.act_row_bytes(cfg, insn.channels, 0),
+                     isa.act_row_bytes(cfg, insn.channels, blocks - 1), blocks)
+    return Sizes.uniform(isa.data_in_bytes(cfg, insn.opcode))
 
 
 def beat_bytes(cfg: ArrayConfig, program: Sequence[Instruction]) -> tuple[list[int], list[int]]:
@@ -74,71 +92,12 @@ def beat_bytes(cfg: ArrayConfig, program: Sequence[Instruction]) -> tuple[list[i
     outs: list[int] = []
     for i in program:
         if i.opcode in LOADS:
-            ins += [isa.data_in_bytes(cfg, i.opcode)] * (1 if i.opcode == Opcode.LOAD_SCALE
-                                                          else i.count)
+            sizes = _in_sizes(cfg, i)
+            ins += [sizes.size(j) for j in range(1 if i.opcode == Opcode.LOAD_SCALE
+                                                 else i.count)]
         elif i.opcode == Opcode.STORE:
             outs += [isa.data_out_bytes(cfg, i.raw)] * i.count
     return ins, outs
-
-
-class DramPort:
-    """A token bucket, cycle by cycle (what a testbench's source or sink applies): a beat of
-    ``nbytes`` may transfer in a cycle when :meth:`can` says so; :meth:`tick` ends the cycle."""
-
-    def __init__(self, rate: int, cap: int):
-        if rate < 1 or cap < rate:
-            raise ValueError(f"a DRAM port needs rate >= 1 and cap >= rate, not {rate}, {cap}")
-        self.rate, self.cap, self.credit = rate, cap, cap
-
-    def can(self, nbytes: int) -> bool:
-        return self.credit >= nbytes
-
-    def tick(self, sent: int = 0) -> None:
-        self.credit = min(self.cap, self.credit - sent + self.rate)
-
-
-class _Port:
-    """The same bucket in closed form: credit ``c`` at the start of cycle ``t``, no transfer in
-    between; :meth:`beats` places the beats of one LOAD or STORE."""
-
-    __slots__ = ("c", "cap", "rate", "t")
-
-    def __init__(self, rate: int | None, cap: int):
-        self.rate, self.cap, self.t, self.c = rate, cap, 0, cap
-
-    def credit_at(self, s: int) -> int:
-        return min(self.cap, self.c + self.rate * (s - self.t))
-
-    def beats(self, s: int, count: int, nbytes: int) -> _Beats:
-        """``count >= 1`` beats of ``nbytes``, the first offered from cycle ``s`` (not before
-        the state's cycle): their cycles; the state moves past the last beat."""
-        rate = self.rate
-        cs = self.credit_at(s)
-        if rate >= nbytes:
-            t0 = s + max(0, _ceil_div(nbytes - cs, rate))
-            ct0 = min(self.cap, cs + rate * (t0 - s))
-            b = _Beats(t0, 1, 0, 0, None)
-            self.t, self.c = t0 + count, min(self.cap, ct0 + count * (rate - nbytes))
-            return b
-        b = _Beats(s, 0, nbytes, cs, rate)
-        last = b.at(count - 1)
-        self.t, self.c = last + 1, cs + rate * (last + 1 - s) - nbytes * count
-        return b
-
-
-class _Beats:
-    """Cycle of beat ``j`` of one transfer: ``base + j`` (``step`` 1), or, when the port is slower
-    than the beats, ``s + max(j, ceil((B*(j+1) - c_s) / rate))``."""
-
-    __slots__ = ("base", "cs", "nbytes", "rate", "step")
-
-    def __init__(self, base, step, nbytes, cs, rate):
-        self.base, self.step, self.nbytes, self.cs, self.rate = base, step, nbytes, cs, rate
-
-    def at(self, j: int) -> int:
-        if self.step:
-            return self.base + j
-        return self.base + max(j, _ceil_div(self.nbytes * (j + 1) - self.cs, self.rate))
 
 
 @dataclass(frozen=True)
@@ -148,233 +107,344 @@ class ProgramTiming:
     cycles: int             # first dispatch .. last data_out row (or last result written)
 
 
-class _Compute:
-    """A COMPUTE in flight: its beats are taken in consecutive cycles ``first .. first+count-1``
-    (a chain only delays the first one: the rows it waits for are written one per cycle too), and
-    result row ``j`` is written in cycle ``first + latency + j``."""
+# ---- the state: frozen, one dataclass per engine ---------------------------------------------
 
-    __slots__ = ("acc", "act", "count", "first", "first_write", "last_taken", "last_write")
-
-    def __init__(self, act, acc, first, count, latency):
-        self.act, self.acc, self.first, self.count = act, acc, first, count
-        self.last_taken = first + count - 1
-        self.first_write = first + latency
-        self.last_write = first + latency + count - 1
+def cycle(default: int | None = None):
+    """A field that holds a cycle (None: never happened): shifted by :meth:`AccelTimer.key` and
+    :meth:`AccelTimer.restore`."""
+    return field(default=default, metadata={"cycle": True})
 
 
-# Times of the recurrence's state (attributes of AccelTimer); None = "never happened".
-_TIMES = ("ld_free", "ld_last", "pre_free", "pre_slot_free", "pre_last_taken", "last_swap",
-          "shadow_ready", "feed_free", "feed_slot_free", "st_free", "st_slot_free",
-          "st_last_out")
-_get_times = operator.attrgetter(*_TIMES)
+@dataclass(frozen=True)
+class LoadEngine:
+    free: int = cycle(0)        # earliest dispatch of the next LOAD
+    last: int = cycle(NEVER)    # cycle of the latest LOAD's last beat
+    kind: Opcode | None = None  # the latest LOAD with beats
+    rows: tuple[int, int] = (0, 0)   # its weight rows (base, count), for PRELOAD
+    tag: int = 0                # its activation tag (LOAD_ACT)
 
+
+@dataclass(frozen=True)
+class PreloadEngine:
+    """The PRELOAD engine and the array's weight side."""
+
+    free: int = cycle(0)
+    slot_free: int = cycle(0)           # the weight read register frees (last row taken)
+    last_taken: int = cycle(NEVER)      # last row of the latest PRELOAD taken
+    rows: tuple[int, int] = (0, 0)
+    last_swap: int | None = cycle()     # the latest swap beat was taken
+    shadow_ready: int | None = cycle()  # the next swap may be taken from here (None: no PRELOAD)
+
+
+@dataclass(frozen=True)
+class FeedEngine:
+    free: int = cycle(0)
+    slot_free: int = cycle(0)           # the act read register frees
+    busy_until: int = cycle(NEVER)      # the latest beat is taken (busy until then)
+    tag: int = 0                        # the latest COMPUTE's tag
+
+
+@dataclass(frozen=True)
+class InFlight:
+    """A COMPUTE whose results are being written: row ``j`` of ``acc`` .. in cycle
+    ``first_write + j`` (its beats are taken in consecutive cycles: a chain only delays the
+    first one, the rows it waits for are written one per cycle too)."""
+
+    acc: int
+    count: int
+    first_write: int = cycle(0)
+
+    @property
+    def last_write(self) -> int:
+        return self.first_write + self.count - 1
+
+
+@dataclass(frozen=True)
+class StoreEngine:
+    free: int = cycle(0)
+    slot_free: int = cycle(0)
+    last_out: int = cycle(NEVER)
+    rows: tuple[int, int] = (0, 0)
+
+
+@dataclass(frozen=True)
+class TimerState:
+    last_dispatch: int = cycle(-1)
+    load: LoadEngine = LoadEngine()
+    preload: PreloadEngine = PreloadEngine()
+    feed: FeedEngine = FeedEngine()
+    writes: tuple[InFlight, ...] = ()   # the last two COMPUTEs with beats
+    store: StoreEngine = StoreEngine()
+    din: Port | None = None             # the data_in / data_out ports (None: ideal)
+    dout: Port | None = None
+
+
+def _with(obj, **changes):
+    """``dataclasses.replace`` without its per-call introspection (the rules' hot path; the
+    states have no ``__post_init__``)."""
+    assert changes.keys() <= obj.__dict__.keys(), set(changes) - set(obj.__dict__)
+    new = object.__new__(type(obj))
+    new.__dict__.update(obj.__dict__, **changes)
+    return new
+
+
+def _shifted(obj, shift: Callable[[int], int]):
+    """``obj`` with ``shift`` applied to every cycle field (None stays None), through nested
+    states and tuples of states."""
+    changes = {}
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        if f.metadata.get("cycle"):
+            if value is not None:
+                changes[f.name] = shift(value)
+        elif is_dataclass(value):
+            changes[f.name] = _shifted(value, shift)
+        elif isinstance(value, tuple) and value and is_dataclass(value[0]):
+            changes[f.name] = tuple(_shifted(v, shift) for v in value)
+    return replace(obj, **changes)
+
+
+# ---- the rules: one per opcode, (params, state, instruction) -> next state -----------------
+
+@dataclass(frozen=True)
+class Params:
+    """What the rules read besides the state: the configuration and the ports' rate."""
+
+    cfg: ArrayConfig
+    rows: int
+    cols: int
+    latency: int
+    rate: int | None
+    caps: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class Event:
+    """A rule's result: the next state (its ``last_dispatch`` is the dispatch cycle), the latest
+    event it schedules (a load beat, a result written, an output row; NEVER for none) and the
+    cycles of its output rows (a STORE's, when traced)."""
+
+    state: TimerState
+    end: int = NEVER
+    outs: tuple[int, ...] = ()
+
+
+def _in_beats(p: Params, s: TimerState, insn: Instruction, first: int, count: int
+              ) -> tuple[int, Port | None]:
+    """Cycle of the last of ``count`` data_in beats offered from ``first``, and the port."""
+    if p.rate is None:
+        return first + count - 1, None
+    beats, port = transfer(s.din, first, count, _in_sizes(p.cfg, insn), p.rate, p.caps[0])
+    return beats.at(count - 1), port
+
+
+def _load(p: Params, s: TimerState, insn: Instruction, trace: bool) -> Event:
+    op, ld = insn.opcode, s.load
+    d = max(s.last_dispatch + 1, ld.free)
+    if op == Opcode.LOAD_ACT and s.feed.tag == insn.tag:
+        d = max(d, s.feed.busy_until + 1)
+    if op == Opcode.LOAD_WEIGHT and _overlap(insn.addr, insn.count, *s.preload.rows):
+        d = max(d, s.preload.last_taken + 1)
+    if op == Opcode.LOAD_ACC:
+        if s.writes:
+            d = max(d, s.writes[-1].last_write + 1)
+        d = max(d, s.store.last_out + 1)
+    if op == Opcode.LOAD_SCALE:
+        d = max(d, s.store.last_out + 1)
+    count = 1 if op == Opcode.LOAD_SCALE else insn.count
+    if not count:
+        return Event(_with(s, last_dispatch=d))
+    last, din = _in_beats(p, s, insn, d + 1, count)
+    rows = (insn.addr, count) if op == Opcode.LOAD_WEIGHT else (0, 0)
+    load = LoadEngine(free=last, last=last, kind=op, rows=rows, tag=insn.tag)
+    return Event(_with(s, last_dispatch=d, load=load, din=din or s.din), end=last)
+
+
+def _preload(p: Params, s: TimerState, insn: Instruction, trace: bool) -> Event:
+    pre, ld = s.preload, s.load
+    d = max(s.last_dispatch + 1, pre.free)
+    if ld.kind == Opcode.LOAD_WEIGHT and d <= ld.last and \
+            _overlap(insn.addr, p.rows, *ld.rows):
+        d = max(d, ld.last + 1)
+    read = max(d + 1, pre.slot_free)
+    prev_read = read
+    for r in range(p.rows):
+        taken = read + 1
+        if pre.last_swap is not None:
+            taken = max(taken, pre.last_swap + max(1, r + p.cols - 2))
+        prev_read, read = read, taken   # the next row is read in the cycle this one is taken
+    pre = _with(pre, free=prev_read, slot_free=read, last_taken=read,
+                  rows=(insn.addr, p.rows), shadow_ready=read + 1)
+    return Event(_with(s, last_dispatch=d, preload=pre))
+
+
+def _compute_dispatch(s: TimerState, insn: Instruction) -> tuple[int, int | None]:
+    """A COMPUTE's dispatch cycle, and the cycle its chain dependency writes its row 0 (then one
+    row per cycle; None: no gating)."""
+    d = max(s.last_dispatch + 1, s.feed.free)
+    ld = s.load
+    if ld.kind == Opcode.LOAD_ACC or (ld.kind == Opcode.LOAD_ACT and ld.tag == insn.tag):
+        d = max(d, ld.last + 1)
+    if _overlap(insn.acc_addr, insn.count, *s.store.rows):
+        d = max(d, s.store.last_out + 1)
+    if len(s.writes) >= 2:
+        d = max(d, s.writes[-2].last_write + 1)   # at most two pending
+    if s.writes:
+        prev = s.writes[-1]
+        if d <= prev.last_write and _overlap(insn.acc_addr, insn.count, prev.acc, prev.count):
+            if not (insn.accumulate and (insn.acc_addr, insn.count) == (prev.acc, prev.count)):
+                d = max(d, prev.last_write + 1)
+            elif prev.last_write != d:   # a K chain; popped in the dispatch cycle: no gating
+                return d, prev.first_write
+    return d, None
+
+
+def _compute(p: Params, s: TimerState, insn: Instruction, trace: bool) -> Event:
+    d, gate = _compute_dispatch(s, insn)
+    feed, pre = _with(s.feed, tag=insn.tag), s.preload
+    if not insn.count:
+        return Event(_with(s, last_dispatch=d, feed=feed))
+    if pre.shadow_ready is None:
+        raise ValueError("COMPUTE without a PRELOAD since the previous COMPUTE")
+    read = max(d + 1, feed.slot_free)
+    if gate is not None:
+        read = max(read, gate + 1)
+    first = max(read + 1, pre.shadow_ready)      # the swap beat is taken
+    last_taken = first + insn.count - 1
+    done = InFlight(acc=insn.acc_addr, count=insn.count, first_write=first + p.latency)
+    # the last row is read in the cycle the one before it is taken
+    feed = _with(feed, free=read if insn.count == 1 else last_taken - 1,
+                   slot_free=last_taken, busy_until=max(feed.busy_until, last_taken))
+    return Event(_with(s, last_dispatch=d, feed=feed, writes=(*s.writes[-1:], done),
+                         preload=_with(pre, last_swap=first, shadow_ready=None)),
+                 end=done.last_write)
+
+
+class _Ideal:
+    """Beats of an ideal stream: one per cycle from ``first``."""
+
+    def __init__(self, first: int):
+        self.first = first
+
+    def at(self, j: int) -> int:
+        return self.first + j
+
+
+def _store(p: Params, s: TimerState, insn: Instruction, trace: bool) -> Event:
+    st = s.store
+    d = max(s.last_dispatch + 1, st.free)
+    if s.load.kind in (Opcode.LOAD_ACC, Opcode.LOAD_SCALE):
+        d = max(d, s.load.last + 1)
+    for w in s.writes:
+        if d <= w.last_write and _overlap(insn.acc_addr, insn.count, w.acc, w.count):
+            d = max(d, w.last_write + 1)
+    n = insn.count
+    if not n:
+        return Event(_with(s, last_dispatch=d))
+    read = max(d + 1, st.slot_free)   # row j is offered from read + 1 + j
+    beats, dout = (_Ideal(read + 1), None) if p.rate is None else transfer(
+        s.dout, read + 1, n, Sizes.uniform(isa.data_out_bytes(p.cfg, insn.raw)), p.rate,
+        p.caps[1])
+    at = beats.at
+    last = at(n - 1)
+    # the next instruction is taken in the cycle the last row is read
+    st = StoreEngine(free=at(n - 2) if n > 1 else read, slot_free=last, last_out=last,
+                     rows=(insn.acc_addr, n))
+    return Event(_with(s, last_dispatch=d, store=st, dout=dout), end=last,
+                 outs=tuple(at(j) for j in range(n)) if trace else ())
+
+
+def _config(p: Params, s: TimerState, insn: Instruction, trace: bool) -> Event:
+    return Event(_with(s, last_dispatch=s.last_dispatch + 1))
+
+
+Rule = Callable[[Params, TimerState, Instruction, bool], Event]
+RULES: dict[Opcode, Rule] = {
+    Opcode.LOAD_ACT: _load, Opcode.LOAD_WEIGHT: _load, Opcode.LOAD_ACC: _load,
+    Opcode.LOAD_SCALE: _load, Opcode.PRELOAD: _preload, Opcode.COMPUTE: _compute,
+    Opcode.STORE: _store, Opcode.CONFIG: _config,
+}
+assert set(RULES) == set(Opcode)
+
+
+# ---- the timer ------------------------------------------------------------------------------
 
 class AccelTimer:
-    """The cycle recurrence, one instruction at a time (:meth:`step`)."""
+    """The cycle recurrence, one instruction at a time (:meth:`step`) over a frozen
+    :class:`TimerState` (:attr:`state`). ``end`` is the latest event so far (not part of the
+    state: callers may reset it to time a part of a program)."""
 
     def __init__(self, cfg: ArrayConfig, *, dram_bytes_per_cycle: int | None = None,
                  trace: bool = False):
         t = array_timing(cfg)
-        self.rows, self.cols, self.latency = cfg.rows, cfg.cols, t.latency
-        # Times further back than this behave like NEVER in every rule (see key()).
-        self.horizon = 2 * (cfg.rows + cfg.cols + t.latency) + 8
         rate = dram_bytes_per_cycle
         if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int) or rate < 1):
             raise ValueError(f"dram_bytes_per_cycle must be a positive integer or None, "
                              f"not {rate!r}")
-        cap_in, cap_out = port_caps(cfg, rate or 1)
-        self.din, self.dout = _Port(rate, cap_in), _Port(rate, cap_out)
-        self.in_bytes = {op: isa.data_in_bytes(cfg, op) for op in LOADS}
-        self.out_bytes = {raw: isa.data_out_bytes(cfg, raw) for raw in (False, True)}
+        caps = port_caps(cfg, rate or 1)
+        self.params = Params(cfg=cfg, rows=cfg.rows, cols=cfg.cols, latency=t.latency,
+                             rate=rate, caps=caps)
+        # Times further back than this behave like NEVER in every rule (see key()).
+        self.horizon = 2 * (cfg.rows + cfg.cols + t.latency) + 8
+        self.state = TimerState() if rate is None else \
+            TimerState(din=Port(0, caps[0]), dout=Port(0, caps[1]))
         self.trace = trace
         self.dispatch: list[int] = []
         self.out_cycles: list[int] = []
-        self.last_dispatch = -1
         self.end = NEVER            # latest event: a load beat, a result written, an output row
-        # LOAD engine
-        self.ld_free = 0            # earliest dispatch of the next LOAD
-        self.ld_last = NEVER        # cycle of the current/last load's last beat
-        self.ld_kind, self.ld_range = None, (0, 0)
-        # PRELOAD engine and the array's weight side
-        self.pre_free = 0
-        self.pre_slot_free = 0      # cycle the weight read register frees (last row taken)
-        self.pre_last_taken = NEVER  # last row of the latest PRELOAD taken
-        self.pre_range = (0, 0)
-        self.last_swap = None       # cycle the latest swap beat was taken
-        self.shadow_ready = None    # cycle from which the next swap may be taken
-        # FEED / WRITE
-        self.feed_free = 0
-        self.feed_slot_free = 0     # cycle the act read register frees
-        self.computes: list[_Compute] = []   # the last two
-        # STORE
-        self.st_free = 0
-        self.st_slot_free = 0
-        self.st_last_out = NEVER
-        self.st_range = (0, 0)
+        self.steps = 0              # instructions dispatched
+
+    @property
+    def last_dispatch(self) -> int:
+        return self.state.last_dispatch
 
     @property
     def cycles(self) -> int:
         return self.end + 1
 
-    # -- the recurrence ----------------------------------------------------------------------
-
     def step(self, insn: Instruction) -> int:
         """Dispatch one instruction; returns its dispatch cycle."""
-        op = insn.opcode
-        d = self.last_dispatch + 1
-        computes = self.computes
-        if op in LOADS:
-            d = max(d, self.ld_free)
-            if op == Opcode.LOAD_ACT and computes:
-                latest = computes[-1]
-                if _overlap(insn.addr, insn.count, *latest.act):
-                    d = max(d, latest.last_taken + 1)
-            if op == Opcode.LOAD_WEIGHT and _overlap(insn.addr, insn.count, *self.pre_range):
-                d = max(d, self.pre_last_taken + 1)
-            if op == Opcode.LOAD_ACC:
-                if computes:
-                    d = max(d, computes[-1].last_write + 1)
-                d = max(d, self.st_last_out + 1)
-            if op == Opcode.LOAD_SCALE:
-                d = max(d, self.st_last_out + 1)
-            count = 1 if op == Opcode.LOAD_SCALE else insn.count
-            if count:
-                last = self.din.beats(d + 1, count, self.in_bytes[op]).at(count - 1) \
-                    if self.din.rate is not None else d + count
-                self.ld_last = self.ld_free = last
-                self.end = max(self.end, last)
-                self.ld_kind = op
-                self.ld_range = ((insn.acc_addr if op == Opcode.LOAD_ACC else insn.addr), count)
-                if op == Opcode.LOAD_SCALE:
-                    self.ld_range = (0, 0)
-        elif op == Opcode.PRELOAD:
-            d = max(d, self.pre_free)
-            if self.ld_kind == Opcode.LOAD_WEIGHT and d <= self.ld_last and \
-                    _overlap(insn.addr, self.rows, *self.ld_range):
-                d = max(d, self.ld_last + 1)
-            read = max(d + 1, self.pre_slot_free)
-            last_swap, cols = self.last_swap, self.cols
-            prev_read = read
-            for r in range(self.rows):
-                w = read + 1
-                if last_swap is not None:
-                    w = max(w, last_swap + max(1, r + cols - 2))
-                prev_read = read
-                read = w  # the next row is read in the cycle this one is taken
-            self.pre_free = prev_read          # the last row's read
-            self.pre_slot_free = self.pre_last_taken = read
-            self.pre_range = (insn.addr, self.rows)
-            self.shadow_ready = read + 1
-        elif op == Opcode.COMPUTE:
-            d = max(d, self.feed_free)
-            if self.ld_kind == Opcode.LOAD_ACC:
-                d = max(d, self.ld_last + 1)
-            if self.ld_kind == Opcode.LOAD_ACT and _overlap(insn.addr, insn.count, *self.ld_range):
-                d = max(d, self.ld_last + 1)
-            if _overlap(insn.acc_addr, insn.count, *self.st_range):
-                d = max(d, self.st_last_out + 1)
-            if len(computes) >= 2:
-                d = max(d, computes[-2].last_write + 1)   # at most two pending
-            gate = None   # cycle the dependency writes its row 0 (then one row per cycle)
-            if computes:
-                prev = computes[-1]
-                if d <= prev.last_write and _overlap(insn.acc_addr, insn.count, *prev.acc):
-                    chain = insn.accumulate and (insn.acc_addr, insn.count) == prev.acc
-                    if not chain:
-                        d = max(d, prev.last_write + 1)
-                    elif prev.last_write != d:   # popped in the dispatch cycle: no gating
-                        gate = prev.first_write
-            if insn.count:
-                if self.shadow_ready is None:
-                    raise ValueError(f"instruction {len(self.dispatch)}: COMPUTE without a "
-                                     f"PRELOAD since the previous COMPUTE")
-                read = max(d + 1, self.feed_slot_free)
-                if gate is not None:
-                    read = max(read, gate + 1)
-                first = max(read + 1, self.shadow_ready)
-                comp = _Compute((insn.addr, insn.count), (insn.acc_addr, insn.count), first,
-                                insn.count, self.latency)
-                self.last_swap = first
-                self.shadow_ready = None
-                # the last row is read in the cycle the one before it is taken
-                self.feed_free = read if insn.count == 1 else first + insn.count - 2
-                self.feed_slot_free = comp.last_taken
-                computes.append(comp)
-                if len(computes) > 2:
-                    del computes[0]
-                self.end = max(self.end, comp.last_write)
-        elif op == Opcode.STORE:
-            d = max(d, self.st_free)
-            if self.ld_kind in (Opcode.LOAD_ACC, Opcode.LOAD_SCALE):
-                d = max(d, self.ld_last + 1)
-            for c in computes:
-                if d <= c.last_write and _overlap(insn.acc_addr, insn.count, *c.acc):
-                    d = max(d, c.last_write + 1)
-            if insn.count:
-                n = insn.count
-                read = max(d + 1, self.st_slot_free)   # row j is offered from read + 1 + j
-                if self.dout.rate is None:
-                    if self.trace:
-                        self.out_cycles += range(read + 1, read + 1 + n)
-                    last, before_last = read + n, read + n - 1
-                else:
-                    beats = self.dout.beats(read + 1, n, self.out_bytes[insn.raw])
-                    if self.trace:
-                        self.out_cycles += (beats.at(j) for j in range(n))
-                    last, before_last = beats.at(n - 1), beats.at(n - 2) if n > 1 else None
-                # the next instruction is taken in the cycle the last row is read
-                self.st_free = before_last if n > 1 else read
-                self.st_last_out = self.st_slot_free = last
-                self.st_range = (insn.acc_addr, n)
-                self.end = max(self.end, last)
-        else:
-            raise ValueError(f"unknown opcode {op!r}")
+        rule = RULES.get(insn.opcode)
+        if rule is None:
+            raise ValueError(f"unknown opcode {insn.opcode!r}")
+        try:
+            event = rule(self.params, self.state, insn, self.trace)
+        except ValueError as e:
+            raise ValueError(f"instruction {self.steps}: {e}") from None
+        self.steps += 1
+        self.state = event.state
+        self.end = max(self.end, event.end)
         if self.trace:
-            self.dispatch.append(d)
-        self.last_dispatch = d
-        return d
-
-    # -- state relative to the last dispatch -------------------------------------------------
-
-    def key(self) -> tuple:
-        """The state relative to the last dispatch cycle ``ref``: times older than the horizon
-        collapse to one value (every rule compares a time ``x`` with a later dispatch via
-        ``x + k >= d`` for a bounded ``k``), and the ports' credit is rolled forward to ``ref``
-        (no beat moves before the next dispatch). Not the running ``end``."""
-        ref, lo = self.last_dispatch, -self.horizon
-
-        def rel(x):
-            if x is None:
-                return None
-            x -= ref
-            return x if x > lo else lo
-
-        times = tuple(map(rel, _get_times(self)))
-        comps = tuple((c.act, c.acc, c.count, c.first - ref) for c in self.computes
-                      if c.last_write - ref > lo)
-        din, dout = self.din, self.dout
-        ports = None if din.rate is None else (
-            (0, din.credit_at(ref)) if din.t < ref else (din.t - ref, din.c),
-            (0, dout.credit_at(ref)) if dout.t < ref else (dout.t - ref, dout.c))
-        return (times, comps, ports, self.ld_kind, self.ld_range, self.pre_range,
-                self.st_range)
-
-    def restore(self, key: tuple, ref: int) -> None:
-        """Set the state to ``key`` with the last dispatch at ``ref`` (a state equivalent to the
-        one :meth:`key` was taken from, shifted)."""
-        times, comps, ports, self.ld_kind, self.ld_range, self.pre_range, self.st_range = key
-        self.last_dispatch = ref
-        for name, x in zip(_TIMES, times, strict=True):
-            setattr(self, name, None if x is None else x + ref)
-        self.computes = [_Compute(act, acc, first + ref, count, self.latency)
-                         for act, acc, count, first in comps]
-        if ports is not None:
-            for port, (t, c) in zip((self.din, self.dout), ports, strict=True):
-                port.t, port.c = t + ref, c
+            self.dispatch.append(event.state.last_dispatch)
+            self.out_cycles += event.outs
+        return event.state.last_dispatch
 
     def run(self, program: Sequence[Instruction]) -> None:
         for insn in program:
             self.step(insn)
+
+    # -- state relative to the last dispatch -------------------------------------------------
+
+    def key(self) -> TimerState:
+        """The state relative to the last dispatch cycle ``ref`` (hashable): times older than
+        the horizon collapse to one value (every rule compares a time ``x`` with a later
+        dispatch via ``x + k >= d`` for a bounded ``k``), results written before it are dropped
+        and the ports' credit is rolled forward to ``ref`` (no beat moves before the next
+        dispatch). Not the running ``end``."""
+        s, p = self.state, self.params
+        ref, lo = s.last_dispatch, -self.horizon
+        writes = tuple(w for w in s.writes if w.last_write - ref > lo)
+        ports = {}
+        for name, cap in (("din", p.caps[0]), ("dout", p.caps[1])):
+            port = getattr(s, name)
+            if port is not None and port.t < ref:
+                ports[name] = Port(ref, port.credit_at(ref, p.rate, cap))
+        return _shifted(replace(s, writes=writes, **ports), lambda x: max(x - ref, lo))
+
+    def restore(self, key: TimerState, ref: int) -> None:
+        """Set the state to ``key`` with the last dispatch at ``ref`` (a state equivalent to the
+        one :meth:`key` was taken from, shifted)."""
+        self.state = _shifted(key, lambda x: x + ref)
 
 
 def program_timing(cfg: ArrayConfig, program: Sequence[Instruction], *, trace: bool = True,
@@ -390,7 +460,8 @@ def program_timing(cfg: ArrayConfig, program: Sequence[Instruction], *, trace: b
 def program_counts(cfg: ArrayConfig, program: Sequence[Instruction],
                    data_in_beats: int | None = None) -> dict[str, int]:
     """The activity counters a program must produce (the hardware's ``COUNTERS`` except the
-    cycle counts): beats, MACs issued and scratchpad reads/writes, read off the instructions."""
+    cycle counts): beats, MACs issued and scratchpad reads/writes, read off the instructions
+    (``act_reads`` counts every beat fed, padding beats of the im2col walk included)."""
     def total(op: Opcode) -> int:
         return sum(i.count for i in program if i.opcode == op)
 
