@@ -108,7 +108,7 @@ def commands(cfg: ArrayConfig, conv: Conv, base: int, blocks, swaps) -> list[dic
 
 
 def expected_beats(cfg: ArrayConfig, conv: Conv, act: np.ndarray, blocks):
-    """Every beat, from the conv's indices: (beats, K_pass) in descriptor order, and whether
+    """Every beat, from the conv's indices: (beats, K_pass) in command order, and whether
     its input pixel lies in the image."""
     kp = cfg.k_per_pass
     cb = -(-conv.c // kp)
