@@ -45,6 +45,7 @@ lint: install
 
 # Benchmarks print figures; none of them is a pass/fail test.
 bench: install
+	$(PY) bench/memory_bench.py
 	$(PY) bench/report_bench.py
 	$(PY) bench/run_bench.py
 	$(PY) bench/llm_bench.py

@@ -1,0 +1,100 @@
+"""Benchmark of the memory system (issue 10): prints the goal table, the figures of the issue's
+"now" column (measured on the accelerator before on-chip im2col) beside this checkout's.
+
+1. ResNet-50 2:4, default preset: DRAM bytes / compulsory bytes (goal <= 1.3x).
+2. ResNet-50 2:4, default preset: energy 2:4 / dense on the same multipliers (goal <= 0.72).
+3. SCALE-Sim's ResNet-18 topology (``examples/scalesim_resnet18.csv``, copied from the SCALE-Sim
+   v3 repository, MIT licence), dense 1:1 on 32x32 with ideal memory: per layer, our cycles /
+   SCALE-Sim's weight-stationary formula ``ceil(K/R) ceil(N/C) (2R + C + M - 2) - 1``
+   (goal <= 1.0 on every layer).
+4. MobileNet-v2 2:4 vs dense, default preset (goal >= 1.8x).
+5. Every zoo model, N:M vs dense, default preset (goal: minimum >= 1.0x).
+6. ResNet-50 and BERT-base 2:4 on the large preset (goal: stay >= 1.94x).
+
+Run: ``.venv/bin/python bench/memory_bench.py`` (part of ``make bench``; about a minute, most of it
+tracing the zoo models the first time).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+from sparsa.config import preset
+from sparsa.models import zoo
+from sparsa.models.load import load_graph
+from sparsa.models.scalesim import read_topology
+from sparsa.sw.report import build_report
+
+RESNET18 = Path(__file__).resolve().parents[1] / "examples" / "scalesim_resnet18.csv"
+IDEAL = 1 << 16     # bytes per cycle: the largest port ArrayConfig allows, so no load waits
+
+
+def scalesim_formula(layer, rows: int, cols: int) -> int:
+    """SCALE-Sim's weight-stationary cycles of one layer: ``ceil(K/R) ceil(N/C) (2R + C + M -
+    2) - 1`` with ``M`` output pixels, ``K`` the filter size and ``N`` the filters."""
+    g = layer.gemm
+    return (math.ceil(g.k / rows) * math.ceil(g.cols * g.groups / cols)
+            * (2 * rows + cols + g.p - 2) - 1)
+
+
+def scalesim_ratios() -> list[tuple[str, int, int]]:
+    """(layer, our ideal-memory cycles, SCALE-Sim's formula) for every ResNet-18 layer."""
+    cfg = preset("default").replace(rows=32, cols=32, n=1, m=1, dram_bytes_per_cycle=IDEAL)
+    graph = read_topology(RESNET18)
+    report = build_report(graph, cfg)
+    layers = {layer.name: layer for layer in graph.gemm_layers()}
+    return [(x.name, x.sparse.cycles.total, scalesim_formula(layers[x.name], 32, 32))
+            for x in report.layers]
+
+
+def figures(ratios: list[tuple[str, int, int]]) -> list[tuple[str, str, str, str, bool]]:
+    """Rows of the goal table: (measure, now, this checkout, goal, met)."""
+    default, large = preset("default"), preset("large")
+    resnet = build_report(load_graph("resnet50"), default)
+    total = resnet.total
+    ratio = total.actions.dram_bytes / total.compulsory_bytes
+    energy = 1 / resnet.energy_ratio
+    rows = [
+        ("ResNet-50 2:4 default: DRAM / compulsory bytes", "2.1x (79.9 MB)",
+         f"{ratio:.2f}x ({total.actions.dram_bytes / 1e6:.1f} MB of "
+         f"{total.compulsory_bytes / 1e6:.1f} MB)", "<= 1.3x", ratio <= 1.3),
+        ("ResNet-50 2:4 default: energy 2:4 / dense", "0.746", f"{energy:.3f}", "<= 0.72",
+         energy <= 0.72),
+    ]
+    worst = max(ratios, key=lambda r: r[1] / r[2])
+    rows.append(("SCALE-Sim ResNet-18 1:1 32x32 ideal: cycles / formula, worst layer",
+                 "1.224 (Conv2_x)", f"{worst[1] / worst[2]:.3f} ({worst[0]})", "<= 1.0",
+                 worst[1] <= worst[2]))
+    mobilenet = build_report(load_graph("mobilenet_v2"), default).speedup
+    rows.append(("MobileNet-v2 2:4 vs dense, default", "0.87x", f"{mobilenet:.3f}x", ">= 1.8x",
+                 mobilenet >= 1.8))
+    zoo_speedups = {name: build_report(load_graph(name), default).speedup for name in zoo.names()}
+    low = min(zoo_speedups, key=zoo_speedups.get)
+    rows.append(("any zoo model, N:M vs dense, default: minimum", "0.87x",
+                 f"{zoo_speedups[low]:.3f}x ({low})", ">= 1.0x", zoo_speedups[low] >= 1.0))
+    big = [build_report(load_graph(name), large).speedup for name in ("resnet50", "bert_base")]
+    rows.append(("ResNet-50 / BERT-base 2:4 large preset", "1.978x / 1.947x",
+                 f"{big[0]:.3f}x / {big[1]:.3f}x", ">= 1.94x", min(big) >= 1.94))
+    return rows
+
+
+def main() -> int:
+    print("== memory system goals (issue 10) ==")
+    ratios = scalesim_ratios()
+    rows = figures(ratios)
+    header = ("measure", "now (issue)", "this checkout", "goal", "")
+    table = [header] + [(m, now, got, goal, "met" if ok else "MISSED")
+                        for m, now, got, goal, ok in rows]
+    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
+    for r in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip())
+    print("\n== SCALE-Sim ResNet-18, dense 1:1 32x32, ideal memory: per layer ==")
+    for name, ours, theirs in ratios:
+        print(f"{name:10s} {ours:>10,} cycles  formula {theirs:>10,}  ratio {ours / theirs:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
