@@ -32,7 +32,7 @@ from sparsa.isa import Instruction, Opcode
 
 from .stimulus import random_acts, random_conv_weights, random_nm_weights
 
-__all__ = ["AccelProgram", "ConvProgram", "GemmProgram", "Placement", "conv_program",
+__all__ = ["AccelProgram", "ConvPass", "ConvProgram", "GemmProgram", "Placement", "conv_program",
            "direct_conv", "gemm_program", "random_conv_program", "random_gemm_program"]
 
 ORDERS = ("k_inner", "cols_inner")
@@ -198,10 +198,10 @@ def random_gemm_program(cfg: ArrayConfig, rng: np.random.Generator, *, order: st
 
 def direct_conv(x: np.ndarray, w: np.ndarray, stride: tuple[int, int],
                 padding: tuple[int, int]) -> np.ndarray:
-    """``x (N, H, W, C) * w (kh, kw, C, Cout)`` as a plain int64 convolution (zero padding on
-    the top/left by ``padding``, and as much as the output size needs at the bottom/right), one
-    kernel offset at a time over the strided windows of the padded input; ``(N, Ho, Wo,
-    Cout)``. Independent of im2col and of the walk."""
+    """``x (N, H, W, C) * w (kh, kw, C, Cout)`` as a plain int64 convolution (``padding``
+    zeros on every side, the output size of :class:`~sparsa.im2col.ConvGeometry`), one kernel
+    offset at a time over the strided windows of the padded input; ``(N, Ho, Wo, Cout)``.
+    Independent of im2col and of the walk."""
     n, h, wd, c = x.shape
     kh, kw, _, cout = w.shape
     (sh, sw), (ph, pw) = stride, padding
@@ -217,6 +217,18 @@ def direct_conv(x: np.ndarray, w: np.ndarray, stride: tuple[int, int],
 
 
 @dataclass(frozen=True)
+class ConvPass:
+    """What one COMPUTE of a :class:`ConvProgram` does: output pixels ``first ..`` (``count``)
+    at kernel ``offset``, channel ``block``, with weight tile ``weights``."""
+
+    first: int
+    count: int
+    offset: tuple[int, int]
+    block: int
+    weights: nm.CompressedNM
+
+
+@dataclass(frozen=True)
 class ConvProgram(AccelProgram):
     geometry: ConvGeometry
     x: np.ndarray           # (N, H, W, C)
@@ -228,6 +240,7 @@ class ConvProgram(AccelProgram):
     relu: bool
     groups: int = 1
     dense: bool = False     # weights not N:M: run as m/n phases on sparse hardware
+    passes: tuple[ConvPass, ...] = ()   # one per COMPUTE, in program order
 
     def reference(self, acc_width: int, act_width: int) -> tuple[np.ndarray, np.ndarray]:
         """Independent expectation: (requantized, raw) ``(P, Cout)`` = the direct convolution
@@ -334,7 +347,8 @@ def conv_program(cfg: ArrayConfig, rng: np.random.Generator, *, geometry: ConvGe
     return ConvProgram(program=builder.prog, data_in=builder.data, stores=tuple(builder.stores),
                        shape=(geom.p, out_channels), geometry=geom, x=x.reshape(
                            geom.images, h, wd, c), w=w, psum0=psum0, bias=b, mult=mult,
-                       shift=shift, relu=relu, groups=groups, dense=dense)
+                       shift=shift, relu=relu, groups=groups, dense=dense,
+                       passes=tuple(builder.passes))
 
 
 class _ConvBuilder:
@@ -362,6 +376,7 @@ class _ConvBuilder:
         self.prog: list[Instruction] = []
         self.data: list[int] = []
         self.stores: list[Placement] = []
+        self.passes: list[ConvPass] = []
 
     def emit(self, insn: Instruction, data=()) -> None:
         self.prog.append(insn)
@@ -422,7 +437,8 @@ class _ConvBuilder:
             for s, (t, k) in enumerate(steps):
                 if s == next_at and q + 1 < len(self.blocks):
                     self.load_block(q + 1)
-                (i, j, block), _ = self.tiles[t][k]
+                (i, j, block), packed = self.tiles[t][k]
+                self.passes.append(ConvPass(first, count, (i, j), block, packed))
                 walk = im2col.compute_fields(cfg, geom, base=self.base(q), first=first,
                                              offset=(i, j), block=block)
                 self.preload(t, k)

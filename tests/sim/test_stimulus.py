@@ -189,3 +189,28 @@ def test_random_gemm(rng, cfg, passes):
     _, _, none, tiles = stimulus.random_gemm(cfg, rng, p=2, passes=passes, random_psum=False)
     assert none is None
     assert not tiles[0].psum_in.any()
+
+
+# --- random_conv_weights --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("n", "m"), [(2, 4), (1, 4), (1, 1)])
+@pytest.mark.parametrize("groups", [1, 2, 6])
+def test_random_conv_weights(rng, n, m, groups):
+    """N:M along the channels of every kernel offset and output channel (checked by counting
+    each group of m channels), zero across conv groups."""
+    kh, kw, c, cout = 2, 3, 12, 6
+    w = stimulus.random_conv_weights(rng, (kh, kw), c, cout, n, m, groups=groups)
+    assert w.shape == (kh, kw, c, cout)
+    for i in range(kh):
+        for j in range(kw):
+            assert group_counts(w[i, j], m).max() <= n
+    for ch in range(c):
+        for o in range(cout):
+            if ch // (c // groups) != o // (cout // groups):
+                assert not w[:, :, ch, o].any()
+    dense = stimulus.random_conv_weights(rng, (kh, kw), c, cout, n, m, groups=groups, dense=True)
+    if groups == 1 and n < m:
+        assert group_counts(dense[0, 0], m).max() > n   # dense: not N:M
+    with pytest.raises(ValueError, match="groups must divide channels 12 and out_channels 6"):
+        stimulus.random_conv_weights(rng, (1, 1), c, cout, n, m, groups=4)
