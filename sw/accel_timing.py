@@ -49,8 +49,10 @@ long programs made of repeated blocks are timed by memoising blocks (:mod:`spars
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields, is_dataclass, replace
+from typing import NamedTuple
 
 from sparsa import isa
 from sparsa.config import ArrayConfig
@@ -77,13 +79,15 @@ def port_caps(cfg: ArrayConfig, rate: int) -> tuple[int, int]:
     return beat_in + rate, isa.data_out_bytes(cfg, raw=True) + rate
 
 
-def _in_sizes(cfg: ArrayConfig, insn: Instruction) -> Sizes:
-    """Bytes of the ``data_in`` beats of a LOAD (periodic per pixel for a LOAD_ACT)."""
-    if insn.opcode == Opcode.LOAD_ACT:
-        blocks = isa.act_rows_per_pixel(cfg, insn.channels)
-        return Sizes(isa.act_row_bytes(cfg, insn.channels, 0),
-                     isa.act_row_bytes(cfg, insn.channels, blocks - 1), blocks)
-    return Sizes.uniform(isa.data_in_bytes(cfg, insn.opcode))
+@functools.lru_cache(maxsize=1024)
+def _in_sizes(cfg: ArrayConfig, opcode: Opcode, channels: int) -> Sizes:
+    """Bytes of the ``data_in`` beats of a LOAD (periodic per pixel for a LOAD_ACT of pixels of
+    ``channels`` channels)."""
+    if opcode == Opcode.LOAD_ACT:
+        blocks = isa.act_rows_per_pixel(cfg, channels)
+        return Sizes(isa.act_row_bytes(cfg, channels, 0),
+                     isa.act_row_bytes(cfg, channels, blocks - 1), blocks)
+    return Sizes.uniform(isa.data_in_bytes(cfg, opcode))
 
 
 def beat_bytes(cfg: ArrayConfig, program: Sequence[Instruction]) -> tuple[list[int], list[int]]:
@@ -92,7 +96,7 @@ def beat_bytes(cfg: ArrayConfig, program: Sequence[Instruction]) -> tuple[list[i
     outs: list[int] = []
     for i in program:
         if i.opcode in LOADS:
-            sizes = _in_sizes(cfg, i)
+            sizes = _in_sizes(cfg, i.opcode, i.channels)
             ins += [sizes.size(j) for j in range(1 if i.opcode == Opcode.LOAD_SCALE
                                                  else i.count)]
         elif i.opcode == Opcode.STORE:
@@ -182,9 +186,15 @@ class TimerState:
 def _with(obj, **changes):
     """``dataclasses.replace`` without its per-call introspection (the rules' hot path; the
     states have no ``__post_init__``)."""
-    assert changes.keys() <= obj.__dict__.keys(), set(changes) - set(obj.__dict__)
     new = object.__new__(type(obj))
     new.__dict__.update(obj.__dict__, **changes)
+    return new
+
+
+def _new(cls, **values):
+    """``cls(**values)`` for a state class, every field given (the rules' hot path)."""
+    new = object.__new__(cls)
+    new.__dict__.update(values)
     return new
 
 
@@ -218,8 +228,7 @@ class Params:
     caps: tuple[int, int]
 
 
-@dataclass(frozen=True)
-class Event:
+class Event(NamedTuple):
     """A rule's result: the next state (its ``last_dispatch`` is the dispatch cycle), the latest
     event it schedules (a load beat, a result written, an output row; NEVER for none) and the
     cycles of its output rows (a STORE's, when traced)."""
@@ -234,8 +243,19 @@ def _in_beats(p: Params, s: TimerState, insn: Instruction, first: int, count: in
     """Cycle of the last of ``count`` data_in beats offered from ``first``, and the port."""
     if p.rate is None:
         return first + count - 1, None
-    beats, port = transfer(s.din, first, count, _in_sizes(p.cfg, insn), p.rate, p.caps[0])
-    return beats.at(count - 1), port
+    port = s.din
+    last, t, c = _load_beats(p.rate, p.caps[0], port.credit_at(first, p.rate, p.caps[0]), count,
+                             _in_sizes(p.cfg, insn.opcode, insn.channels))
+    return first + last, _new(Port, t=first + t, c=c)
+
+
+@functools.lru_cache(maxsize=4096)
+def _load_beats(rate: int, cap: int, credit: int, count: int, sizes: Sizes
+                ) -> tuple[int, int, int]:
+    """A LOAD's beats offered from cycle 0 with ``credit``: the last one's cycle, and the port
+    after it (cached: blocks repeat the same loads from the same credit)."""
+    beats, port = transfer(Port(0, credit), 0, count, sizes, rate, cap)
+    return beats.at(count - 1), port.t, port.c
 
 
 def _load(p: Params, s: TimerState, insn: Instruction, trace: bool) -> Event:
@@ -256,7 +276,7 @@ def _load(p: Params, s: TimerState, insn: Instruction, trace: bool) -> Event:
         return Event(_with(s, last_dispatch=d))
     last, din = _in_beats(p, s, insn, d + 1, count)
     rows = (insn.addr, count) if op == Opcode.LOAD_WEIGHT else (0, 0)
-    load = LoadEngine(free=last, last=last, kind=op, rows=rows, tag=insn.tag)
+    load = _new(LoadEngine, free=last, last=last, kind=op, rows=rows, tag=insn.tag)
     return Event(_with(s, last_dispatch=d, load=load, din=din or s.din), end=last)
 
 
@@ -301,9 +321,9 @@ def _compute_dispatch(s: TimerState, insn: Instruction) -> tuple[int, int | None
 
 def _compute(p: Params, s: TimerState, insn: Instruction, trace: bool) -> Event:
     d, gate = _compute_dispatch(s, insn)
-    feed, pre = _with(s.feed, tag=insn.tag), s.preload
+    feed, pre = s.feed, s.preload
     if not insn.count:
-        return Event(_with(s, last_dispatch=d, feed=feed))
+        return Event(_with(s, last_dispatch=d, feed=_with(feed, tag=insn.tag)))
     if pre.shadow_ready is None:
         raise ValueError("COMPUTE without a PRELOAD since the previous COMPUTE")
     read = max(d + 1, feed.slot_free)
@@ -311,12 +331,12 @@ def _compute(p: Params, s: TimerState, insn: Instruction, trace: bool) -> Event:
         read = max(read, gate + 1)
     first = max(read + 1, pre.shadow_ready)      # the swap beat is taken
     last_taken = first + insn.count - 1
-    done = InFlight(acc=insn.acc_addr, count=insn.count, first_write=first + p.latency)
+    done = _new(InFlight, acc=insn.acc_addr, count=insn.count, first_write=first + p.latency)
     # the last row is read in the cycle the one before it is taken
-    feed = _with(feed, free=read if insn.count == 1 else last_taken - 1,
-                   slot_free=last_taken, busy_until=max(feed.busy_until, last_taken))
+    feed = _new(FeedEngine, free=read if insn.count == 1 else last_taken - 1,
+                slot_free=last_taken, busy_until=max(feed.busy_until, last_taken), tag=insn.tag)
     return Event(_with(s, last_dispatch=d, feed=feed, writes=(*s.writes[-1:], done),
-                         preload=_with(pre, last_swap=first, shadow_ready=None)),
+                       preload=_with(pre, last_swap=first, shadow_ready=None)),
                  end=done.last_write)
 
 
@@ -348,7 +368,7 @@ def _store(p: Params, s: TimerState, insn: Instruction, trace: bool) -> Event:
     at = beats.at
     last = at(n - 1)
     # the next instruction is taken in the cycle the last row is read
-    st = StoreEngine(free=at(n - 2) if n > 1 else read, slot_free=last, last_out=last,
+    st = _new(StoreEngine, free=at(n - 2) if n > 1 else read, slot_free=last, last_out=last,
                      rows=(insn.acc_addr, n))
     return Event(_with(s, last_dispatch=d, store=st, dout=dout), end=last,
                  outs=tuple(at(j) for j in range(n)) if trace else ())
