@@ -61,9 +61,9 @@ from sparsa.isa import Instruction, Opcode
 from .dram_port import DramPort, Port, Sizes, transfer
 from .timing import array_timing
 
-__all__ = ["RULES", "AccelTimer", "DramPort", "FeedEngine", "InFlight", "LoadEngine",
-           "PreloadEngine", "ProgramTiming", "StoreEngine", "TimerState", "beat_bytes", "cycle",
-           "port_caps", "program_counts", "program_timing"]
+__all__ = ["RULES", "TIMED_FIELDS", "AccelTimer", "DramPort", "FeedEngine", "InFlight",
+           "LoadEngine", "PreloadEngine", "ProgramTiming", "StoreEngine", "TimerState",
+           "beat_bytes", "cycle", "port_caps", "program_counts", "program_timing"]
 
 NEVER = -(10**18)
 LOADS = (Opcode.LOAD_ACT, Opcode.LOAD_WEIGHT, Opcode.LOAD_ACC, Opcode.LOAD_SCALE)
@@ -377,6 +377,19 @@ def _store(p: Params, s: TimerState, insn: Instruction, trace: bool) -> Event:
 def _config(p: Params, s: TimerState, insn: Instruction, trace: bool) -> Event:
     return Event(_with(s, last_dispatch=s.last_dispatch + 1))
 
+
+# The instruction fields the rules read, per opcode (the others, such as the im2col walk's, only
+# decide which rows are read): instructions that agree on these time alike.
+TIMED_FIELDS: dict[Opcode, tuple[str, ...]] = {
+    Opcode.LOAD_ACT: ("count", "channels", "tag"),
+    Opcode.LOAD_WEIGHT: ("addr", "count"),
+    Opcode.LOAD_ACC: ("count",),
+    Opcode.LOAD_SCALE: (),
+    Opcode.PRELOAD: ("addr",),
+    Opcode.COMPUTE: ("acc_addr", "count", "accumulate", "tag"),
+    Opcode.STORE: ("acc_addr", "count", "raw"),
+    Opcode.CONFIG: (),
+}
 
 Rule = Callable[[Params, TimerState, Instruction, bool], Event]
 RULES: dict[Opcode, Rule] = {

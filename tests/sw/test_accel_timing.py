@@ -14,6 +14,7 @@ from sparsa.config import ArrayConfig
 from sparsa.isa import Instruction, Opcode
 from sparsa.sim.programs import random_conv_program, random_gemm_program
 from sparsa.sw.accel_timing import (
+    TIMED_FIELDS,
     AccelTimer,
     DramPort,
     TimerState,
@@ -205,3 +206,26 @@ def test_config_needs_no_engine(rng):
         assert d[:at] == base[:at]
         assert d[at] == d[at - 1] + 1
         assert all(0 <= new - old <= 1 for new, old in zip(d[at + 1:], base[at:], strict=True))
+
+
+@pytest.mark.parametrize("rate", [None, 3])
+def test_only_the_timed_fields_matter(rate, rng):
+    """Every field outside :data:`TIMED_FIELDS` redrawn at random (im2col walks, addresses of
+    activation rows, flags): every dispatch and output cycle stays the same."""
+    for prog in programs(CFG, rng, 4):
+        whole = program_timing(CFG, prog, dram_bytes_per_cycle=rate)
+        redrawn = []
+        for insn in prog:
+            values = {}
+            for name, bits in isa.FORMATS[insn.opcode]:
+                if name in TIMED_FIELDS[insn.opcode]:
+                    continue
+                lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if \
+                    name in isa.SIGNED_FIELDS else (0, (1 << bits) - 1)
+                values[name] = int(rng.integers(lo, hi + 1))
+                if name in ("accumulate", "relu", "raw"):
+                    values[name] = bool(values[name])
+            redrawn.append(dataclasses.replace(insn, **values))
+        again = program_timing(CFG, redrawn, dram_bytes_per_cycle=rate)
+        assert again.dispatch == whole.dispatch
+        assert again.out_cycles == whole.out_cycles
