@@ -151,7 +151,8 @@ def footprint(geom: ConvGeometry, first: int, count: int) -> tuple[int, int]:
     n1, oy1 = divmod((first + count - 1) // wo, ho)
     lo_row = max(0, oy0 * sh - ph)
     hi_row = min(h - 1, oy1 * sh - ph + kh - 1)
-    return (n0 * h + lo_row) * w, (n1 * h + hi_row) * w + w
+    lo = (n0 * h + lo_row) * w
+    return lo, max(lo, (n1 * h + hi_row) * w + w)   # empty when every read is padding
 
 
 def walk(config: Instruction, compute: Instruction, depth_bits: int) -> Iterator[int | None]:
