@@ -45,7 +45,8 @@ LINEAR_HEIGHT = 1 << 14                     # images of a linear layer's stack
 @dataclass(frozen=True)
 class ConvGeometry:
     """A conv's shape as the walk sees it. ``pixels``: output pixels to compute (all of them,
-    ``images * out_h * out_w``, unless fewer are given: a linear layer's last image)."""
+    ``images * out_h * out_w``, unless fewer are given: a linear layer's last image); ``out``:
+    the output size, when not the floor formula's."""
 
     images: int
     in_size: tuple[int, int]
@@ -54,9 +55,15 @@ class ConvGeometry:
     stride: tuple[int, int] = (1, 1)
     padding: tuple[int, int] = (0, 0)
     pixels: int | None = None
+    out: tuple[int, int] | None = None
 
     @property
     def out_size(self) -> tuple[int, int]:
+        """``out`` when given (e.g. SCALE-Sim's ``ceil((H - F + S) / S)``, which reads past the
+        bottom/right edge: those reads are padding beats), else the floor formula with the
+        same padding on both sides."""
+        if self.out is not None:
+            return self.out
         (h, w), (kh, kw), (sh, sw), (ph, pw) = (self.in_size, self.kernel, self.stride,
                                                 self.padding)
         return (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
