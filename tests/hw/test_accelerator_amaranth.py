@@ -26,9 +26,10 @@ CONFIGS = {
 }
 
 
-def check_run(cfg, prog, run, *, gated: bool = True) -> None:
+def check_run(cfg, prog, run) -> None:
     """Outputs == golden executor == the program's independent reference; counters == the
-    program's counts (``gated_macs``: the golden executor's count from the data)."""
+    program's counts (``gated_macs``: the golden executor's count from the data, nonzero when
+    some activation is zero on dense hardware, where every activation is selected)."""
     golden = GoldenAccelerator(cfg)
     golden_out = golden.run(prog.program, prog.data_in)
     requant_ref, raw_ref = prog.reference(cfg.acc_width, cfg.act_width)
@@ -41,7 +42,7 @@ def check_run(cfg, prog, run, *, gated: bool = True) -> None:
     for name, value in expected.items():
         assert run.counters[name] == value, f"counter {name}: RTL {run.counters[name]}, " \
                                             f"expected {value}"
-    if gated:
+    if cfg.n == cfg.m and (prog.x == 0).any():
         assert golden.gated_macs > 0
 
 
@@ -78,7 +79,7 @@ def test_random_conv_programs(name, idle, backpressure, seed_for, request):
                                    max_compute_beats=300)
         run = run_program(cfg, prog.program, prog.data_in, seed=int(rng.integers(1 << 31)),
                           idle=idle, backpressure=backpressure)
-        check_run(cfg, prog, run, gated=False)
+        check_run(cfg, prog, run)
         if idle == backpressure == 0:
             check_cycles(cfg, prog, run)
 
