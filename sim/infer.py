@@ -1,13 +1,15 @@
 """Runs a quantized, pruned network on an accelerator backend, layer by layer.
 
-The host does what the accelerator does not: im2col, pooling, ReLU, flatten (through
-:mod:`sparsa.sw.quant`'s helpers) and the classifier's final int16 requantization. Every GEMM layer
-is scheduled and assembled (:mod:`sparsa.sw.assemble`) and runs on the backend; per layer the run
+The host does what the accelerator does not: pooling, ReLU, flatten (through :mod:`sparsa.sw.
+quant`'s helpers), the im2col matrix of the convs the scheduler lowers with host-side im2col
+(a 3-channel stem, :mod:`sparsa.sw.lower`) and the classifier's final int16 requantization; the
+other convs read their NHWC input through the on-chip im2col. Every GEMM layer is scheduled and
+assembled (:mod:`sparsa.sw.assemble`) and runs on the backend; per layer the run
 records the measured cycles against the ones ``sparsa report``'s cost model
 (:mod:`sparsa.sw.cost`) predicts from the tiling, and the activity counters against that model's
 counts (from which the report's energy actions are computed). The data-dependent counter
 ``gated_macs`` (products whose selected activation is zero, see :mod:`sparsa.sw.activity`) is
-compared with :func:`~sparsa.sw.activity.gemm_gated_macs`, predicted from the layer's int8 data.
+compared with :func:`~sparsa.sw.activity.layer_gated_macs`, predicted from the layer's int8 data.
 """
 
 from __future__ import annotations
@@ -21,11 +23,11 @@ import numpy as np
 from sparsa import nm
 from sparsa.config import ArrayConfig
 from sparsa.sw import quant
-from sparsa.sw.activity import density_of, gemm_gated_macs
-from sparsa.sw.assemble import assemble_gemm
+from sparsa.sw.activity import density_of, layer_gated_macs
+from sparsa.sw.assemble import assemble_layer
 from sparsa.sw.cost import actions_from_counts, program_cycles, tiling_counts
 from sparsa.sw.energy import energy_of, load_table
-from sparsa.sw.schedule import layer_runs_sparse
+from sparsa.sw.schedule import Tiling, schedule_layer, tiling_bytes
 
 __all__ = ["LayerRecord", "ModelRun", "prepare_model", "run_model"]
 
@@ -118,13 +120,53 @@ def prepare_model(spec: str, cfg: ArrayConfig, images: int, policy=None):
     return name, qgraph, x_te[:images], y_te[:images]
 
 
-def _energies(cfg: ArrayConfig, counts: dict[str, int], *, raw: bool) -> dict[str, float]:
-    """A layer's energy (default table) from its predicted counts, without and with gating."""
-    actions = actions_from_counts(cfg, counts, raw=raw)
+def _energies(cfg: ArrayConfig, t: Tiling, counts: dict[str, int], *,
+              raw: bool) -> dict[str, float]:
+    """A layer's energy (default table) from its predicted counts and bytes, without and with
+    gating."""
+    actions = actions_from_counts(cfg, counts, tiling_bytes(t, raw=raw))
     table = load_table()
     return {"energy_pj": energy_of(actions, cfg, table).total,
             "energy_gated_pj": energy_of(actions, cfg, table,
                                          gated_macs=counts["gated_macs"]).total}
+
+
+def _layer_input(act: np.ndarray, layer) -> np.ndarray:
+    """The accelerator's view of a GEMM layer's input: NHWC for a conv, ``(P, K)`` rows
+    otherwise."""
+    if layer.kind == "conv2d":
+        return np.ascontiguousarray(act.transpose(0, 2, 3, 1))
+    return act.reshape(-1, act.shape[-1])
+
+
+async def _run_layer(backend, cfg: ArrayConfig, layer, ql, act: np.ndarray, last: bool):
+    """One GEMM layer on the backend: its output in the layer's layout and its record."""
+    sched = schedule_layer(layer, cfg)
+    t = sched.tiling
+    x = _layer_input(act, layer)
+    asm = assemble_layer(cfg, t, x, ql.weight, bias=ql.bias, multiplier=ql.multiplier,
+                         shift=ql.shift, raw=last)
+    run = await backend.run(asm.program, asm.data_in)
+    y = asm.collect(run.outputs)                      # (P, all groups' columns)
+    if last:  # the classifier's int16 requantization happens on the host
+        y = nm.requantize(y, ql.multiplier.ravel(), ql.shift.ravel(), out_width=ql.out_width)
+    groups, _, cols = ql.weight.shape
+    out = quant.gemm_output(y.reshape(-1, groups, cols).transpose(1, 0, 2), layer)
+    # the report's own model (block-memoised, from the tiling alone): what `sparsa report`
+    # prints for this layer, and the counters its energy actions come from
+    expected = {**tiling_counts(cfg, t, raw=last),
+                "gated_macs": layer_gated_macs(cfg, t, x, ql.weight)}
+    diffs = {k: run.counters.get(k, 0) - v for k, v in expected.items()
+             if run.counters.get(k) != v}
+    g = layer.gemm
+    record = LayerRecord(
+        name=layer.name, gemm=f"{g.p}x{g.k}x{g.cols}" + (f" g{g.groups}" if g.groups > 1 else ""),
+        pattern=sched.pattern, instructions=len(asm.program), measured=run.cycles,
+        predicted=program_cycles(cfg, t, raw=last), counters_match=not diffs,
+        counter_diffs=diffs, macs=expected["macs"], gated_macs=run.counters.get("gated_macs", 0),
+        gated_predicted=expected["gated_macs"], act_density=density_of(x),
+        **_energies(cfg, t, expected, raw=last))
+    return out, record
 
 
 async def run_model(backend, cfg: ArrayConfig, name: str, qgraph, x: np.ndarray,
@@ -139,44 +181,9 @@ async def run_model(backend, cfg: ArrayConfig, name: str, qgraph, x: np.ndarray,
         if not layer.has_static_weight:
             act = quant.host_layer(act, layer)
             continue
-        ql = qgraph.layers[i]
-        last = i == gemm_layers[-1]
-        cols = quant.gemm_input(act, layer)            # (groups, P, K)
-        sparse = layer_runs_sparse(layer, cfg)
-        outs, measured, predicted, instructions = [], 0, 0, 0
-        diffs: dict[str, int] = {}
-        totals: dict[str, int] = {}     # predicted counts
-        gated = 0
-        for g in range(cols.shape[0]):
-            asm = assemble_gemm(cfg, cols[g], ql.weight[g], sparse=sparse, bias=ql.bias[g],
-                                multiplier=ql.multiplier[g], shift=ql.shift[g], raw=last)
-            run = await backend.run(asm.program, asm.data_in)
-            y = asm.collect(run.outputs)
-            if last:  # the classifier's int16 requantization happens on the host
-                y = nm.requantize(y, ql.multiplier[g], ql.shift[g], out_width=ql.out_width)
-            outs.append(y)
-            measured += run.cycles
-            # the report's own model (block-memoised, from the tiling alone): what `sparsa
-            # report` prints for this GEMM, and the counters its energy actions come from
-            predicted += program_cycles(cfg, asm.tiling, raw=last)
-            instructions += len(asm.program)
-            expected = {**tiling_counts(cfg, asm.tiling, raw=last),
-                        "gated_macs": gemm_gated_macs(cfg, cols[g], ql.weight[g], sparse=sparse)}
-            for k, v in expected.items():
-                if run.counters.get(k) != v:
-                    diffs[k] = diffs.get(k, 0) + run.counters.get(k, 0) - v
-                totals[k] = totals.get(k, 0) + v
-            gated += run.counters.get("gated_macs", 0)
-        act = quant.gemm_output(np.stack(outs), layer)
-        groups, p, k = cols.shape
-        records.append(LayerRecord(
-            name=layer.name, gemm=f"{p}x{k}x{ql.weight.shape[2]}" + (
-                f" g{groups}" if groups > 1 else ""),
-            pattern=f"{cfg.n}:{cfg.m}" if sparse else "dense", instructions=instructions,
-            measured=measured, predicted=predicted, counters_match=not diffs,
-            counter_diffs=diffs, macs=totals["macs"], gated_macs=gated,
-            gated_predicted=totals["gated_macs"], act_density=density_of(cols),
-            **_energies(cfg, totals, raw=last)))
+        act, record = await _run_layer(backend, cfg, layer, qgraph.layers[i], act,
+                                       last=i == gemm_layers[-1])
+        records.append(record)
         if progress is not None:
             progress(records[-1])
     reference = quant.forward_int(qgraph, x)

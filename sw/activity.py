@@ -4,13 +4,16 @@ The PEs isolate a multiplier whose selected activation is zero
 (:class:`sparsa.hw.pe.SparsePE`), and the accelerator counts those products in its
 ``gated_macs`` counter. This module predicts that counter without a simulator:
 
-* :func:`gemm_gated_macs`: exactly, for a GEMM with real data, by the rule the hardware
-  applies to the program :func:`sparsa.sw.assemble.assemble_gemm` builds: every P row meets every
-  (K pass, column tile); each PE slot selects the activation at its index in its group of ``m``;
-  the product is gated when that activation is zero. Padding is data like any other: the zero K
-  lanes of the last pass, the zero slots of dense virtual groups (selected when a run of ``n``
-  K rows is cut short) and the zero-padded columns of the last tile all select zeros. Zero
-  *weights* do not gate.
+* :func:`layer_gated_macs` (:func:`gemm_gated_macs` for a linear layer): exactly, for a layer
+  with real data, by the rule the hardware applies to the program
+  :func:`sparsa.sw.assemble.assemble_layer` builds: every output pixel meets every weight tile
+  (K pass, column tile) that exists, as one beat: the input pixel the im2col walk reaches at
+  the pass's kernel offset, in the pass's channel block, or all zeros where that pixel lies in
+  the padding; the phases of a dense layer read the same beats again. Each PE slot selects the
+  activation at its index (:func:`sparsa.sw.assemble.weight_tile`) in its group of ``m``; the
+  product is gated when that activation is zero. Padding is data like any other: padding beats,
+  the zero channels of the last block and the zero-padded columns of the last tile all select
+  zeros. Zero *weights* do not gate.
 * :func:`expected_gated_macs`: for shape-only models, from a declared activation density (the
   fraction of nonzero activations entering the layer): ``(1 - density) * MACs issued``, an
   expected value that treats padding slots like real activations.
@@ -38,12 +41,12 @@ from pathlib import Path
 
 import numpy as np
 
-from sparsa import nm
 from sparsa.config import ArrayConfig
 from sparsa.models.graph import Gemm
 
+from .assemble import host_input, layer_weights, weight_tile
 from .energy import EnergyTable, energy_of
-from .schedule import schedule_gemm
+from .schedule import Tiling, schedule_gemm
 
 __all__ = [
     "ActDensityError",
@@ -56,6 +59,7 @@ __all__ = [
     "gating_of",
     "gemm_gated_macs",
     "layer_density",
+    "layer_gated_macs",
     "load_densities",
     "load_inputs",
     "measured_densities",
@@ -72,25 +76,48 @@ def density_of(x: np.ndarray) -> float:
     return float(np.count_nonzero(x) / x.size) if x.size else 1.0
 
 
+def _zero_beats(cfg: ArrayConfig, t: Tiling, x: np.ndarray) -> np.ndarray:
+    """Per kernel offset and channel lane (``(offsets, C_blocks * K_pass)``): how many of the
+    layer's beats at that offset hold a zero in that lane (padding beats: every lane)."""
+    low = t.low
+    g = low.geom
+    xs = host_input(low, x)
+    lanes = t.c_blocks * cfg.k_per_pass
+    zero = np.ones((xs.shape[0], lanes), bool)
+    zero[:, :xs.shape[1]] = xs == 0
+    if g.pixels is not None:             # a linear layer: every pixel is one beat
+        return zero.sum(axis=0)[None]
+    (h, w), (kh, kw), (sh, sw), (ph, pw) = g.in_size, g.kernel, g.stride, g.padding
+    ho, wo = g.out_size
+    pad = np.ones((g.images, max(h + ph, (ho - 1) * sh + kh), max(w + pw, (wo - 1) * sw + kw),
+                   lanes), np.int64)
+    pad[:, ph:ph + h, pw:pw + w] = zero.reshape(g.images, h, w, lanes)
+    return np.stack([pad[:, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw].sum(
+        axis=(0, 1, 2)) for i in range(kh) for j in range(kw)])
+
+
+def layer_gated_macs(cfg: ArrayConfig, t: Tiling, x: np.ndarray, w: np.ndarray) -> int:
+    """The ``gated_macs`` counter of the tiled layer's program (:func:`sparsa.sw.assemble.
+    assemble_layer` with input ``x`` and weights ``w``), as the RTL counts it."""
+    zeros = _zero_beats(cfg, t, x)
+    wfull = layer_weights(cfg, t.low, w)
+    kp, m = cfg.k_per_pass, cfg.m
+    rows = np.arange(cfg.rows)[:, None, None]
+    total = 0
+    for c, passes in enumerate(t.tile_passes):
+        for k, offset, block in passes:
+            z = zeros[offset, block * kp:(block + 1) * kp].reshape(cfg.rows, m)
+            total += int(z[rows, weight_tile(cfg, t.low, wfull, c, k).indices].sum())
+    return total
+
+
 def gemm_gated_macs(cfg: ArrayConfig, x: np.ndarray, w: np.ndarray, *, sparse: bool) -> int:
-    """The ``gated_macs`` counter of the assembled GEMM ``x (P, K) . w (K, C)`` (int8 data;
-    ``sparse``: ``w`` runs as N:M, else as dense virtual groups), as the RTL counts it."""
+    """The ``gated_macs`` counter of the assembled linear layer ``x (P, K) . w (K, C)`` (int8
+    data; ``sparse``: ``w`` runs as N:M, else dense), as the RTL counts it."""
     x, w = np.asarray(x, dtype=np.int64), np.asarray(w, dtype=np.int64)
     (p, k), c = x.shape, w.shape[1]
-    if sparse:
-        xk, wk = x, w
-    else:
-        xk, wk = nm.expand_dense_acts(x, cfg.n, cfg.m), nm.expand_dense_weights(w, cfg.n, cfg.m)
-    tiling = schedule_gemm(Gemm(p=p, k=k, cols=c), cfg, sparse=sparse)
-    slots = tiling.passes * cfg.k_per_pass
-    groups = slots // cfg.m
-    wp = np.zeros((slots, tiling.col_tiles * cfg.cols), np.int64)
-    wp[: wk.shape[0], :c] = wk
-    packed = nm.pack_nm(wp, cfg.n, cfg.m)
-    zero = np.ones((p, slots), bool)                       # padding slots hold zeros
-    zero[:, : xk.shape[1]] = xk == 0
-    zeros = np.count_nonzero(zero.reshape(p, groups, cfg.m), axis=0)   # (groups, m)
-    return int(zeros[np.arange(groups)[:, None, None], packed.indices].sum())
+    return layer_gated_macs(cfg, schedule_gemm(Gemm(p=p, k=k, cols=c), cfg, sparse=sparse),
+                            x, w[None])
 
 
 def expected_gated_macs(macs_issued: int, density: float) -> float:

@@ -1,22 +1,29 @@
 """From the scheduler's program to accelerator instructions and data beats.
 
 :func:`block_instructions` walks the operations :func:`sparsa.sw.schedule.iter_block_ops` yields
-for each block of a tiled GEMM, gives every tile a scratchpad address and turns each operation into
-:mod:`sparsa.isa` instructions (with STOREs deferred, see there); :func:`assemble_gemm` packs the
-layer's real int8 data into ``data_in`` beats beside them, and the cost model
-(:mod:`sparsa.sw.cost`) costs the same instructions. Pure Python/NumPy: no Amaranth.
+for each block of a tiled layer, gives every operation its scratchpad addresses and walk fields
+and turns it into :mod:`sparsa.isa` instructions (with STOREs deferred, see there);
+:func:`assemble_layer` packs the layer's real int8 data into ``data_in`` beats beside them, and
+the cost model (:mod:`sparsa.sw.cost`) costs the same instructions. Pure Python/NumPy: no
+Amaranth.
 
-Scratchpad allocation:
+Data, in the order the instructions consume it:
 
-* activations: every (P block, K pass) region resident when the tiling keeps activations
-  resident, else two slots that alternate;
-* weights: every (column tile, K pass) tile resident when the tiling keeps weights resident, else
-  two alternating slots;
-* accumulators: one region per column tile of the current column block, two sets alternating
-  between consecutive blocks so that a STORE overlaps the next block's COMPUTEs.
+* activations: NHWC pixel rows (:mod:`sparsa.im2col`), ``C_blocks`` rows of ``K_pass``
+  channels per pixel, the last block zero-padded; a LOAD_ACT carries whole pixels;
+* weights: the tile of (K pass, column tile), K pass = (kernel offset, channel block, phase):
+  the weights of the block's channels at that offset (zero for padded channels and for channels
+  of another group: block-diagonal), packed N:M, or for a dense layer on sparse hardware the
+  phase's lanes with fixed indices (:func:`weight_tile`);
+* LOAD_SCALE rows: the column tile's multipliers, shifts and biases (zero for padded columns).
 
-The hardware checks the hazards between engines; the allocation only has to keep a region alive
-until the last instruction that reads it has been issued, which these rules do.
+Scratchpad allocation (:class:`~sparsa.sw.schedule.Tiling`): activation regions by
+:meth:`~sparsa.sw.schedule.Tiling.act_base` (two alternating regions, or the whole input when
+resident), weight slots of ``rows`` rows as the operations name them, and one accumulator
+region of ``p_block`` rows per column tile of the block in two sets that alternate between
+consecutive blocks. The hardware checks the hazards between engines (activation regions by
+their tags); the allocation only keeps a region alive until the last instruction that reads it
+has been issued, which these rules do.
 """
 
 from __future__ import annotations
@@ -27,31 +34,37 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sparsa import isa, nm
-from sparsa.config import ArrayConfig
+from sparsa import im2col, isa, nm
+from sparsa.config import ADDR_BITS, ArrayConfig
 from sparsa.isa import Instruction, Opcode
 from sparsa.models.graph import Gemm
 
-from .ops import Compute, LoadActs, LoadWeights, Op, PreloadWeights, Store
-from .schedule import Block, ScheduleError, Tiling, iter_block_ops, iter_blocks, schedule_gemm
+from . import timing
+from .lower import Lowering
+from .ops import Compute, Configure, LoadActs, LoadWeights, Op, PreloadWeights, Store
+from .schedule import Block, Tiling, iter_block_ops, iter_blocks, load_plan, schedule_gemm
 
-__all__ = ["AssembledGemm", "assemble_gemm", "block_instructions", "block_key",
-           "gemm_instructions"]
+__all__ = ["TIMED", "AssembledGemm", "AssembledLayer", "assemble_gemm", "assemble_layer",
+           "block_instructions", "block_key", "gemm_instructions", "host_input",
+           "layer_weights", "store_delay", "timing_view", "view_key", "weight_tile"]
+
+_MASK = (1 << ADDR_BITS) - 1
 
 
 @dataclass(frozen=True)
-class AssembledGemm:
-    """Instructions and data of one GEMM, and where each STORE's rows belong."""
+class AssembledLayer:
+    """Instructions and data of one layer, and where each STORE's rows belong."""
 
     program: list[Instruction]
     data_in: list[int]
-    stores: list[tuple[slice, slice]]   # (P rows, output columns) of each STORE, in order
+    stores: list[tuple[slice, slice]]   # (output pixels, output columns) of each STORE
     tiling: Tiling
     p: int
     cols: int
 
     def collect(self, rows: list[np.ndarray]) -> np.ndarray:
-        """Reassemble the ``data_out`` rows into the ``(P, cols)`` result."""
+        """Reassemble the ``data_out`` rows into the ``(P, cols)`` result (P in ``(n, oy, ox)``
+        order)."""
         out = np.zeros((self.p, self.cols), dtype=np.int64)
         at = 0
         for p_sl, c_sl in self.stores:
@@ -64,117 +77,176 @@ class AssembledGemm:
         return out
 
 
+AssembledGemm = AssembledLayer
+
 # Instructions repeat (a few addresses, a few counts): build each distinct one once.
 _insn = functools.lru_cache(maxsize=1 << 16)(Instruction)
-
-
-def _region(depths: dict[str, int], kind: str, index: int, size: int, resident: bool,
-            count: int) -> int:
-    """Base row of region ``index`` of ``size`` rows: ``count`` regions when resident, else two
-    alternating slots."""
-    slots = count if resident else 2
-    depth = depths[kind]
-    if slots * size > depth:
-        raise ScheduleError(f"{slots} {kind} regions of {size} rows do not fit the {kind} "
-                            f"scratchpad ({depth} rows)")
-    return (index % slots) * size
 
 
 def block_key(tiling: Tiling, block: Block) -> tuple:
     """Everything :func:`block_instructions` depends on besides the tiling and the carried
     stores: blocks with equal keys have equal instructions."""
-    t, cb, pb = tiling, block.col_block, block.p_block
-    load_acts = cb == 0 or not t.acts_resident
-    load_weights = pb == 0 or not t.weights_resident
-    return (t.block_beats(pb), t.block_cols(cb), load_acts,
-            pb if t.acts_resident else block.act_loads % 2, load_weights,
-            None if t.weights_resident else block.weight_loads % 2, block.index % 2)
+    t, i = tiling, block.index
+    nxt = t.block_loads(i + 1) if i + 1 < t.blocks else "end"
+    weights = None if t.weights_resident else t.weight_loads_before(i) % 2
+    cols = block.col_block if t.low.groups > 1 else t.block_cols(block.col_block)
+    return (block.p_block, cols, i % 2, i == 0, nxt, weights,
+            (t.act_base(i), t.act_base(i + 1)) if t.acts == "ring" else None)
 
 
-# A STORE (with its LOAD_SCALE) waiting to be emitted: (instruction, its operation, whether a
-# COMPUTE has been emitted since).
-Held = tuple[Instruction, Op, bool]
+# The fields the cycle model (:mod:`sparsa.sw.accel_timing`) reads, per opcode; the others (the
+# im2col walk's fields, activation addresses) only decide which rows are read.
+TIMED = {
+    Opcode.LOAD_ACT: ("count", "channels", "tag"),
+    Opcode.LOAD_WEIGHT: ("addr", "count"),
+    Opcode.LOAD_ACC: ("acc_addr", "count"),
+    Opcode.LOAD_SCALE: (),
+    Opcode.PRELOAD: ("addr",),
+    Opcode.COMPUTE: ("acc_addr", "count", "accumulate", "tag"),
+    Opcode.STORE: ("acc_addr", "count", "relu", "raw"),
+    Opcode.CONFIG: (),
+}
 
 
-def _natural(cfg: ArrayConfig, t: Tiling, block: Block, raw: bool,
-             relu: bool) -> Iterator[tuple[Instruction, Op]]:
-    """The block's instructions in the scheduler's operation order."""
-    rows, passes, depths = cfg.rows, t.passes, cfg.scratchpad_rows
-    act_loads, weight_loads = block.act_loads, block.weight_loads
+@functools.lru_cache(maxsize=1 << 16)
+def timing_view(insn: Instruction) -> Instruction:
+    """``insn`` with only the fields the cycle model reads (:data:`TIMED`)."""
+    return Instruction(insn.opcode, **{f: getattr(insn, f) for f in TIMED[insn.opcode]})
 
-    def act_base(p_block: int, k: int, load: int) -> int:
-        index = p_block * passes + k if t.acts_resident else load
-        return _region(depths, "act", index, t.p_block, t.acts_resident, t.p_blocks * passes)
 
-    def weight_base(col_tile: int, k: int, load: int) -> int:
-        # Resident weights stay for the P blocks of one column block.
-        index = (col_tile % t.col_block) * passes + k if t.weights_resident else load
-        return _region(depths, "weight", index, rows, t.weights_resident, t.col_block * passes)
+def view_key(tiling: Tiling, block: Block) -> tuple:
+    """Everything the timing views of :func:`block_instructions` depend on besides the tiling
+    and the carried stores (the im2col walk's fields and activation addresses aside)."""
+    t, i = tiling, block.index
+    tiles = t.block_tiles(block.col_block)
+    plan = load_plan(t, block, len(tiles))
+    loads = tuple((slot, op.pixels, op.tag) for slot in sorted(plan) for op in plan[slot])
+    weights = None if t.weights_resident else t.weight_loads_before(i) % 2
+    cols = block.col_block if t.low.groups > 1 else t.block_cols(block.col_block)
+    return (t.block_beats(block.p_block), block.p_block == 0, cols, i % 2, i == 0, loads,
+            weights)
+
+
+# A STORE (with its LOAD_SCALE) waiting to be emitted: (instruction, its operation, COMPUTEs
+# emitted since).
+Held = tuple[Instruction, Op, int]
+
+
+def _natural(cfg: ArrayConfig, t: Tiling, block: Block, raw: bool, relu: bool,
+             view: bool) -> Iterator[tuple[Instruction, Op]]:
+    """The block's instructions in the scheduler's operation order (``view``: their timing
+    views)."""
+    rows, cb, geom = cfg.rows, t.c_blocks, t.low.geom
+    depth = cfg.scratchpad_rows["act"]
+    kw = geom.kernel[1]
 
     def acc_base(col_tile: int) -> int:
-        # consecutive blocks alternate between two sets, so a block's stores overlap the next
-        return _region(depths, "acc", (block.index % 2) * t.col_block + col_tile % t.col_block,
-                       t.p_block, True, 2 * t.col_block)
+        return ((block.index % t.acc_sets) * t.col_block + col_tile % t.col_block) * t.p_block
 
-    act_at: dict[int, int] = {}
-    weight_at: dict[tuple[int, int], int] = {}
     for op in iter_block_ops(t, block):
-        if isinstance(op, LoadActs):
-            act_at[op.k_pass] = act_base(op.p_block, op.k_pass, act_loads)
-            act_loads += 1
-            yield _insn(Opcode.LOAD_ACT, addr=act_at[op.k_pass], count=op.beats), op
+        if isinstance(op, Configure):
+            yield (_insn(Opcode.CONFIG) if view else im2col.config_instruction(cfg, geom)), op
+        elif isinstance(op, LoadActs):
+            addr = 0 if view else ((t.act_base(op.block) + op.first * cb) & _MASK) % depth
+            yield _insn(Opcode.LOAD_ACT, addr=addr, count=op.pixels * cb,
+                        channels=geom.channels, tag=op.tag), op
         elif isinstance(op, LoadWeights):
-            weight_at[(op.col_tile, op.k_pass)] = weight_base(op.col_tile, op.k_pass,
-                                                              weight_loads)
-            weight_loads += 1
-            yield _insn(Opcode.LOAD_WEIGHT, addr=weight_at[(op.col_tile, op.k_pass)],
-                        count=rows), op
+            yield _insn(Opcode.LOAD_WEIGHT, addr=op.slot * rows, count=rows), op
         elif isinstance(op, PreloadWeights):
-            # weights loaded in an earlier block are resident: their address is fixed
-            addr = weight_at.get((op.col_tile, op.k_pass))
-            if addr is None:
-                addr = weight_base(op.col_tile, op.k_pass, 0)
-            yield _insn(Opcode.PRELOAD, addr=addr), op
+            yield _insn(Opcode.PRELOAD, addr=op.slot * rows), op
         elif isinstance(op, Compute):
-            addr = act_at.get(op.k_pass)
-            if addr is None:   # resident activations loaded by the first column block
-                addr = act_base(op.p_block, op.k_pass, 0)
-            yield _insn(Opcode.COMPUTE, addr=addr, acc_addr=acc_base(op.col_tile),
-                        count=op.beats, accumulate=op.accumulate), op
+            walk = {} if view else im2col.compute_fields(
+                cfg, geom, base=t.act_base(block.index), first=t.block_first(op.p_block),
+                offset=divmod(op.offset, kw), block=op.block)
+            yield _insn(Opcode.COMPUTE, acc_addr=acc_base(op.col_tile), count=op.beats,
+                        accumulate=op.accumulate, tag=op.tag, **walk), op
         elif isinstance(op, Store):
-            yield _insn(Opcode.LOAD_SCALE), op
+            if op.scale:
+                yield _insn(Opcode.LOAD_SCALE), op
             yield _insn(Opcode.STORE, acc_addr=acc_base(op.col_tile), count=op.beats,
                         raw=raw, relu=relu), op
 
 
 def block_instructions(cfg: ArrayConfig, tiling: Tiling, block: Block, *,
-                       carry: tuple[Held, ...] = (), raw: bool = False, relu: bool = False
+                       carry: tuple[Held, ...] = (), raw: bool = False, relu: bool = False,
+                       view: bool = False
                        ) -> tuple[list[tuple[Instruction, Op]], tuple[Held, ...]]:
     """The instructions of one block, each with the scheduler operation it comes from, and the
     stores still held at its end (pass them as ``carry`` to the next block; emit them after the
-    last block).
+    last block). ``view``: the instructions' timing views (:func:`timing_view`), without the
+    walk's fields and activation addresses (what the cost model times).
 
     Deferred stores: the controller dispatches in order, and a STORE waits until its results
-    are written (``latency`` cycles after the tile's last beat), holding up every instruction
-    behind it. So each tile's LOAD_SCALE + STORE is emitted later: after the next tile's COMPUTE
-    and the weight load that follows it, just before the PRELOAD of the tile after next. Tile
-    ``t+1`` then streams while ``t``'s results drain, and the PRELOAD behind the STORE only
-    needs the shadow bank, which ``t+1``'s swap has freed. The program order of every
-    scratchpad region's writer and readers is unchanged (accumulator sets alternate between
-    blocks), so the hardware's interlocks keep the results exact."""
+    are written (``latency`` cycles after the tile's last beat) and the STORE before it has
+    left (its LOAD_SCALE waits for that too), holding up every instruction behind it. So each
+    tile's LOAD_SCALE + STORE is emitted later, after a later tile's weight load and before its
+    activation chunk and PRELOAD (the LOAD engine takes the scale row first): no earlier than
+    the ``delay``-th tile after
+    its own, at most one per PRELOAD and ``space`` tiles apart, and at the latest before the
+    ``limit``-th (:func:`store_delay`). The tiles in between stream while its results drain,
+    and the PRELOAD behind the STORE only needs the shadow bank. The program order of every
+    scratchpad region's writer and readers is unchanged (a STORE still precedes the next
+    COMPUTE on its accumulator rows), so the hardware's interlocks keep the results exact."""
     out: list[tuple[Instruction, Op]] = []
-    held = list(carry)
-    for insn, op in _natural(cfg, tiling, block, raw, relu):
+    held = [(i, o, n) for i, o, n in carry]
+    delay, space, limit = store_delay(cfg, tiling)
+    since = space       # tiles since the last STORE was emitted
+    emitted = False     # this tile's chance to emit one has passed
+    for insn, op in _natural(cfg, tiling, block, raw, relu, view):
         if insn.opcode in (Opcode.LOAD_SCALE, Opcode.STORE):
-            held.append((insn, op, False))
+            held.append((insn, op, 0))
             continue
-        if insn.opcode == Opcode.PRELOAD and held and held[0][2]:
-            out += [(i, o) for i, o, seen in held if seen]
-            held = [h for h in held if not h[2]]
+        if insn.opcode in (Opcode.PRELOAD, Opcode.LOAD_ACT) and held and not emitted:
+            due = [h for h in held if h[2] >= limit - 1]
+            if not due and held[0][2] >= delay - 1 and since >= space:
+                due = [h for h in held if h[1] is held[0][1]]     # its LOAD_SCALE and STORE
+            if due:
+                out += [(i, o) for i, o, _ in due]
+                held = [h for h in held if h not in due]
+                since = 0
+            emitted = True
         out.append((insn, op))
         if insn.opcode == Opcode.COMPUTE:
-            held = [(i, o, True) for i, o, _ in held]
+            held = [(i, o, n + 1) for i, o, n in held]
+            since, emitted = since + 1, False
     return out, tuple(held)
+
+
+def store_delay(cfg: ArrayConfig, t: Tiling) -> tuple[int, int, int]:
+    """``(delay, space, limit)`` of the deferred STOREs, in tiles. ``delay``: enough for the
+    results to be written and the STORE before to leave (``latency + rows`` cycles, in tiles of
+    ``p_block`` beats, at least two); ``space``: a STORE's rows and its LOAD_SCALE take ``p_block
+    + 4`` cycles, a tile ``max(p_block, tile period)``; ``limit``: the next COMPUTE on its
+    accumulator rows (the first pass of the column tile using the same region one block later
+    with one accumulator set, two blocks later with two), so program order keeps every region's
+    reads before its next writes."""
+    fixed = timing.array_timing(cfg)
+    delay = 2 + -(-(fixed.latency + cfg.rows) // t.p_block)
+    space = -(-(t.p_block + 4) // max(t.p_block, fixed.tile_period))
+    limit = 1 << 30
+    sets, pbs = t.acc_sets, t.p_blocks
+
+    def tiles(index: int) -> tuple:
+        return t.block_tiles(index // pbs)
+
+    def position(index: int, last: bool) -> dict[int, int]:
+        """Region of each column tile of block ``index`` -> its first (or last) tile."""
+        out: dict[int, int] = {}
+        for i, (_, c, _, _) in enumerate(tiles(index)):
+            if last or c % t.col_block not in out:
+                out[c % t.col_block] = i
+        return out
+
+    # blocks of a column block have equal tiles: its first and last blocks show every case
+    for k in {i for cb in range(t.col_blocks) for i in (cb * pbs, cb * pbs + pbs - 1)}:
+        if k + sets >= t.blocks:
+            continue
+        between = sum(len(tiles(i)) for i in range(k + 1, k + sets))
+        firsts = position(k + sets, last=False)
+        for region, last in position(k, last=True).items():
+            if region in firsts:
+                limit = min(limit, len(tiles(k)) - last + between + firsts[region])
+    return min(delay, limit), space, limit
 
 
 def _program_pairs(cfg: ArrayConfig, tiling: Tiling, *, raw: bool,
@@ -189,64 +261,152 @@ def _program_pairs(cfg: ArrayConfig, tiling: Tiling, *, raw: bool,
 
 def gemm_instructions(cfg: ArrayConfig, tiling: Tiling, *, raw: bool = False,
                       relu: bool = False) -> Iterator[Instruction]:
-    """The whole instruction stream of a tiled GEMM (no data)."""
+    """The whole instruction stream of a tiled layer (no data)."""
     for insn, _ in _program_pairs(cfg, tiling, raw=raw, relu=relu):
         yield insn
 
 
-def assemble_gemm(cfg: ArrayConfig, x: np.ndarray, w: np.ndarray, *, sparse: bool,
-                  bias: np.ndarray | None = None, multiplier: np.ndarray | None = None,
-                  shift: np.ndarray | None = None, raw: bool = False,
-                  relu: bool = False) -> AssembledGemm:
-    """``requantize(X . W + bias)`` (or the raw sums) for int8 ``x`` ``(P, K)`` and ``w``
-    ``(K, C)``; ``sparse``: ``w`` satisfies the hardware's N:M pattern, else it runs dense as
-    virtual groups."""
-    x, w = np.asarray(x, dtype=np.int64), np.asarray(w, dtype=np.int64)
-    p, k = x.shape
-    if w.shape[0] != k:
-        raise ValueError(f"weights must have K = {k} rows, not shape {w.shape}")
-    c_total = w.shape[1]
-    bias = np.zeros(c_total, np.int64) if bias is None else np.asarray(bias, np.int64)
-    multiplier = np.ones(c_total, np.int64) if multiplier is None else np.asarray(multiplier)
-    shift = np.zeros(c_total, np.int64) if shift is None else np.asarray(shift)
-    if sparse:
-        nm.check_nm(w, cfg.n, cfg.m)
-        xk, wk = x, w
-    else:
-        xk, wk = nm.expand_dense_acts(x, cfg.n, cfg.m), nm.expand_dense_weights(
-            w, cfg.n, cfg.m)
-    tiling = schedule_gemm(Gemm(p=p, k=k, cols=c_total), cfg, sparse=sparse)
-    kp, rows, cols = cfg.k_per_pass, cfg.rows, cfg.cols
-    passes = tiling.passes
-    xp = np.zeros((p, passes * kp), np.int64)
-    xp[:, : xk.shape[1]] = xk
-    wp = np.zeros((passes * kp, tiling.col_tiles * cols), np.int64)
-    wp[: wk.shape[0], :c_total] = wk
+# ---- data ------------------------------------------------------------------------------------
 
+def _host_im2col(x: np.ndarray, low: Lowering) -> np.ndarray:
+    """NHWC ``x`` -> the ``(P, groups * K_g)`` im2col matrix, K in (group, i, j, channel)
+    order."""
+    src = low.source
+    n, _, _, c = x.shape
+    (kh, kw), (sh, sw), (ph, pw), (ho, wo) = src.kernel, src.stride, src.padding, src.out_size
+    h, w = src.in_size
+    pad = np.zeros((n, max(h + ph, (ho - 1) * sh + kh), max(w + pw, (wo - 1) * sw + kw), c),
+                   dtype=np.int64)
+    pad[:, ph:ph + h, pw:pw + w] = x
+    taps = np.stack([pad[:, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw]
+                     for i in range(kh) for j in range(kw)], axis=3)   # (n, ho, wo, taps, c)
+    g = low.groups
+    taps = taps.reshape(n * ho * wo, kh * kw, g, c // g).transpose(0, 2, 1, 3)
+    return taps.reshape(n * ho * wo, -1)
+
+
+def host_input(low: Lowering, x: np.ndarray) -> np.ndarray:
+    """The tensor the accelerator reads for the layer's input ``x`` (NHWC for a conv, ``(P,
+    K)`` otherwise): NHWC for the on-chip im2col, the pixels a strided 1x1 conv reads, or the
+    host's im2col matrix; ``(pixels, channels)`` for a linear lowering."""
+    x = np.asarray(x, dtype=np.int64)
+    src = low.source
+    if src is not None:
+        if x.shape[1:3] != src.in_size:
+            raise ValueError(f"expected an NHWC input of {src.in_size[0]}x{src.in_size[1]} "
+                             f"pixels, not shape {x.shape}")
+        if src.kernel == (1, 1) and src.padding == (0, 0):
+            x = x[:, ::src.stride[0], ::src.stride[1]]
+        else:
+            x = _host_im2col(x, low)
+    x = x.reshape(-1, x.shape[-1])
+    if x.shape != (low.geom.in_pixels, low.geom.channels):
+        raise ValueError(f"the layer's input must have {low.geom.in_pixels} pixels of "
+                         f"{low.geom.channels} channels, not shape {x.shape}")
+    return x
+
+
+def layer_weights(cfg: ArrayConfig, low: Lowering, w: np.ndarray) -> np.ndarray:
+    """``w`` ``(groups, K_g, cols_g)`` (K in the layer's (i, j, channel) order) -> ``(offsets,
+    C_blocks * K_pass, col_tiles * cols)``: per kernel offset, input channel x output channel,
+    block-diagonal over the groups, zero-padded."""
+    w = np.asarray(w, dtype=np.int64)
+    g, offsets = low.groups, low.offsets
+    cin_g, cout_g = low.geom.channels // g, low.cols // g
+    if w.shape != (g, offsets * cin_g, cout_g):
+        raise ValueError(f"weights must have shape {(g, offsets * cin_g, cout_g)} (groups, K, "
+                         f"columns), not {w.shape}")
+    out = np.zeros((offsets, low.c_blocks(cfg) * cfg.k_per_pass,
+                    -(-low.cols // cfg.cols) * cfg.cols), dtype=np.int64)
+    for k in range(g):
+        out[:, k * cin_g:(k + 1) * cin_g, k * cout_g:(k + 1) * cout_g] = \
+            w[k].reshape(offsets, cin_g, cout_g)
+    return out
+
+
+def weight_tile(cfg: ArrayConfig, low: Lowering, wfull: np.ndarray, col_tile: int,
+                k_pass: int) -> nm.CompressedNM:
+    """The packed tile of (K pass, column tile) from :func:`layer_weights`'s array. A phase
+    ``q`` of a dense layer holds lanes ``q*n .. q*n+n-1`` of every group of ``m`` with those
+    fixed indices (slots past ``m`` take the lowest other lanes, with zero values)."""
+    kp, cols, n, m = cfg.k_per_pass, cfg.cols, cfg.n, cfg.m
+    offset, block = divmod(k_pass // low.phases, low.c_blocks(cfg))
+    phase = k_pass % low.phases
+    tile = wfull[offset, block * kp:(block + 1) * kp, col_tile * cols:(col_tile + 1) * cols]
+    if low.phases == 1:
+        return nm.pack_nm(tile, n, m)
+    lanes = list(range(phase * n, min(m, phase * n + n)))
+    indices = sorted(lanes + [i for i in range(m) if i not in lanes][:n - len(lanes)])
+    groups = tile.reshape(kp // m, m, cols)
+    values = np.where(np.isin(indices, lanes)[None, :, None], groups[:, indices, :], 0)
+    idx = np.broadcast_to(np.array(indices)[None, :, None], values.shape).astype(np.int64)
+    return nm.CompressedNM(values=values, indices=idx.copy(), n=n, m=m, k=kp)
+
+
+def _scale_row(cfg: ArrayConfig, col_tile: int, bias, multiplier, shift) -> int:
+    sl = slice(col_tile * cfg.cols, (col_tile + 1) * cfg.cols)
+    pad = cfg.cols - len(bias[sl])
+    return isa.pack_scale_row(cfg, np.pad(multiplier[sl], (0, pad)),
+                              np.pad(shift[sl], (0, pad)), np.pad(bias[sl], (0, pad)))
+
+
+def assemble_layer(cfg: ArrayConfig, tiling: Tiling, x: np.ndarray, w: np.ndarray, *,
+                   bias: np.ndarray | None = None, multiplier: np.ndarray | None = None,
+                   shift: np.ndarray | None = None, raw: bool = False,
+                   relu: bool = False) -> AssembledLayer:
+    """``requantize(conv(x, w) + bias)`` (or the raw sums) of the tiled layer for its int8
+    input ``x`` (NHWC for a conv, ``(P, K)`` otherwise) and weights ``w`` ``(groups, K_g,
+    cols_g)`` (``Layer.gemm_weight``'s layout); the result's rows are output pixels in ``(n,
+    oy, ox)`` order, its columns all groups' output channels."""
+    low = tiling.low
+    xs = host_input(low, x)
+    wfull = layer_weights(cfg, low, w)
+    c_total = low.cols
+    bias = np.zeros(c_total, np.int64) if bias is None else np.asarray(bias, np.int64).ravel()
+    multiplier = np.ones(c_total, np.int64) if multiplier is None else \
+        np.asarray(multiplier).ravel()
+    shift = np.zeros(c_total, np.int64) if shift is None else np.asarray(shift).ravel()
+    if low.nm_tiles and low.pruned:
+        for g in range(low.groups):
+            nm.check_nm(np.asarray(w)[g], cfg.n, cfg.m)
+    kp, cb = cfg.k_per_pass, tiling.c_blocks
+    rows = np.zeros((xs.shape[0], cb * kp), dtype=np.int64)
+    rows[:, :xs.shape[1]] = xs
     program: list[Instruction] = []
     data: list[int] = []
     stores: list[tuple[slice, slice]] = []
     for insn, op in _program_pairs(cfg, tiling, raw=raw, relu=relu):
         program.append(insn)
         if insn.opcode == Opcode.LOAD_ACT:
-            start = op.p_block * tiling.p_block
-            rows_x = xp[start:start + op.beats, op.k_pass * kp:(op.k_pass + 1) * kp]
-            data += [isa.pack_act_row(cfg, row) for row in rows_x]
+            chunk = rows[op.first:op.first + op.pixels].reshape(-1, kp)
+            data += [isa.pack_act_row(cfg, r) for r in chunk]
         elif insn.opcode == Opcode.LOAD_WEIGHT:
-            tile = wp[op.k_pass * kp:(op.k_pass + 1) * kp, op.col_tile * cols:
-                      (op.col_tile + 1) * cols]
-            packed = nm.pack_nm(tile, cfg.n, cfg.m)
+            packed = weight_tile(cfg, low, wfull, op.col_tile, op.k_pass)
             data += [isa.pack_weight_row(cfg, packed.values[r], packed.indices[r])
-                     for r in range(rows)]
+                     for r in range(cfg.rows)]
         elif insn.opcode == Opcode.LOAD_SCALE:
-            sl = slice(op.col_tile * cols, (op.col_tile + 1) * cols)
-            pad = cols - len(bias[sl])
-            data.append(isa.pack_scale_row(
-                cfg, np.pad(multiplier[sl], (0, pad)), np.pad(shift[sl], (0, pad)),
-                np.pad(bias[sl], (0, pad))))
+            data.append(_scale_row(cfg, op.col_tile, bias, multiplier, shift))
         elif insn.opcode == Opcode.STORE:
-            start, first_col = op.p_block * tiling.p_block, op.col_tile * cols
+            start, first_col = tiling.block_first(op.p_block), op.col_tile * cfg.cols
             stores.append((slice(start, start + op.beats),
-                           slice(first_col, min(first_col + cols, c_total))))
-    return AssembledGemm(program=program, data_in=data, stores=stores, tiling=tiling, p=p,
-                         cols=c_total)
+                           slice(first_col, min(first_col + cfg.cols, c_total))))
+    return AssembledLayer(program=program, data_in=data, stores=stores, tiling=tiling,
+                          p=low.geom.p, cols=c_total)
+
+
+def assemble_gemm(cfg: ArrayConfig, x: np.ndarray, w: np.ndarray, *, sparse: bool,
+                  bias: np.ndarray | None = None, multiplier: np.ndarray | None = None,
+                  shift: np.ndarray | None = None, raw: bool = False,
+                  relu: bool = False) -> AssembledLayer:
+    """A linear layer: ``requantize(X . W + bias)`` (or the raw sums) for int8 ``x`` ``(P, K)``
+    and ``w`` ``(K, C)``; ``sparse``: ``w`` satisfies the hardware's N:M pattern, else it runs
+    dense (phases on sparse hardware)."""
+    x, w = np.asarray(x, dtype=np.int64), np.asarray(w, dtype=np.int64)
+    p, k = x.shape
+    if w.ndim != 2 or w.shape[0] != k:
+        raise ValueError(f"weights must have K = {k} rows, not shape {w.shape}")
+    if sparse:
+        nm.check_nm(w, cfg.n, cfg.m)
+    tiling = schedule_gemm(Gemm(p=p, k=k, cols=w.shape[1]), cfg, sparse=sparse)
+    return assemble_layer(cfg, tiling, x, w[None], bias=bias, multiplier=multiplier,
+                          shift=shift, raw=raw, relu=relu)

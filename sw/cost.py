@@ -1,4 +1,4 @@
-"""Cycles and action counts of a scheduled layer, from the accelerator's own models.
+"""Cycles, action counts and bytes of a scheduled layer, from the accelerator's own models.
 
 The layer's instructions are the ones ``sparsa run`` sends to the RTL
 (:func:`sparsa.sw.assemble.block_instructions`); their cycles come from the instruction-level
@@ -16,14 +16,17 @@ Cycles (array clock cycles, from the first dispatch to the last output row):
 projections), but it is made of blocks (:func:`sparsa.sw.schedule.iter_blocks`) that repeat;
 :func:`program_cycles` times each block once per (cycle-model state relative to its start,
 block instructions) and replays the result, which is exact because the model is invariant under
-a shift in time (:meth:`AccelTimer.key`). Tests compare it with the plain instruction-by-
-instruction recurrence.
+a shift in time (:meth:`AccelTimer.key`) and reads only the fields :func:`timing_view` keeps
+(not the im2col walk's: blocks of a conv differ only there). Tests compare it with the plain
+instruction-by-instruction recurrence.
 
-Action counts (:class:`Actions`, per layer) are the counters turned into bytes of each row kind:
-an activation row is ``rows * m`` activations, a weight row ``cols * n`` values plus their
-indices, an accumulator row ``cols`` sums; off-chip bytes are those of the ``data_in`` beats and
-``data_out`` rows (:func:`sparsa.isa.data_in_bytes`), padding and the zero slots of dense layers
-on sparse hardware included, because that is what the RTL moves.
+Action counts (:class:`Actions`, per layer): the on-chip ones are the counters turned into bytes
+of each row kind (an activation row is ``rows * m`` activations, a weight row ``cols * n`` values
+plus their indices, an accumulator row ``cols`` sums); the off-chip ones (``dram_*``) are the
+scheduler's byte model (:func:`sparsa.sw.schedule.tiling_bytes`), exactly the bytes the
+instructions move: real activation channels, whole weight rows, scale rows, output rows.
+:class:`LayerCost` also carries the layer's compulsory bytes (:meth:`sparsa.sw.lower.Lowering.
+compulsory`), what any schedule must move, to show beside them.
 """
 
 from __future__ import annotations
@@ -32,18 +35,20 @@ import dataclasses
 import functools
 from dataclasses import dataclass
 
+import numpy as np
+
 from sparsa import isa
 from sparsa.config import ArrayConfig
-from sparsa.isa import Opcode
+from sparsa.isa import Instruction, Opcode
 from sparsa.models.graph import Gemm
 
 from .accel_timing import NEVER, AccelTimer, program_counts
-from .assemble import block_instructions, block_key
-from .schedule import LayerSchedule, Tiling, iter_blocks
+from .assemble import block_instructions, timing_view, view_key
+from .lower import Traffic
+from .schedule import LayerSchedule, Tiling, iter_blocks, tiling_bytes
 
 __all__ = ["Actions", "Cycles", "LayerCost", "actions_from_counts", "block_runs", "direct_cost",
-           "layer_cost",
-           "program_cycles", "program_tiling", "tiling_counts"]
+           "layer_cost", "program_cycles", "program_tiling", "tiling_counts", "timing_view"]
 
 
 def _add(a, b):
@@ -101,6 +106,11 @@ class LayerCost:
     actions: Actions
     tiles: int = 0
     beats: int = 0
+    compulsory: Traffic = dataclasses.field(default_factory=Traffic)   # what any schedule moves
+
+    @property
+    def compulsory_bytes(self) -> int:
+        return self.compulsory.total
 
     __add__ = _add
 
@@ -116,17 +126,14 @@ def weight_row_split(cfg: ArrayConfig) -> tuple[int, int]:
     return values, isa.data_in_bytes(cfg, Opcode.LOAD_WEIGHT) - values
 
 
-def actions_from_counts(cfg: ArrayConfig, counts: dict[str, int], *, raw: bool = False,
+def actions_from_counts(cfg: ArrayConfig, counts: dict[str, int], traffic: Traffic, *,
                         macs_required: int = 0) -> Actions:
     """The energy model's action counts from the accelerator's activity counters
-    (:data:`sparsa.hw.accelerator.COUNTERS` names) of a program whose STOREs are all ``raw`` or
-    all requantized."""
+    (:data:`sparsa.hw.accelerator.COUNTERS` names) of a program and its off-chip bytes
+    (:func:`sparsa.sw.schedule.tiling_bytes`)."""
     act_row = isa.data_in_bytes(cfg, Opcode.LOAD_ACT)
     acc_row = isa.data_in_bytes(cfg, Opcode.LOAD_ACC)
     w_values, w_meta = weight_row_split(cfg)
-    acc_loads = counts["acc_writes"] - counts["act_beats"]
-    scale_loads = (counts["data_in_beats"] - counts["act_writes"] - counts["weight_writes"]
-                   - acc_loads)
     per_pe_weights = cfg.n * (cfg.weight_width + cfg.index_width)
     per_beat_bits = cfg.rows * cfg.cols * (cfg.m * cfg.act_width + cfg.acc_width)
     return Actions(
@@ -144,89 +151,110 @@ def actions_from_counts(cfg: ArrayConfig, counts: dict[str, int], *, raw: bool =
         metadata_buffer_write_bytes=counts["weight_writes"] * w_meta,
         acc_buffer_read_bytes=counts["acc_reads"] * acc_row,
         acc_buffer_write_bytes=counts["acc_writes"] * acc_row,
-        dram_act_bytes=counts["act_writes"] * act_row,
-        dram_weight_bytes=counts["weight_writes"] * w_values,
-        dram_metadata_bytes=counts["weight_writes"] * w_meta,
-        dram_acc_bytes=acc_loads * acc_row,
-        dram_scale_bytes=scale_loads * isa.data_in_bytes(cfg, Opcode.LOAD_SCALE),
-        dram_out_bytes=counts["data_out_beats"] * isa.data_out_bytes(cfg, raw),
+        dram_act_bytes=traffic.act,
+        dram_weight_bytes=traffic.weight,
+        dram_metadata_bytes=traffic.metadata,
+        dram_acc_bytes=traffic.acc,
+        dram_scale_bytes=traffic.scale,
+        dram_out_bytes=traffic.out,
     )
 
 
-def _required_macs(t: Tiling, cfg: ArrayConfig) -> int:
-    g = t.gemm
-    k = _ceil_div(g.k, cfg.m) * cfg.n if t.sparse else g.k
-    return g.groups * g.p * g.cols * min(k, g.k)
-
-
-def _chunks(program: tuple, interned: dict[tuple, int]) -> tuple[tuple[int, tuple], ...]:
-    """Split a block's instructions after each COMPUTE (about one tile each); every distinct
-    chunk gets a small id, the memo key of the timing."""
+def _chunk_ids(program: tuple, interned: dict[tuple, int]) -> tuple[int, ...]:
+    """Split a block's instructions (timing views) after each COMPUTE (one tile each) and
+    give every distinct chunk a small id."""
     out, start = [], 0
     for i, insn in enumerate(program):
         if insn.opcode == Opcode.COMPUTE or i == len(program) - 1:
-            chunk = program[start:i + 1]
-            out.append((interned.setdefault(chunk, len(interned)), chunk))
+            out.append(interned.setdefault(program[start:i + 1], len(interned)))
             start = i + 1
     return tuple(out)
 
 
-def _block_programs(cfg: ArrayConfig, t: Tiling, raw: bool):
-    """(key, instructions, chunks) of each block in program order, then of the stores still
-    held at the end; each distinct (block, carried stores) is built once."""
+@dataclass(frozen=True)
+class _Program:
+    """A tiling's program as the cycle model sees it: chunk ids in program order, the chunks
+    (timing views), and the periods its runs are looked for with."""
+
+    seq: np.ndarray
+    chunks: tuple[tuple[Instruction, ...], ...]
+    periods: tuple[int, ...]
+
+
+def _program(cfg: ArrayConfig, t: Tiling, raw: bool) -> _Program:
+    """The timing views of the tiling's blocks (each distinct (block, carried stores) built
+    once, :func:`sparsa.sw.assemble.view_key`), as chunk ids."""
     built: dict[tuple, tuple] = {}
     interned: dict[tuple, int] = {}
-    block_ids: dict[tuple, int] = {}
+    seq: list[int] = []
+    lengths: set[int] = set()
     carry: tuple = ()
     carry_key: tuple = ()
     for block in iter_blocks(t):
-        key = (block_key(t, block), carry_key)
+        key = (view_key(t, block), carry_key)
         got = built.get(key)
         if got is None:
-            pairs, carry = block_instructions(cfg, t, block, carry=carry, raw=raw)
-            prog = tuple(i for i, _ in pairs)
-            chunks = _chunks(prog, interned)
-            bid = block_ids.setdefault(tuple(c for c, _ in chunks), len(block_ids))
-            got = built[key] = (prog, (bid, chunks), carry,
-                                tuple((i, seen) for i, _, seen in carry))
-        carry, carry_key = got[2], got[3]
-        yield key, got[0], got[1]
-    tail = tuple(i for i, _, _ in carry)
-    chunks = _chunks(tail, interned)
-    yield ("end", tail), tail, (block_ids.setdefault(tuple(c for c, _ in chunks),
-                                                     len(block_ids)), chunks)
+            pairs, carry = block_instructions(cfg, t, block, carry=carry, raw=raw, view=True)
+            ids = _chunk_ids(tuple(i for i, _ in pairs), interned)
+            got = built[key] = (ids, carry, tuple((i, n) for i, _, n in carry))
+        ids, carry, carry_key = got
+        seq += ids
+        lengths.add(len(ids))
+    if carry:
+        seq += _chunk_ids(tuple(i for i, _, _ in carry), interned)
+    tiles = {len(t.block_tiles(c)) for c in range(t.col_blocks)}
+    cols = {t.block_cols(c) for c in range(t.col_blocks)}
+    periods = set(range(1, PERIODS + 1)) | {x * f for x in lengths | cols | tiles for f in (1, 2)}
+    chunks = [()] * len(interned)
+    for chunk, i in interned.items():
+        chunks[i] = chunk
+    return _Program(np.array(seq, dtype=np.int64), tuple(chunks), tuple(sorted(periods)))
 
 
-def _runs(blocks: list) -> list[tuple[tuple, int]]:
-    """A :func:`_block_programs` list as ``(unit, count)``: ``unit`` (one block, or two that
-    alternate, as scratchpad slots do) repeated ``count`` times. Equal blocks share their
-    instruction tuple, so identity decides."""
-    progs = [b[1] for b in blocks]
-    out: list[tuple[tuple, int]] = []
-    i, n = 0, len(progs)
+# Periods up to this many chunks are always looked for (and the ones of the tiling's loops).
+PERIODS = 16
+
+
+def _runs(seq: np.ndarray, periods: tuple[int, ...]) -> list[tuple[int, int, int]]:
+    """``seq`` as runs ``(start, period, count)``: ``seq[start:start+period]`` repeated
+    ``count`` times; greedily the run covering most chunks from each position (count 1:
+    irregular stretches)."""
+    n = len(seq)
+    streaks = {}
+    for p in periods:
+        if 2 * p > n:
+            continue
+        breaks = np.flatnonzero(seq[p:] != seq[:-p])    # seq[i + p] != seq[i]
+        nxt = np.searchsorted(breaks, np.arange(n - p))
+        ends = np.append(breaks, n - p)[nxt]
+        streaks[p] = ends - np.arange(n - p)            # equal pairs from i on
+    out: list[tuple[int, int, int]] = []
+    i = single = 0
     while i < n:
-        a = progs[i]
-        b = progs[i + 1] if i + 1 < n else None
-        if b is a:
-            j = i + 2
-            while j < n and progs[j] is a:
-                j += 1
-            out.append(((blocks[i],), j - i))
-        elif i + 3 < n and progs[i + 2] is a and progs[i + 3] is b:
-            j = i + 4
-            while j + 1 < n and progs[j] is a and progs[j + 1] is b:
-                j += 2
-            out.append(((blocks[i], blocks[i + 1]), (j - i) // 2))
-        else:
-            j = i + 1
-            out.append(((blocks[i],), 1))
-        i = j
+        best, period = 1, 1
+        for p, streak in streaks.items():
+            if i < len(streak):
+                count = 1 + int(streak[i]) // p
+                if count >= 3 and count * p > best:
+                    best, period = count * p, p
+        if best == 1:
+            if single == 0:
+                out.append((i, 1, 1))
+            else:
+                start, length, _ = out[-1]
+                out[-1] = (start, length + 1, 1)
+            single, i = 1, i + 1
+            continue
+        out.append((i, period, best // period))
+        single, i = 0, i + best
     return out
 
 
-def block_runs(cfg: ArrayConfig, t: Tiling, *, raw: bool = False) -> list[tuple[tuple, int]]:
-    """The tiling's blocks as runs of repeated units (what :func:`program_cycles` skips)."""
-    return _runs(list(_block_programs(cfg, t, raw)))
+def block_runs(cfg: ArrayConfig, t: Tiling, *, raw: bool = False) -> list[tuple[int, int]]:
+    """The program's runs as ``(period in chunks, count)`` (what :func:`program_cycles`
+    skips)."""
+    prog = _program(cfg, t, raw)
+    return [(period, count) for _, period, count in _runs(prog.seq, prog.periods)]
 
 
 # A run of equal units looks for a repeating state among its first units only.
@@ -234,13 +262,12 @@ PERIOD_SEARCH = 64
 
 
 def _repeat(timer: AccelTimer, step, count: int) -> int:
-    """Run ``step`` (one unit of blocks, returning its latest event) ``count`` times; the
-    latest event.
+    """Run ``step`` (one unit, returning its latest event) ``count`` times; the latest event.
 
     Once the timer's state relative to the last dispatch (:meth:`AccelTimer.key`, the memo key
-    that makes replay exact) repeats, the blocks between the two equal states repeat exactly,
+    that makes replay exact) repeats, the units between the two equal states repeat exactly,
     shifted in time, so the remaining whole periods are skipped in one step."""
-    seen: dict[tuple, tuple[int, int]] = {}
+    seen: dict | None = {}
     latest: list[int] = []
     end, i = NEVER, 0
     while i < count:
@@ -263,97 +290,77 @@ def _repeat(timer: AccelTimer, step, count: int) -> int:
 
 
 def program_cycles(cfg: ArrayConfig, t: Tiling, *, dram_bytes_per_cycle: int | None = None,
-                   raw: bool = False, blocks: list | None = None) -> int:
-    """Cycles of the tiling's whole program (first dispatch .. last event), block-memoised and
-    with runs of equal blocks skipped once periodic (:func:`_repeat`); ``blocks``: the
-    (key, instructions) list of :func:`_block_programs`, if already built."""
+                   raw: bool = False, program: _Program | None = None) -> int:
+    """Cycles of the tiling's whole program (first dispatch .. last event), with runs of equal
+    chunks skipped once periodic (:func:`_repeat`); ``program``: :func:`_program`'s, if
+    already built."""
+    prog = program if program is not None else _program(cfg, t, raw)
     timer = AccelTimer(cfg, dram_bytes_per_cycle=dram_bytes_per_cycle)
-    memo: dict[tuple, tuple] = {}
+    seq, chunks = prog.seq.tolist(), prog.chunks
     end = NEVER
 
-    def advance(key, run) -> int:
-        """One memoised step: ``run()`` from the current state (returning the latest event),
-        or replay a recorded one; returns the latest event's cycle."""
-        ref = timer.last_dispatch
-        state = (timer.key(), key)
-        hit = memo.get(state)
-        if hit is None:
-            last = run()
-            hit = memo[state] = (timer.key(), timer.last_dispatch - ref, last - ref)
-        else:
-            timer.restore(hit[0], ref + hit[1])
-        return ref + hit[2]
-
-    def run_insns(chunk) -> int:
+    def run(ids) -> int:
         timer.end = NEVER
-        timer.run(chunk)
+        for c in ids:
+            timer.run(chunks[c])
         return timer.end
 
-    def run_chunks(chunks) -> int:
-        return max(advance(("chunk", cid), lambda chunk=chunk: run_insns(chunk))
-                   for cid, chunk in chunks)
-
-    def run_unit(unit) -> int:
-        return max(advance(("block", bid), lambda chunks=chunks: run_chunks(chunks))
-                   for _, _, (bid, chunks) in unit if chunks)
-
-    blocks = blocks if blocks is not None else list(_block_programs(cfg, t, raw))
-    for unit, count in _runs(blocks):
-        if any(chunks for _, _, (_, chunks) in unit):
-            end = max(end, _repeat(timer, lambda unit=unit: run_unit(unit), count))
+    for start, period, count in _runs(prog.seq, prog.periods):
+        unit = seq[start:start + period]
+        end = max(end, run(unit) if count == 1 else
+                  _repeat(timer, lambda unit=unit: run(unit), count))
     return end + 1
 
 
 def tiling_counts(cfg: ArrayConfig, t: Tiling, *, raw: bool = False,
-                  blocks: list | None = None) -> dict[str, int]:
-    """The activity counters of the tiling's whole program (sums over blocks)."""
-    per_block: dict[tuple, dict[str, int]] = {}
+                  program: _Program | None = None) -> dict[str, int]:
+    """The activity counters of the tiling's whole program (sums over its chunks)."""
+    prog = program if program is not None else _program(cfg, t, raw)
     total: dict[str, int] = {}
-    blocks = blocks if blocks is not None else list(_block_programs(cfg, t, raw))
-    for unit, count in _runs(blocks):
-        for bkey, prog, _ in unit:
-            counts = per_block.get(bkey)
-            if counts is None:
-                counts = per_block[bkey] = program_counts(cfg, prog)
-            for name, value in counts.items():
-                total[name] = total.get(name, 0) + value * count
+    ids, times = np.unique(prog.seq, return_counts=True)
+    for c, n in zip(ids.tolist(), times.tolist(), strict=True):
+        for name, value in program_counts(cfg, prog.chunks[c]).items():
+            total[name] = total.get(name, 0) + value * n
     return total
 
 
 def program_tiling(t: Tiling) -> Tiling:
-    """``t`` with what its program does not depend on blanked: the exact K and column count
-    (the instructions see only passes, column tiles, P blocks and groups) and the DRAM byte
-    sizes of partial passes. Tilings with equal program tilings have equal programs, so equal
-    cycles and counters; the memo key of :func:`layer_cost` (an LLM's decode steps, whose
-    attention GEMMs grow by one token a step, share most programs)."""
-    return dataclasses.replace(t, gemm=Gemm(p=t.gemm.p, k=1, cols=1, groups=t.gemm.groups),
-                               k_slots=0, act_pass_bytes=0, act_last_pass_bytes=0)
+    """``t`` with what its program does not depend on blanked: the layer's shape summary, how
+    and why it was lowered, its compulsory-byte figures and (without groups) the exact column
+    count within the last column tile. Tilings with equal program tilings have equal programs,
+    so equal cycles and counters; the memo key of :func:`layer_cost`."""
+    low = t.low
+    cols = low.cols if low.groups > 1 else t.col_tiles * t.cfg.cols
+    blank = dataclasses.replace(low, cols=cols, pruned=False, nm_tiles=low.phases == 1, how="",
+                                in_elements=0, k_group=1, source=None)
+    return dataclasses.replace(t, low=blank, gemm=Gemm(p=1, k=1, cols=1))
+
+
+def _counts_and_cycles(cfg: ArrayConfig, t: Tiling) -> tuple[Cycles, dict[str, int]]:
+    prog = _program(cfg, t, raw=False)
+    compute = program_cycles(cfg, t, program=prog)
+    total = program_cycles(cfg, t, dram_bytes_per_cycle=cfg.dram_bytes_per_cycle, program=prog)
+    return Cycles(compute=compute, stall=total - compute), tiling_counts(cfg, t, program=prog)
+
+
+_program_cost = functools.lru_cache(maxsize=4096)(_counts_and_cycles)
+
+
+def _cost(cfg: ArrayConfig, t: Tiling, cycles: Cycles, counts: dict[str, int]) -> LayerCost:
+    return LayerCost(cycles=cycles,
+                     actions=actions_from_counts(cfg, counts, tiling_bytes(t),
+                                                 macs_required=t.low.required_macs(cfg)),
+                     tiles=t.tiles, beats=t.beats, compulsory=t.low.compulsory(cfg))
 
 
 def direct_cost(cfg: ArrayConfig, t: Tiling) -> LayerCost:
-    """The cost of ``t``'s own program, with its multiplies required (no sharing between
-    tilings; :func:`layer_cost` memoises by :func:`program_tiling`)."""
-    blocks = list(_block_programs(cfg, t, raw=False))
-    compute = program_cycles(cfg, t, blocks=blocks)
-    total = program_cycles(cfg, t, dram_bytes_per_cycle=cfg.dram_bytes_per_cycle,
-                           blocks=blocks)
-    counts = tiling_counts(cfg, t, blocks=blocks)
-    return LayerCost(cycles=Cycles(compute=compute, stall=total - compute),
-                     actions=actions_from_counts(cfg, counts,
-                                                 macs_required=_required_macs(t, cfg)),
-                     tiles=t.tiles, beats=t.beats)
-
-
-_program_cost = functools.lru_cache(maxsize=4096)(direct_cost)
-
-
-def _tiling_cost(cfg: ArrayConfig, t: Tiling) -> LayerCost:
-    cost = _program_cost(cfg, program_tiling(t))
-    return dataclasses.replace(cost, actions=dataclasses.replace(
-        cost.actions, macs_required=_required_macs(t, cfg)))
+    """The cost of ``t``'s own program (no sharing between tilings; :func:`layer_cost`
+    memoises by :func:`program_tiling`)."""
+    return _cost(cfg, t, *_counts_and_cycles(cfg, t))
 
 
 def layer_cost(schedule: LayerSchedule) -> LayerCost:
-    """Cycles and actions of a scheduled layer (requantized int8 outputs); layers of the same
-    shape and tiling are costed once."""
-    return _tiling_cost(schedule.cfg, schedule.tiling)
+    """Cycles, actions and bytes of a scheduled layer (requantized int8 outputs); layers with
+    equal programs are timed once."""
+    cfg, t = schedule.cfg, schedule.tiling
+    return _cost(cfg, t, *_program_cost(cfg, program_tiling(t)))

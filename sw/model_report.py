@@ -19,8 +19,9 @@ from sparsa.models.graph import Layer, LayerGraph
 from . import timing
 from .cost import Actions, Cycles, LayerCost, layer_cost
 from .energy import Energy, EnergyTable, energy_of, load_table
+from .lower import lower_layer
 from .prune import PrunePolicy, mark_pruned
-from .schedule import layer_runs_sparse, schedule_layer
+from .schedule import schedule_layer
 
 __all__ = [
     "ENERGY_LABELS",
@@ -228,10 +229,9 @@ class ModelReport:
 def layer_report(layer: Layer, cfg: ArrayConfig, dense_cfg: ArrayConfig, table: EnergyTable,
                  memo: dict | None = None) -> LayerReport:
     """One GEMM layer scheduled and costed on ``cfg`` and on ``dense_cfg``. ``memo`` (a dict the
-    caller keeps) holds the reports of layers seen before by shape and pattern, so repeated
-    shapes (an LLM's decoder layers, its decode steps) are costed once."""
-    key = (layer.kind, layer.gemm, layer_runs_sparse(layer, cfg),
-           layer_runs_sparse(layer, dense_cfg))
+    caller keeps) holds the reports of layers seen before by lowering (geometry, groups, weight
+    tiles), so repeated shapes (an LLM's decoder layers, its decode steps) are costed once."""
+    key = (lower_layer(layer, cfg), lower_layer(layer, dense_cfg))
     got = memo.get(key) if memo is not None else None
     if got is not None:
         return got if got.name == layer.name else dataclasses.replace(got, name=layer.name)

@@ -1,20 +1,25 @@
 """The scheduler's operations: what :func:`sparsa.sw.schedule.iter_block_ops` yields for each
-block of a tiled GEMM and :mod:`sparsa.sw.assemble` turns into instructions (one path from the
+block of a tiled layer and :mod:`sparsa.sw.assemble` turns into instructions (one path from the
 scheduler to the accelerator program, which the RTL runs and the cost model costs).
 
-The operations are small and frozen. Indices name tiles of one layer's GEMM
-(``group``, ``p_block``, ``col_tile``, ``k_pass``); byte counts are what crosses the off-chip port,
-in the array's own layouts (an activation beat is ``rows * m`` activations, a weight tile is
-``rows * cols * n`` values plus their ``ceil(log2 m)``-bit indices, an output row is ``cols``
-requantized activations):
+The operations are small and frozen. Indices name the layer's tiles: ``p_block`` (a run of output
+pixels), ``col_tile`` (``cols`` output channels) and the K pass ``(offset, block, phase)``: kernel
+offset index ``i*kw + j``, channel block (``K_pass`` input channels) and phase (``m/n`` phases
+for a dense layer on sparse hardware, else 0), numbered ``k_pass = (offset*C_blocks + block) *
+phases + phase`` (the order the weights are packed in).
 
-``LoadActs``        DRAM -> activation scratchpad: ``beats`` beats of one K pass of one P block.
+``Configure``       the CONFIG of the layer's im2col geometry (once, before everything).
+``LoadActs``        DRAM -> activation scratchpad: input pixels ``first .. first+pixels-1``
+                    (``C_blocks`` rows each) of P block ``p_block``'s footprint, with its
+                    region's tag. A block's footprint may come in several chunks.
 ``LoadWeights``     DRAM -> weight scratchpad: one weight tile (values and index metadata).
 ``PreloadWeights``  weight scratchpad -> the PEs' shadow bank (``rows`` beats, overlaps compute).
-``Compute``         stream ``beats`` activation beats through the array; the first beat swaps in
-                    the preloaded tile; ``accumulate`` adds the accumulator scratchpad through
-                    ``psum_in`` (K passes after the first), otherwise ``psum_in`` is zero.
-``Store``           accumulator scratchpad -> DRAM, requantized: ``beats`` rows of one column tile.
+``Compute``         one K pass of one column tile over a P block's ``beats`` output pixels, the
+                    first beat swapping in the preloaded tile; ``accumulate`` adds the
+                    accumulator rows (every pass but the column tile's first).
+``Store``           accumulator scratchpad -> DRAM, requantized: ``beats`` rows of one column tile,
+                    after a LOAD_SCALE of its scale row unless the previous STORE was of the
+                    same column tile (``scale`` false: the register still holds it).
 
 Every ``Compute`` is one tile of the tile cycle contract (:mod:`sparsa.sw.timing`). Data moves
 that appear between ``Compute`` ``t`` and ``Compute`` ``t+1`` run while tile ``t`` streams
@@ -26,62 +31,60 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-__all__ = ["Compute", "LoadActs", "LoadWeights", "Op", "PreloadWeights", "Store"]
+__all__ = ["Compute", "Configure", "LoadActs", "LoadWeights", "Op", "PreloadWeights", "Store"]
+
+
+@dataclass(frozen=True)
+class Configure:
+    opcode: ClassVar[str] = "configure"
 
 
 @dataclass(frozen=True)
 class LoadActs:
     opcode: ClassVar[str] = "load_acts"
-    group: int
+    block: int          # the block (program order) whose activations these are
     p_block: int
-    k_pass: int
-    beats: int
-    dram_bytes: int
+    first: int          # first input pixel (flattened (n*H + y)*W + x)
+    pixels: int
+    tag: int
 
 
 @dataclass(frozen=True)
 class LoadWeights:
     opcode: ClassVar[str] = "load_weights"
-    group: int
     col_tile: int
     k_pass: int
-    weight_bytes: int
-    metadata_bytes: int
-
-    @property
-    def dram_bytes(self) -> int:
-        return self.weight_bytes + self.metadata_bytes
+    slot: int           # weight scratchpad slot (of ``rows`` rows)
 
 
 @dataclass(frozen=True)
 class PreloadWeights:
     opcode: ClassVar[str] = "preload_weights"
-    group: int
     col_tile: int
     k_pass: int
-    dram_bytes: ClassVar[int] = 0
+    slot: int
 
 
 @dataclass(frozen=True)
 class Compute:
     opcode: ClassVar[str] = "compute"
-    group: int
     p_block: int
     col_tile: int
     k_pass: int
+    offset: int         # kernel offset index i*kw + j
+    block: int          # channel block
     beats: int
     accumulate: bool
-    dram_bytes: ClassVar[int] = 0
+    tag: int
 
 
 @dataclass(frozen=True)
 class Store:
     opcode: ClassVar[str] = "store"
-    group: int
     p_block: int
     col_tile: int
     beats: int
-    dram_bytes: int
+    scale: bool = True
 
 
-Op = LoadActs | LoadWeights | PreloadWeights | Compute | Store
+Op = Configure | LoadActs | LoadWeights | PreloadWeights | Compute | Store

@@ -1,76 +1,117 @@
-"""Scheduler: lower layers to GEMMs, tile them onto an :class:`ArrayConfig`, emit the program.
+"""Scheduler: tile a lowered layer (:mod:`sparsa.sw.lower`) onto an :class:`ArrayConfig`, emit the
+program's operations block by block, and count the bytes they move (one byte model).
 
-Lowering: ``conv2d`` via im2col (``P = H_out * W_out``, ``K = C_in/groups * kh * kw``), depthwise
-and grouped convolutions as ``groups`` independent GEMMs, ``linear`` directly, ``matmul``
-(activation x activation) always dense. A layer runs *sparse* when its weights satisfy the
-hardware's N:M pattern (K costs ``K`` slots); otherwise *dense* as M/N virtual groups (K costs
-``ceil(K / n) * m`` slots, see :func:`sparsa.sim.golden.expand_dense_weights`).
+Tiling. One pass of the array covers ``K_pass = rows * m`` input channels of one kernel offset
+(a channel block) and ``cols`` output channels (a column tile); output pixels stream as beats.
+The loop nest::
 
-Tiling: one pass of the array covers ``rows * m`` slots of K and ``cols`` output columns; P rows
-stream as beats. The loop nest of one group is::
-
-    for col_block:                 # col_block tiles of `cols` columns each
-        for p_block:               # p_block beats (accumulators hold p_block x col_block*cols)
-            for k_pass:
-                for col_tile in col_block:
+    for col_block:                 # col_block column tiles each
+        for p_block:               # p_block output pixels (accumulators: p_block x col_block)
+            for k_pass:            # (kernel offset, channel block, phase)
+                for col_tile in col_block:   # only the tiles that exist (grouped convs)
                     tile(col_tile, k_pass, p_block)   # load, preload, compute (accumulate k>0)
             store the block
 
-``col_block = 1`` with a single P block is the weight-stationary order (every weight tile loaded
-once, all P rows streamed through it); ``col_block = 1`` with several P blocks is P-blocking;
-larger column blocks reuse each activation slice over several column tiles. Every candidate that
-fits the scratchpads (half of each: the other half holds the prefetch) and whose P blocks are at
-least the tile period (so weight loads stay hidden, when P allows) is costed in DRAM bytes and the
-cheapest wins (ties: fewer tiles, then the smaller column block).
+**Activations.** A P block's activations are its input footprint (:func:`sparsa.im2col.footprint`:
+whole input rows, ``C_blocks`` scratchpad rows per pixel). When the layer's whole input fits the
+activation scratchpad it is *resident*: loaded once, each block bringing the pixels its
+predecessors did not, and never again for later column blocks. Otherwise each block loads its
+footprint into one of two alternating regions, with alternating hazard tags (block ``i`` has tag
+``i % 2``). Either way the next block's loads are issued while the current block computes, split
+into chunks of whole pixels placed after the weight load of each of the block's tiles but the
+first, so the single LOAD engine never delays a weight load the next tile needs.
+
+**Weights** are *resident* when every tile of a column block fits the weight scratchpad (each
+loaded once, in the column block's first P block), else loaded before each use into two
+alternating slots. **Accumulators**: one region of ``p_block`` rows per column tile of the block,
+two sets alternating between consecutive blocks so a block's STOREs overlap the next block.
+
+**Choice.** For each column block size (powers of two and all column tiles), the largest P block
+that fits the accumulators and (footprint) the activation regions; among those whose P blocks are
+at least the tile period (so weight loads stay hidden, when P allows), the fewest DRAM bytes
+(:func:`tiling_bytes`, exactly what the program's instructions move) wins, then the fewest tiles,
+then the smaller column block.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from sparsa import isa
 from sparsa.config import ArrayConfig
+from sparsa.im2col import ConvGeometry
+from sparsa.isa import Opcode
 from sparsa.models.graph import Gemm, Layer, LayerGraph
-from sparsa.nm import pattern_fits
 
 from . import timing
-from .ops import Compute, LoadActs, LoadWeights, Op, PreloadWeights, Store
+from .lower import (
+    Lowering,
+    ScheduleError,
+    Traffic,
+    footprint,
+    layer_runs_sparse,
+    linear_lowering,
+    lower_layer,
+)
+from .ops import Compute, Configure, LoadActs, LoadWeights, Op, PreloadWeights, Store
 
-__all__ = ["Block", "LayerSchedule", "ScheduleError", "Tiling",
-           "candidate_tilings", "iter_block_ops", "iter_blocks",
-           "layer_runs_sparse", "schedule_gemm", "schedule_graph", "schedule_layer"]
-
-
-
-class ScheduleError(ValueError):
-    """A layer cannot be mapped onto the configuration (a buffer is too small)."""
-
-
-def _bytes(bits: int) -> int:
-    return -(-bits // 8)
+__all__ = [
+    "BYTE_SLACK",
+    "Block",
+    "LayerSchedule",
+    "ScheduleError",
+    "Tiling",
+    "candidate_tilings",
+    "estimated_cycles",
+    "iter_block_ops",
+    "iter_blocks",
+    "layer_runs_sparse",
+    "load_plan",
+    "schedule_gemm",
+    "schedule_graph",
+    "schedule_layer",
+    "schedule_lowering",
+    "tiling_bytes",
+]
 
 
 @dataclass(frozen=True)
 class Tiling:
-    """How one GEMM (all its groups) maps onto the array, and the loop order chosen."""
+    """How one lowered layer maps onto the array, and the loop order chosen."""
 
-    gemm: Gemm
-    sparse: bool
-    k_slots: int
-    passes: int
-    col_tiles: int
+    cfg: ArrayConfig
+    low: Lowering
+    gemm: Gemm              # the layer's shape (what reports show)
     col_block: int
     p_block: int
     p_blocks: int
-    acts_resident: bool
+    acts: str               # "resident", "ring", "double" or "single" (module docstring)
     weights_resident: bool
-    # Byte sizes (array layouts).
-    act_beat_bytes: int         # one beat as the array reads it: rows * m activations
-    act_pass_bytes: int         # real activations per beat in a full K pass (DRAM layout)
-    act_last_pass_bytes: int    # ... in the last K pass
-    weight_tile_bytes: int
-    metadata_tile_bytes: int
-    out_row_bytes: int
+    region: int             # activation rows of a region ("double": each of the two)
+
+    @property
+    def acc_sets(self) -> int:
+        """Accumulator sets: two alternating between consecutive blocks (a block's STOREs
+        overlap the next block), or one when every column block has at least three tiles (the
+        deferred STOREs of a column tile then precede the next block's first COMPUTE of it in
+        program order, and end before it runs)."""
+        return 1 if self.block_cols(self.col_blocks - 1) >= 3 and self.col_block >= 3 else 2
+
+    @property
+    def acts_resident(self) -> bool:
+        return self.acts == "resident"
+
+    @property
+    def tagged(self) -> bool:
+        """Whether consecutive blocks alternate hazard tags (all but "single")."""
+        return self.acts != "single"
+
+    def block_tag(self, index: int) -> int:
+        return index % 2 if self.tagged else 0
 
     @property
     def order(self) -> str:
@@ -79,195 +120,448 @@ class Tiling:
         return "col-block"
 
     @property
+    def c_blocks(self) -> int:
+        return self.low.c_blocks(self.cfg)
+
+    @property
+    def col_tiles(self) -> int:
+        return -(-self.low.cols // self.cfg.cols)
+
+    @property
     def col_blocks(self) -> int:
         return -(-self.col_tiles // self.col_block)
+
+    @property
+    def blocks(self) -> int:
+        return self.col_blocks * self.p_blocks
 
     def block_cols(self, cb: int) -> int:
         """Column tiles in column block ``cb``."""
         return min(self.col_block, self.col_tiles - cb * self.col_block)
 
+    def block_first(self, pb: int) -> int:
+        return pb * self.p_block
+
     def block_beats(self, pb: int) -> int:
-        """Beats (P rows) of P block ``pb``: balanced blocks, the last one takes the rest."""
-        return self.p_block if pb < self.p_blocks - 1 else (
-            self.gemm.p - (self.p_blocks - 1) * self.p_block)
+        """Output pixels of P block ``pb`` (the last one takes the rest)."""
+        return min(self.p_block, self.low.geom.p - pb * self.p_block)
+
+    def footprint(self, pb: int) -> tuple[int, int]:
+        return footprint(self.low.geom, self.block_first(pb), self.block_beats(pb))
+
+    @functools.cached_property
+    def tile_passes(self) -> tuple[tuple[tuple[int, int, int], ...], ...]:
+        """Per column tile, its K passes ``(k_pass, offset, block)`` in K order."""
+        return tuple(tuple(self.low.tile_passes(self.cfg, c)) for c in range(self.col_tiles))
+
+    @property
+    def passes(self) -> int:
+        """K passes of the column tile with the most."""
+        return max(len(p) for p in self.tile_passes)
+
+    @functools.cached_property
+    def _block_tiles(self) -> tuple[tuple[tuple[int, int, int, int], ...], ...]:
+        out = []
+        for cb in range(self.col_blocks):
+            cols = range(cb * self.col_block, cb * self.col_block + self.block_cols(cb))
+            out.append(tuple(sorted(((k, c, o, b) for c in cols
+                                     for k, o, b in self.tile_passes[c]),
+                                    key=lambda x: (x[0], x[1]))))
+        return tuple(out)
+
+    def block_tiles(self, cb: int) -> tuple[tuple[int, int, int, int], ...]:
+        """The tiles of column block ``cb`` in loop order: ``(k_pass, col_tile, offset,
+        block)``, K pass outer."""
+        return self._block_tiles[cb]
+
+    def store_cols(self, cb: int) -> list[int]:
+        """The column tiles of column block ``cb`` in the order of their STOREs (after each
+        one's last K pass)."""
+        tiles = self.block_tiles(cb)
+        last = {c: k for k, c, _, _ in tiles}
+        return [c for k, c, _, _ in tiles if last[c] == k]
+
+    def scale_loads(self) -> int:
+        """LOAD_SCALEs of the program: one per STORE, unless the STORE before was of the same
+        column tile (a column block of one tile: its P blocks after the first; column blocks
+        hold disjoint tiles)."""
+        loads = 0
+        for cb in range(self.col_blocks):
+            cols = len(self.store_cols(cb))
+            loads += self.p_blocks * cols - (self.p_blocks - 1) * (cols == 1)
+        return loads
+
+    @property
+    def layer_tiles(self) -> int:
+        """Weight tiles of the layer (the ones that exist)."""
+        return sum(len(p) for p in self.tile_passes)
 
     @property
     def tiles(self) -> int:
-        return self.gemm.groups * self.p_blocks * self.col_tiles * self.passes
+        return self.p_blocks * self.layer_tiles
 
     @property
     def beats(self) -> int:
-        return self.gemm.groups * self.col_tiles * self.passes * self.gemm.p
-
-    def act_bytes_per_beat(self, k: int) -> int:
-        """Off-chip activation bytes per beat of K pass ``k``: only real activations travel
-        (no padding slots, no empty slots of dense virtual groups)."""
-        return self.act_last_pass_bytes if k == self.passes - 1 else self.act_pass_bytes
+        return self.layer_tiles * self.low.geom.p
 
     @property
-    def dram_act_bytes(self) -> int:
-        x = self.gemm.p * ((self.passes - 1) * self.act_pass_bytes + self.act_last_pass_bytes)
-        return self.gemm.groups * x * (1 if self.acts_resident else self.col_blocks)
+    def span(self) -> int:
+        """Input pixels from the first block's footprint to the last one's."""
+        return self.footprint(self.p_blocks - 1)[1] - self.footprint(0)[0]
 
-    @property
-    def _weight_loads(self) -> int:
-        return self.gemm.groups * self.col_tiles * self.passes * (
-            1 if self.weights_resident else self.p_blocks)
+    def block_loads(self, index: int) -> tuple[int, int] | None:
+        """Input pixels ``(first, count)`` block ``index`` loads (None: nothing): its footprint,
+        or the part of it the blocks before have not loaded (resident and ring)."""
+        cb, pb = divmod(index, self.p_blocks)
+        lo, hi = self.footprint(pb)
+        if self.acts in ("resident", "ring") and pb:
+            lo = max(lo, self.footprint(pb - 1)[1])
+        if self.acts == "resident" and cb:
+            return None
+        return (lo, hi - lo) if hi > lo else None
 
-    @property
-    def dram_weight_bytes(self) -> int:
-        return self._weight_loads * self.weight_tile_bytes
+    def act_base(self, index: int) -> int:
+        """Scratchpad row of input pixel 0 for block ``index`` (modulo 2**ADDR_BITS; a ring
+        wraps at the scratchpad's depth)."""
+        cb, pb = divmod(index, self.p_blocks)
+        if self.acts == "resident":
+            return 0
+        if self.acts == "ring":     # column block c reads pixel p as ring pixel c*span + p
+            return cb * self.span * self.c_blocks % self.region
+        lo, _ = self.footprint(pb)
+        return (index % 2) * self.region * (self.acts == "double") - lo * self.c_blocks
 
-    @property
-    def dram_metadata_bytes(self) -> int:
-        return self._weight_loads * self.metadata_tile_bytes
-
-    @property
-    def dram_out_bytes(self) -> int:
-        return self.gemm.groups * self.gemm.p * self.col_tiles * self.out_row_bytes
-
-    @property
-    def dram_bytes(self) -> int:
-        return (self.dram_act_bytes + self.dram_weight_bytes + self.dram_metadata_bytes
-                + self.dram_out_bytes)
+    def weight_loads_before(self, index: int) -> int:
+        """LOAD_WEIGHTs in the blocks before block ``index``."""
+        cb, pb = divmod(index, self.p_blocks)
+        per = [len(self.block_tiles(c)) for c in range(cb + 1)]
+        if self.weights_resident:
+            return sum(per[:cb]) + (per[cb] if pb else 0)
+        return self.p_blocks * sum(per[:cb]) + pb * per[cb]
 
 
-def candidate_tilings(gemm: Gemm, cfg: ArrayConfig, *, sparse: bool,
-                      name: str = "gemm") -> list[Tiling]:
-    """Every loop order (column block x P block) that fits the scratchpads."""
-    ab, wb, accb = _bytes(cfg.act_width), _bytes(cfg.weight_width), _bytes(cfg.acc_width)
-    k_slots = gemm.k if sparse else -(-gemm.k // cfg.n) * cfg.m
-    kp = cfg.k_per_pass
-    passes = -(-k_slots // kp)
-    col_tiles = -(-gemm.cols // cfg.cols)
-    act_beat = kp * ab
-    real_per_pass = kp if sparse else kp // cfg.m * cfg.n
-    real_last = gemm.k - (passes - 1) * real_per_pass
-    w_tile = cfg.rows * cfg.cols * cfg.n * wb
-    meta_tile = _bytes(cfg.rows * cfg.cols * cfg.n * cfg.index_width)
-    out_row = cfg.cols * ab
-    act_half, w_half, acc_half = (cfg.act_buffer_kib * 512, cfg.weight_buffer_kib * 512,
-                                  cfg.acc_buffer_kib * 512)
-    if w_tile + meta_tile > w_half:
+def _pixel_bytes(cfg: ArrayConfig, channels: int) -> int:
+    """Off-chip bytes of one pixel (its ``C_blocks`` rows' real channels)."""
+    return sum(isa.act_row_bytes(cfg, channels, r)
+               for r in range(isa.act_rows_per_pixel(cfg, channels)))
+
+
+@functools.lru_cache(maxsize=1 << 12)
+def tiling_bytes(t: Tiling, *, raw: bool = False) -> Traffic:
+    """The bytes the tiling's program moves between DRAM and the accelerator, by kind: exactly
+    the sum over its instructions (LOAD_ACT rows' real channels, whole weight rows of every
+    LOAD_WEIGHT, one LOAD_SCALE row per STORE, STORE rows of ``cols`` outputs)."""
+    cfg = t.cfg
+    pixels = sum(got[1] for i in range(t.blocks) if (got := t.block_loads(i)) is not None)
+    w_values = -(-cfg.cols * cfg.n * cfg.weight_width // 8)
+    w_meta = isa.data_in_bytes(cfg, Opcode.LOAD_WEIGHT) - w_values
+    loads = t.layer_tiles * (1 if t.weights_resident else t.p_blocks) * cfg.rows
+    return Traffic(act=pixels * _pixel_bytes(cfg, t.low.geom.channels),
+                   weight=loads * w_values, metadata=loads * w_meta,
+                   scale=t.scale_loads() * isa.data_in_bytes(cfg, Opcode.LOAD_SCALE),
+                   out=t.low.geom.p * t.col_tiles * isa.data_out_bytes(cfg, raw))
+
+
+# ---- candidates ------------------------------------------------------------------------------
+
+def _check_fits(cfg: ArrayConfig, name: str) -> None:
+    depth = cfg.scratchpad_rows
+    if 2 * cfg.rows > depth["weight"]:
         raise ScheduleError(
-            f"layer {name!r}: one weight tile ({w_tile + meta_tile} bytes with metadata) does not "
-            f"fit half the weight buffer ({w_half} bytes of weight_buffer_kib="
+            f"layer {name!r}: two weight tiles ({cfg.rows} rows of "
+            f"{isa.data_in_bytes(cfg, Opcode.LOAD_WEIGHT)} bytes each, with metadata) do not "
+            f"fit the weight buffer ({depth['weight']} rows of weight_buffer_kib="
             f"{cfg.weight_buffer_kib}); expected a larger buffer or a smaller array")
-    if act_beat > act_half:
-        raise ScheduleError(f"layer {name!r}: one activation beat ({act_beat} bytes) does not fit "
-                            f"half the activation buffer (act_buffer_kib={cfg.act_buffer_kib})")
-    if cfg.cols * accb > acc_half:
-        raise ScheduleError(f"layer {name!r}: one accumulator row ({cfg.cols * accb} bytes) does "
-                            f"not fit half the accumulator buffer "
-                            f"(acc_buffer_kib={cfg.acc_buffer_kib})")
-    blocks = sorted({min(2 ** i, col_tiles) for i in range(col_tiles.bit_length() + 1)}
-                    | {col_tiles})
-    out = []
-    for cb in blocks:
-        p_max = min(gemm.p, acc_half // (cb * cfg.cols * accb), act_half // act_beat)
-        if p_max < 1:
+    if depth["acc"] < 2:
+        raise ScheduleError(f"layer {name!r}: two accumulator rows ({cfg.cols} columns) do not "
+                            f"fit the accumulator buffer (acc_buffer_kib={cfg.acc_buffer_kib})")
+
+
+@functools.lru_cache(maxsize=1 << 12)
+def _footprints(geom: ConvGeometry, size: int) -> tuple[tuple[int, int], ...]:
+    """The footprint of every P block of ``size`` output pixels."""
+    return tuple(footprint(geom, f, min(size, geom.p - f)) for f in range(0, geom.p, size))
+
+
+def _max_footprint(low: Lowering, size: int) -> int:
+    """Input pixels of the largest footprint among P blocks of ``size`` output pixels."""
+    return max(hi - lo for lo, hi in _footprints(low.geom, size))
+
+
+def _ring_need(low: Lowering, size: int, wrap: bool) -> int:
+    """Ring pixels P blocks of ``size`` need: a block's footprint and the next block's new
+    pixels, loaded while it computes (``wrap``: the next column block starts over)."""
+    fps = _footprints(low.geom, size)
+    need = max([hi - lo for lo, hi in fps] + [b[1] - a[0] for a, b in itertools.pairwise(fps)])
+    if wrap:
+        need = max(need, fps[-1][1] - fps[-1][0] + fps[0][1] - fps[0][0])
+    return need
+
+
+def _p_block(low: Lowering, limit: int, fits) -> int | None:
+    """The P block size: at most ``limit`` output pixels with ``fits(size)``, balanced. A
+    conv's blocks are whole output rows when one fits, else a divisor of the row (a block
+    across two output rows would read their input rows too). None when not even one pixel
+    fits."""
+    g = low.geom
+
+    def largest(lo: int, hi: int, size) -> int | None:
+        """The largest ``n`` in ``lo .. hi`` with ``fits(size(n))`` (footprints grow with n)."""
+        if hi < lo or not fits(size(lo)):
+            return None
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if fits(size(mid)) else (lo, mid - 1)
+        return lo
+
+    limit = min(g.p, limit)
+    if g.pixels is not None:     # a linear layer: the footprint is the block
+        size = largest(1, limit, lambda n: n)
+        if size is None:
+            return None
+        balanced = -(-g.p // -(-g.p // size))
+        return balanced if fits(balanced) else size
+    wo = g.out_size[1]
+    rows = largest(1, limit // wo, lambda r: r * wo)
+    if rows is None:
+        divisor = max(d for d in range(1, min(wo, limit) + 1) if wo % d == 0)
+        return divisor if fits(divisor) else None
+    total = g.p // wo
+    balanced = -(-total // -(-total // rows))
+    return (balanced if fits(balanced * wo) else rows) * wo
+
+
+def _modes(cfg: ArrayConfig, low: Lowering) -> list[str]:
+    """The activation modes to try: resident when the whole input fits; else a ring when the
+    scratchpad's depth is a power of two that whole pixels divide (the walk wraps there), or
+    two regions; and a single region (bigger blocks, no overlap)."""
+    depth, cb = cfg.scratchpad_rows["act"], low.c_blocks(cfg)
+    lo, hi = footprint(low.geom, 0, low.geom.p)
+    if (hi - lo) * cb <= depth:
+        return ["resident"]
+    ring = depth & (depth - 1) == 0 and depth % cb == 0
+    return ["ring" if ring else "double", "single"]
+
+
+def _fits(cfg: ArrayConfig, low: Lowering, mode: str, wrap: bool):
+    depth, cb = cfg.scratchpad_rows["act"], low.c_blocks(cfg)
+    if mode == "resident":
+        return lambda size: True
+    if mode == "ring":
+        return lambda size: _ring_need(low, size, wrap) * cb <= depth
+    region = depth // 2 if mode == "double" else depth
+    return lambda size: _max_footprint(low, size) * cb <= region
+
+
+def _tiling(cfg: ArrayConfig, low: Lowering, gemm: Gemm, mode: str, col_block: int,
+            size: int) -> Tiling:
+    depth, cb = cfg.scratchpad_rows, low.c_blocks(cfg)
+    t = Tiling(cfg=cfg, low=low, gemm=gemm, col_block=col_block, p_block=size,
+               p_blocks=-(-low.geom.p // size), acts=mode, weights_resident=False,
+               region=_max_footprint(low, size) * cb if mode == "double" else depth["act"])
+    most = max(len(t.block_tiles(c)) for c in range(t.col_blocks))
+    return dataclasses.replace(t, weights_resident=most * cfg.rows <= depth["weight"])
+
+
+def candidate_tilings(low: Lowering, cfg: ArrayConfig, *, gemm: Gemm | None = None,
+                      name: str = "gemm") -> list[Tiling]:
+    """Every loop order (column block x P block x activation mode) that fits the scratchpads;
+    a single region only where it saves weight loads (its blocks are bigger and the weights
+    are not resident)."""
+    _check_fits(cfg, name)
+    depth = cfg.scratchpad_rows
+    g = low.geom
+    gemm = gemm or Gemm(p=g.p, k=g.channels // low.groups * low.offsets, cols=low.cols)
+    col_tiles = -(-low.cols // cfg.cols)
+    out: list[Tiling] = []
+    for cbk in sorted({min(2 ** i, col_tiles) for i in range(col_tiles.bit_length() + 1)}
+                      | {col_tiles}):
+        last = col_tiles - (-(-col_tiles // cbk) - 1) * cbk
+        limit = depth["acc"] // ((1 if min(cbk, last) >= 3 else 2) * cbk)
+        if limit < 1:
             continue
-        p_blocks = -(-gemm.p // p_max)
-        p_block = -(-gemm.p // p_blocks)
-        out.append(Tiling(
-            gemm=gemm, sparse=sparse, k_slots=k_slots, passes=passes, col_tiles=col_tiles,
-            col_block=cb, p_block=p_block, p_blocks=p_blocks,
-            # In the scratchpad activations sit in the array's layout: a beat per P row and K
-            # pass (dense layers take M/N times the slots of their real K).
-            acts_resident=gemm.p * passes * act_beat <= act_half,
-            weights_resident=cb * passes * (w_tile + meta_tile) <= w_half,
-            act_beat_bytes=act_beat, act_pass_bytes=real_per_pass * ab,
-            act_last_pass_bytes=real_last * ab, weight_tile_bytes=w_tile,
-            metadata_tile_bytes=meta_tile, out_row_bytes=out_row))
+        overlapped = None
+        for mode in _modes(cfg, low):
+            size = _p_block(low, limit, _fits(cfg, low, mode, wrap=cbk < col_tiles))
+            if size is None:
+                continue
+            t = _tiling(cfg, low, gemm, mode, cbk, size)
+            if mode == "single" and overlapped is not None and (
+                    overlapped.weights_resident or t.p_blocks >= overlapped.p_blocks):
+                continue
+            overlapped = overlapped or t
+            out.append(t)
+    if not out:
+        raise ScheduleError(f"layer {name!r}: the input rows one output pixel reads "
+                            f"({_max_footprint(low, 1)} pixels of {low.c_blocks(cfg)} rows) "
+                            f"do not fit the activation buffer (act_buffer_kib="
+                            f"{cfg.act_buffer_kib})")
     return out
 
 
-def schedule_gemm(gemm: Gemm, cfg: ArrayConfig, *, sparse: bool, name: str = "gemm") -> Tiling:
-    """The tiling with the least off-chip traffic among those whose P blocks are long enough to
-    hide the next tile's weight load (``tile_period`` beats, when P allows it)."""
-    cands = candidate_tilings(gemm, cfg, sparse=sparse, name=name)
+def estimated_cycles(t: Tiling) -> int:
+    """A closed-form estimate of the program's cycles with ideal memory, to break near-ties in
+    bytes (the cost model times the program exactly): the first block's loads, then per block
+    the array's time (each tile ``max(beats, tile period)``) or, when longer, the LOAD engine's
+    (the next block's activation rows, the block's weight tiles, its scale rows); a single
+    region's loads wait for the block's end; then the drain."""
+    cfg, cb = t.cfg, t.c_blocks
+    fixed = timing.array_timing(cfg)
+    first = t.block_loads(0)
+    total = (first[1] * cb if first else 0) + cfg.rows
+    for i in range(t.blocks):
+        c, pb = divmod(i, t.p_blocks)
+        tiles = len(t.block_tiles(c))
+        compute = tiles * max(t.block_beats(pb), fixed.tile_period)
+        nxt = t.block_loads(i + 1) if i + 1 < t.blocks else None
+        acts = nxt[1] * cb if nxt else 0
+        weights = tiles * cfg.rows if pb == 0 or not t.weights_resident else 0
+        total += compute + acts if t.acts == "single" else \
+            max(compute, acts + weights + t.block_cols(c))
+    return total + fixed.latency + t.block_beats(t.p_blocks - 1)
+
+
+# Tilings within this fraction of the fewest bytes count as equal; the estimate decides.
+BYTE_SLACK = 0.05
+
+
+def schedule_lowering(low: Lowering, cfg: ArrayConfig, *, gemm: Gemm | None = None,
+                      name: str = "gemm") -> Tiling:
+    """Among the tilings whose P blocks are long enough to hide the next tile's weight load
+    (``tile_period`` beats, when P allows it), those within :data:`BYTE_SLACK` of the fewest
+    DRAM bytes; of these the fewest estimated cycles (:func:`estimated_cycles`), then bytes,
+    tiles and the smaller column block."""
+    cands = candidate_tilings(low, cfg, gemm=gemm, name=name)
     period = timing.array_timing(cfg).tile_period
-    hidden = [t for t in cands if t.block_beats(t.p_blocks - 1) >= min(gemm.p, period)]
-    return min(hidden or cands, key=lambda t: (t.dram_bytes, t.tiles, t.col_block))
+    p = low.geom.p
+    cands = [t for t in cands if t.p_block >= min(p, period)] or cands
+    least = min(tiling_bytes(t).total for t in cands)
+    near = [t for t in cands if tiling_bytes(t).total <= least * (1 + BYTE_SLACK)]
+    return min(near, key=lambda t: (estimated_cycles(t), tiling_bytes(t).total, t.tiles,
+                                    t.col_block))
 
 
-def layer_runs_sparse(layer: Layer, cfg: ArrayConfig) -> bool:
-    """Whether ``layer.nm`` fits the hardware pattern (``n':m'`` with ``m'`` dividing ``m`` and
-    at most ``n`` nonzeros per group of ``m``). Layers without static weights never do."""
-    if not layer.has_static_weight or layer.nm is None:
-        return False
-    return pattern_fits(layer.nm, (cfg.n, cfg.m))
+def schedule_gemm(gemm: Gemm, cfg: ArrayConfig, *, sparse: bool, name: str = "gemm") -> Tiling:
+    """A linear layer (or ``groups`` block-diagonal ones) of ``gemm``'s shape; ``sparse``: its
+    weights satisfy the hardware's N:M pattern."""
+    return schedule_lowering(linear_lowering(cfg, gemm, pruned=sparse), cfg, gemm=gemm,
+                             name=name)
 
 
 @dataclass(frozen=True)
 class LayerSchedule:
     name: str
     kind: str
-    pattern: str            # "2:4" when the layer runs sparse, "dense" otherwise
+    pattern: str            # "2:4" when the layer's weight tiles are N:M, "dense" otherwise
     tiling: Tiling
     cfg: ArrayConfig
 
 
 def schedule_layer(layer: Layer, cfg: ArrayConfig) -> LayerSchedule | None:
     """Schedule one layer (``None`` for layers that are not GEMMs)."""
-    gemm = layer.gemm
-    if gemm is None:
+    low = lower_layer(layer, cfg)
+    if low is None:
         return None
-    sparse = layer_runs_sparse(layer, cfg)
     return LayerSchedule(name=layer.name, kind=layer.kind,
-                         pattern=cfg.nm if sparse else "dense",
-                         tiling=schedule_gemm(gemm, cfg, sparse=sparse, name=layer.name), cfg=cfg)
+                         pattern=cfg.nm if low.runs_sparse(cfg) else "dense",
+                         tiling=schedule_lowering(low, cfg, gemm=layer.gemm, name=layer.name),
+                         cfg=cfg)
 
 
 def schedule_graph(graph: LayerGraph, cfg: ArrayConfig) -> list[LayerSchedule]:
     return [s for layer in graph if (s := schedule_layer(layer, cfg)) is not None]
 
 
+# ---- the program's operations ----------------------------------------------------------------
+
 @dataclass(frozen=True)
 class Block:
-    """One (group, column block, P block) of the loop nest, with the numbers of activation and
-    weight loads before it (the assembler alternates scratchpad slots by them)."""
+    """One (column block, P block) of the loop nest; ``index``: blocks before it."""
 
-    group: int
     col_block: int
     p_block: int
-    act_loads: int
-    weight_loads: int
-    index: int          # blocks before this one
+    index: int
 
 
 def iter_blocks(tiling: Tiling) -> Iterator[Block]:
-    t = tiling
-    act_loads = weight_loads = index = 0
-    for g in range(t.gemm.groups):
-        for cb in range(t.col_blocks):
-            for pb in range(t.p_blocks):
-                yield Block(g, cb, pb, act_loads, weight_loads, index)
-                index += 1
-                if cb == 0 or not t.acts_resident:
-                    act_loads += t.passes
-                if pb == 0 or not t.weights_resident:
-                    weight_loads += t.passes * t.block_cols(cb)
+    for index in range(tiling.blocks):
+        yield Block(*divmod(index, tiling.p_blocks), index)
+
+
+def _chunks(first: int, pixels: int, slots: int) -> list[tuple[int, int, int]]:
+    """``pixels`` from ``first`` spread over ``slots`` in nearly equal runs: ``(slot, first,
+    count)`` (slots that get none are left out)."""
+    out, at = [], first
+    for s in range(slots):
+        n = pixels * (s + 1) // slots - pixels * s // slots
+        if n:
+            out.append((s, at, n))
+            at += n
+    return out
+
+
+def _ring_split(t: Tiling, index: int, first: int, n: int) -> list[tuple[int, int]]:
+    """A ring's run of pixels cut where the ring wraps (a LOAD_ACT writes consecutive rows)."""
+    ring = t.region // t.c_blocks
+    v, out = t.act_base(index) // t.c_blocks + first, []
+    while n:
+        take = min(n, ring - v % ring)
+        out.append((first, take))
+        first, v, n = first + take, v + take, n - take
+    return out
+
+
+def load_plan(t: Tiling, block: Block, tiles: int) -> dict[int, list[LoadActs]]:
+    """The LoadActs placed before the PRELOAD of each tile of ``block`` (key ``tiles``: after
+    its last COMPUTE): its own loads before the first one when it is the program's first
+    block; the next block's spread over tiles ``1 ..``, or after the last COMPUTE when the block
+    has one tile or the region is single (the loads then wait for it: same tag)."""
+    plan: dict[int, list[LoadActs]] = {}
+
+    def place(index: int, slots: list[int]) -> None:
+        got = t.block_loads(index)
+        if got is None:
+            return
+        for s, first, n in _chunks(*got, len(slots)):
+            slot = slots[s]
+            runs = _ring_split(t, index, first, n) if t.acts == "ring" else [(first, n)]
+            plan.setdefault(slot, []).extend(LoadActs(
+                block=index, p_block=index % t.p_blocks, first=first, pixels=n,
+                tag=t.block_tag(index)) for first, n in runs)
+
+    if block.index == 0:
+        place(0, [0])
+    if block.index + 1 < t.blocks:
+        place(block.index + 1, list(range(1, tiles)) if tiles > 1 and t.tagged else [tiles])
+    return plan
 
 
 def iter_block_ops(tiling: Tiling, block: Block) -> Iterator[Op]:
-    """The operations of one block: every K pass of every column tile of the column block over
-    the block's P rows, then the stores."""
-    t, g, cb, pb = tiling, block.group, block.col_block, block.p_block
-    cols = range(cb * t.col_block, cb * t.col_block + t.block_cols(cb))
-    beats = t.block_beats(pb)
-    for k in range(t.passes):
-        for c in cols:
-            if c == cols[0] and (cb == 0 or not t.acts_resident):
-                yield LoadActs(group=g, p_block=pb, k_pass=k, beats=beats,
-                               dram_bytes=beats * t.act_bytes_per_beat(k))
-            if pb == 0 or not t.weights_resident:
-                yield LoadWeights(group=g, col_tile=c, k_pass=k,
-                                  weight_bytes=t.weight_tile_bytes,
-                                  metadata_bytes=t.metadata_tile_bytes)
-            yield PreloadWeights(group=g, col_tile=c, k_pass=k)
-            yield Compute(group=g, p_block=pb, col_tile=c, k_pass=k, beats=beats,
-                          accumulate=k > 0)
-            if k == t.passes - 1:
-                yield Store(group=g, p_block=pb, col_tile=c, beats=beats,
-                            dram_bytes=beats * t.out_row_bytes)
+    """The operations of one block in program order: per tile its weight load (when needed),
+    the chunk of the next block's activations placed there, the preload and the compute; each
+    column tile's store after its last K pass. The first block starts with the CONFIG."""
+    t, cb, pb = tiling, block.col_block, block.p_block
+    tiles = t.block_tiles(cb)
+    plan = load_plan(t, block, len(tiles))
+    load = pb == 0 or not t.weights_resident
+    last = {c: k for k, c, _, _ in tiles}
+    prev = t.store_cols((block.index - 1) // t.p_blocks)[-1] if block.index else None
+    started: set[int] = set()
+    beats, tag = t.block_beats(pb), t.block_tag(block.index)
+    if block.index == 0:
+        yield Configure()
+    slot = t.weight_loads_before(block.index)
+    for s, (k, c, offset, b) in enumerate(tiles):
+        w_slot = s if t.weights_resident else slot % 2
+        if load:
+            yield LoadWeights(col_tile=c, k_pass=k, slot=w_slot)
+            slot += 1
+        yield from plan.get(s, ())
+        yield PreloadWeights(col_tile=c, k_pass=k, slot=w_slot)
+        yield Compute(p_block=pb, col_tile=c, k_pass=k, offset=offset, block=b, beats=beats,
+                      accumulate=c in started, tag=tag)
+        started.add(c)
+        if last[c] == k:
+            yield Store(p_block=pb, col_tile=c, beats=beats, scale=c != prev)
+            prev = c
+    yield from plan.get(len(tiles), ())

@@ -17,10 +17,12 @@ from sparsa.sw.activity import (
     expected_gated_macs,
     gemm_gated_macs,
     layer_density,
+    layer_gated_macs,
     load_densities,
     load_inputs,
 )
-from sparsa.sw.assemble import assemble_gemm
+from sparsa.sw.assemble import assemble_gemm, assemble_layer
+from sparsa.sw.schedule import schedule_layer
 
 SMALL = dict(act_buffer_kib=1, weight_buffer_kib=1, acc_buffer_kib=1)
 CONFIGS = [ArrayConfig(rows=2, cols=2, n=2, m=4, **SMALL),
@@ -33,8 +35,8 @@ CONFIGS = [ArrayConfig(rows=2, cols=2, n=2, m=4, **SMALL),
                          ids=lambda v: f"{v.rows}x{v.cols}-{v.nm}" if hasattr(v, "nm") else
                          ("sparse" if v else "dense"))
 def test_prediction_equals_golden_executor(cfg, sparse, rng):
-    """Odd shapes (K and C not multiples of a pass or a tile: padding lanes, virtual-group zero
-    slots, padded columns) and half the activations zero."""
+    """Odd shapes (K and C not multiples of a pass or a tile: padding lanes, the unused lanes of
+    dense phases, padded columns) and half the activations zero."""
     for _ in range(4):
         p, k, c = (int(v) for v in rng.integers(1, 30, 3))
         w = random_nm_weights(rng, k, c, cfg.n, cfg.m) if sparse else \
@@ -44,6 +46,52 @@ def test_prediction_equals_golden_executor(cfg, sparse, rng):
         golden = GoldenAccelerator(cfg)
         golden.run(asm.program, asm.data_in)
         assert gemm_gated_macs(cfg, x, w, sparse=sparse) == golden.gated_macs
+
+
+def random_conv(rng: np.random.Generator, cfg: ArrayConfig, *, sparse: bool) -> Layer:
+    """A small conv with weights (pruned along K = (i, j, channel) when ``sparse``): kernel up
+    to 3x3, stride, padding, groups or depthwise, sometimes a larger (SCALE-Sim) output."""
+    kh, kw = (int(v) for v in rng.integers(1, 4, 2))
+    sh, sw = (int(v) for v in rng.integers(1, 3, 2))
+    ph, pw = int(rng.integers(0, kh)), int(rng.integers(0, kw))
+    groups, cin_g, cout_g = int(rng.choice([1, 2])), int(rng.integers(1, 2 * cfg.k_per_pass)), 2
+    if rng.random() < 0.3:
+        groups, cin_g, cout_g = int(rng.integers(2, 2 * cfg.k_per_pass)), 1, 1
+    if sparse and cin_g > cfg.n:
+        cin_g = max(cfg.m, cin_g // cfg.m * cfg.m)
+    h, w = int(rng.integers(kh, kh + 7)), int(rng.integers(kw, kw + 7))
+    ho, wo = (h + 2 * ph - kh) // sh + 1 + int(rng.random() < 0.2), (w + 2 * pw - kw) // sw + 1
+    weight = rng.integers(-128, 128, (groups * cout_g, cin_g, kh, kw))
+    if sparse:
+        k = kh * kw * cin_g
+        mask = np.stack([random_nm_weights(rng, k, cout_g, cfg.n, cfg.m) != 0
+                         for _ in range(groups)])                     # (g, K, cols) along K
+        weight = weight * mask.reshape(groups, kh, kw, cin_g, cout_g).transpose(
+            0, 4, 3, 1, 2).reshape(weight.shape)
+    images = int(rng.integers(1, 3))
+    return Layer("conv", "conv2d", (images, groups * cin_g, h, w),
+                 (images, groups * cout_g, ho, wo), weight=weight,
+                 nm=(cfg.n, cfg.m) if sparse else None,
+                 attrs={"kernel": (kh, kw), "stride": (sh, sw), "padding": (ph, pw),
+                        "groups": groups})
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"{c.rows}x{c.cols}-{c.nm}")
+def test_conv_prediction_equals_golden_executor(cfg, node_seed):
+    """Convs through the on-chip im2col (padding beats are all-zero activations, phases read the
+    same beats again), grouped and depthwise, host im2col stems, sized outputs."""
+    rng = np.random.default_rng(node_seed)
+    for sparse in (False, True) if not cfg.is_dense else (False,):
+        for _ in range(4):
+            layer = random_conv(rng, cfg, sparse=sparse)
+            t = schedule_layer(layer, cfg).tiling
+            n, c, h, w = layer.in_shape
+            x = np.where(rng.random((n, h, w, c)) < 0.5, 0, rng.integers(-128, 128, (n, h, w, c)))
+            asm = assemble_layer(cfg, t, x, layer.gemm_weight(), raw=True)
+            golden = GoldenAccelerator(cfg)
+            golden.run(asm.program, asm.data_in)
+            assert layer_gated_macs(cfg, t, x, layer.gemm_weight()) == golden.gated_macs, \
+                (layer, t)
 
 
 def test_no_zeros_gates_only_padding():
