@@ -14,6 +14,7 @@ compared with :func:`~sparsa.sw.activity.layer_gated_macs`, predicted from the l
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -140,7 +141,11 @@ def _layer_input(act: np.ndarray, layer) -> np.ndarray:
 
 
 async def _run_layer(backend, cfg: ArrayConfig, layer, ql, act: np.ndarray, last: bool):
-    """One GEMM layer on the backend: its output in the layer's layout and its record."""
+    """One GEMM layer on the backend (scheduled for the batch at hand): its output in the
+    layer's layout and its record."""
+    batch = act.shape[0]
+    layer = dataclasses.replace(layer, in_shape=(batch, *layer.in_shape[1:]),
+                                out_shape=(batch, *layer.out_shape[1:]))
     sched = schedule_layer(layer, cfg)
     t = sched.tiling
     x = _layer_input(act, layer)

@@ -40,11 +40,12 @@ from sparsa.isa import Instruction, Opcode
 from sparsa.models.graph import Gemm
 
 from . import timing
+from .accel_timing import TIMED_FIELDS
 from .lower import Lowering
 from .ops import Compute, Configure, LoadActs, LoadWeights, Op, PreloadWeights, Store
 from .schedule import Block, Tiling, iter_block_ops, iter_blocks, load_plan, schedule_gemm
 
-__all__ = ["TIMED", "AssembledGemm", "AssembledLayer", "assemble_gemm", "assemble_layer",
+__all__ = ["AssembledGemm", "AssembledLayer", "assemble_gemm", "assemble_layer",
            "block_instructions", "block_key", "gemm_instructions", "host_input",
            "layer_weights", "store_delay", "timing_view", "view_key", "weight_tile"]
 
@@ -94,24 +95,13 @@ def block_key(tiling: Tiling, block: Block) -> tuple:
             (t.act_base(i), t.act_base(i + 1)) if t.acts == "ring" else None)
 
 
-# The fields the cycle model (:mod:`sparsa.sw.accel_timing`) reads, per opcode; the others (the
-# im2col walk's fields, activation addresses) only decide which rows are read.
-TIMED = {
-    Opcode.LOAD_ACT: ("count", "channels", "tag"),
-    Opcode.LOAD_WEIGHT: ("addr", "count"),
-    Opcode.LOAD_ACC: ("acc_addr", "count"),
-    Opcode.LOAD_SCALE: (),
-    Opcode.PRELOAD: ("addr",),
-    Opcode.COMPUTE: ("acc_addr", "count", "accumulate", "tag"),
-    Opcode.STORE: ("acc_addr", "count", "relu", "raw"),
-    Opcode.CONFIG: (),
-}
-
-
 @functools.lru_cache(maxsize=1 << 16)
 def timing_view(insn: Instruction) -> Instruction:
-    """``insn`` with only the fields the cycle model reads (:data:`TIMED`)."""
-    return Instruction(insn.opcode, **{f: getattr(insn, f) for f in TIMED[insn.opcode]})
+    """``insn`` with only the fields the cycle model reads
+    (:data:`sparsa.sw.accel_timing.TIMED_FIELDS`; the others, the im2col walk's and activation
+    addresses, only decide which rows are read)."""
+    return Instruction(insn.opcode,
+                       **{f: getattr(insn, f) for f in TIMED_FIELDS[insn.opcode]})
 
 
 def view_key(tiling: Tiling, block: Block) -> tuple:
@@ -193,6 +183,8 @@ def block_instructions(cfg: ArrayConfig, tiling: Tiling, block: Block, *,
     since = space       # tiles since the last STORE was emitted
     emitted = False     # this tile's chance to emit one has passed
     for insn, op in _natural(cfg, tiling, block, raw, relu, view):
+        if view:
+            insn = timing_view(insn)
         if insn.opcode in (Opcode.LOAD_SCALE, Opcode.STORE):
             held.append((insn, op, 0))
             continue
