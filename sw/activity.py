@@ -76,9 +76,10 @@ def density_of(x: np.ndarray) -> float:
     return float(np.count_nonzero(x) / x.size) if x.size else 1.0
 
 
-def _zero_beats(cfg: ArrayConfig, t: Tiling, x: np.ndarray) -> np.ndarray:
-    """Per kernel offset and channel lane (``(offsets, C_blocks * K_pass)``): how many of the
-    layer's beats at that offset hold a zero in that lane (padding beats: every lane)."""
+def _zero_beats(cfg: ArrayConfig, t: Tiling, x: np.ndarray) -> list[np.ndarray]:
+    """Per stacked GEMM, per kernel offset and channel lane (``(offsets, C_blocks *
+    K_pass)``): how many of its beats at that offset hold a zero in that lane (padding beats:
+    every lane)."""
     low = t.low
     g = low.geom
     xs = host_input(low, x)
@@ -86,28 +87,28 @@ def _zero_beats(cfg: ArrayConfig, t: Tiling, x: np.ndarray) -> np.ndarray:
     zero = np.ones((xs.shape[0], lanes), bool)
     zero[:, :xs.shape[1]] = xs == 0
     if g.pixels is not None:             # a linear layer: every pixel is one beat
-        return zero.sum(axis=0)[None]
+        per = low.stack_p
+        return [zero[s * per:(s + 1) * per].sum(axis=0)[None] for s in range(low.stack)]
     (h, w), (kh, kw), (sh, sw), (ph, pw) = g.in_size, g.kernel, g.stride, g.padding
     ho, wo = g.out_size
     pad = np.ones((g.images, max(h + ph, (ho - 1) * sh + kh), max(w + pw, (wo - 1) * sw + kw),
                    lanes), np.int64)
     pad[:, ph:ph + h, pw:pw + w] = zero.reshape(g.images, h, w, lanes)
-    return np.stack([pad[:, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw].sum(
-        axis=(0, 1, 2)) for i in range(kh) for j in range(kw)])
+    return [np.stack([pad[:, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw].sum(
+        axis=(0, 1, 2)) for i in range(kh) for j in range(kw)])]
 
 
 def layer_gated_macs(cfg: ArrayConfig, t: Tiling, x: np.ndarray, w: np.ndarray) -> int:
     """The ``gated_macs`` counter of the tiled layer's program (:func:`sparsa.sw.assemble.
     assemble_layer` with input ``x`` and weights ``w``), as the RTL counts it."""
-    zeros = _zero_beats(cfg, t, x)
-    wfull = layer_weights(cfg, t.low, w)
     kp, m = cfg.k_per_pass, cfg.m
     rows = np.arange(cfg.rows)[:, None, None]
     total = 0
-    for c, passes in enumerate(t.tile_passes):
-        for k, offset, block in passes:
-            z = zeros[offset, block * kp:(block + 1) * kp].reshape(cfg.rows, m)
-            total += int(z[rows, weight_tile(cfg, t.low, wfull, c, k).indices].sum())
+    for zeros, wfull in zip(_zero_beats(cfg, t, x), layer_weights(cfg, t.low, w), strict=True):
+        for c, passes in enumerate(t.tile_passes):
+            for k, offset, block in passes:
+                z = zeros[offset, block * kp:(block + 1) * kp].reshape(cfg.rows, m)
+                total += int(z[rows, weight_tile(cfg, t.low, wfull, c, k).indices].sum())
     return total
 
 

@@ -146,7 +146,7 @@ def _natural(cfg: ArrayConfig, t: Tiling, block: Block, raw: bool, relu: bool,
             yield _insn(Opcode.PRELOAD, addr=op.slot * rows), op
         elif isinstance(op, Compute):
             walk = {} if view else im2col.compute_fields(
-                cfg, geom, base=t.act_base(block.index), first=t.block_first(op.p_block),
+                cfg, geom, base=t.act_base(block.index), first=op.first,
                 offset=divmod(op.offset, kw), block=op.block)
             yield _insn(Opcode.COMPUTE, acc_addr=acc_base(op.col_tile), count=op.beats,
                         accumulate=op.accumulate, tag=op.tag, **walk), op
@@ -219,7 +219,7 @@ def store_delay(cfg: ArrayConfig, t: Tiling) -> tuple[int, int, int]:
     sets, pbs = t.acc_sets, t.p_blocks
 
     def tiles(index: int) -> tuple:
-        return t.block_tiles(index // pbs)
+        return t.block_tiles(t.locate(index)[1])
 
     def position(index: int, last: bool) -> dict[int, int]:
         """Region of each column tile of block ``index`` -> its first (or last) tile."""
@@ -298,21 +298,25 @@ def host_input(low: Lowering, x: np.ndarray) -> np.ndarray:
     return x
 
 
-def layer_weights(cfg: ArrayConfig, low: Lowering, w: np.ndarray) -> np.ndarray:
-    """``w`` ``(groups, K_g, cols_g)`` (K in the layer's (i, j, channel) order) -> ``(offsets,
-    C_blocks * K_pass, col_tiles * cols)``: per kernel offset, input channel x output channel,
-    block-diagonal over the groups, zero-padded."""
+def layer_weights(cfg: ArrayConfig, low: Lowering, w: np.ndarray) -> list[np.ndarray]:
+    """``w`` ``(groups, K_g, cols_g)`` (K in the layer's (i, j, channel) order) -> for each
+    stacked GEMM (one unless the layer stacks them) ``(offsets, C_blocks * K_pass, col_tiles *
+    cols)``: per kernel offset, input channel x output channel, block-diagonal over the
+    groups, zero-padded."""
     w = np.asarray(w, dtype=np.int64)
     g, offsets = low.groups, low.offsets
     cin_g, cout_g = low.geom.channels // g, low.cols // g
-    if w.shape != (g, offsets * cin_g, cout_g):
-        raise ValueError(f"weights must have shape {(g, offsets * cin_g, cout_g)} (groups, K, "
-                         f"columns), not {w.shape}")
-    out = np.zeros((offsets, low.c_blocks(cfg) * cfg.k_per_pass,
-                    -(-low.cols // cfg.cols) * cfg.cols), dtype=np.int64)
-    for k in range(g):
-        out[:, k * cin_g:(k + 1) * cin_g, k * cout_g:(k + 1) * cout_g] = \
-            w[k].reshape(offsets, cin_g, cout_g)
+    if w.shape != (g * low.stack, offsets * cin_g, cout_g):
+        raise ValueError(f"weights must have shape {(g * low.stack, offsets * cin_g, cout_g)} "
+                         f"(groups, K, columns), not {w.shape}")
+    out = []
+    for s in range(low.stack):
+        full = np.zeros((offsets, low.c_blocks(cfg) * cfg.k_per_pass,
+                         -(-low.cols // cfg.cols) * cfg.cols), dtype=np.int64)
+        for k in range(g):
+            full[:, k * cin_g:(k + 1) * cin_g, k * cout_g:(k + 1) * cout_g] = \
+                w[s * g + k].reshape(offsets, cin_g, cout_g)
+        out.append(full)
     return out
 
 
@@ -359,8 +363,8 @@ def assemble_layer(cfg: ArrayConfig, tiling: Tiling, x: np.ndarray, w: np.ndarra
         np.asarray(multiplier).ravel()
     shift = np.zeros(c_total, np.int64) if shift is None else np.asarray(shift).ravel()
     if low.nm_tiles and low.pruned:
-        for g in range(low.groups):
-            nm.check_nm(np.asarray(w)[g], cfg.n, cfg.m)
+        for wg in np.asarray(w):
+            nm.check_nm(wg, cfg.n, cfg.m)
     kp, cb = cfg.k_per_pass, tiling.c_blocks
     rows = np.zeros((xs.shape[0], cb * kp), dtype=np.int64)
     rows[:, :xs.shape[1]] = xs
@@ -373,13 +377,13 @@ def assemble_layer(cfg: ArrayConfig, tiling: Tiling, x: np.ndarray, w: np.ndarra
             chunk = rows[op.first:op.first + op.pixels].reshape(-1, kp)
             data += [isa.pack_act_row(cfg, r) for r in chunk]
         elif insn.opcode == Opcode.LOAD_WEIGHT:
-            packed = weight_tile(cfg, low, wfull, op.col_tile, op.k_pass)
+            packed = weight_tile(cfg, low, wfull[op.group], op.col_tile, op.k_pass)
             data += [isa.pack_weight_row(cfg, packed.values[r], packed.indices[r])
                      for r in range(cfg.rows)]
         elif insn.opcode == Opcode.LOAD_SCALE:
             data.append(_scale_row(cfg, op.col_tile, bias, multiplier, shift))
         elif insn.opcode == Opcode.STORE:
-            start, first_col = tiling.block_first(op.p_block), op.col_tile * cfg.cols
+            start, first_col = op.first, op.col_tile * cfg.cols
             stores.append((slice(start, start + op.beats),
                            slice(first_col, min(first_col + cfg.cols, c_total))))
     return AssembledLayer(program=program, data_in=data, stores=stores, tiling=tiling,

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -190,7 +191,10 @@ def _program(cfg: ArrayConfig, t: Tiling, raw: bool) -> _Program:
     lengths: set[int] = set()
     carry: tuple = ()
     carry_key: tuple = ()
+    starts: list[int] = []      # where each stacked GEMM starts
     for block in iter_blocks(t):
+        if block.col_block == block.p_block == 0:
+            starts.append(len(seq))
         key = (view_key(t, block), carry_key)
         got = built.get(key)
         if got is None:
@@ -204,7 +208,9 @@ def _program(cfg: ArrayConfig, t: Tiling, raw: bool) -> _Program:
         seq += _chunk_ids(tuple(i for i, _, _ in carry), interned)
     tiles = {len(t.block_tiles(c)) for c in range(t.col_blocks)}
     cols = {t.block_cols(c) for c in range(t.col_blocks)}
-    periods = set(range(1, PERIODS + 1)) | {x * f for x in lengths | cols | tiles for f in (1, 2)}
+    stacked = {b - a for a, b in itertools.pairwise(starts)}
+    periods = set(range(1, PERIODS + 1)) | stacked | {x * f for x in lengths | cols | tiles
+                                                      for f in (1, 2)}
     chunks = [()] * len(interned)
     for chunk, i in interned.items():
         chunks[i] = chunk

@@ -21,12 +21,14 @@ view of the input), its output channels, its groups and how its weight tiles run
     matrix packs ``kh * kw * C`` real values into few passes, for a small input read ``kh * kw``
     times.
 * ``linear`` and ``matmul`` layers are :func:`sparsa.im2col.linear_geometry` over their ``(P,
-  K)`` input.
+  K)`` input. A matmul's groups (batch x heads) are independent GEMMs, each with its own rows
+  and its own (activation) weights: they are *stacked* along P (``stack``), group ``g`` the
+  pixels ``g*P ..``, and run one after the other.
 
-**Groups** (grouped and depthwise convs; a matmul's batch x heads) are one GEMM with
-block-diagonal weights over ``groups * C_g`` input channels: the tile of (K pass, column tile)
-exists only when the pass's channel block and the tile's output channels share a group; the
-others are skipped (no weight load, no compute).
+**Groups** of a conv (grouped and depthwise) are one GEMM with block-diagonal weights over
+``groups * C_g`` input channels: the tile of (K pass, column tile) exists only when the pass's
+channel block and the tile's output channels share a group; the others are skipped (no weight
+load, no compute).
 
 **Weight tiles.** A tile is N:M (packed as is, one pass per (offset, block)) when the layer is
 pruned to the hardware's pattern and its N:M groups fall on the array's lanes (``m`` consecutive
@@ -148,6 +150,7 @@ class Lowering:
     in_elements: int = 0    # the layer's input activations (compulsory bytes)
     k_group: int = 1        # K of one group in the layer's own order (compulsory bytes)
     source: HostConv | None = None   # the conv the host turns into this layer's input
+    stack: int = 1          # independent GEMMs stacked along P (a matmul's batch x heads)
 
     @property
     def offsets(self) -> int:
@@ -178,6 +181,11 @@ class Lowering:
         return [((o * cb + b) * ph + q, o, b) for o in range(self.offsets) for b in blocks
                 for q in range(ph)]
 
+    @property
+    def stack_p(self) -> int:
+        """Output pixels of one stacked GEMM."""
+        return self.geom.p // self.stack
+
     def required_macs(self, cfg: ArrayConfig) -> int:
         """Multiplies the layer needs: nonzero weights (N:M slots when pruned) x P."""
         k = min(self.k_group, -(-self.k_group // cfg.m) * cfg.n) if self.pruned else self.k_group
@@ -185,14 +193,15 @@ class Lowering:
 
     def compulsory(self, cfg: ArrayConfig, *, raw: bool = False) -> Traffic:
         """The bytes any schedule of this layer moves (module docstring)."""
+        cols = self.cols * self.stack          # every stacked GEMM has its own
         if self.pruned:
-            slots = -(-self.k_group // cfg.m) * cfg.n * self.cols
+            slots = -(-self.k_group // cfg.m) * cfg.n * cols
             weight, meta = _bytes(slots, cfg.weight_width), _bytes(slots, cfg.index_width)
         else:
-            weight, meta = _bytes(self.k_group * self.cols, cfg.weight_width), 0
+            weight, meta = _bytes(self.k_group * cols, cfg.weight_width), 0
         return Traffic(
             act=_bytes(self.in_elements, cfg.act_width), weight=weight, metadata=meta,
-            scale=_bytes(self.cols, isa.SCALE_MULT_BITS + isa.SCALE_SHIFT_BITS + cfg.acc_width),
+            scale=_bytes(cols, isa.SCALE_MULT_BITS + isa.SCALE_SHIFT_BITS + cfg.acc_width),
             out=_bytes(self.geom.p * self.cols, cfg.acc_width if raw else cfg.act_width))
 
 
@@ -212,17 +221,20 @@ def _tile_kind(cfg: ArrayConfig, pruned: bool, cin_g: int, aligned: bool) -> tup
 
 
 def linear_lowering(cfg: ArrayConfig, gemm: Gemm, *, pruned: bool, how: str = "linear",
-                    in_elements: int | None = None, source: HostConv | None = None
-                    ) -> Lowering:
-    """``gemm.groups`` block-diagonal linear layers ``(P, K) . (K, cols)`` over one ``(P, groups
-    * K)`` input."""
+                    in_elements: int | None = None, source: HostConv | None = None,
+                    stacked: bool = True) -> Lowering:
+    """``gemm.groups`` linear layers ``(P, K) . (K, cols)``: independent GEMMs stacked along P
+    (``stacked``: a matmul's batch x heads, each with its own rows and weights), or the
+    block-diagonal groups of one ``(P, groups * K)`` input (a grouped conv's im2col matrix)."""
+    g = gemm.groups
+    stack, groups = (g, 1) if stacked else (1, g)
     nm_tiles, phases = _tile_kind(cfg, pruned, gemm.k,
-                                  aligned=gemm.groups == 1 or gemm.k % cfg.m == 0)
-    return Lowering(geom=linear_geometry(gemm.p, gemm.groups * gemm.k),
-                    cols=gemm.groups * gemm.cols, groups=gemm.groups, pruned=pruned,
+                                  aligned=groups == 1 or gemm.k % cfg.m == 0)
+    return Lowering(geom=linear_geometry(stack * gemm.p, groups * gemm.k),
+                    cols=groups * gemm.cols, groups=groups, pruned=pruned,
                     nm_tiles=nm_tiles, phases=phases, how=how,
-                    in_elements=gemm.p * gemm.groups * gemm.k if in_elements is None
-                    else in_elements, k_group=gemm.k, source=source)
+                    in_elements=gemm.p * g * gemm.k if in_elements is None else in_elements,
+                    k_group=gemm.k, source=source, stack=stack)
 
 
 def _host_reason(cfg: ArrayConfig, geom: ConvGeometry, out: tuple[int, int],
@@ -262,7 +274,8 @@ def _conv_lowering(layer: Layer, cfg: ArrayConfig, pruned: bool) -> Lowering:
         src = None if stride == (1, 1) else source
         if (ho, wo) == sub:
             return linear_lowering(cfg, gemm, pruned=pruned, in_elements=in_elements,
-                                   how="1x1" if src is None else "1x1 strided", source=src)
+                                   how="1x1" if src is None else "1x1 strided", source=src,
+                                   stacked=False)
         geom = SizedGeometry(images=n, in_size=sub, channels=c_in, out=(ho, wo))
         if ho >= sub[0] and wo >= sub[1] and \
                 _host_reason(cfg, geom, (ho, wo), (1, 1), groups) is None:
@@ -276,7 +289,7 @@ def _conv_lowering(layer: Layer, cfg: ArrayConfig, pruned: bool) -> Lowering:
     reason = _host_reason(cfg, geom, (ho, wo), dilation, groups)
     if reason is not None:
         return linear_lowering(cfg, gemm, pruned=pruned, how=f"host im2col: {reason}",
-                               in_elements=in_elements, source=source)
+                               in_elements=in_elements, source=source, stacked=False)
     return _on_chip(cfg, geom, c_out, groups, pruned, in_elements, gemm.k, None)
 
 

@@ -2,8 +2,9 @@
 block of a tiled layer and :mod:`sparsa.sw.assemble` turns into instructions (one path from the
 scheduler to the accelerator program, which the RTL runs and the cost model costs).
 
-The operations are small and frozen. Indices name the layer's tiles: ``p_block`` (a run of output
-pixels), ``col_tile`` (``cols`` output channels) and the K pass ``(offset, block, phase)``: kernel
+The operations are small and frozen. Indices name the layer's tiles: ``group`` (one of a
+matmul's stacked GEMMs), ``p_block`` (a run of output pixels), ``col_tile`` (``cols`` output
+channels) and the K pass ``(offset, block, phase)``: kernel
 offset index ``i*kw + j``, channel block (``K_pass`` input channels) and phase (``m/n`` phases
 for a dense layer on sparse hardware, else 0), numbered ``k_pass = (offset*C_blocks + block) *
 phases + phase`` (the order the weights are packed in).
@@ -55,6 +56,7 @@ class LoadWeights:
     col_tile: int
     k_pass: int
     slot: int           # weight scratchpad slot (of ``rows`` rows)
+    group: int = 0      # the stacked GEMM (a matmul's batch x head) whose weights
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,7 @@ class Compute:
     beats: int
     accumulate: bool
     tag: int
+    first: int = 0      # first output pixel
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,8 @@ class Store:
     col_tile: int
     beats: int
     scale: bool = True
+    first: int = 0      # first output pixel
+    group: int = 0      # the stacked GEMM
 
 
 Op = Configure | LoadActs | LoadWeights | PreloadWeights | Compute | Store

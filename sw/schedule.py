@@ -132,22 +132,33 @@ class Tiling:
         return -(-self.col_tiles // self.col_block)
 
     @property
+    def stack(self) -> int:
+        return self.low.stack
+
+    @property
     def blocks(self) -> int:
-        return self.col_blocks * self.p_blocks
+        return self.stack * self.col_blocks * self.p_blocks
+
+    def locate(self, index: int) -> tuple[int, int, int]:
+        """``(stacked GEMM, column block, P block)`` of block ``index``: the stacked GEMMs
+        one after the other, each a column block x P block loop."""
+        g, rest = divmod(index, self.col_blocks * self.p_blocks)
+        return (g, *divmod(rest, self.p_blocks))
 
     def block_cols(self, cb: int) -> int:
         """Column tiles in column block ``cb``."""
         return min(self.col_block, self.col_tiles - cb * self.col_block)
 
-    def block_first(self, pb: int) -> int:
-        return pb * self.p_block
+    def block_first(self, pb: int, g: int = 0) -> int:
+        """First output pixel of P block ``pb`` of stacked GEMM ``g``."""
+        return g * self.low.stack_p + pb * self.p_block
 
     def block_beats(self, pb: int) -> int:
         """Output pixels of P block ``pb`` (the last one takes the rest)."""
-        return min(self.p_block, self.low.geom.p - pb * self.p_block)
+        return min(self.p_block, self.low.stack_p - pb * self.p_block)
 
-    def footprint(self, pb: int) -> tuple[int, int]:
-        return footprint(self.low.geom, self.block_first(pb), self.block_beats(pb))
+    def footprint(self, pb: int, g: int = 0) -> tuple[int, int]:
+        return footprint(self.low.geom, self.block_first(pb, g), self.block_beats(pb))
 
     @functools.cached_property
     def tile_passes(self) -> tuple[tuple[tuple[int, int, int], ...], ...]:
@@ -189,7 +200,7 @@ class Tiling:
         for cb in range(self.col_blocks):
             cols = len(self.store_cols(cb))
             loads += self.p_blocks * cols - (self.p_blocks - 1) * (cols == 1)
-        return loads
+        return loads * self.stack
 
     @property
     def layer_tiles(self) -> int:
@@ -198,7 +209,7 @@ class Tiling:
 
     @property
     def tiles(self) -> int:
-        return self.p_blocks * self.layer_tiles
+        return self.stack * self.p_blocks * self.layer_tiles
 
     @property
     def beats(self) -> int:
@@ -212,10 +223,10 @@ class Tiling:
     def block_loads(self, index: int) -> tuple[int, int] | None:
         """Input pixels ``(first, count)`` block ``index`` loads (None: nothing): its footprint,
         or the part of it the blocks before have not loaded (resident and ring)."""
-        cb, pb = divmod(index, self.p_blocks)
-        lo, hi = self.footprint(pb)
+        g, cb, pb = self.locate(index)
+        lo, hi = self.footprint(pb, g)
         if self.acts in ("resident", "ring") and pb:
-            lo = max(lo, self.footprint(pb - 1)[1])
+            lo = max(lo, self.footprint(pb - 1, g)[1])
         if self.acts == "resident" and cb:
             return None
         return (lo, hi - lo) if hi > lo else None
@@ -223,21 +234,21 @@ class Tiling:
     def act_base(self, index: int) -> int:
         """Scratchpad row of input pixel 0 for block ``index`` (modulo 2**ADDR_BITS; a ring
         wraps at the scratchpad's depth)."""
-        cb, pb = divmod(index, self.p_blocks)
+        g, cb, pb = self.locate(index)
         if self.acts == "resident":
             return 0
         if self.acts == "ring":     # column block c reads pixel p as ring pixel c*span + p
             return cb * self.span * self.c_blocks % self.region
-        lo, _ = self.footprint(pb)
+        lo, _ = self.footprint(pb, g)
         return (index % 2) * self.region * (self.acts == "double") - lo * self.c_blocks
 
     def weight_loads_before(self, index: int) -> int:
         """LOAD_WEIGHTs in the blocks before block ``index``."""
-        cb, pb = divmod(index, self.p_blocks)
-        per = [len(self.block_tiles(c)) for c in range(cb + 1)]
+        g, cb, pb = self.locate(index)
+        per = [len(self.block_tiles(c)) for c in range(self.col_blocks)]
         if self.weights_resident:
-            return sum(per[:cb]) + (per[cb] if pb else 0)
-        return self.p_blocks * sum(per[:cb]) + pb * per[cb]
+            return g * sum(per) + sum(per[:cb]) + (per[cb] if pb else 0)
+        return self.p_blocks * (g * sum(per) + sum(per[:cb])) + pb * per[cb]
 
 
 def _pixel_bytes(cfg: ArrayConfig, channels: int) -> int:
@@ -255,7 +266,7 @@ def tiling_bytes(t: Tiling, *, raw: bool = False) -> Traffic:
     pixels = sum(got[1] for i in range(t.blocks) if (got := t.block_loads(i)) is not None)
     w_values = -(-cfg.cols * cfg.n * cfg.weight_width // 8)
     w_meta = isa.data_in_bytes(cfg, Opcode.LOAD_WEIGHT) - w_values
-    loads = t.layer_tiles * (1 if t.weights_resident else t.p_blocks) * cfg.rows
+    loads = t.stack * t.layer_tiles * (1 if t.weights_resident else t.p_blocks) * cfg.rows
     return Traffic(act=pixels * _pixel_bytes(cfg, t.low.geom.channels),
                    weight=loads * w_values, metadata=loads * w_meta,
                    scale=t.scale_loads() * isa.data_in_bytes(cfg, Opcode.LOAD_SCALE),
@@ -278,20 +289,21 @@ def _check_fits(cfg: ArrayConfig, name: str) -> None:
 
 
 @functools.lru_cache(maxsize=1 << 12)
-def _footprints(geom: ConvGeometry, size: int) -> tuple[tuple[int, int], ...]:
-    """The footprint of every P block of ``size`` output pixels."""
-    return tuple(footprint(geom, f, min(size, geom.p - f)) for f in range(0, geom.p, size))
+def _footprints(geom: ConvGeometry, size: int, p: int) -> tuple[tuple[int, int], ...]:
+    """The footprint of every P block of ``size`` of the first ``p`` output pixels (one stacked
+    GEMM's: the others' are the same, shifted)."""
+    return tuple(footprint(geom, f, min(size, p - f)) for f in range(0, p, size))
 
 
 def _max_footprint(low: Lowering, size: int) -> int:
     """Input pixels of the largest footprint among P blocks of ``size`` output pixels."""
-    return max(hi - lo for lo, hi in _footprints(low.geom, size))
+    return max(hi - lo for lo, hi in _footprints(low.geom, size, low.stack_p))
 
 
 def _ring_need(low: Lowering, size: int, wrap: bool) -> int:
     """Ring pixels P blocks of ``size`` need: a block's footprint and the next block's new
     pixels, loaded while it computes (``wrap``: the next column block starts over)."""
-    fps = _footprints(low.geom, size)
+    fps = _footprints(low.geom, size, low.stack_p)
     need = max([hi - lo for lo, hi in fps] + [b[1] - a[0] for a, b in itertools.pairwise(fps)])
     if wrap:
         need = max(need, fps[-1][1] - fps[-1][0] + fps[0][1] - fps[0][0])
@@ -314,12 +326,13 @@ def _p_block(low: Lowering, limit: int, fits) -> int | None:
             lo, hi = (mid, hi) if fits(size(mid)) else (lo, mid - 1)
         return lo
 
-    limit = min(g.p, limit)
+    p = low.stack_p
+    limit = min(p, limit)
     if g.pixels is not None:     # a linear layer: the footprint is the block
         size = largest(1, limit, lambda n: n)
         if size is None:
             return None
-        balanced = -(-g.p // -(-g.p // size))
+        balanced = -(-p // -(-p // size))
         return balanced if fits(balanced) else size
     wo = g.out_size[1]
     rows = largest(1, limit // wo, lambda r: r * wo)
@@ -339,7 +352,7 @@ def _modes(cfg: ArrayConfig, low: Lowering) -> list[str]:
     lo, hi = footprint(low.geom, 0, low.geom.p)
     if (hi - lo) * cb <= depth:
         return ["resident"]
-    ring = depth & (depth - 1) == 0 and depth % cb == 0
+    ring = depth & (depth - 1) == 0 and depth % cb == 0 and low.stack == 1
     return ["ring" if ring else "double", "single"]
 
 
@@ -357,7 +370,7 @@ def _tiling(cfg: ArrayConfig, low: Lowering, gemm: Gemm, mode: str, col_block: i
             size: int) -> Tiling:
     depth, cb = cfg.scratchpad_rows, low.c_blocks(cfg)
     t = Tiling(cfg=cfg, low=low, gemm=gemm, col_block=col_block, p_block=size,
-               p_blocks=-(-low.geom.p // size), acts=mode, weights_resident=False,
+               p_blocks=-(-low.stack_p // size), acts=mode, weights_resident=False,
                region=_max_footprint(low, size) * cb if mode == "double" else depth["act"])
     most = max(len(t.block_tiles(c)) for c in range(t.col_blocks))
     return dataclasses.replace(t, weights_resident=most * cfg.rows <= depth["weight"])
@@ -410,7 +423,7 @@ def estimated_cycles(t: Tiling) -> int:
     first = t.block_loads(0)
     total = (first[1] * cb if first else 0) + cfg.rows
     for i in range(t.blocks):
-        c, pb = divmod(i, t.p_blocks)
+        _, c, pb = t.locate(i)
         tiles = len(t.block_tiles(c))
         compute = tiles * max(t.block_beats(pb), fixed.tile_period)
         nxt = t.block_loads(i + 1) if i + 1 < t.blocks else None
@@ -433,8 +446,7 @@ def schedule_lowering(low: Lowering, cfg: ArrayConfig, *, gemm: Gemm | None = No
     tiles and the smaller column block."""
     cands = candidate_tilings(low, cfg, gemm=gemm, name=name)
     period = timing.array_timing(cfg).tile_period
-    p = low.geom.p
-    cands = [t for t in cands if t.p_block >= min(p, period)] or cands
+    cands = [t for t in cands if t.p_block >= min(low.stack_p, period)] or cands
     least = min(tiling_bytes(t).total for t in cands)
     near = [t for t in cands if tiling_bytes(t).total <= least * (1 + BYTE_SLACK)]
     return min(near, key=lambda t: (estimated_cycles(t), tiling_bytes(t).total, t.tiles,
@@ -476,16 +488,19 @@ def schedule_graph(graph: LayerGraph, cfg: ArrayConfig) -> list[LayerSchedule]:
 
 @dataclass(frozen=True)
 class Block:
-    """One (column block, P block) of the loop nest; ``index``: blocks before it."""
+    """One (column block, P block) of the loop nest (of stacked GEMM ``group``); ``index``:
+    blocks before it."""
 
     col_block: int
     p_block: int
     index: int
+    group: int = 0
 
 
 def iter_blocks(tiling: Tiling) -> Iterator[Block]:
     for index in range(tiling.blocks):
-        yield Block(*divmod(index, tiling.p_blocks), index)
+        g, cb, pb = tiling.locate(index)
+        yield Block(cb, pb, index, g)
 
 
 def _chunks(first: int, pixels: int, slots: int) -> list[tuple[int, int, int]]:
@@ -526,7 +541,7 @@ def load_plan(t: Tiling, block: Block, tiles: int) -> dict[int, list[LoadActs]]:
             slot = slots[s]
             runs = _ring_split(t, index, first, n) if t.acts == "ring" else [(first, n)]
             plan.setdefault(slot, []).extend(LoadActs(
-                block=index, p_block=index % t.p_blocks, first=first, pixels=n,
+                block=index, p_block=t.locate(index)[2], first=first, pixels=n,
                 tag=t.block_tag(index)) for first, n in runs)
 
     if block.index == 0:
@@ -545,23 +560,27 @@ def iter_block_ops(tiling: Tiling, block: Block) -> Iterator[Op]:
     plan = load_plan(t, block, len(tiles))
     load = pb == 0 or not t.weights_resident
     last = {c: k for k, c, _, _ in tiles}
-    prev = t.store_cols((block.index - 1) // t.p_blocks)[-1] if block.index else None
+    # the STORE before: the previous block's last (a stacked GEMM's scales are its own)
+    prev = (t.locate(block.index - 1)[0], t.store_cols(t.locate(block.index - 1)[1])[-1]) \
+        if block.index else None
     started: set[int] = set()
     beats, tag = t.block_beats(pb), t.block_tag(block.index)
+    first = t.block_first(pb, block.group)
     if block.index == 0:
         yield Configure()
     slot = t.weight_loads_before(block.index)
     for s, (k, c, offset, b) in enumerate(tiles):
         w_slot = s if t.weights_resident else slot % 2
         if load:
-            yield LoadWeights(col_tile=c, k_pass=k, slot=w_slot)
+            yield LoadWeights(col_tile=c, k_pass=k, slot=w_slot, group=block.group)
             slot += 1
         yield from plan.get(s, ())
         yield PreloadWeights(col_tile=c, k_pass=k, slot=w_slot)
         yield Compute(p_block=pb, col_tile=c, k_pass=k, offset=offset, block=b, beats=beats,
-                      accumulate=c in started, tag=tag)
+                      accumulate=c in started, tag=tag, first=first)
         started.add(c)
         if last[c] == k:
-            yield Store(p_block=pb, col_tile=c, beats=beats, scale=c != prev)
-            prev = c
+            yield Store(p_block=pb, col_tile=c, beats=beats, scale=(block.group, c) != prev,
+                        first=first, group=block.group)
+            prev = (block.group, c)
     yield from plan.get(len(tiles), ())

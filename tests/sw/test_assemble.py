@@ -10,11 +10,11 @@ import pytest
 
 from sparsa import nm
 from sparsa.config import ArrayConfig
-from sparsa.models.graph import Layer
+from sparsa.models.graph import Gemm, Layer
 from sparsa.sim.golden_accel import GoldenAccelerator
 from sparsa.sim.stimulus import random_nm_weights
 from sparsa.sw.assemble import assemble_gemm, assemble_layer
-from sparsa.sw.lower import lower_layer
+from sparsa.sw.lower import linear_lowering, lower_layer
 from sparsa.sw.schedule import candidate_tilings
 
 SMALL = dict(act_buffer_kib=1, weight_buffer_kib=1, acc_buffer_kib=1)
@@ -155,6 +155,24 @@ def test_assembled_gemm_computes_the_layer(cfg, sparse, rng):
     raw = assemble_gemm(cfg, x, w, sparse=sparse, bias=bias, raw=True)
     got_raw = raw.collect(GoldenAccelerator(cfg).run(raw.program, raw.data_in))
     np.testing.assert_array_equal(got_raw, np.asarray(x) @ np.asarray(w) + bias[None, :])
+
+
+@pytest.mark.parametrize("sparse", [True, False])
+def test_stacked_gemms_compute_each_group(sparse, node_seed):
+    """A matmul's groups: independent GEMMs stacked along P, each with its own weights."""
+    rng = np.random.default_rng(node_seed)
+    cfg = ArrayConfig(rows=2, cols=2, n=2, m=4, **SMALL)
+    groups, p, k, c = 3, 37, 19, 5
+    w = np.stack([random_nm_weights(rng, k, c, cfg.n, cfg.m) if sparse else
+                  rng.integers(-128, 128, (k, c)) for _ in range(groups)])
+    x = rng.integers(-128, 128, (groups * p, k))
+    for t in candidate_tilings(linear_lowering(cfg, Gemm(p=p, k=k, cols=c, groups=groups),
+                                               pruned=sparse), cfg):
+        assert t.stack == groups
+        asm = assemble_layer(cfg, t, x, w, raw=True)
+        got = asm.collect(GoldenAccelerator(cfg).run(asm.program, asm.data_in))
+        want = np.concatenate([x[g * p:(g + 1) * p] @ w[g] for g in range(groups)])
+        np.testing.assert_array_equal(got, want)
 
 
 def test_sparse_layer_must_satisfy_the_pattern():
