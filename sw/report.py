@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .activity import gating_lines
 from .cost import Cycles, LayerCost
 from .energy import Energy
 from .model_report import (
@@ -27,11 +26,10 @@ from .model_report import (
     ModelReport,
     build_report,
     dense_baseline,
-    si,
 )
-from .phases import phase_to_dict, workload_lines
+from .phases import phase_to_dict
 from .report_plots import write_png
-from .report_terminal import print_table
+from .report_terminal import print_table, summary_lines
 
 __all__ = ["FORMATS", "SHORTFALL_TOLERANCE", "LayerReport", "ModelReport", "build_report",
            "dense_baseline", "print_table", "render_csv", "render_markdown", "report_to_dict",
@@ -52,7 +50,8 @@ def _energy(e: Energy) -> dict[str, float]:
 
 def _cost(c: LayerCost) -> dict[str, Any]:
     return {"cycles": _cycles(c.cycles), "actions": dataclasses.asdict(c.actions),
-            "dram_bytes": c.actions.dram_bytes, "tiles": c.tiles, "beats": c.beats}
+            "dram_bytes": c.actions.dram_bytes, "compulsory": dataclasses.asdict(c.compulsory),
+            "compulsory_bytes": c.compulsory_bytes, "tiles": c.tiles, "beats": c.beats}
 
 
 def report_to_dict(report: ModelReport) -> dict[str, Any]:
@@ -90,8 +89,8 @@ def report_to_dict(report: ModelReport) -> dict[str, Any]:
 
 
 COLUMNS = ("layer", "kind", "GEMM PxKxC (g)", "pattern", "order", "passes", "cycles",
-           "dense cycles", "speedup", "util", "MACs", "DRAM B", "SRAM B", "energy uJ",
-           "dense uJ", "why short of M/N")
+           "dense cycles", "speedup", "util", "MACs", "DRAM B", "compulsory B", "SRAM B",
+           "energy uJ", "dense uJ", "why short of M/N")
 
 
 def _sram_bytes(c: LayerCost) -> int:
@@ -108,7 +107,8 @@ def _rows(report: ModelReport) -> list[list[str]]:
                                                                else ""),
                     x.pattern, x.order, str(x.passes), str(x.sparse.cycles.total),
                     str(x.dense.cycles.total), f"{x.speedup:.2f}", f"{x.utilization:.0%}",
-                    str(x.macs), str(x.sparse.actions.dram_bytes), str(_sram_bytes(x.sparse)),
+                    str(x.macs), str(x.sparse.actions.dram_bytes),
+                    str(x.sparse.compulsory_bytes), str(_sram_bytes(x.sparse)),
                     f"{x.energy.total / 1e6:.2f}", f"{x.dense_energy.total / 1e6:.2f}",
                     report.shortfall(x)])
     t = report.total
@@ -116,33 +116,15 @@ def _rows(report: ModelReport) -> list[list[str]]:
                 str(t.cycles.total), str(report.dense_total.cycles.total),
                 f"{report.speedup:.2f}", f"{report.utilization:.0%}",
                 str(sum(x.macs for x in report.layers)),
-                str(t.actions.dram_bytes), str(_sram_bytes(t)),
+                str(t.actions.dram_bytes), str(t.compulsory_bytes), str(_sram_bytes(t)),
                 f"{report.energy.total / 1e6:.2f}", f"{report.dense_energy.total / 1e6:.2f}", ""])
     return out
 
 
-def _summary(report: ModelReport) -> list[str]:
-    c, t, d = report.cfg, report.total, report.dense_total
-    seconds = 1e-6 / c.clock_mhz
-    return [
-        f"- **{report.design_name}**: the {c.rows}x{c.cols} array of {c.nm} PEs, "
-        f"{c.clock_mhz:g} MHz, {c.dram_bytes_per_cycle} B/cycle DRAM.",
-        f"- **{report.baseline_name}** (the baseline): the same grid as {report.dense_cfg.nm} "
-        f"hardware, with no index multiplexers and no N:M metadata.",
-        f"- Speedup {report.speedup:.3f}x (ideal {report.ideal:g}x); energy ratio "
-        f"{report.energy_ratio:.3f}x (dense energy / {c.nm} energy).",
-        f"- Cycles {t.cycles.total:,} = {si(t.cycles.total * seconds, 's')} "
-        f"(dense {d.cycles.total:,} = {si(d.cycles.total * seconds, 's')}); DRAM traffic "
-        f"{t.actions.dram_bytes:,} B (dense {d.actions.dram_bytes:,} B).",
-        f"- Energy table: {report.table}. Prune policy: {report.prune_policy}.",
-        *report.area_lines("- "),
-        *workload_lines(report, "- "),
-        *gating_lines(report, "- "),
-    ]
-
-
 def render_markdown(report: ModelReport) -> str:
-    lines = [f"# sparsa report: {report.model}", "", *_summary(report), "",
+    summary = [f"- {line[:1].upper()}{line[1:].rstrip('.')}." for line in
+               (x.strip() for x in summary_lines(report))]
+    lines = [f"# sparsa report: {report.model}", "", *summary, "",
              f"Every GEMM layer; \"dense\" columns are the {report.baseline_name} baseline.",
              "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(r) + " |" for r in _rows(report)]
@@ -161,7 +143,8 @@ def render_csv(report: ModelReport) -> str:
     writer = csv.writer(buf)
     writer.writerow(["layer", "kind", "p", "k", "cols", "groups", "pattern", "order", "passes",
                      "cycles", "compute_cycles", "dram_stall_cycles", "dense_cycles",
-                     "speedup", "utilization", "macs", "dram_bytes", "sram_bytes",
+                     "speedup", "utilization", "macs", "dram_bytes", "compulsory_bytes",
+                     "sram_bytes",
                      *(f"energy_{f.name}_pj" for f in dataclasses.fields(Energy)),
                      "energy_pj", "dense_energy_pj", "shortfall", *WORKLOAD_KEYS])
     workload = [report.workload.get(k, "") for k in WORKLOAD_KEYS]
@@ -170,7 +153,8 @@ def render_csv(report: ModelReport) -> str:
         writer.writerow([x.name, x.kind, x.p, x.k, x.cols, x.groups, x.pattern, x.order,
                          x.passes, c.total, c.compute, c.stall, x.dense.cycles.total,
                          f"{x.speedup:.6f}", f"{x.utilization:.6f}", x.macs,
-                         x.sparse.actions.dram_bytes, _sram_bytes(x.sparse),
+                         x.sparse.actions.dram_bytes, x.sparse.compulsory_bytes,
+                         _sram_bytes(x.sparse),
                          *(f"{v:.3f}" for v in dataclasses.astuple(x.energy)),
                          f"{x.energy.total:.3f}", f"{x.dense_energy.total:.3f}",
                          report.shortfall(x), *workload])
@@ -179,7 +163,7 @@ def render_csv(report: ModelReport) -> str:
                      sum(x.passes for x in report.layers), t.cycles.total, t.cycles.compute,
                      t.cycles.stall, report.dense_total.cycles.total, f"{report.speedup:.6f}",
                      f"{report.utilization:.6f}", sum(x.macs for x in report.layers),
-                     t.actions.dram_bytes, _sram_bytes(t),
+                     t.actions.dram_bytes, t.compulsory_bytes, _sram_bytes(t),
                      *(f"{v:.3f}" for v in dataclasses.astuple(e)), f"{e.total:.3f}",
                      f"{report.dense_energy.total:.3f}", "", *workload])
     return buf.getvalue()

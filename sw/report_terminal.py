@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from rich.console import Console, RenderableType
     from rich.table import Table
 
-__all__ = ["TOP_LAYERS", "print_table", "table_renderables"]
+__all__ = ["TOP_LAYERS", "print_table", "summary_lines", "table_renderables"]
 
 TOP_LAYERS = 15
 NAME_WIDTHS = (16, 40)  # the narrowest and widest a shortened layer name gets
@@ -115,23 +115,30 @@ def _table(columns: Sequence[_Column], rows: int, rest: bool) -> Table:
     return table
 
 
-def _summary(report: ModelReport) -> list[str]:
+def summary_lines(report: ModelReport) -> list[str]:
+    """The summary as plain sentences (no final stop): the terminal indents them, the Markdown
+    file makes them a list."""
     c, t, d = report.cfg, report.total, report.dense_total
     seconds = 1e-6 / c.clock_mhz
+    dram, floor = t.actions.dram_bytes, t.compulsory_bytes
     return [
-        f"{report.model}: {len(report.layers)} GEMM layers; array {c.rows}x{c.cols}, "
-        f"{c.clock_mhz:g} MHz, {c.dram_bytes_per_cycle} B/cycle DRAM",
-        f"  {report.design_name} vs {report.baseline_name}",
-        f"  speedup {report.speedup:.3f}x (ideal {report.ideal:.3g}x), energy ratio "
-        f"{report.energy_ratio:.3f}x (dense / {c.nm} energy)",
-        f"  cycles {t.cycles.total:,} = {si(t.cycles.total * seconds, 's')} "
+        f"{report.model}: {len(report.layers)} GEMM layers; {c.rows}x{c.cols} array of "
+        f"{c.nm} PEs, {c.clock_mhz:g} MHz, {c.dram_bytes_per_cycle} B/cycle DRAM",
+        f"{report.design_name} vs {report.baseline_name}",
+        f"the baseline is the same grid as {report.dense_cfg.nm} hardware, without index "
+        f"multiplexers or N:M metadata",
+        f"speedup {report.speedup:.3f}x (ideal {report.ideal:.3g}x), energy ratio "
+        f"{report.energy_ratio:.3f}x (dense energy / {c.nm} energy)",
+        f"cycles {t.cycles.total:,} = {si(t.cycles.total * seconds, 's')} "
         f"(dense {d.cycles.total:,} = {si(d.cycles.total * seconds, 's')})",
-        f"  DRAM traffic {si(t.actions.dram_bytes, 'B')} (dense {si(d.actions.dram_bytes, 'B')}),"
-        f" energy {si(report.energy.total * 1e-12, 'J')} "
+        f"DRAM traffic {si(dram, 'B')} = {dram / max(floor, 1):.2f}x the compulsory "
+        f"{si(floor, 'B')} (each input, weight, scale and output once; dense "
+        f"{si(d.actions.dram_bytes, 'B')}), energy {si(report.energy.total * 1e-12, 'J')} "
         f"(dense {si(report.dense_energy.total * 1e-12, 'J')})",
-        *report.area_lines("  "),
-        *workload_lines(report, "  "),
-        *gating_lines(report, "  "),
+        f"energy table: {report.table}; prune policy: {report.prune_policy}",
+        *report.area_lines(),
+        *workload_lines(report),
+        *gating_lines(report),
     ]
 
 
@@ -167,7 +174,9 @@ def table_renderables(report: ModelReport, width: int,
         headers = {c.header for c in kept}
         wider = _columns(report, shown, min(NAME_WIDTHS[1], names + width - used))
         table, used = natural([c for c in wider if c.header in headers])
-    lines = [Text(line, overflow="fold") for line in _summary(report)]
+    summary = summary_lines(report)
+    lines = [Text(line, overflow="fold") for line in
+             [summary[0], *("  " + line for line in summary[1:])]]
     return [*lines, Text(""), Text(caption, overflow="fold"), table]
 
 
