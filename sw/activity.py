@@ -105,8 +105,8 @@ def layer_gated_macs(cfg: ArrayConfig, t: Tiling, x: np.ndarray, w: np.ndarray) 
     rows = np.arange(cfg.rows)[:, None, None]
     total = 0
     for zeros, wfull in zip(_zero_beats(cfg, t, x), layer_weights(cfg, t.low, w), strict=True):
-        for c, passes in enumerate(t.tile_passes):
-            for k, offset, block in passes:
+        for c in range(t.col_tiles):
+            for k, offset, block in t.passes_of(c):
                 z = zeros[offset, block * kp:(block + 1) * kp].reshape(cfg.rows, m)
                 total += int(z[rows, weight_tile(cfg, t.low, wfull, c, k).indices].sum())
     return total

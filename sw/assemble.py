@@ -46,7 +46,7 @@ from .ops import Compute, Configure, LoadActs, LoadWeights, Op, PreloadWeights, 
 from .schedule import Block, Tiling, iter_block_ops, iter_blocks, load_plan, schedule_gemm
 
 __all__ = ["AssembledGemm", "AssembledLayer", "assemble_gemm", "assemble_layer",
-           "block_instructions", "block_key", "gemm_instructions", "host_input",
+           "block_instructions", "gemm_instructions", "host_input",
            "layer_weights", "store_delay", "timing_view", "view_key", "weight_tile"]
 
 _MASK = (1 << ADDR_BITS) - 1
@@ -84,17 +84,6 @@ AssembledGemm = AssembledLayer
 _insn = functools.lru_cache(maxsize=1 << 16)(Instruction)
 
 
-def block_key(tiling: Tiling, block: Block) -> tuple:
-    """Everything :func:`block_instructions` depends on besides the tiling and the carried
-    stores: blocks with equal keys have equal instructions."""
-    t, i = tiling, block.index
-    nxt = t.block_loads(i + 1) if i + 1 < t.blocks else "end"
-    weights = None if t.weights_resident else t.weight_loads_before(i) % 2
-    cols = block.col_block if t.low.groups > 1 else t.block_cols(block.col_block)
-    return (block.p_block, cols, i % 2, i == 0, nxt, weights,
-            (t.act_base(i), t.act_base(i + 1)) if t.acts == "ring" else None)
-
-
 @functools.lru_cache(maxsize=1 << 16)
 def timing_view(insn: Instruction) -> Instruction:
     """``insn`` with only the fields the cycle model reads
@@ -110,7 +99,8 @@ def view_key(tiling: Tiling, block: Block) -> tuple:
     t, i = tiling, block.index
     tiles = t.block_tiles(block.col_block)
     plan = load_plan(t, block, len(tiles))
-    loads = tuple((slot, op.pixels, op.tag) for slot in sorted(plan) for op in plan[slot])
+    loads = tuple((slot, op.pixels, op.tag, op.slice) for slot in sorted(plan)
+                  for op in plan[slot])
     weights = None if t.weights_resident else t.weight_loads_before(i) % 2
     cols = block.col_block if t.low.groups > 1 else t.block_cols(block.col_block)
     return (t.block_beats(block.p_block), block.p_block == 0, cols, i % 2, i == 0, loads,
@@ -126,8 +116,8 @@ def _natural(cfg: ArrayConfig, t: Tiling, block: Block, raw: bool, relu: bool,
              view: bool) -> Iterator[tuple[Instruction, Op]]:
     """The block's instructions in the scheduler's operation order (``view``: their timing
     views)."""
-    rows, cb, geom = cfg.rows, t.c_blocks, t.low.geom
-    depth = cfg.scratchpad_rows["act"]
+    rows, cb, geom = cfg.rows, t.c_blocks, t.walk_geom
+    depth, kp, channels = cfg.scratchpad_rows["act"], cfg.k_per_pass, t.low.geom.channels
     kw = geom.kernel[1]
 
     def acc_base(col_tile: int) -> int:
@@ -137,17 +127,22 @@ def _natural(cfg: ArrayConfig, t: Tiling, block: Block, raw: bool, relu: bool,
         if isinstance(op, Configure):
             yield (_insn(Opcode.CONFIG) if view else im2col.config_instruction(cfg, geom)), op
         elif isinstance(op, LoadActs):
-            addr = 0 if view else ((t.act_base(op.block) + op.first * cb) & _MASK) % depth
-            yield _insn(Opcode.LOAD_ACT, addr=addr, count=op.pixels * cb,
-                        channels=geom.channels, tag=op.tag), op
+            if op.slice is None:
+                base, rows_px, real = t.act_base(op.block), cb, channels
+            else:
+                base, rows_px = t.slice_base(op.block, op.slice), 1
+                real = min(kp, channels - op.slice * kp)
+            addr = 0 if view else ((base + op.first * rows_px) & _MASK) % depth
+            yield _insn(Opcode.LOAD_ACT, addr=addr, count=op.pixels * rows_px, channels=real,
+                        tag=op.tag), op
         elif isinstance(op, LoadWeights):
             yield _insn(Opcode.LOAD_WEIGHT, addr=op.slot * rows, count=rows), op
         elif isinstance(op, PreloadWeights):
             yield _insn(Opcode.PRELOAD, addr=op.slot * rows), op
         elif isinstance(op, Compute):
             walk = {} if view else im2col.compute_fields(
-                cfg, geom, base=t.act_base(block.index), first=op.first,
-                offset=divmod(op.offset, kw), block=op.block)
+                cfg, geom, base=op.base, first=op.first, offset=divmod(op.offset, kw),
+                block=0 if t.sliced else op.block)
             yield _insn(Opcode.COMPUTE, acc_addr=acc_base(op.col_tile), count=op.beats,
                         accumulate=op.accumulate, tag=op.tag, **walk), op
         elif isinstance(op, Store):
@@ -204,6 +199,7 @@ def block_instructions(cfg: ArrayConfig, tiling: Tiling, block: Block, *,
     return out, tuple(held)
 
 
+@functools.lru_cache(maxsize=256)
 def store_delay(cfg: ArrayConfig, t: Tiling) -> tuple[int, int, int]:
     """``(delay, space, limit)`` of the deferred STOREs, in tiles. ``delay``: enough for the
     results to be written and the STORE before to leave (``latency + rows`` cycles, in tiles of
@@ -374,8 +370,10 @@ def assemble_layer(cfg: ArrayConfig, tiling: Tiling, x: np.ndarray, w: np.ndarra
     for insn, op in _program_pairs(cfg, tiling, raw=raw, relu=relu):
         program.append(insn)
         if insn.opcode == Opcode.LOAD_ACT:
-            chunk = rows[op.first:op.first + op.pixels].reshape(-1, kp)
-            data += [isa.pack_act_row(cfg, r) for r in chunk]
+            chunk = rows[op.first:op.first + op.pixels]
+            if op.slice is not None:
+                chunk = chunk[:, op.slice * kp:(op.slice + 1) * kp]
+            data += [isa.pack_act_row(cfg, r) for r in chunk.reshape(-1, kp)]
         elif insn.opcode == Opcode.LOAD_WEIGHT:
             packed = weight_tile(cfg, low, wfull[op.group], op.col_tile, op.k_pass)
             data += [isa.pack_weight_row(cfg, packed.values[r], packed.indices[r])

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -174,12 +173,15 @@ def _chunk_ids(program: tuple, interned: dict[tuple, int]) -> tuple[int, ...]:
 
 @dataclass(frozen=True)
 class _Program:
-    """A tiling's program as the cycle model sees it: chunk ids in program order, the chunks
-    (timing views), and the periods its runs are looked for with."""
+    """A tiling's program as the cycle model sees it: the block of each block in program order
+    (ids; the held stores at the end are one more), the chunk ids of each block, the chunks
+    (timing views), and the periods runs of blocks and of chunks are looked for with."""
 
-    seq: np.ndarray
+    blocks: np.ndarray
+    units: tuple[tuple[int, ...], ...]
     chunks: tuple[tuple[Instruction, ...], ...]
-    periods: tuple[int, ...]
+    block_periods: tuple[int, ...]
+    chunk_periods: tuple[int, ...]
 
 
 def _program(cfg: ArrayConfig, t: Tiling, raw: bool) -> _Program:
@@ -187,37 +189,39 @@ def _program(cfg: ArrayConfig, t: Tiling, raw: bool) -> _Program:
     once, :func:`sparsa.sw.assemble.view_key`), as chunk ids."""
     built: dict[tuple, tuple] = {}
     interned: dict[tuple, int] = {}
+    units: dict[tuple[int, ...], int] = {}
     seq: list[int] = []
-    lengths: set[int] = set()
     carry: tuple = ()
     carry_key: tuple = ()
-    starts: list[int] = []      # where each stacked GEMM starts
     for block in iter_blocks(t):
-        if block.col_block == block.p_block == 0:
-            starts.append(len(seq))
         key = (view_key(t, block), carry_key)
         got = built.get(key)
         if got is None:
             pairs, carry = block_instructions(cfg, t, block, carry=carry, raw=raw, view=True)
             ids = _chunk_ids(tuple(i for i, _ in pairs), interned)
-            got = built[key] = (ids, carry, tuple((i, n) for i, _, n in carry))
-        ids, carry, carry_key = got
-        seq += ids
-        lengths.add(len(ids))
+            got = built[key] = (units.setdefault(ids, len(units)), carry,
+                                tuple((i, n) for i, _, n in carry))
+        bid, carry, carry_key = got
+        seq.append(bid)
     if carry:
-        seq += _chunk_ids(tuple(i for i, _, _ in carry), interned)
-    tiles = {len(t.block_tiles(c)) for c in range(t.col_blocks)}
+        seq.append(units.setdefault(_chunk_ids(tuple(i for i, _, _ in carry), interned),
+                                    len(units)))
     cols = {t.block_cols(c) for c in range(t.col_blocks)}
-    stacked = {b - a for a, b in itertools.pairwise(starts)}
-    periods = set(range(1, PERIODS + 1)) | stacked | {x * f for x in lengths | cols | tiles
-                                                      for f in (1, 2)}
-    chunks = [()] * len(interned)
+    per_stack = t.col_blocks * t.p_blocks
+    chunks: list[tuple] = [()] * len(interned)
     for chunk, i in interned.items():
         chunks[i] = chunk
-    return _Program(np.array(seq, dtype=np.int64), tuple(chunks), tuple(sorted(periods)))
+    ordered: list[tuple[int, ...]] = [()] * len(units)
+    for ids, i in units.items():
+        ordered[i] = ids
+    return _Program(
+        np.array(seq, dtype=np.int64), tuple(ordered), tuple(chunks),
+        tuple(sorted(set(range(1, PERIODS + 1)) | {per_stack, 2 * per_stack, t.p_blocks,
+                                                    2 * t.p_blocks})),
+        tuple(sorted(set(range(1, PERIODS + 1)) | {x * f for x in cols for f in (1, 2)})))
 
 
-# Periods up to this many chunks are always looked for (and the ones of the tiling's loops).
+# Periods up to this many blocks or chunks are always looked for (and the ones of the loops).
 PERIODS = 16
 
 
@@ -257,10 +261,10 @@ def _runs(seq: np.ndarray, periods: tuple[int, ...]) -> list[tuple[int, int, int
 
 
 def block_runs(cfg: ArrayConfig, t: Tiling, *, raw: bool = False) -> list[tuple[int, int]]:
-    """The program's runs as ``(period in chunks, count)`` (what :func:`program_cycles`
-    skips)."""
+    """The program's runs of blocks as ``(period in blocks, count)`` (what
+    :func:`program_cycles` skips; inside each distinct block, runs of chunks too)."""
     prog = _program(cfg, t, raw)
-    return [(period, count) for _, period, count in _runs(prog.seq, prog.periods)]
+    return [(period, count) for _, period, count in _runs(prog.blocks, prog.block_periods)]
 
 
 # A run of equal units looks for a repeating state among its first units only.
@@ -297,36 +301,50 @@ def _repeat(timer: AccelTimer, step, count: int) -> int:
 
 def program_cycles(cfg: ArrayConfig, t: Tiling, *, dram_bytes_per_cycle: int | None = None,
                    raw: bool = False, program: _Program | None = None) -> int:
-    """Cycles of the tiling's whole program (first dispatch .. last event), with runs of equal
-    chunks skipped once periodic (:func:`_repeat`); ``program``: :func:`_program`'s, if
-    already built."""
+    """Cycles of the tiling's whole program (first dispatch .. last event): runs of equal
+    blocks, and inside every block runs of equal chunks, skipped once periodic
+    (:func:`_repeat`); ``program``: :func:`_program`'s, if already built."""
     prog = program if program is not None else _program(cfg, t, raw)
     timer = AccelTimer(cfg, dram_bytes_per_cycle=dram_bytes_per_cycle)
-    seq, chunks = prog.seq.tolist(), prog.chunks
-    end = NEVER
+    inner: dict[int, list] = {}
 
     def run(ids) -> int:
         timer.end = NEVER
         for c in ids:
-            timer.run(chunks[c])
+            timer.run(prog.chunks[c])
         return timer.end
 
-    for start, period, count in _runs(prog.seq, prog.periods):
-        unit = seq[start:start + period]
-        end = max(end, run(unit) if count == 1 else
-                  _repeat(timer, lambda unit=unit: run(unit), count))
+    def runs(seq, periods, step) -> int:
+        end, items = NEVER, seq.tolist()
+        for start, period, count in _runs(seq, periods):
+            unit = items[start:start + period]
+            end = max(end, step(unit) if count == 1 else
+                      _repeat(timer, lambda unit=unit: step(unit), count))
+        return end
+
+    def block(bid: int) -> int:
+        if bid not in inner:
+            inner[bid] = np.array(prog.units[bid], dtype=np.int64)
+        return runs(inner[bid], prog.chunk_periods, run)
+
+    end = runs(prog.blocks, prog.block_periods, lambda unit: max(block(b) for b in unit))
     return end + 1
 
 
 def tiling_counts(cfg: ArrayConfig, t: Tiling, *, raw: bool = False,
                   program: _Program | None = None) -> dict[str, int]:
-    """The activity counters of the tiling's whole program (sums over its chunks)."""
+    """The activity counters of the tiling's whole program (sums over its blocks)."""
     prog = program if program is not None else _program(cfg, t, raw)
+    times = np.zeros(len(prog.chunks), dtype=np.int64)     # each chunk's occurrences
+    for bid, n in enumerate(np.bincount(prog.blocks, minlength=len(prog.units)).tolist()):
+        if n:
+            times += n * np.bincount(np.array(prog.units[bid], dtype=np.int64),
+                                     minlength=len(prog.chunks))
     total: dict[str, int] = {}
-    ids, times = np.unique(prog.seq, return_counts=True)
-    for c, n in zip(ids.tolist(), times.tolist(), strict=True):
-        for name, value in program_counts(cfg, prog.chunks[c]).items():
-            total[name] = total.get(name, 0) + value * n
+    for c, n in enumerate(times.tolist()):
+        if n:
+            for name, value in program_counts(cfg, prog.chunks[c]).items():
+                total[name] = total.get(name, 0) + value * n
     return total
 
 

@@ -12,7 +12,8 @@ phases + phase`` (the order the weights are packed in).
 ``Configure``       the CONFIG of the layer's im2col geometry (once, before everything).
 ``LoadActs``        DRAM -> activation scratchpad: input pixels ``first .. first+pixels-1``
                     (``C_blocks`` rows each) of P block ``p_block``'s footprint, with its
-                    region's tag. A block's footprint may come in several chunks.
+                    region's tag. A block's footprint may come in several chunks. A sliced
+                    linear layer loads one channel block (``slice``, one row per pixel).
 ``LoadWeights``     DRAM -> weight scratchpad: one weight tile (values and index metadata).
 ``PreloadWeights``  weight scratchpad -> the PEs' shadow bank (``rows`` beats, overlaps compute).
 ``Compute``         one K pass of one column tile over a P block's ``beats`` output pixels, the
@@ -48,6 +49,7 @@ class LoadActs:
     first: int          # first input pixel (flattened (n*H + y)*W + x)
     pixels: int
     tag: int
+    slice: int | None = None    # a sliced layer's channel block (K_pass channels per row)
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,7 @@ class Compute:
     accumulate: bool
     tag: int
     first: int = 0      # first output pixel
+    base: int = 0       # scratchpad row of input pixel 0 (modulo 2**ADDR_BITS)
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 
 from sparsa import isa
 from sparsa.config import ArrayConfig
-from sparsa.im2col import ConvGeometry
+from sparsa.im2col import ConvGeometry, linear_geometry
 from sparsa.isa import Opcode
 from sparsa.models.graph import Gemm, Layer, LayerGraph
 
@@ -89,7 +89,7 @@ class Tiling:
     col_block: int
     p_block: int
     p_blocks: int
-    acts: str               # "resident", "ring", "double" or "single" (module docstring)
+    acts: str               # "resident", "ring", "double", "single" or "sliced" (docstring)
     weights_resident: bool
     region: int             # activation rows of a region ("double": each of the two)
 
@@ -114,12 +114,34 @@ class Tiling:
         return index % 2 if self.tagged else 0
 
     @property
+    def sliced(self) -> bool:
+        return self.acts == "sliced"
+
+    @property
+    def walk_geom(self) -> ConvGeometry:
+        """The geometry the walk sees: the layer's, or for a sliced linear layer one channel
+        block per pixel."""
+        g = self.low.geom
+        if not self.sliced:
+            return g
+        return linear_geometry(g.p, min(g.channels, self.cfg.k_per_pass))
+
+    def slice_load(self, index: int, block: int) -> int:
+        """A sliced layer's slice loads before channel block ``block`` of block ``index``: they
+        alternate between two regions of ``p_block`` rows and two tags."""
+        return index * self.c_blocks + block
+
+    def slice_base(self, index: int, block: int) -> int:
+        g, _, pb = self.locate(index)
+        return self.slice_load(index, block) % 2 * self.p_block - self.block_first(pb, g)
+
+    @property
     def order(self) -> str:
         if self.col_block == 1:
             return "ws" if self.p_blocks == 1 else "p-block"
         return "col-block"
 
-    @property
+    @functools.cached_property
     def c_blocks(self) -> int:
         return self.low.c_blocks(self.cfg)
 
@@ -160,34 +182,35 @@ class Tiling:
     def footprint(self, pb: int, g: int = 0) -> tuple[int, int]:
         return footprint(self.low.geom, self.block_first(pb, g), self.block_beats(pb))
 
-    @functools.cached_property
-    def tile_passes(self) -> tuple[tuple[tuple[int, int, int], ...], ...]:
-        """Per column tile, its K passes ``(k_pass, offset, block)`` in K order."""
-        return tuple(tuple(self.low.tile_passes(self.cfg, c)) for c in range(self.col_tiles))
+    def passes_of(self, col_tile: int) -> tuple[tuple[int, int, int], ...]:
+        """The K passes ``(k_pass, offset, block)`` of column tile ``col_tile`` in K order
+        (without groups the same for every column tile)."""
+        return _tile_passes(self.cfg, self.low, col_tile if self.low.groups > 1 else 0)
 
     @property
     def passes(self) -> int:
         """K passes of the column tile with the most."""
-        return max(len(p) for p in self.tile_passes)
+        if self.low.groups == 1:
+            return len(self.passes_of(0))
+        return max(len(self.passes_of(c)) for c in range(self.col_tiles))
 
-    @functools.cached_property
-    def _block_tiles(self) -> tuple[tuple[tuple[int, int, int, int], ...], ...]:
-        out = []
-        for cb in range(self.col_blocks):
-            cols = range(cb * self.col_block, cb * self.col_block + self.block_cols(cb))
-            out.append(tuple(sorted(((k, c, o, b) for c in cols
-                                     for k, o, b in self.tile_passes[c]),
-                                    key=lambda x: (x[0], x[1]))))
-        return tuple(out)
+    def block_tile_count(self, cb: int) -> int:
+        """Tiles of column block ``cb`` (the ones that exist)."""
+        if self.low.groups == 1:
+            return len(self.passes_of(0)) * self.block_cols(cb)
+        return len(self.block_tiles(cb))
 
     def block_tiles(self, cb: int) -> tuple[tuple[int, int, int, int], ...]:
         """The tiles of column block ``cb`` in loop order: ``(k_pass, col_tile, offset,
         block)``, K pass outer."""
-        return self._block_tiles[cb]
+        return _block_tiles(self.cfg, self.low, self.col_block, cb,
+                            self.block_cols(cb))
 
     def store_cols(self, cb: int) -> list[int]:
         """The column tiles of column block ``cb`` in the order of their STOREs (after each
         one's last K pass)."""
+        if self.low.groups == 1:
+            return list(range(cb * self.col_block, cb * self.col_block + self.block_cols(cb)))
         tiles = self.block_tiles(cb)
         last = {c: k for k, c, _, _ in tiles}
         return [c for k, c, _, _ in tiles if last[c] == k]
@@ -205,7 +228,9 @@ class Tiling:
     @property
     def layer_tiles(self) -> int:
         """Weight tiles of the layer (the ones that exist)."""
-        return sum(len(p) for p in self.tile_passes)
+        if self.low.groups == 1:
+            return len(self.passes_of(0)) * self.col_tiles
+        return sum(len(self.passes_of(c)) for c in range(self.col_tiles))
 
     @property
     def tiles(self) -> int:
@@ -245,10 +270,27 @@ class Tiling:
     def weight_loads_before(self, index: int) -> int:
         """LOAD_WEIGHTs in the blocks before block ``index``."""
         g, cb, pb = self.locate(index)
-        per = [len(self.block_tiles(c)) for c in range(self.col_blocks)]
+        per = [self.block_tile_count(c) for c in range(self.col_blocks)]
         if self.weights_resident:
             return g * sum(per) + sum(per[:cb]) + (per[cb] if pb else 0)
         return self.p_blocks * (g * sum(per) + sum(per[:cb])) + pb * per[cb]
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _tile_passes(cfg: ArrayConfig, low: Lowering, col_tile: int) -> tuple[tuple[int, int, int],
+                                                                          ...]:
+    return tuple(low.tile_passes(cfg, col_tile))
+
+
+@functools.lru_cache(maxsize=256)
+def _block_tiles(cfg: ArrayConfig, low: Lowering, col_block: int, cb: int,
+                 cols: int) -> tuple[tuple[int, int, int, int], ...]:
+    first = cb * col_block
+    if low.groups == 1:
+        return tuple((k, c, o, b) for k, o, b in _tile_passes(cfg, low, 0)
+                     for c in range(first, first + cols))
+    return tuple(sorted(((k, c, o, b) for c in range(first, first + cols)
+                         for k, o, b in _tile_passes(cfg, low, c)), key=lambda x: (x[0], x[1])))
 
 
 def _pixel_bytes(cfg: ArrayConfig, channels: int) -> int:
@@ -353,7 +395,8 @@ def _modes(cfg: ArrayConfig, low: Lowering) -> list[str]:
     if (hi - lo) * cb <= depth:
         return ["resident"]
     ring = depth & (depth - 1) == 0 and depth % cb == 0 and low.stack == 1
-    return ["ring" if ring else "double", "single"]
+    sliced = ["sliced"] if low.geom.pixels is not None and cb > 1 and low.groups == 1 else []
+    return ["ring" if ring else "double", "single", *sliced]
 
 
 def _fits(cfg: ArrayConfig, low: Lowering, mode: str, wrap: bool):
@@ -362,6 +405,8 @@ def _fits(cfg: ArrayConfig, low: Lowering, mode: str, wrap: bool):
         return lambda size: True
     if mode == "ring":
         return lambda size: _ring_need(low, size, wrap) * cb <= depth
+    if mode == "sliced":        # two regions of one row per pixel
+        return lambda size: 2 * size <= depth
     region = depth // 2 if mode == "double" else depth
     return lambda size: _max_footprint(low, size) * cb <= region
 
@@ -372,15 +417,15 @@ def _tiling(cfg: ArrayConfig, low: Lowering, gemm: Gemm, mode: str, col_block: i
     t = Tiling(cfg=cfg, low=low, gemm=gemm, col_block=col_block, p_block=size,
                p_blocks=-(-low.stack_p // size), acts=mode, weights_resident=False,
                region=_max_footprint(low, size) * cb if mode == "double" else depth["act"])
-    most = max(len(t.block_tiles(c)) for c in range(t.col_blocks))
+    most = max(t.block_tile_count(c) for c in range(t.col_blocks))
     return dataclasses.replace(t, weights_resident=most * cfg.rows <= depth["weight"])
 
 
 def candidate_tilings(low: Lowering, cfg: ArrayConfig, *, gemm: Gemm | None = None,
                       name: str = "gemm") -> list[Tiling]:
     """Every loop order (column block x P block x activation mode) that fits the scratchpads;
-    a single region only where it saves weight loads (its blocks are bigger and the weights
-    are not resident)."""
+    a single region only where it saves weight loads (its blocks are bigger than the others'
+    and their weights are not resident)."""
     _check_fits(cfg, name)
     depth = cfg.scratchpad_rows
     g = low.geom
@@ -393,17 +438,18 @@ def candidate_tilings(low: Lowering, cfg: ArrayConfig, *, gemm: Gemm | None = No
         limit = depth["acc"] // ((1 if min(cbk, last) >= 3 else 2) * cbk)
         if limit < 1:
             continue
-        overlapped = None
+        found = {}
         for mode in _modes(cfg, low):
             size = _p_block(low, limit, _fits(cfg, low, mode, wrap=cbk < col_tiles))
-            if size is None:
-                continue
-            t = _tiling(cfg, low, gemm, mode, cbk, size)
-            if mode == "single" and overlapped is not None and (
-                    overlapped.weights_resident or t.p_blocks >= overlapped.p_blocks):
-                continue
-            overlapped = overlapped or t
-            out.append(t)
+            if size is not None:
+                found[mode] = _tiling(cfg, low, gemm, mode, cbk, size)
+        single = found.pop("single", None)
+        overlapped = list(found.values())
+        if single is not None and (not overlapped or (
+                not any(t.weights_resident for t in overlapped)
+                and single.p_blocks < min(t.p_blocks for t in overlapped))):
+            overlapped.append(single)
+        out += overlapped
     if not out:
         raise ScheduleError(f"layer {name!r}: the input rows one output pixel reads "
                             f"({_max_footprint(low, 1)} pixels of {low.c_blocks(cfg)} rows) "
@@ -412,20 +458,26 @@ def candidate_tilings(low: Lowering, cfg: ArrayConfig, *, gemm: Gemm | None = No
     return out
 
 
+CONTROL_CYCLES = 3
+
+
 def estimated_cycles(t: Tiling) -> int:
     """A closed-form estimate of the program's cycles with ideal memory, to break near-ties in
     bytes (the cost model times the program exactly): the first block's loads, then per block
-    the array's time (each tile ``max(beats, tile period)``) or, when longer, the LOAD engine's
+    the array's time (each tile ``max(beats, tile period + CONTROL_CYCLES)``: the controller
+    dispatches a PRELOAD after its weight load and the COMPUTE after the PRELOAD's last row,
+    a few cycles past the array's own period) or, when longer, the LOAD engine's
     (the next block's activation rows, the block's weight tiles, its scale rows); a single
     region's loads wait for the block's end; then the drain."""
     cfg, cb = t.cfg, t.c_blocks
     fixed = timing.array_timing(cfg)
+    period = fixed.tile_period + CONTROL_CYCLES
     first = t.block_loads(0)
     total = (first[1] * cb if first else 0) + cfg.rows
     for i in range(t.blocks):
         _, c, pb = t.locate(i)
-        tiles = len(t.block_tiles(c))
-        compute = tiles * max(t.block_beats(pb), fixed.tile_period)
+        tiles = t.block_tile_count(c)
+        compute = tiles * max(t.block_beats(pb), period)
         nxt = t.block_loads(i + 1) if i + 1 < t.blocks else None
         acts = nxt[1] * cb if nxt else 0
         weights = tiles * cfg.rows if pb == 0 or not t.weights_resident else 0
@@ -503,16 +555,24 @@ def iter_blocks(tiling: Tiling) -> Iterator[Block]:
         yield Block(cb, pb, index, g)
 
 
-def _chunks(first: int, pixels: int, slots: int) -> list[tuple[int, int, int]]:
-    """``pixels`` from ``first`` spread over ``slots`` in nearly equal runs: ``(slot, first,
-    count)`` (slots that get none are left out)."""
+def _chunks(first: int, pixels: int, slots: int, chunks: int) -> list[tuple[int, int, int]]:
+    """``pixels`` from ``first`` in ``chunks`` nearly equal runs spread evenly over ``slots``:
+    ``(slot, first, count)`` (empty runs left out)."""
+    chunks = max(1, min(chunks, slots, pixels))
     out, at = [], first
-    for s in range(slots):
-        n = pixels * (s + 1) // slots - pixels * s // slots
+    for c in range(chunks):
+        n = pixels * (c + 1) // chunks - pixels * c // chunks
         if n:
-            out.append((s, at, n))
+            out.append((c * slots // chunks, at, n))
             at += n
     return out
+
+
+def _chunk_count(t: Tiling, rows: int) -> int:
+    """Chunks for ``rows`` activation rows loaded among tiles of ``p_block`` beats: each small
+    enough to leave a weight load (``rows`` of the array) room in its tile."""
+    room = max(1, max(t.p_block, timing.array_timing(t.cfg).tile_period) - 2 * t.cfg.rows)
+    return -(-rows // room)
 
 
 def _ring_split(t: Tiling, index: int, first: int, n: int) -> list[tuple[int, int]]:
@@ -537,17 +597,46 @@ def load_plan(t: Tiling, block: Block, tiles: int) -> dict[int, list[LoadActs]]:
         got = t.block_loads(index)
         if got is None:
             return
-        for s, first, n in _chunks(*got, len(slots)):
-            slot = slots[s]
-            runs = _ring_split(t, index, first, n) if t.acts == "ring" else [(first, n)]
-            plan.setdefault(slot, []).extend(LoadActs(
-                block=index, p_block=t.locate(index)[2], first=first, pixels=n,
-                tag=t.block_tag(index)) for first, n in runs)
+        lo, pixels = got
+        for s, at, n in _chunks(lo, pixels, len(slots), _chunk_count(t, pixels * t.c_blocks)):
+            runs = _ring_split(t, index, at, n) if t.acts == "ring" else [(at, n)]
+            plan.setdefault(slots[s], []).extend(LoadActs(
+                block=index, p_block=t.locate(index)[2], first=first, pixels=count,
+                tag=t.block_tag(index)) for first, count in runs)
 
+    if t.sliced:
+        return _slice_plan(t, block, tiles)
     if block.index == 0:
         place(0, [0])
     if block.index + 1 < t.blocks:
         place(block.index + 1, list(range(1, tiles)) if tiles > 1 and t.tagged else [tiles])
+    return plan
+
+
+def _slice_plan(t: Tiling, block: Block, tiles: int) -> dict[int, list[LoadActs]]:
+    """A sliced layer's loads: each channel block's slice of the P block spread over the tiles
+    of the channel block before it (the next block's first slice over this block's last
+    channel block), or after its only tile; the first slice of the program up front."""
+    plan: dict[int, list[LoadActs]] = {}
+    per = t.low.phases * t.block_cols(block.col_block)    # tiles of one channel block
+
+    def place(index: int, b: int, slots: list[int]) -> None:
+        g, _, pb = t.locate(index)
+        first = t.block_first(pb, g)
+        beats = t.block_beats(pb)
+        for s, at, n in _chunks(first, beats, len(slots), _chunk_count(t, beats)):
+            plan.setdefault(slots[s], []).append(LoadActs(
+                block=index, p_block=pb, first=at, pixels=n,
+                tag=t.slice_load(index, b) % 2, slice=b))
+
+    if block.index == 0:
+        place(0, 0, [0])
+    for b in range(t.c_blocks):     # no groups, one offset: tiles are (block, phase, column)
+        slots = list(range(b * per + 1, (b + 1) * per)) if per > 1 else [b + 1]
+        if b + 1 < t.c_blocks:
+            place(block.index, b + 1, slots)
+        elif block.index + 1 < t.blocks:
+            place(block.index + 1, 0, slots)
     return plan
 
 
@@ -565,7 +654,7 @@ def iter_block_ops(tiling: Tiling, block: Block) -> Iterator[Op]:
         if block.index else None
     started: set[int] = set()
     beats, tag = t.block_beats(pb), t.block_tag(block.index)
-    first = t.block_first(pb, block.group)
+    first, base = t.block_first(pb, block.group), t.act_base(block.index)
     if block.index == 0:
         yield Configure()
     slot = t.weight_loads_before(block.index)
@@ -576,8 +665,10 @@ def iter_block_ops(tiling: Tiling, block: Block) -> Iterator[Op]:
             slot += 1
         yield from plan.get(s, ())
         yield PreloadWeights(col_tile=c, k_pass=k, slot=w_slot)
+        if t.sliced:
+            tag, base = t.slice_load(block.index, b) % 2, t.slice_base(block.index, b)
         yield Compute(p_block=pb, col_tile=c, k_pass=k, offset=offset, block=b, beats=beats,
-                      accumulate=c in started, tag=tag, first=first)
+                      accumulate=c in started, tag=tag, first=first, base=base)
         started.add(c)
         if last[c] == k:
             yield Store(p_block=pb, col_tile=c, beats=beats, scale=(block.group, c) != prev,

@@ -134,6 +134,25 @@ def test_many_blocks_and_modes_compute_the_layer(node_seed):
     assert modes == {"ring", "double", "single"}
 
 
+def test_sliced_linear_computes_the_layer(node_seed):
+    """A linear layer whose pixels are many channel blocks: each K pass's slice of a P block
+    loads while the one before computes (and every other mode), requantized."""
+    rng = np.random.default_rng(node_seed)
+    cfg = ArrayConfig(rows=2, cols=2, n=2, m=4, **SMALL)
+    p, k, c = 150, 5 * cfg.k_per_pass - 3, 7
+    x = rng.integers(-128, 128, (p, k))
+    w = random_nm_weights(rng, k, c, cfg.n, cfg.m)
+    mult, shift = rng.integers(1, 1 << 15, c), rng.integers(8, 24, c)
+    want = nm.requantize(x @ w, mult, shift)
+    modes = set()
+    for t in candidate_tilings(linear_lowering(cfg, Gemm(p=p, k=k, cols=c), pruned=True), cfg):
+        asm = assemble_layer(cfg, t, x, w[None], multiplier=mult, shift=shift)
+        np.testing.assert_array_equal(
+            asm.collect(GoldenAccelerator(cfg).run(asm.program, asm.data_in)), want)
+        modes.add(t.acts)
+    assert "sliced" in modes
+
+
 @pytest.mark.parametrize("cfg", [ArrayConfig(rows=2, cols=2, n=2, m=4, **SMALL),
                                  ArrayConfig(rows=4, cols=3, n=1, m=4, **SMALL),
                                  ArrayConfig(rows=2, cols=4, n=1, m=1, **SMALL),

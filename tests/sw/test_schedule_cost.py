@@ -128,7 +128,7 @@ def test_grouped_tiles_exist_only_within_a_group():
     # blocks of 8 channels, tiles of 2 columns: each tile meets one block at each offset
     assert t.col_tiles == 8
     assert t.passes == 9
-    assert [{b for _, _, b in passes} for passes in t.tile_passes] == [{c // 4} for c in range(8)]
+    assert [{b for _, _, b in t.passes_of(c)} for c in range(8)] == [{c // 4} for c in range(8)]
     assert t.tiles == 9 * 8
     full = schedule_layer(conv(16, 16, (4, 4)), cfg).tiling     # dense: two phases
     assert full.tiles == 9 * 2 * 2 * 8
@@ -141,7 +141,7 @@ def test_memoised_cost_equals_the_recurrence(node_seed):
     rng = random.Random(node_seed)
     modes: set[str] = set()
     checked = slowed = tries = 0
-    while (checked < 60 or len(modes) < 4) and tries < 2000:
+    while (checked < 60 or len(modes) < 5) and tries < 2000:
         tries += 1
         cfg = random_cfg(rng)
         layer = random_layer(rng, cfg)
@@ -164,7 +164,7 @@ def test_memoised_cost_equals_the_recurrence(node_seed):
             slowed += cost.cycles.stall > 0
             modes.add(t.acts)
             checked += 1
-    assert modes >= {"resident", "ring", "double", "single"}
+    assert modes >= {"resident", "ring", "double", "single", "sliced"}
     assert slowed > 0
 
 
@@ -301,6 +301,6 @@ def test_impossible_config_is_a_clear_error():
     cfg = ArrayConfig(rows=64, cols=64, n=2, m=4, weight_buffer_kib=1)
     with pytest.raises(ScheduleError, match="weight_buffer_kib=1"):
         schedule_gemm(Gemm(p=4, k=4, cols=4), cfg, sparse=True, name="fc")
-    wide = ArrayConfig(rows=2, cols=2, n=2, m=4, act_buffer_kib=1)
-    with pytest.raises(ScheduleError, match="act_buffer_kib=1"):
-        schedule_layer(conv(8 * 64, 8, (3, 400), kernel=(3, 1), padding=(0, 0)), wide)
+    wide = ArrayConfig(rows=2, cols=256, n=2, m=4, acc_buffer_kib=1)
+    with pytest.raises(ScheduleError, match="acc_buffer_kib=1"):
+        schedule_layer(conv(8, 8, (3, 4)), wide)
