@@ -42,7 +42,7 @@ from sparsa.models.graph import Gemm
 from . import timing
 from .accel_timing import TIMED_FIELDS
 from .lower import Lowering
-from .ops import Compute, Configure, LoadActs, LoadWeights, Op, PreloadWeights, Store
+from .ops import Compute, LoadActs, LoadWeights, Op, PreloadWeights, Store
 from .schedule import Block, Tiling, iter_block_ops, iter_blocks, load_plan, schedule_gemm
 
 __all__ = ["AssembledGemm", "AssembledLayer", "assemble_gemm", "assemble_layer",
@@ -97,10 +97,12 @@ def view_key(tiling: Tiling, block: Block) -> tuple:
     """Everything the timing views of :func:`block_instructions` depend on besides the tiling
     and the carried stores (the im2col walk's fields and activation addresses aside)."""
     t, i = tiling, block.index
-    tiles = t.block_tiles(block.col_block)
-    plan = load_plan(t, block, len(tiles))
-    loads = tuple((slot, op.pixels, op.tag, op.slice) for slot in sorted(plan)
-                  for op in plan[slot])
+    if t.sliced:    # every slice is loaded alike: by this block's and the next block's sizes
+        nxt = t.block_beats(t.locate(i + 1)[2]) if i + 1 < t.blocks else None
+        loads: tuple = ("sliced", t.block_beats(block.p_block), nxt)
+    else:
+        plan = load_plan(t, block, t.block_tile_count(block.col_block))
+        loads = tuple((slot, op.pixels, op.tag) for slot in sorted(plan) for op in plan[slot])
     weights = None if t.weights_resident else t.weight_loads_before(i) % 2
     cols = block.col_block if t.low.groups > 1 else t.block_cols(block.col_block)
     return (t.block_beats(block.p_block), block.p_block == 0, cols, i % 2, i == 0, loads,
@@ -119,14 +121,29 @@ def _natural(cfg: ArrayConfig, t: Tiling, block: Block, raw: bool, relu: bool,
     rows, cb, geom = cfg.rows, t.c_blocks, t.walk_geom
     depth, kp, channels = cfg.scratchpad_rows["act"], cfg.k_per_pass, t.low.geom.channels
     kw = geom.kernel[1]
+    first_acc = (block.index % t.acc_sets) * t.col_block
+    relu = relu and not view        # not a timed field
 
     def acc_base(col_tile: int) -> int:
-        return ((block.index % t.acc_sets) * t.col_block + col_tile % t.col_block) * t.p_block
+        return (first_acc + col_tile % t.col_block) * t.p_block
 
     for op in iter_block_ops(t, block):
-        if isinstance(op, Configure):
-            yield (_insn(Opcode.CONFIG) if view else im2col.config_instruction(cfg, geom)), op
-        elif isinstance(op, LoadActs):
+        kind = type(op)
+        if kind is Compute:
+            walk = () if view else tuple(im2col.compute_fields(
+                cfg, geom, base=op.base, first=op.first, offset=divmod(op.offset, kw),
+                block=0 if t.sliced else op.block).items())
+            yield _compute(acc_base(op.col_tile), op.beats, op.accumulate, op.tag, walk), op
+        elif kind is PreloadWeights:
+            yield _insn(Opcode.PRELOAD, addr=op.slot * rows), op
+        elif kind is LoadWeights:
+            yield _insn(Opcode.LOAD_WEIGHT, addr=op.slot * rows, count=rows), op
+        elif kind is Store:
+            if op.scale:
+                yield _insn(Opcode.LOAD_SCALE), op
+            yield _insn(Opcode.STORE, acc_addr=acc_base(op.col_tile), count=op.beats,
+                        raw=raw, relu=relu), op
+        elif kind is LoadActs:
             if op.slice is None:
                 base, rows_px, real = t.act_base(op.block), cb, channels
             else:
@@ -135,21 +152,15 @@ def _natural(cfg: ArrayConfig, t: Tiling, block: Block, raw: bool, relu: bool,
             addr = 0 if view else ((base + op.first * rows_px) & _MASK) % depth
             yield _insn(Opcode.LOAD_ACT, addr=addr, count=op.pixels * rows_px, channels=real,
                         tag=op.tag), op
-        elif isinstance(op, LoadWeights):
-            yield _insn(Opcode.LOAD_WEIGHT, addr=op.slot * rows, count=rows), op
-        elif isinstance(op, PreloadWeights):
-            yield _insn(Opcode.PRELOAD, addr=op.slot * rows), op
-        elif isinstance(op, Compute):
-            walk = {} if view else im2col.compute_fields(
-                cfg, geom, base=op.base, first=op.first, offset=divmod(op.offset, kw),
-                block=0 if t.sliced else op.block)
-            yield _insn(Opcode.COMPUTE, acc_addr=acc_base(op.col_tile), count=op.beats,
-                        accumulate=op.accumulate, tag=op.tag, **walk), op
-        elif isinstance(op, Store):
-            if op.scale:
-                yield _insn(Opcode.LOAD_SCALE), op
-            yield _insn(Opcode.STORE, acc_addr=acc_base(op.col_tile), count=op.beats,
-                        raw=raw, relu=relu), op
+        else:
+            yield (_insn(Opcode.CONFIG) if view else im2col.config_instruction(cfg, geom)), op
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _compute(acc_addr: int, count: int, accumulate: bool, tag: int,
+             walk: tuple[tuple[str, int], ...]) -> Instruction:
+    return Instruction(Opcode.COMPUTE, acc_addr=acc_addr, count=count, accumulate=accumulate,
+                       tag=tag, **dict(walk))
 
 
 def block_instructions(cfg: ArrayConfig, tiling: Tiling, block: Block, *,
@@ -178,7 +189,7 @@ def block_instructions(cfg: ArrayConfig, tiling: Tiling, block: Block, *,
     since = space       # tiles since the last STORE was emitted
     emitted = False     # this tile's chance to emit one has passed
     for insn, op in _natural(cfg, tiling, block, raw, relu, view):
-        if view:
+        if view and insn.opcode == Opcode.LOAD_ACT:
             insn = timing_view(insn)
         if insn.opcode in (Opcode.LOAD_SCALE, Opcode.STORE):
             held.append((insn, op, 0))
@@ -225,8 +236,10 @@ def store_delay(cfg: ArrayConfig, t: Tiling) -> tuple[int, int, int]:
                 out[c % t.col_block] = i
         return out
 
-    # blocks of a column block have equal tiles: its first and last blocks show every case
-    for k in {i for cb in range(t.col_blocks) for i in (cb * pbs, cb * pbs + pbs - 1)}:
+    # blocks of a column block have equal tiles, and without groups so have all column blocks
+    # of a size: their first and last blocks show every case
+    cbs = range(t.col_blocks) if t.low.groups > 1 else {0, t.col_blocks - 2, t.col_blocks - 1}
+    for k in {i for cb in cbs if cb >= 0 for i in (cb * pbs, cb * pbs + pbs - 1)}:
         if k + sets >= t.blocks:
             continue
         between = sum(len(tiles(i)) for i in range(k + 1, k + sets))
@@ -288,6 +301,8 @@ def host_input(low: Lowering, x: np.ndarray) -> np.ndarray:
         else:
             x = _host_im2col(x, low)
     x = x.reshape(-1, x.shape[-1])
+    if low.how == "matmul" and x.shape[1] < low.geom.channels:     # K padded to whole blocks
+        x = np.pad(x, ((0, 0), (0, low.geom.channels - x.shape[1])))
     if x.shape != (low.geom.in_pixels, low.geom.channels):
         raise ValueError(f"the layer's input must have {low.geom.in_pixels} pixels of "
                          f"{low.geom.channels} channels, not shape {x.shape}")
@@ -302,6 +317,8 @@ def layer_weights(cfg: ArrayConfig, low: Lowering, w: np.ndarray) -> list[np.nda
     w = np.asarray(w, dtype=np.int64)
     g, offsets = low.groups, low.offsets
     cin_g, cout_g = low.geom.channels // g, low.cols // g
+    if low.how == "matmul" and w.ndim == 3 and w.shape[1] < cin_g:   # K padded to whole blocks
+        w = np.pad(w, ((0, 0), (0, cin_g - w.shape[1]), (0, 0)))
     if w.shape != (g * low.stack, offsets * cin_g, cout_g):
         raise ValueError(f"weights must have shape {(g * low.stack, offsets * cin_g, cout_g)} "
                          f"(groups, K, columns), not {w.shape}")

@@ -44,8 +44,8 @@ from sparsa.models.graph import Gemm
 
 from .accel_timing import NEVER, AccelTimer, program_counts
 from .assemble import block_instructions, timing_view, view_key
-from .lower import Traffic
-from .schedule import LayerSchedule, Tiling, iter_blocks, tiling_bytes
+from .lower import Traffic, program_key
+from .schedule import Block, LayerSchedule, Tiling, tiling_bytes
 
 __all__ = ["Actions", "Cycles", "LayerCost", "actions_from_counts", "block_runs", "direct_cost",
            "layer_cost", "program_cycles", "program_tiling", "tiling_counts", "timing_view"]
@@ -186,28 +186,55 @@ class _Program:
 
 def _program(cfg: ArrayConfig, t: Tiling, raw: bool) -> _Program:
     """The timing views of the tiling's blocks (each distinct (block, carried stores) built
-    once, :func:`sparsa.sw.assemble.view_key`), as chunk ids."""
+    once, :func:`sparsa.sw.assemble.view_key`), as chunk ids. Stacked GEMMs that start alike
+    (the same parity and carried stores, neither the first nor the last) repeat the one before:
+    they are taken from it, not walked."""
     built: dict[tuple, tuple] = {}
     interned: dict[tuple, int] = {}
     units: dict[tuple[int, ...], int] = {}
+    keys: dict[tuple, tuple] = {}
     seq: list[int] = []
-    carry: tuple = ()
-    carry_key: tuple = ()
-    for block in iter_blocks(t):
-        key = (view_key(t, block), carry_key)
-        got = built.get(key)
-        if got is None:
-            pairs, carry = block_instructions(cfg, t, block, carry=carry, raw=raw, view=True)
-            ids = _chunk_ids(tuple(i for i, _ in pairs), interned)
-            got = built[key] = (units.setdefault(ids, len(units)), carry,
-                                tuple((i, n) for i, _, n in carry))
-        bid, carry, carry_key = got
-        seq.append(bid)
-    if carry:
-        seq.append(units.setdefault(_chunk_ids(tuple(i for i, _, _ in carry), interned),
+    state: tuple = ((), ())         # (carried stores, their key)
+    per_stack = t.col_blocks * t.p_blocks
+    stacks: dict[tuple, tuple] = {}
+
+    def walk(first: int) -> None:
+        nonlocal state
+        for block in (Block(*t.locate(i)[1:], i, t.locate(i)[0])
+                      for i in range(first, first + per_stack)):
+            # what a block's view depends on, cheaply: its place in the loop nest and the next
+            # block's (stacked GEMMs repeat one another's keys)
+            i = block.index
+            place = (block.col_block, block.p_block, i % 2, i == 0,
+                     t.locate(i + 1)[1:] if i + 1 < t.blocks else None,
+                     None if t.weights_resident else t.weight_loads_before(i) % 2)
+            vkey = keys.get(place)
+            if vkey is None:
+                vkey = keys[place] = view_key(t, block)
+            key = (vkey, state[1])
+            got = built.get(key)
+            if got is None:
+                pairs, carry = block_instructions(cfg, t, block, carry=state[0], raw=raw,
+                                                  view=True)
+                ids = _chunk_ids(tuple(i for i, _ in pairs), interned)
+                got = built[key] = (units.setdefault(ids, len(units)),
+                                    (carry, tuple((i, n) for i, _, n in carry)))
+            seq.append(got[0])
+            state = got[1]
+
+    for g in range(t.stack):
+        entry = (g * per_stack % 2, state[1], g == 0, g == t.stack - 1)
+        if entry in stacks:
+            ids, state = stacks[entry]
+            seq.extend(ids)
+            continue
+        start = len(seq)
+        walk(g * per_stack)
+        stacks[entry] = (seq[start:], state)
+    if state[0]:
+        seq.append(units.setdefault(_chunk_ids(tuple(i for i, _, _ in state[0]), interned),
                                     len(units)))
     cols = {t.block_cols(c) for c in range(t.col_blocks)}
-    per_stack = t.col_blocks * t.p_blocks
     chunks: list[tuple] = [()] * len(interned)
     for chunk, i in interned.items():
         chunks[i] = chunk
@@ -327,7 +354,16 @@ def program_cycles(cfg: ArrayConfig, t: Tiling, *, dram_bytes_per_cycle: int | N
             inner[bid] = np.array(prog.units[bid], dtype=np.int64)
         return runs(inner[bid], prog.chunk_periods, run)
 
-    end = runs(prog.blocks, prog.block_periods, lambda unit: max(block(b) for b in unit))
+    def each(unit: list[int]) -> int:
+        return max(block(b) for b in unit)
+
+    def blocks(unit: list[int]) -> int:
+        """A unit of blocks; a long one (a stacked GEMM's) in runs of its own."""
+        if len(unit) <= 2 * PERIODS:
+            return each(unit)
+        return runs(np.array(unit, dtype=np.int64), prog.chunk_periods[:PERIODS], each)
+
+    end = runs(prog.blocks, prog.block_periods, blocks)
     return end + 1
 
 
@@ -349,15 +385,10 @@ def tiling_counts(cfg: ArrayConfig, t: Tiling, *, raw: bool = False,
 
 
 def program_tiling(t: Tiling) -> Tiling:
-    """``t`` with what its program does not depend on blanked: the layer's shape summary, how
-    and why it was lowered, its compulsory-byte figures and (without groups) the exact column
-    count within the last column tile. Tilings with equal program tilings have equal programs,
+    """``t`` with what its program does not depend on blanked: the layer's shape summary and
+    :func:`sparsa.sw.lower.program_key`. Tilings with equal program tilings have equal programs,
     so equal cycles and counters; the memo key of :func:`layer_cost`."""
-    low = t.low
-    cols = low.cols if low.groups > 1 else t.col_tiles * t.cfg.cols
-    blank = dataclasses.replace(low, cols=cols, pruned=False, nm_tiles=low.phases == 1, how="",
-                                in_elements=0, k_group=1, source=None)
-    return dataclasses.replace(t, low=blank, gemm=Gemm(p=1, k=1, cols=1))
+    return dataclasses.replace(t, low=program_key(t.low, t.cfg), gemm=Gemm(p=1, k=1, cols=1))
 
 
 def _counts_and_cycles(cfg: ArrayConfig, t: Tiling) -> tuple[Cycles, dict[str, int]]:

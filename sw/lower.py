@@ -23,7 +23,9 @@ view of the input), its output channels, its groups and how its weight tiles run
 * ``linear`` and ``matmul`` layers are :func:`sparsa.im2col.linear_geometry` over their ``(P,
   K)`` input. A matmul's groups (batch x heads) are independent GEMMs, each with its own rows
   and its own (activation) weights: they are *stacked* along P (``stack``), group ``g`` the
-  pixels ``g*P ..``, and run one after the other.
+  pixels ``g*P ..``, and run one after the other. Its producer (a softmax, a projection)
+  writes K padded to whole channel blocks, so an LLM's decode steps, whose attention K grows
+  by one token a step, share a program for ``K_pass`` steps.
 
 **Groups** of a conv (grouped and depthwise) are one GEMM with block-diagonal weights over
 ``groups * C_g`` input channels: the tile of (K pass, column tile) exists only when the pass's
@@ -64,6 +66,7 @@ __all__ = [
     "layer_runs_sparse",
     "linear_lowering",
     "lower_layer",
+    "program_key",
 ]
 
 
@@ -312,4 +315,17 @@ def lower_layer(layer: Layer, cfg: ArrayConfig) -> Lowering | None:
     pruned = layer_runs_sparse(layer, cfg)
     if layer.kind == "conv2d":
         return _conv_lowering(layer, cfg, pruned)
+    if layer.kind == "matmul":     # its producer writes K padded to whole channel blocks
+        low = linear_lowering(cfg, gemm, pruned=False, how="matmul")
+        padded = low.c_blocks(cfg) * cfg.k_per_pass
+        return dataclasses.replace(low, geom=linear_geometry(low.geom.p, padded))
     return linear_lowering(cfg, gemm, pruned=pruned)
+
+
+def program_key(low: Lowering, cfg: ArrayConfig) -> Lowering:
+    """``low`` with what its programs do not depend on blanked: how and why it was lowered,
+    its compulsory-byte figures and (without groups) the exact column count within the last
+    column tile. Equal keys, equal programs (and tilings)."""
+    cols = low.cols if low.groups > 1 else -(-low.cols // cfg.cols) * cfg.cols
+    return dataclasses.replace(low, cols=cols, pruned=False, nm_tiles=low.phases == 1, how="",
+                               in_elements=0, k_group=1, source=None)

@@ -40,6 +40,7 @@ from .lower import (
     layer_runs_sparse,
     linear_lowering,
     lower_layer,
+    program_key,
 )
 from .ops import Compute, Configure, LoadActs, LoadWeights, Op, PreloadWeights, Store
 from .tiling import Tiling, tiling_bytes
@@ -215,13 +216,14 @@ def estimated_cycles(t: Tiling) -> int:
     dispatches a PRELOAD after its weight load and the COMPUTE after the PRELOAD's last row,
     a few cycles past the array's own period) or, when longer, the LOAD engine's
     (the next block's activation rows, the block's weight tiles, its scale rows); a single
-    region's loads wait for the block's end; then the drain."""
+    region's loads wait for the block's end; then the drain. Stacked GEMMs count alike."""
     cfg, cb = t.cfg, t.c_blocks
     fixed = timing.array_timing(cfg)
     period = fixed.tile_period + CONTROL_CYCLES
     first = t.block_loads(0)
-    total = (first[1] * cb if first else 0) + cfg.rows
-    for i in range(t.blocks):
+    total = 0
+    per_stack = t.col_blocks * t.p_blocks
+    for i in range(min(t.blocks, per_stack)):
         _, c, pb = t.locate(i)
         tiles = t.block_tile_count(c)
         compute = tiles * max(t.block_beats(pb), period)
@@ -230,7 +232,8 @@ def estimated_cycles(t: Tiling) -> int:
         weights = tiles * cfg.rows if pb == 0 or not t.weights_resident else 0
         total += compute + acts if t.acts == "single" else \
             max(compute, acts + weights + t.block_cols(c))
-    return total + fixed.latency + t.block_beats(t.p_blocks - 1)
+    return (total * t.stack + (first[1] * cb if first else 0) + cfg.rows + fixed.latency
+            + t.block_beats(t.p_blocks - 1))
 
 
 # Tilings within this fraction of the fewest bytes count as equal; the estimate decides.
@@ -242,8 +245,20 @@ def schedule_lowering(low: Lowering, cfg: ArrayConfig, *, gemm: Gemm | None = No
     """Among the tilings whose P blocks are long enough to hide the next tile's weight load
     (``tile_period`` beats, when P allows it), those within :data:`BYTE_SLACK` of the fewest
     DRAM bytes; of these the fewest estimated cycles (:func:`estimated_cycles`), then bytes,
-    tiles and the smaller column block."""
-    cands = candidate_tilings(low, cfg, gemm=gemm, name=name)
+    tiles and the smaller column block. Layers with equal program keys
+    (:func:`~sparsa.sw.lower.program_key`) choose alike: the choice is made once."""
+    try:
+        t = _choose(program_key(low, cfg), cfg)
+    except ScheduleError:
+        candidate_tilings(low, cfg, name=name)     # raises, naming the layer
+        raise
+    return dataclasses.replace(t, low=low, gemm=gemm or Gemm(
+        p=low.geom.p, k=low.k_group * low.offsets, cols=low.cols, groups=low.groups))
+
+
+@functools.lru_cache(maxsize=1024)
+def _choose(low: Lowering, cfg: ArrayConfig) -> Tiling:
+    cands = candidate_tilings(low, cfg)
     period = timing.array_timing(cfg).tile_period
     cands = [t for t in cands if t.p_block >= min(low.stack_p, period)] or cands
     least = min(tiling_bytes(t).total for t in cands)

@@ -119,11 +119,11 @@ class Tiling:
     def c_blocks(self) -> int:
         return self.low.c_blocks(self.cfg)
 
-    @property
+    @functools.cached_property
     def col_tiles(self) -> int:
         return -(-self.low.cols // self.cfg.cols)
 
-    @property
+    @functools.cached_property
     def col_blocks(self) -> int:
         return -(-self.col_tiles // self.col_block)
 
@@ -131,7 +131,7 @@ class Tiling:
     def stack(self) -> int:
         return self.low.stack
 
-    @property
+    @functools.cached_property
     def blocks(self) -> int:
         return self.stack * self.col_blocks * self.p_blocks
 
@@ -154,7 +154,15 @@ class Tiling:
         return min(self.p_block, self.low.stack_p - pb * self.p_block)
 
     def footprint(self, pb: int, g: int = 0) -> tuple[int, int]:
-        return footprint(self.low.geom, self.block_first(pb, g), self.block_beats(pb))
+        """Input pixels ``(lo, hi)`` P block ``pb`` of stacked GEMM ``g`` reads."""
+        lo, hi = self._footprints[pb]
+        shift = g * self.low.stack_p        # stacked GEMMs are linear: one pixel per row
+        return lo + shift, hi + shift
+
+    @functools.cached_property
+    def _footprints(self) -> tuple[tuple[int, int], ...]:
+        return tuple(footprint(self.low.geom, self.block_first(pb), self.block_beats(pb))
+                     for pb in range(self.p_blocks))
 
     def passes_of(self, col_tile: int) -> tuple[tuple[int, int, int], ...]:
         """The K passes ``(k_pass, offset, block)`` of column tile ``col_tile`` in K order
@@ -171,8 +179,12 @@ class Tiling:
     def block_tile_count(self, cb: int) -> int:
         """Tiles of column block ``cb`` (the ones that exist)."""
         if self.low.groups == 1:
-            return len(self.passes_of(0)) * self.block_cols(cb)
+            return self._passes * self.block_cols(cb)
         return len(self.block_tiles(cb))
+
+    @functools.cached_property
+    def _passes(self) -> int:
+        return len(self.passes_of(0))
 
     def block_tiles(self, cb: int) -> tuple[tuple[int, int, int, int], ...]:
         """The tiles of column block ``cb`` in loop order: ``(k_pass, col_tile, offset,
@@ -244,10 +256,19 @@ class Tiling:
     def weight_loads_before(self, index: int) -> int:
         """LOAD_WEIGHTs in the blocks before block ``index``."""
         g, cb, pb = self.locate(index)
-        per = [self.block_tile_count(c) for c in range(self.col_blocks)]
+        before, total = self._tile_prefix[cb], self._tile_prefix[-1]
+        per = self.block_tile_count(cb)
         if self.weights_resident:
-            return g * sum(per) + sum(per[:cb]) + (per[cb] if pb else 0)
-        return self.p_blocks * (g * sum(per) + sum(per[:cb])) + pb * per[cb]
+            return g * total + before + (per if pb else 0)
+        return self.p_blocks * (g * total + before) + pb * per
+
+    @functools.cached_property
+    def _tile_prefix(self) -> tuple[int, ...]:
+        """Tiles of the column blocks before each (and of all, last)."""
+        out = [0]
+        for c in range(self.col_blocks):
+            out.append(out[-1] + self.block_tile_count(c))
+        return tuple(out)
 
 
 @functools.lru_cache(maxsize=1 << 14)
@@ -279,7 +300,9 @@ def tiling_bytes(t: Tiling, *, raw: bool = False) -> Traffic:
     the sum over its instructions (LOAD_ACT rows' real channels, whole weight rows of every
     LOAD_WEIGHT, one LOAD_SCALE row per STORE, STORE rows of ``cols`` outputs)."""
     cfg = t.cfg
-    pixels = sum(got[1] for i in range(t.blocks) if (got := t.block_loads(i)) is not None)
+    # every stacked GEMM and every column block loads alike (resident: the first only)
+    pixels = sum(got[1] for i in range(t.p_blocks) if (got := t.block_loads(i)) is not None)
+    pixels *= t.stack * (1 if t.acts_resident else t.col_blocks)
     w_values = -(-cfg.cols * cfg.n * cfg.weight_width // 8)
     w_meta = isa.data_in_bytes(cfg, Opcode.LOAD_WEIGHT) - w_values
     loads = t.stack * t.layer_tiles * (1 if t.weights_resident else t.p_blocks) * cfg.rows
