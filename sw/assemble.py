@@ -10,18 +10,20 @@ Amaranth.
 Data, in the order the instructions consume it:
 
 * activations: NHWC pixel rows (:mod:`sparsa.im2col`), ``C_blocks`` rows of ``K_pass``
-  channels per pixel, the last block zero-padded; a LOAD_ACT carries whole pixels;
+  channels per pixel, the last block zero-padded; a LOAD_ACT carries whole pixels (a sliced
+  layer's, one channel block of each);
 * weights: the tile of (K pass, column tile), K pass = (kernel offset, channel block, phase):
   the weights of the block's channels at that offset (zero for padded channels and for channels
   of another group: block-diagonal), packed N:M, or for a dense layer on sparse hardware the
   phase's lanes with fixed indices (:func:`weight_tile`);
 * LOAD_SCALE rows: the column tile's multipliers, shifts and biases (zero for padded columns).
 
-Scratchpad allocation (:class:`~sparsa.sw.schedule.Tiling`): activation regions by
-:meth:`~sparsa.sw.schedule.Tiling.act_base` (two alternating regions, or the whole input when
-resident), weight slots of ``rows`` rows as the operations name them, and one accumulator
-region of ``p_block`` rows per column tile of the block in two sets that alternate between
-consecutive blocks. The hardware checks the hazards between engines (activation regions by
+Scratchpad allocation (:class:`~sparsa.sw.tiling.Tiling`): activation rows by
+:meth:`~sparsa.sw.tiling.Tiling.act_base` and :meth:`~sparsa.sw.tiling.Tiling.slice_base` (the
+activation modes of :mod:`sparsa.sw.tiling`), weight slots of ``rows`` rows as the operations
+name them, and one accumulator region of ``p_block`` rows per column tile of the block, in two
+sets that alternate between consecutive blocks or one (:attr:`~sparsa.sw.tiling.Tiling.
+acc_sets`). The hardware checks the hazards between engines (activation regions by
 their tags); the allocation only keeps a region alive until the last instruction that reads it
 has been issued, which these rules do.
 """

@@ -13,17 +13,20 @@ Cycles (array clock cycles, from the first dispatch to the last output row):
   ``dram_bytes_per_cycle`` each (token buckets, see :mod:`~sparsa.sw.accel_timing`).
 
 ``total = compute + stall``. A layer's program can have millions of instructions (an LLM's
-projections), but it is made of blocks (:func:`sparsa.sw.schedule.iter_blocks`) that repeat;
-:func:`program_cycles` times each block once per (cycle-model state relative to its start,
-block instructions) and replays the result, which is exact because the model is invariant under
-a shift in time (:meth:`AccelTimer.key`) and reads only the fields :func:`timing_view` keeps
-(not the im2col walk's: blocks of a conv differ only there). Tests compare it with the plain
-instruction-by-instruction recurrence.
+projections), but it is made of blocks (:func:`sparsa.sw.schedule.iter_blocks`) that repeat,
+and a block of tiles that repeat. The cost model builds each distinct block once as the cycle
+model sees it (:func:`sparsa.sw.assemble.timing_view`: without the im2col walk's fields and
+activation addresses, which only decide which rows are read; blocks of a conv differ only
+there), splits it into tiles, and :func:`program_cycles` runs the program as runs of equal
+blocks and, inside each block, runs of equal tiles: once the cycle model's state relative to
+the last dispatch (:meth:`AccelTimer.key`) repeats within a run, the remaining whole periods are
+skipped, which is exact because the model is invariant under a shift in time. Tests compare it
+with the plain instruction-by-instruction recurrence.
 
 Action counts (:class:`Actions`, per layer): the on-chip ones are the counters turned into bytes
 of each row kind (an activation row is ``rows * m`` activations, a weight row ``cols * n`` values
 plus their indices, an accumulator row ``cols`` sums); the off-chip ones (``dram_*``) are the
-scheduler's byte model (:func:`sparsa.sw.schedule.tiling_bytes`), exactly the bytes the
+scheduler's byte model (:func:`sparsa.sw.tiling.tiling_bytes`), exactly the bytes the
 instructions move: real activation channels, whole weight rows, scale rows, output rows.
 :class:`LayerCost` also carries the layer's compulsory bytes (:meth:`sparsa.sw.lower.Lowering.
 compulsory`), what any schedule must move, to show beside them.
