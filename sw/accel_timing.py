@@ -461,9 +461,10 @@ class AccelTimer:
     def key(self) -> TimerState:
         """The state relative to the last dispatch cycle ``ref`` (hashable): times older than
         the horizon collapse to one value (every rule compares a time ``x`` with a later
-        dispatch via ``x + k >= d`` for a bounded ``k``), results written before it are dropped
-        and the ports' credit is rolled forward to ``ref`` (no beat moves before the next
-        dispatch). Not the running ``end``."""
+        dispatch via ``x + k >= d`` for a bounded ``k``), results written before it are
+        dropped, results still being written keep their exact start, and the ports' credit is
+        rolled forward to ``ref`` (no beat moves before the next dispatch). Not the running
+        ``end``."""
         s, p = self.state, self.params
         ref, lo = s.last_dispatch, -self.horizon
         writes = tuple(w for w in s.writes if w.last_write - ref > lo)
@@ -472,7 +473,11 @@ class AccelTimer:
             port = getattr(s, name)
             if port is not None and port.t < ref:
                 ports[name] = Port(ref, port.credit_at(ref, p.rate, cap))
-        return _shifted(replace(s, writes=writes, **ports), lambda x: max(x - ref, lo))
+        clamped = _shifted(replace(s, writes=(), **ports), lambda x: max(x - ref, lo))
+        # A write still in flight keeps its exact start: its last row's cycle is derived from
+        # it (first_write + count - 1), so clamping it would move that row into the future.
+        return replace(clamped, writes=tuple(replace(w, first_write=w.first_write - ref)
+                                             for w in writes))
 
     def restore(self, key: TimerState, ref: int) -> None:
         """Set the state to ``key`` with the last dispatch at ``ref`` (a state equivalent to the

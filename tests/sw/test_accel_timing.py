@@ -12,7 +12,7 @@ import pytest
 from sparsa import im2col, isa
 from sparsa.config import ArrayConfig
 from sparsa.isa import Instruction, Opcode
-from sparsa.sim.programs import random_conv_program, random_gemm_program
+from sparsa.sim.programs import gemm_program, random_conv_program, random_gemm_program
 from sparsa.sw.accel_timing import (
     TIMED_FIELDS,
     AccelTimer,
@@ -140,6 +140,27 @@ def test_key_restore_is_a_time_shift(rate, rng):
             assert [d - offset for d in tail.dispatch] == whole.dispatch[cut:]
             assert [c - offset for c in tail.out_cycles] == \
                 whole.out_cycles[len(whole.out_cycles) - len(tail.out_cycles):]
+
+
+def test_key_keeps_long_writes_in_flight(rng):
+    """A COMPUTE much longer than the key's horizon is still writing when later instructions
+    dispatch: cutting at every instruction and carrying only the key must not move its last
+    written row (a clamped start once put it in the future)."""
+    cfg = ArrayConfig(rows=2, cols=1, n=2, m=2, pipeline_depth=1)
+    for k in range(6):
+        prog = gemm_program(cfg, rng, p=int(rng.integers(60, 400)), passes=1 + k % 2,
+                            col_tiles=1 + k // 2 % 2,
+                            order=("k_inner", "cols_inner")[k // 4]).program
+        whole = program_timing(cfg, prog)
+        for cut in range(1, len(prog)):
+            head = AccelTimer(cfg)
+            head.run(prog[:cut])
+            tail = AccelTimer(cfg, trace=True)
+            tail.restore(head.key(), head.last_dispatch)
+            tail.end = head.end
+            tail.run(prog[cut:])
+            assert tail.dispatch == whole.dispatch[cut:], (k, cut)
+            assert tail.cycles == whole.cycles, (k, cut)
 
 
 @pytest.mark.parametrize("rate", [None, 3])
