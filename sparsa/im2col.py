@@ -149,14 +149,15 @@ def footprint(geom: ConvGeometry, first: int, count: int) -> tuple[int, int]:
     """The input pixels (flattened, ``lo .. hi-1``) that output pixels ``first ..
     first+count-1`` read: whole input rows, from the first one the block's first output row
     needs to the last one its last output row needs (exactly the block's pixels for a 1x1,
-    stride-1 conv without padding, such as a linear layer)."""
+    stride-1 conv without padding whose output is its input's size, such as a linear layer)."""
     (h, w), (kh, _), (sh, _), (ph, _) = geom.in_size, geom.kernel, geom.stride, geom.padding
     ho, wo = geom.out_size
-    if geom.kernel == (1, 1) and geom.stride == (1, 1) and geom.padding == (0, 0):
+    if geom.kernel == (1, 1) and geom.stride == (1, 1) and geom.padding == (0, 0) and \
+            (ho, wo) == (h, w):
         return first, first + count    # output pixel p reads input pixel p: exactly those
     n0, oy0 = divmod(first // wo, ho)
     n1, oy1 = divmod((first + count - 1) // wo, ho)
-    lo_row = max(0, oy0 * sh - ph)
+    lo_row = min(h, max(0, oy0 * sh - ph))
     hi_row = min(h - 1, oy1 * sh - ph + kh - 1)
     lo = (n0 * h + lo_row) * w
     return lo, max(lo, (n1 * h + hi_row) * w + w)   # empty when every read is padding

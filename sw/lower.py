@@ -10,8 +10,8 @@ view of the input), its output channels, its groups and how its weight tiles run
     only every ``s``-th input row and column (a 2-D strided DMA load), so the rows it skips
     never cross DRAM;
   - an output larger than the floor formula's (SCALE-Sim's topologies pad the bottom/right
-    implicitly) is a :class:`SizedGeometry`: the walk's beats past the input's bottom/right
-    edge are padding beats, like the top/left ones;
+    implicitly) is given to the geometry (``ConvGeometry.out``): the walk's beats past the
+    input's bottom/right edge are padding beats, like the top/left ones;
   - it is lowered as a linear layer over the host's im2col matrix (its DRAM bytes are that
     matrix's real bytes) when the walk cannot describe it (:meth:`ConvGeometry.check` raises:
     kernel, stride or padding too large), when it dilates, when the input rows one output
@@ -50,9 +50,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from sparsa import im2col, isa
+from sparsa import isa
 from sparsa.config import ArrayConfig
-from sparsa.im2col import ConvGeometry, linear_geometry
+from sparsa.im2col import ConvGeometry, footprint, linear_geometry
 from sparsa.models.graph import Gemm, Layer
 from sparsa.nm import pattern_fits
 
@@ -60,9 +60,7 @@ __all__ = [
     "HostConv",
     "Lowering",
     "ScheduleError",
-    "SizedGeometry",
     "Traffic",
-    "footprint",
     "layer_runs_sparse",
     "linear_lowering",
     "lower_layer",
@@ -104,35 +102,6 @@ class HostConv:
     stride: tuple[int, int]
     padding: tuple[int, int]
     out_size: tuple[int, int]
-
-
-@dataclass(frozen=True)
-class SizedGeometry(ConvGeometry):
-    """A :class:`ConvGeometry` whose output size is given (``out``, at least the floor
-    formula's): the rows and columns past the floor formula's read zero padding at the bottom
-    and right, as the walk does past any edge."""
-
-    out: tuple[int, int] = (1, 1)
-
-    @property
-    def out_size(self) -> tuple[int, int]:
-        return self.out
-
-
-def footprint(geom: ConvGeometry, first: int, count: int) -> tuple[int, int]:
-    """:func:`sparsa.im2col.footprint`, whose shortcut for a 1x1 conv without stride or
-    padding (output pixel ``p`` reads input pixel ``p``) a :class:`SizedGeometry` does not
-    satisfy: for one, whole input rows from the first output row's to the last one's."""
-    if not isinstance(geom, SizedGeometry):
-        return im2col.footprint(geom, first, count)
-    (h, w), kh, sh, ph = geom.in_size, geom.kernel[0], geom.stride[0], geom.padding[0]
-    ho, wo = geom.out_size
-    n0, oy0 = divmod(first // wo, ho)
-    n1, oy1 = divmod((first + count - 1) // wo, ho)
-    lo_row = min(h, max(0, oy0 * sh - ph))
-    hi_row = min(h - 1, oy1 * sh - ph + kh - 1)
-    lo, hi = (n0 * h + lo_row) * w, (n1 * h + hi_row) * w + w
-    return lo, max(lo, hi)
 
 
 def _bytes(count: int, bits: int) -> int:
@@ -279,7 +248,7 @@ def _conv_lowering(layer: Layer, cfg: ArrayConfig, pruned: bool) -> Lowering:
             return linear_lowering(cfg, gemm, pruned=pruned, in_elements=in_elements,
                                    how="1x1" if src is None else "1x1 strided", source=src,
                                    stacked=False)
-        geom = SizedGeometry(images=n, in_size=sub, channels=c_in, out=(ho, wo))
+        geom = ConvGeometry(images=n, in_size=sub, channels=c_in, out=(ho, wo))
         if ho >= sub[0] and wo >= sub[1] and \
                 _host_reason(cfg, geom, (ho, wo), (1, 1), groups) is None:
             return _on_chip(cfg, geom, c_out, groups, pruned, in_elements, gemm.k, src)
@@ -287,7 +256,7 @@ def _conv_lowering(layer: Layer, cfg: ArrayConfig, pruned: bool) -> Lowering:
                         padding=padding)
     floor = geom.out_size
     if (ho, wo) != floor and ho >= floor[0] and wo >= floor[1]:
-        geom = SizedGeometry(images=n, in_size=(h, w), channels=c_in, kernel=kernel,
+        geom = ConvGeometry(images=n, in_size=(h, w), channels=c_in, kernel=kernel,
                              stride=stride, padding=padding, out=(ho, wo))
     reason = _host_reason(cfg, geom, (ho, wo), dilation, groups)
     if reason is not None:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from sparsa import isa
 from sparsa.config import ArrayConfig
-from sparsa.im2col import ConvGeometry
+from sparsa.im2col import ConvGeometry, footprint
 from sparsa.isa import Opcode
 from sparsa.models.graph import Gemm, Layer, LayerGraph
 
@@ -36,7 +36,6 @@ from . import timing
 from .lower import (
     Lowering,
     ScheduleError,
-    footprint,
     layer_runs_sparse,
     linear_lowering,
     lower_layer,

@@ -82,14 +82,17 @@ CONFIGS = [ArrayConfig(rows=2, cols=2, n=2, m=4, **SMALL),
            ArrayConfig(rows=2, cols=4, n=1, m=1, **SMALL)]
 
 
-@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"{c.rows}x{c.cols}-{c.nm}-"
-                         f"{c.act_buffer_kib}k")
-@pytest.mark.parametrize("sparse", [True, False])
+def _cases(configs):
+    """(configuration, sparse) pairs: dense hardware runs nothing sparse."""
+    return [pytest.param(c, sparse, id=f"{c.rows}x{c.cols}-{c.n}of{c.m}-{c.act_buffer_kib}k-"
+                         f"{'sparse' if sparse else 'dense'}")
+            for c in configs for sparse in (True, False) if not (sparse and c.is_dense)]
+
+
+@pytest.mark.parametrize(("cfg", "sparse"), _cases(CONFIGS))
 def test_assembled_conv_computes_the_layer(cfg, sparse, rng):
     """Random convs through every candidate tiling (P blocks, column blocks, resident, ring,
     two and single regions, grouped and depthwise, dense phases): golden == direct conv."""
-    if sparse and cfg.is_dense:
-        pytest.skip("dense hardware runs nothing sparse")
     for _ in range(3):
         layer = random_conv(rng, cfg, sparse=sparse)
         low = lower_layer(layer, cfg)
@@ -153,15 +156,10 @@ def test_sliced_linear_computes_the_layer(node_seed):
     assert "sliced" in modes
 
 
-@pytest.mark.parametrize("cfg", [ArrayConfig(rows=2, cols=2, n=2, m=4, **SMALL),
-                                 ArrayConfig(rows=4, cols=3, n=1, m=4, **SMALL),
-                                 ArrayConfig(rows=2, cols=4, n=1, m=1, **SMALL),
-                                 ArrayConfig(rows=8, cols=8, n=2, m=4)],
-                         ids=lambda c: f"{c.rows}x{c.cols}-{c.n}of{c.m}")
-@pytest.mark.parametrize("sparse", [True, False])
+@pytest.mark.parametrize(("cfg", "sparse"), _cases([
+    ArrayConfig(rows=2, cols=2, n=2, m=4, **SMALL), ArrayConfig(rows=4, cols=3, n=1, m=4, **SMALL),
+    ArrayConfig(rows=2, cols=4, n=1, m=1, **SMALL), ArrayConfig(rows=8, cols=8, n=2, m=4)]))
 def test_assembled_gemm_computes_the_layer(cfg, sparse, rng):
-    if sparse and cfg.is_dense:
-        pytest.skip("dense hardware runs nothing sparse")
     p, k, c = (int(v) for v in rng.integers(1, 90, size=3))
     w = random_nm_weights(rng, k, c, cfg.n, cfg.m) if sparse else rng.integers(-128, 128, (k, c))
     x = rng.integers(-128, 128, (p, k))
