@@ -253,19 +253,6 @@ class ConvProgram(AccelProgram):
                              out_width=act_width), raw
 
 
-def _phase_tile(tile: np.ndarray, n: int, m: int, phase: int) -> nm.CompressedNM:
-    """Phase ``phase`` of a dense tile on N:M hardware: the weights of lanes ``phase*n ..
-    phase*n+n-1`` of every group of ``m``, with those fixed indices (slots beyond ``m`` take
-    other lanes with zero values)."""
-    k, cols = tile.shape
-    lanes = list(range(phase * n, min(m, phase * n + n)))
-    indices = sorted(lanes + [i for i in range(m) if i not in lanes][:n - len(lanes)])
-    groups = tile.reshape(k // m, m, cols)
-    values = np.where(np.isin(indices, lanes)[None, :, None], groups[:, indices, :], 0)
-    idx = np.broadcast_to(np.array(indices)[None, :, None], values.shape).astype(np.int64)
-    return nm.CompressedNM(values=values, indices=idx.copy(), n=n, m=m, k=k)
-
-
 def _phases(cfg: ArrayConfig, dense: bool) -> int:
     """Weight tiles per K pass: ``ceil(m/n)`` for dense weights on sparse hardware, else 1."""
     return -(-cfg.m // cfg.n) if dense and not cfg.is_dense else 1
@@ -302,7 +289,7 @@ def _weight_tiles(cfg: ArrayConfig, w: np.ndarray, *, groups: int, dense: bool
         out[t] = []
         for i, j, b in passes:
             tile = wp[i, j, b * kp:(b + 1) * kp, t * cols:(t + 1) * cols]
-            out[t] += [((i, j, b), _phase_tile(tile, cfg.n, cfg.m, q) if phases > 1 else
+            out[t] += [((i, j, b), nm.pack_phase(tile, cfg.n, cfg.m, q) if phases > 1 else
                         nm.pack_nm(tile, cfg.n, cfg.m)) for q in range(phases)]
     return out
 

@@ -13,9 +13,10 @@ Conventions (the same ones the RTL implements):
   ``n`` values and ``n`` indices (``ceil(log2 m)`` bits each). Kept positions are listed in
   ascending index order; a group with fewer than ``n`` nonzeros is padded with zero values at the
   lowest unused indices, so every N:M matrix has exactly one compressed form.
-* Dense layers run on N:M hardware as *virtual groups*: each run of ``n`` consecutive K indices
-  occupies slots ``0..n-1`` of a group of ``m`` (fixed indices), the other slots hold zero
-  activations. A dense K therefore costs ``ceil(K / n) * m`` slots, M/N times the sparse cost.
+* Dense layers run on N:M hardware in *phases* (:func:`pack_phase`): phase ``q`` of a dense tile
+  holds the weights of lanes ``q*n .. q*n+n-1`` of every group of ``m`` with those fixed
+  indices, so ``ceil(m / n)`` N:M tiles over the same activations sum to the dense product: M/N
+  times the sparse cost, with no activation expanded.
 
 N:M patterns are parsed and validated here only (:func:`parse_nm`, :func:`validate_nm`); the
 configuration, the pruners and the importers call these.
@@ -35,11 +36,10 @@ __all__ = [
     "PatternSyntaxError",
     "check_nm",
     "check_range",
-    "expand_dense_acts",
-    "expand_dense_weights",
     "gemm_dense",
     "gemm_nm",
     "pack_nm",
+    "pack_phase",
     "parse_nm",
     "pattern_fits",
     "requantize",
@@ -253,23 +253,23 @@ def gemm_dense(x: np.ndarray, w: np.ndarray, psum_in: np.ndarray | None = None, 
     return wrap(acc, acc_width)
 
 
-def expand_dense_weights(w: np.ndarray, n: int, m: int) -> np.ndarray:
-    """Dense ``(K, C)`` -> ``(ceil(K/n)*m, C)`` N:M matrix with every run of ``n`` K rows placed
-    in slots ``0..n-1`` of its own group of ``m`` (the virtual groups of a dense layer)."""
+def pack_phase(tile: np.ndarray, n: int, m: int, phase: int) -> CompressedNM:
+    """Phase ``phase`` (of ``ceil(m/n)``) of a dense ``(K, C)`` tile (``K`` a multiple of ``m``)
+    on N:M hardware: the weights of lanes ``phase*n .. phase*n+n-1`` of every group of ``m``,
+    with those fixed indices (slots past ``m`` take the lowest other lanes, with zero values).
+    The phases' products over the same activations sum to the dense product."""
     validate_nm(n, m)
-    w = np.asarray(w)
-    k, c = w.shape
-    runs = -(-k // n)
-    out = np.zeros((runs, m, c), dtype=w.dtype)
-    padded = np.zeros((runs * n, c), dtype=w.dtype)
-    padded[:k] = w
-    out[:, :n, :] = padded.reshape(runs, n, c)
-    return out.reshape(runs * m, c)
-
-
-def expand_dense_acts(x: np.ndarray, n: int, m: int) -> np.ndarray:
-    """The activation side of :func:`expand_dense_weights`: ``(P, K)`` -> ``(P, ceil(K/n)*m)``."""
-    return expand_dense_weights(np.asarray(x).T, n, m).T
+    tile = np.asarray(tile)
+    k, cols = tile.shape
+    if k % m or not 0 <= phase < -(-m // n):
+        raise ValueError(f"a phase tile needs K a multiple of {m} (not {k}) and a phase in "
+                         f"0..{-(-m // n) - 1} (not {phase})")
+    lanes = list(range(phase * n, min(m, phase * n + n)))
+    indices = sorted(lanes + [i for i in range(m) if i not in lanes][:n - len(lanes)])
+    groups = tile.reshape(k // m, m, cols)
+    values = np.where(np.isin(indices, lanes)[None, :, None], groups[:, indices, :], 0)
+    idx = np.broadcast_to(np.array(indices)[None, :, None], values.shape).astype(np.int64)
+    return CompressedNM(values=values, indices=idx.copy(), n=n, m=m, k=k)
 
 
 def requantize(acc: np.ndarray, multiplier: int | np.ndarray, shift: int | np.ndarray, *,

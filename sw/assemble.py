@@ -337,21 +337,15 @@ def layer_weights(cfg: ArrayConfig, low: Lowering, w: np.ndarray) -> list[np.nda
 
 def weight_tile(cfg: ArrayConfig, low: Lowering, wfull: np.ndarray, col_tile: int,
                 k_pass: int) -> nm.CompressedNM:
-    """The packed tile of (K pass, column tile) from :func:`layer_weights`'s array. A phase
-    ``q`` of a dense layer holds lanes ``q*n .. q*n+n-1`` of every group of ``m`` with those
-    fixed indices (slots past ``m`` take the lowest other lanes, with zero values)."""
+    """The packed tile of (K pass, column tile) from :func:`layer_weights`'s array (a dense
+    layer's phase: :func:`sparsa.nm.pack_phase`)."""
     kp, cols, n, m = cfg.k_per_pass, cfg.cols, cfg.n, cfg.m
     offset, block = divmod(k_pass // low.phases, low.c_blocks(cfg))
     phase = k_pass % low.phases
     tile = wfull[offset, block * kp:(block + 1) * kp, col_tile * cols:(col_tile + 1) * cols]
     if low.phases == 1:
         return nm.pack_nm(tile, n, m)
-    lanes = list(range(phase * n, min(m, phase * n + n)))
-    indices = sorted(lanes + [i for i in range(m) if i not in lanes][:n - len(lanes)])
-    groups = tile.reshape(kp // m, m, cols)
-    values = np.where(np.isin(indices, lanes)[None, :, None], groups[:, indices, :], 0)
-    idx = np.broadcast_to(np.array(indices)[None, :, None], values.shape).astype(np.int64)
-    return nm.CompressedNM(values=values, indices=idx.copy(), n=n, m=m, k=kp)
+    return nm.pack_phase(tile, n, m, phase)
 
 
 def _scale_row(cfg: ArrayConfig, col_tile: int, bias, multiplier, shift) -> int:

@@ -369,42 +369,32 @@ def test_most_negative_long_reduction_wraps_without_psum(n, m):
 
 
 @pytest.mark.parametrize(("n", "m"), PATTERNS, ids=PATTERN_IDS)
-def test_expand_dense(rng, n, m):
-    for k in [int(rng.integers(1, 4 * n + 3)), n * int(rng.integers(1, 5))]:
-        p, cols = 5, int(rng.integers(1, 6))
-        w = rng.integers(-128, 128, size=(k, cols))
-        w[rng.random(w.shape) < 0.1] = -128
-        x = rng.integers(-128, 128, size=(p, k))
-        we = nm.expand_dense_weights(w, n, m)
-        xe = nm.expand_dense_acts(x, n, m)
-        runs = math.ceil(k / n)
-        assert we.shape == (runs * m, cols)
-        assert xe.shape == (p, runs * m)
-        assert group_nonzeros(we, m).max() <= n
-        nm.check_nm(we, n, m)
-        # Layout: run r of n K rows sits in slots 0..n-1 of group r, the rest are zero.
-        for kk in range(runs * m):
-            r, slot = divmod(kk, m)
-            src = r * n + slot
-            if slot < n and src < k:
-                np.testing.assert_array_equal(we[kk], w[src])
-                np.testing.assert_array_equal(xe[:, kk], x[:, src])
-            else:
-                assert not we[kk].any()
-                assert not xe[:, kk].any()
-        d = reference_gemm(x, w)
-        psum = edge_psum(rng, d)
-        out = nm.gemm_nm(xe, nm.pack_nm(we, n, m), psum)
-        np.testing.assert_array_equal(out, to_signed(reference_gemm(x, w, psum)))
+def test_dense_phases_sum_to_the_dense_product(rng, n, m):
+    """The ceil(m/n) phase tiles of a dense tile are valid N:M tiles whose products over the
+    same activations add up to the dense matmul (wrapped), extreme values included."""
+    k, p, cols = m * int(rng.integers(1, 5)), 5, int(rng.integers(1, 6))
+    w = rng.integers(-128, 128, size=(k, cols))
+    w[rng.random(w.shape) < 0.1] = -128
+    x = rng.integers(-128, 128, size=(p, k))
+    d = reference_gemm(x, w)
+    psum = edge_psum(rng, d)
+    out = psum
+    for q in range(math.ceil(m / n)):
+        phase = nm.pack_phase(w, n, m, q)
+        assert phase.values.shape == (k // m, n, cols)
+        nm.check_nm(nm.unpack_nm(phase), n, m)
+        out = nm.gemm_nm(x, phase, out)
+    np.testing.assert_array_equal(out, to_signed(reference_gemm(x, w, psum)))
 
 
-def test_expand_dense_keeps_dtype_and_rejects_bad_pattern():
-    w = np.ones((5, 2), dtype=np.int8)
-    assert nm.expand_dense_weights(w, 2, 4).dtype == np.int8
+def test_pack_phase_rejects_bad_shapes_and_patterns():
+    w = np.ones((8, 2), dtype=np.int64)
     with pytest.raises(ValueError, match=r"3:6"):
-        nm.expand_dense_weights(w, 3, 6)
-    with pytest.raises(ValueError, match=r"5:4"):
-        nm.expand_dense_acts(w.T, 5, 4)
+        nm.pack_phase(w, 3, 6, 0)
+    with pytest.raises(ValueError, match=r"multiple of 4 \(not 6\)"):
+        nm.pack_phase(w[:6], 2, 4, 0)
+    with pytest.raises(ValueError, match=r"0\.\.1 \(not 2\)"):
+        nm.pack_phase(w, 2, 4, 2)
 
 
 # --- requantize -----------------------------------------------------------------------------
@@ -534,7 +524,8 @@ def test_compressed_form_rejects_wrong_shapes():
 
 
 def test_canonical_form_passes_its_own_check(rng):
-    w = rng.integers(-3, 4, (16, 5)) * nm.expand_dense_weights(np.ones((8, 5), np.int64), 2, 4)
+    slots = np.tile(np.array([1, 1, 0, 0])[:, None], (4, 5))   # slots 0 and 1 of each group
+    w = rng.integers(-3, 4, (16, 5)) * slots
     packed = nm.pack_nm(w, 2, 4)
     np.testing.assert_array_equal(nm.unpack_nm(packed), w)
 
