@@ -140,7 +140,8 @@ def gemm_program(cfg: ArrayConfig, rng: np.random.Generator, *, p: int, passes: 
     # Activations: pixel q's block j at q*passes + j; weight tile (c, j) at (c*passes + j)*rows;
     # accumulators of column tile c at c*p.
     prog = [im2col.config_instruction(cfg, geom),
-            Instruction(Opcode.LOAD_ACT, addr=0, count=passes * p, channels=k, tag=tag)]
+            Instruction(Opcode.LOAD_ACT, addr=0, count=passes * p, channels=k, tag=tag,
+                        pixels=p)]
     data = _act_rows(cfg, x)
     if load_acc:
         prog.append(Instruction(Opcode.LOAD_ACC, acc_addr=0, count=col_tiles * p))
@@ -166,7 +167,7 @@ def gemm_program(cfg: ArrayConfig, rng: np.random.Generator, *, p: int, passes: 
         data.append(isa.pack_scale_row(cfg, mult[sl], shift[sl], b[sl]))
         for raw in (False, True):
             prog.append(Instruction(Opcode.STORE, acc_addr=c * p, count=p, relu=relu and not raw,
-                                    raw=raw))
+                                    raw=raw, channels=cols))
             stores.append(Placement(0, p, c * cols, raw))
     return GemmProgram(program=prog, data_in=data, stores=tuple(stores),
                        shape=(p, cols * col_tiles), x=x, w=w, psum0=psum0, bias=b, mult=mult,
@@ -330,7 +331,7 @@ def conv_program(cfg: ArrayConfig, rng: np.random.Generator, *, geometry: ConvGe
         np.zeros((geom.p, out_channels), dtype=np.int64)
     builder = _ConvBuilder(cfg, geom, rng, x=x, tiles=tiles, p_block=p_block, order=order,
                            load_acc=load_acc, psum0=psum0, upfront=weights_upfront)
-    builder.build(scales=(mult, shift, b), relu=relu)
+    builder.build(scales=(mult, shift, b), relu=relu, out_channels=out_channels)
     return ConvProgram(program=builder.prog, data_in=builder.data, stores=tuple(builder.stores),
                        shape=(geom.p, out_channels), geometry=geom, x=x.reshape(
                            geom.images, h, wd, c), w=w, psum0=psum0, bias=b, mult=mult,
@@ -375,7 +376,7 @@ class _ConvBuilder:
         lo, hi = im2col.footprint(self.geom, first, count)
         cb = self.geom.c_blocks(self.cfg)
         self.emit(Instruction(Opcode.LOAD_ACT, addr=(q % 2) * self.region, count=(hi - lo) * cb,
-                              channels=self.geom.channels, tag=q % 2),
+                              channels=self.geom.channels, tag=q % 2, pixels=hi - lo),
                   _act_rows(self.cfg, self.x[lo:hi]))
 
     def base(self, q: int) -> int:
@@ -402,7 +403,7 @@ class _ConvBuilder:
                       _weight_rows(self.cfg, self.tiles[t][k][1]))
         self.emit(Instruction(Opcode.PRELOAD, addr=addr))
 
-    def build(self, *, scales, relu: bool) -> None:
+    def build(self, *, scales, relu: bool, out_channels: int) -> None:
         cfg, geom = self.cfg, self.geom
         self.emit(im2col.config_instruction(cfg, geom))
         if self.upfront:
@@ -435,9 +436,9 @@ class _ConvBuilder:
                 started.add(t)
             if next_at == len(steps) and q + 1 < len(self.blocks):
                 self.load_block(q + 1)
-            self.store_block(q, scales, relu)
+            self.store_block(q, scales, relu, out_channels)
 
-    def store_block(self, q: int, scales, relu: bool) -> None:
+    def store_block(self, q: int, scales, relu: bool, out_channels: int) -> None:
         cfg = self.cfg
         first, count = self.blocks[q]
         mult, shift, b = scales
@@ -447,7 +448,8 @@ class _ConvBuilder:
                       [isa.pack_scale_row(cfg, mult[sl], shift[sl], b[sl])])
             for raw in (False, True):
                 self.emit(Instruction(Opcode.STORE, acc_addr=self.acc_addr(q, t), count=count,
-                                      relu=relu and not raw, raw=raw))
+                                      relu=relu and not raw, raw=raw,
+                                      channels=min(cfg.cols, out_channels - t * cfg.cols)))
                 self.stores.append(Placement(first, count, t * cfg.cols, raw))
 
 

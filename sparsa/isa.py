@@ -33,6 +33,21 @@ STORE          accumulator rows ``acc_addr ..`` (``count``) plus the column bias
                zero), or the raw sums with ``raw``
 =============  ==================================================================================
 
+**Operands in memory** (the memory-mapped accelerator, :mod:`sparsa.hw.top`, moves them over its
+AXI port; the stream-fed core ignores these fields). ``dram`` is a byte address, of any alignment.
+
+- LOAD_ACT reads ``pixels`` pixels (``count / ceil(channels / K_pass)``, :func:`check_load_act`):
+  pixel ``p`` is ``channels`` values
+  (``ceil(channels * act_width / 8)`` bytes, NHWC) at ``dram + p * stride``, cut into the LOAD's
+  scratchpad rows of ``K_pass`` values, the last one of each pixel zero-filled. A slice of a wider
+  tensor's channels is ``dram`` at the slice's first channel with ``stride`` the pixel's bytes.
+- LOAD_WEIGHT, LOAD_ACC and LOAD_SCALE read ``count`` (LOAD_SCALE: one) rows packed back to back
+  from ``dram``, each of its scratchpad row's bytes (:func:`data_in_bytes`), the bits of
+  :func:`pack_weight_row`, :func:`pack_psum_row` or :func:`pack_scale_row` little-endian.
+- STORE writes ``count`` rows: the first ``channels`` columns of each, ``act_width / 8`` bytes
+  (requantized) or ``acc_width / 8`` bytes (``raw``) each, little-endian, row ``r`` at
+  ``dram + r * stride``: an NHWC output whose column tile starts ``dram`` bytes in.
+
 **Activation hazard tags.** A COMPUTE's rows are a walk over an image, not a contiguous range, so
 the controller orders activation loads and reads by a one-bit tag instead of by addresses: a
 LOAD_ACT waits while the feed engine still reads rows for a COMPUTE of the same tag, and a COMPUTE
@@ -48,8 +63,9 @@ from enum import IntEnum
 
 from .config import ADDR_BITS
 
-__all__ = ["FORMATS", "INSN_BITS", "OPCODE_BITS", "SCALE_MULT_BITS", "SCALE_SHIFT_BITS",
-           "SIGNED_FIELDS", "Instruction", "Opcode", "act_row_bytes", "act_rows_per_pixel",
+__all__ = ["DRAM_BITS", "FORMATS", "INSN_BITS", "OPCODE_BITS", "SCALE_MULT_BITS",
+           "SCALE_SHIFT_BITS", "SIGNED_FIELDS", "STRIDE_BITS",
+           "Instruction", "Opcode", "act_row_bytes", "act_rows_per_pixel", "check_load_act",
            "data_in_bytes", "data_out_bytes", "pack_act_row", "pack_psum_row", "pack_scale_row",
            "pack_weight_row",
            "unpack_act_row", "unpack_psum_row", "unpack_scale_row", "unpack_weight_row"]
@@ -70,19 +86,23 @@ INSN_BITS = 128
 OPCODE_BITS = 4
 OFFSET_BITS = 4      # kernel offsets i, j: kernels up to 16 x 16
 STEP_BITS = 3        # strides and top/left padding: up to 7
-A = ADDR_BITS
+DRAM_BITS = 32       # byte addresses in memory (zero-extended to a wider AXI address)
+STRIDE_BITS = 24     # bytes between the DRAM rows of a LOAD_ACT or a STORE
+A, D, S = ADDR_BITS, DRAM_BITS, STRIDE_BITS
 
 # Fields of each opcode, (name, bits), least significant first after the opcode.
 FORMATS: dict[Opcode, tuple[tuple[str, int], ...]] = {
-    Opcode.LOAD_ACT: (("addr", A), ("count", A), ("channels", A), ("tag", 1)),
-    Opcode.LOAD_WEIGHT: (("addr", A), ("count", A)),
-    Opcode.LOAD_ACC: (("acc_addr", A), ("count", A)),
-    Opcode.LOAD_SCALE: (),
+    Opcode.LOAD_ACT: (("addr", A), ("count", A), ("channels", A), ("tag", 1), ("dram", D),
+                     ("stride", S), ("pixels", A)),
+    Opcode.LOAD_WEIGHT: (("addr", A), ("count", A), ("dram", D)),
+    Opcode.LOAD_ACC: (("acc_addr", A), ("count", A), ("dram", D)),
+    Opcode.LOAD_SCALE: (("dram", D),),
     Opcode.PRELOAD: (("addr", A),),
     Opcode.COMPUTE: (("addr", A), ("acc_addr", A), ("count", A), ("y", A), ("x", A),
                      ("oy", A), ("ox", A), ("i", OFFSET_BITS), ("j", OFFSET_BITS),
                      ("accumulate", 1), ("tag", 1)),
-    Opcode.STORE: (("acc_addr", A), ("count", A), ("relu", 1), ("raw", 1)),
+    Opcode.STORE: (("acc_addr", A), ("count", A), ("relu", 1), ("raw", 1), ("channels", A),
+                   ("dram", D), ("stride", S)),
     Opcode.CONFIG: (("height", A), ("width", A), ("out_h", A), ("out_w", A), ("step_x", A),
                     ("wrap_y", A), ("wrap_n", A), ("stride_y", STEP_BITS),
                     ("stride_x", STEP_BITS), ("pad_y", STEP_BITS), ("pad_x", STEP_BITS)),
@@ -127,6 +147,9 @@ class Instruction:
     stride_x: int = 0
     pad_y: int = 0
     pad_x: int = 0
+    dram: int = 0
+    stride: int = 0
+    pixels: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.opcode, Opcode):
@@ -279,6 +302,17 @@ def unpack_scale_row(cfg, word: int) -> tuple[list[int], list[int], list[int]]:
                       signed=True)[0] for f in fields]
     return ([f & ((1 << SCALE_MULT_BITS) - 1) for f in fields],
             [(f >> SCALE_MULT_BITS) & ((1 << SCALE_SHIFT_BITS) - 1) for f in fields], biases)
+
+
+def check_load_act(cfg, insn: Instruction) -> None:
+    """A LOAD_ACT's ``count`` must be its ``pixels`` times the rows of a pixel (the scratchpad's
+    row count and the DMA's pixel count describe the same transfer)."""
+    if insn.opcode != Opcode.LOAD_ACT:
+        raise ValueError(f"{insn.opcode.name} is not a LOAD_ACT")
+    if insn.count != insn.pixels * act_rows_per_pixel(cfg, insn.channels):
+        raise ValueError(f"LOAD_ACT: count {insn.count} is not pixels {insn.pixels} x "
+                         f"{act_rows_per_pixel(cfg, insn.channels)} rows per pixel of "
+                         f"{insn.channels} channels")
 
 
 # ---- off-chip bytes per beat: what one data_in / data_out row costs the DRAM port ------------

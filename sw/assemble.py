@@ -153,7 +153,7 @@ def _natural(cfg: ArrayConfig, t: Tiling, block: Block, raw: bool, relu: bool,
                 real = min(kp, channels - op.slice * kp)
             addr = 0 if view else ((base + op.first * rows_px) & _MASK) % depth
             yield _insn(Opcode.LOAD_ACT, addr=addr, count=op.pixels * rows_px, channels=real,
-                        tag=op.tag), op
+                        tag=op.tag, pixels=op.pixels), op
         else:
             yield (_insn(Opcode.CONFIG) if view else im2col.config_instruction(cfg, geom)), op
 
