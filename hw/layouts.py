@@ -73,8 +73,8 @@ def instruction() -> data.FlexibleLayout:
     """An instruction word (:data:`sparsa.isa.INSN_BITS` bits), from the one definition in
     :mod:`sparsa.isa`: ``opcode`` in the low :data:`~sparsa.isa.OPCODE_BITS` bits, then ``args``,
     a union of the opcodes' fields (:func:`instruction_args`), each named after its opcode in
-    lower case (``args.compute.acc_addr``; none for an opcode without fields, such as LOAD_SCALE:
-    a zero-width signal is not valid Verilog)."""
+    lower case (``args.compute.acc_addr``; none for an opcode without fields: a zero-width
+    signal is not valid Verilog)."""
     args = data.UnionLayout({op.name.lower(): instruction_args(op) for op in isa.Opcode
                              if isa.FORMATS[op]})
     return data.FlexibleLayout(isa.INSN_BITS, {
