@@ -138,6 +138,27 @@ def render_markdown(report: ModelReport) -> str:
     return "\n".join(lines) + "\n"
 
 
+# Zero gating per layer (empty without densities): the activation density, the expected gated
+# MACs and the N:M energy with them gated (energy_pj is the energy without gating), as the JSON's
+# "gating" section holds them.
+GATING_COLUMNS = ("act_density", "gated_macs", "energy_gated_pj")
+
+
+def _gating_cells(report: ModelReport) -> list[list[str]]:
+    g = report.gating
+    if g is None:
+        return [[""] * len(GATING_COLUMNS) for _ in report.layers]
+    return [[f"{x.density:.6f}", f"{x.gated_macs:.1f}", f"{x.energy_gated_pj:.3f}"]
+            for x in g.layers]
+
+
+def _gating_total(report: ModelReport) -> list[str]:
+    g = report.gating
+    if g is None:
+        return [""] * len(GATING_COLUMNS)
+    return ["", f"{g.total('gated_macs'):.1f}", f"{g.total('energy_gated_pj'):.3f}"]
+
+
 def render_csv(report: ModelReport) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf)
@@ -146,9 +167,11 @@ def render_csv(report: ModelReport) -> str:
                      "speedup", "utilization", "macs", "dram_bytes", "compulsory_bytes",
                      "sram_bytes",
                      *(f"energy_{f.name}_pj" for f in dataclasses.fields(Energy)),
-                     "energy_pj", "dense_energy_pj", "shortfall", *WORKLOAD_KEYS])
+                     "energy_pj", "dense_energy_pj", "shortfall", *GATING_COLUMNS,
+                     *WORKLOAD_KEYS])
     workload = [report.workload.get(k, "") for k in WORKLOAD_KEYS]
-    for x in report.layers:
+    gating = _gating_cells(report)
+    for x, gated in zip(report.layers, gating, strict=True):
         c = x.sparse.cycles
         writer.writerow([x.name, x.kind, x.p, x.k, x.cols, x.groups, x.pattern, x.order,
                          x.passes, c.total, c.compute, c.stall, x.dense.cycles.total,
@@ -157,7 +180,7 @@ def render_csv(report: ModelReport) -> str:
                          _sram_bytes(x.sparse),
                          *(f"{v:.3f}" for v in dataclasses.astuple(x.energy)),
                          f"{x.energy.total:.3f}", f"{x.dense_energy.total:.3f}",
-                         report.shortfall(x), *workload])
+                         report.shortfall(x), *gated, *workload])
     t, e = report.total, report.energy
     writer.writerow(["total", "", "", "", "", "", report.cfg.nm, "",
                      sum(x.passes for x in report.layers), t.cycles.total, t.cycles.compute,
@@ -165,7 +188,8 @@ def render_csv(report: ModelReport) -> str:
                      f"{report.utilization:.6f}", sum(x.macs for x in report.layers),
                      t.actions.dram_bytes, t.compulsory_bytes, _sram_bytes(t),
                      *(f"{v:.3f}" for v in dataclasses.astuple(e)), f"{e.total:.3f}",
-                     f"{report.dense_energy.total:.3f}", "", *workload])
+                     f"{report.dense_energy.total:.3f}", "", *_gating_total(report),
+                     *workload])
     return buf.getvalue()
 
 

@@ -155,7 +155,9 @@ def test_csv_totals_row_sums_the_layers(big):
     for key in ("passes", "cycles", "compute_cycles", "dram_stall_cycles", "dense_cycles", "macs",
                 "dram_bytes", "sram_bytes"):
         assert int(total[key]) == sum(int(r[key]) for r in layers), key
-    for key in [k for k in total if k.startswith(("energy_", "dense_energy"))]:
+    assert total["energy_gated_pj"] == ""       # no densities: test_csv_carries_zero_gating
+    for key in [k for k in total if k.startswith(("energy_", "dense_energy"))
+                and k != "energy_gated_pj"]:
         # rows are rounded to 1e-3 pJ
         assert float(total[key]) == pytest.approx(sum(float(r[key]) for r in layers),
                                                   rel=1e-9, abs=1e-3 * len(layers)), key
@@ -377,3 +379,46 @@ def test_hf_config_reports_with_workload_in_every_output(tmp_path, capsys, monke
         assert summary["tokens"] == 3
         assert data["totals"]["sparse"]["cycles"]["total"] == \
             summary["design"]["prefill_cycles"] + summary["design"]["decode_cycles"]
+
+
+def test_csv_carries_zero_gating(topology, tmp_path):
+    """With declared densities, every CSV row carries the density, the expected gated MACs
+    ((1 - density) x the MACs issued, from the JSON's counts) and the energy with gating: the
+    energy without it less gated MACs x (MAC - gated MAC) from the energy table read here; the
+    totals row sums them, and the figures equal the JSON's gating section. Without densities
+    the columns are empty."""
+    import tomllib
+    from importlib import resources
+
+    table = tomllib.loads(resources.files("sparsa.sw").joinpath(
+        "data", "energy_45nm_horowitz.toml").read_text())
+    mac = table["energy_pj"]["mult_8b_pj"] + table["energy_pj"]["add_32b_pj"]
+    saved_per_mac = mac * (1 - table["gating"]["gated_mac_fraction"])
+    densities = {"conv1": 0.5, "conv2": 0.25, "fc": 1.0}
+    (tmp_path / "d.toml").write_text("".join(f"{k} = {v}\n" for k, v in densities.items()))
+    out = tmp_path / "out"
+    argv = ["report", str(topology), "--rows", "4", "--cols", "4", "--nm", "2:4", "--area",
+            "none", "--format", "csv,json", "-o", str(out)]
+    assert main([*argv, "--act-density", str(tmp_path / "d.toml")]) == 0
+    rows = list(csv.DictReader((out / "report.csv").read_text().splitlines()))
+    data = json.loads((out / "report.json").read_text())
+    for row, layer, g in zip(rows, data["layers"], data["gating"]["layers"], strict=False):
+        gated = (1 - densities[row["layer"]]) * layer["sparse"]["actions"]["macs_issued"]
+        assert float(row["act_density"]) == densities[row["layer"]]
+        assert float(row["gated_macs"]) == pytest.approx(gated, abs=0.1)
+        assert float(row["energy_gated_pj"]) == pytest.approx(
+            float(row["energy_pj"]) - gated * saved_per_mac, abs=2e-3)
+        assert float(row["energy_gated_pj"]) == pytest.approx(g["energy_gated_pj"], abs=1e-3)
+    total = rows[-1]
+    assert total["layer"] == "total"
+    assert float(total["gated_macs"]) == pytest.approx(
+        sum(float(r["gated_macs"]) for r in rows[:-1]), abs=0.5)
+    assert float(total["energy_gated_pj"]) == pytest.approx(
+        data["gating"]["energy_gated_pj"], abs=1e-2)
+    assert float(total["energy_pj"]) - float(total["energy_gated_pj"]) == pytest.approx(
+        data["gating"]["saved_pj"], abs=1e-2)
+    assert data["gating"]["saved_pj"] > 0
+    assert main(argv) == 0
+    rows = list(csv.DictReader((out / "report.csv").read_text().splitlines()))
+    assert {(r["act_density"], r["gated_macs"], r["energy_gated_pj"]) for r in rows} == \
+        {("", "", "")}
