@@ -24,6 +24,8 @@ from sparsa import im2col, isa, nm
 from sparsa.config import ArrayConfig
 from sparsa.isa import Instruction, Opcode
 
+from .memory_image import LOADS, load_rows, store_rows
+
 __all__ = ["GoldenAccelerator", "ProgramError", "zero_selected"]
 
 
@@ -102,6 +104,16 @@ class GoldenAccelerator:
                 raise ProgramError(f"unknown opcode {insn.opcode!r}")
             rule(insn)
         return out
+
+    def run_in_memory(self, program: Iterable[Instruction], memory: bytearray) -> None:
+        """Execute ``program`` with its operands in ``memory`` (:mod:`sparsa.isa`'s operands in
+        memory, as the memory-mapped accelerator moves them): each LOAD reads its rows from
+        ``memory``, each STORE writes its rows into it."""
+        for insn in program:
+            rows = load_rows(self.cfg, insn, memory) if insn.opcode in LOADS else ()
+            out = self.run([insn], rows)
+            if insn.opcode == Opcode.STORE:
+                store_rows(self.cfg, insn, out, memory)
 
     # -- one method per opcode ------------------------------------------------------------------
 
