@@ -1,0 +1,234 @@
+"""Backend: the Verilated accelerator core run by a compiled C++ harness, no Python per cycle.
+
+:func:`build` exports the stream-fed :class:`~sparsa.hw.accelerator.Accelerator` for a
+configuration and compiles it with ``native/harness.cpp`` into one executable (``verilator --cc
+--exe --build -O3 --x-assign fast --x-initial fast --noassert``; ``WAVES=1`` adds FST tracing to
+``<output>.fst``). Executables are cached under :func:`cache_root` (``$SPARSA_CACHE/native``,
+else ``$XDG_CACHE_HOME/sparsa/native``, else ``~/.cache/sparsa/native``), one folder per
+(configuration, exported Verilog, harness source, build options, Verilator version).
+
+:class:`NativeAccelerator` runs a program: it writes the instruction words, the ``data_in`` rows
+and the pacing of :class:`~sparsa.sim.accel_driver.AcceleratorDriver` (ideal streams, or DRAM
+ports of a rate with :func:`~sparsa.sw.accel_timing.port_caps`'s caps and
+:func:`~sparsa.sw.accel_timing.beat_bytes`' beat sizes) to a file, runs the executable, and reads
+back what the driver records (:class:`~sparsa.sim.accel_driver.AccelRun`). The harness keeps
+the driver's discipline (:mod:`.streams`), so the cycles obey the cycle model's contract.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from sparsa import isa
+from sparsa.config import ArrayConfig
+from sparsa.hw import layouts
+from sparsa.hw.export import export_verilog
+from sparsa.isa import Instruction
+from sparsa.sw.accel_timing import beat_bytes, port_caps
+
+from .accel_driver import COUNTER_LAYOUT, AccelRun, counter_increments, decode_counters
+from .tools import require, tool_env, verilator_root
+
+__all__ = ["CACHE_ENV", "HARNESS", "NativeAccelerator", "NativeResult", "build", "cache_root"]
+
+CACHE_ENV = "SPARSA_CACHE"
+HARNESS = Path(__file__).resolve().parent / "native" / "harness.cpp"
+BINARY = "harness"
+RESET_CYCLES = 2   # as the other backends reset
+_MAGIC_IN = int.from_bytes(b"spnv-in1", "little")
+_MAGIC_OUT = int.from_bytes(b"spnvout1", "little")
+_VERILATOR_ARGS = ("--cc", "--exe", "--build", "-O3", "--x-assign", "fast", "--x-initial",
+                   "fast", "--noassert", "-Wno-fatal", "--prefix", "Vtop")
+# The wheel's verilated.mk compiles with -Os and leaves the precompiled-header flag empty
+# (see sim.tools._verilated_mk_fixes); -O2 runs the model about as fast as -O3 and builds faster.
+_MAKE_VARS = ("OPT_FAST=-O2", "OPT_GLOBAL=-O2", "OPT_SLOW=-O1")
+
+
+def cache_root() -> Path:
+    """Where the executables are cached (see the module docstring)."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser() / "native"
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser() / "sparsa" / "native"
+
+
+def _words(bits: int) -> int:
+    return -(-bits // 32)
+
+
+def _build_args(module: str, threads: int, waves: bool) -> list[str]:
+    args = [*_VERILATOR_ARGS, "--top-module", module, "-CFLAGS", "-std=c++17",
+            "-MAKEFLAGS", " ".join(_MAKE_VARS)]
+    if threads > 1:
+        args += ["--threads", str(threads)]
+    if waves:
+        args += ["--trace-fst", "-CFLAGS", "-DWAVES=1"]
+    return args
+
+
+@contextmanager
+def _locked(path: Path):
+    """An exclusive lock on ``path`` (parallel test workers build each executable once)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def build(cfg: ArrayConfig, *, threads: int = 1, waves: bool | None = None,
+          root: str | Path | None = None) -> Path:
+    """The harness executable for ``cfg``, built unless cached; returns its path.
+    ``threads``: Verilator's ``--threads`` (1: single-threaded model); ``waves``: FST tracing
+    (default: ``WAVES=1`` in the environment)."""
+    if waves is None:
+        waves = os.environ.get("WAVES") == "1"
+    root = Path(root) if root is not None else cache_root()
+    cfg_key = hashlib.sha256(cfg.to_json().encode()).hexdigest()[:16]
+    rtl = export_verilog(cfg, root / "rtl" / cfg_key, top="accelerator")
+    vr = verilator_root()
+    args = _build_args(rtl.module, threads, waves)
+    digest = hashlib.sha256()
+    for part in (cfg.to_json(), rtl.verilog.read_bytes(), rtl.waivers.read_bytes(),
+                 HARNESS.read_bytes(), " ".join(args),
+                 (vr / "include" / "verilated.h").read_bytes()):
+        digest.update(part if isinstance(part, bytes) else part.encode())
+    key = digest.hexdigest()[:16]
+    out = root / f"{cfg.rows}x{cfg.cols}-{cfg.n}of{cfg.m}-d{cfg.pipeline_depth}-{key}"
+    binary = out / BINARY
+    if binary.is_file():
+        return binary
+    with _locked(root / ".locks" / key):
+        if binary.is_file():
+            return binary
+        _compile(rtl, args, out)
+    return binary
+
+
+def _compile(rtl, args: list[str], out: Path) -> None:
+    """Verilate and compile into a scratch folder, then move it to ``out`` in one step."""
+    require("verilator")
+    scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    cmd = ["verilator", *args, "-j", str(os.cpu_count() or 1), "--Mdir", str(scratch / "obj"),
+           "-o", str(scratch / BINARY), str(rtl.waivers), str(rtl.verilog), str(HARNESS)]
+    proc = subprocess.run(cmd, env=tool_env(), cwd=scratch, capture_output=True, text=True,
+                          check=False)
+    (scratch / "build.log").write_text(f"$ {' '.join(cmd)}\n{proc.stdout}{proc.stderr}")
+    if proc.returncode != 0 or not (scratch / BINARY).is_file():
+        tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-30:])
+        raise RuntimeError(f"building the native harness failed (log: {scratch / 'build.log'}):"
+                           f"\n{tail}")
+    shutil.rmtree(scratch / "obj", ignore_errors=True)   # 50 MB of objects, never reused
+    if out.exists():   # a stale, incomplete folder
+        shutil.rmtree(out)
+    os.replace(scratch, out)
+
+
+@dataclass(frozen=True)
+class NativeResult:
+    run: AccelRun
+    last_cycle: int      # cycles simulated after reset, minus one
+    seconds: float       # wall time of the harness's cycle loop alone
+
+
+class NativeAccelerator:
+    """The accelerator core for ``cfg`` as a native executable (:func:`build`), running programs
+    with ideal streams or DRAM ports of ``dram_bytes_per_cycle`` (as
+    :class:`~sparsa.sim.accel_driver.AcceleratorDriver`)."""
+
+    def __init__(self, cfg: ArrayConfig, *, dram_bytes_per_cycle: int | None = None,
+                 max_cycles: int = 50_000_000, threads: int = 1,
+                 cache: str | Path | None = None):
+        if dram_bytes_per_cycle is not None and dram_bytes_per_cycle < 1:
+            raise ValueError(f"a DRAM rate must be a positive number of bytes per cycle, not "
+                             f"{dram_bytes_per_cycle}")
+        self.cfg, self.max_cycles = cfg, max_cycles
+        self.dram_bytes_per_cycle = dram_bytes_per_cycle
+        self.binary = build(cfg, threads=threads, root=cache)
+        self.widths = (_words(isa.INSN_BITS), _words(layouts.data_in_width(cfg)),
+                       _words(cfg.cols * cfg.acc_width), _words(COUNTER_LAYOUT.size))
+
+    def run_program(self, program: Sequence[Instruction], data_in: Sequence[int]) -> AccelRun:
+        return self.execute(program, data_in).run
+
+    def execute(self, program: Sequence[Instruction], data_in: Sequence[int]) -> NativeResult:
+        """Run ``program`` with ``data_in`` to completion (as the driver's ``run``)."""
+        in_bytes, out_bytes = beat_bytes(self.cfg, program)
+        if len(in_bytes) != len(data_in):
+            raise ValueError(f"the program loads {len(in_bytes)} data_in beats, "
+                             f"{len(data_in)} given")
+        with tempfile.TemporaryDirectory(prefix="sparsa-native-") as tmp:
+            src, dst = Path(tmp) / "program.bin", Path(tmp) / "result.bin"
+            src.write_bytes(self._encode(program, data_in, in_bytes, out_bytes))
+            proc = subprocess.run([str(self.binary), str(src), str(dst)], capture_output=True,
+                                  text=True, check=False)
+            if proc.returncode != 0:
+                raise RuntimeError(f"the native harness {self.binary} failed "
+                                   f"(exit {proc.returncode}): {proc.stderr.strip()}")
+            raw = dst.read_bytes()
+        return self._decode(raw, len(program), len(out_bytes))
+
+    def _encode(self, program, data_in, in_bytes, out_bytes) -> bytes:
+        iw, dw, ow, cw = self.widths
+        rate = self.dram_bytes_per_cycle or 0
+        caps = port_caps(self.cfg, rate) if rate else (0, 0)
+        head = [_MAGIC_IN, iw, dw, ow, cw, len(program), len(data_in), len(out_bytes), rate,
+                *caps, self.max_cycles, RESET_CYCLES]
+        parts = [np.array(head, dtype="<u8").tobytes()]
+        if rate:
+            parts.append(np.array(in_bytes + out_bytes, dtype="<u4").tobytes())
+        parts += [i.encode().to_bytes(4 * iw, "little") for i in program]
+        parts += [int(row).to_bytes(4 * dw, "little") for row in data_in]
+        return b"".join(parts)
+
+    def _decode(self, raw: bytes, n_insn: int, expected: int) -> NativeResult:
+        _, _, ow, cw = self.widths
+        head = np.frombuffer(raw, dtype="<u8", count=7)
+        magic, status, last, sent, received, _, wall_ns = (int(v) for v in head)
+        if magic != _MAGIC_OUT:
+            raise RuntimeError("the native harness wrote no valid result")
+        if status:
+            raise TimeoutError(f"not finished in {self.max_cycles} cycles: {sent} of {n_insn} "
+                               f"instructions dispatched, {received} of {expected} output rows")
+        pos = 7 * 8
+        dispatch = np.frombuffer(raw, dtype="<u8", count=sent, offset=pos).astype(np.int64)
+        pos += 8 * sent
+        out_cycles = np.frombuffer(raw, dtype="<u8", count=received, offset=pos).astype(np.int64)
+        pos += 8 * received
+        rows = np.frombuffer(raw, dtype="<u4", count=received * ow, offset=pos)
+        pos += 4 * received * ow
+        before, after = (_int(raw[pos + 4 * cw * i: pos + 4 * cw * (i + 1)]) for i in (0, 1))
+        first = int(dispatch[0]) if n_insn else 0
+        end = int(out_cycles[-1]) if received else last
+        run = AccelRun(
+            outputs=self._rows(rows.reshape(received, ow)),
+            cycles=end - first + 1 if n_insn else 0,
+            counters=counter_increments(decode_counters(before), decode_counters(after)),
+            dispatch=(dispatch - first).tolist(), out_cycles=(out_cycles - first).tolist())
+        return NativeResult(run=run, last_cycle=last, seconds=wall_ns / 1e9)
+
+    def _rows(self, words: np.ndarray) -> list[np.ndarray]:
+        """``data_out`` rows as signed accumulator lanes."""
+        cfg = self.cfg
+        if cfg.acc_width == 32:
+            return list(words.view("<i4").astype(np.int64))
+        return [np.array(isa.unpack_psum_row(cfg, _int(w.tobytes())), dtype=np.int64)
+                for w in words]
+
+
+def _int(raw: bytes) -> int:
+    return int.from_bytes(raw, "little")
+
