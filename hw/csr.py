@@ -43,8 +43,8 @@ from sparsa.config import ArrayConfig
 
 from .axi import LITE_DATA_BITS, RESP_OKAY, RESP_SLVERR, AxiLiteSignature
 
-__all__ = ["COUNTER_BASE", "REGISTERS", "CsrBlock", "Field", "Register", "register_map",
-           "status_layout"]
+__all__ = ["COUNTER_BASE", "REGISTERS", "CsrBlock", "Field", "Register", "lite_signature",
+           "register_map", "status_layout"]
 
 
 @dataclass(frozen=True)
@@ -93,6 +93,13 @@ def register_map(counters: data.StructLayout) -> tuple[Register, ...]:
         for i, (name, field) in enumerate(counters))
 
 
+def lite_signature(counters: data.StructLayout) -> AxiLiteSignature:
+    """The AXI4-Lite port of a CSR block with ``counters``: addresses wide enough for the last
+    register (at least 8 bits)."""
+    last = max(r.offset for r in register_map(counters))
+    return AxiLiteSignature(addr_bits=max(8, last.bit_length()))
+
+
 class CsrBlock(wiring.Component):
     """The register file above, on ``csr`` (Verilog ``csr__aw__awaddr`` ... ``csr__r__rresp``).
 
@@ -112,9 +119,8 @@ class CsrBlock(wiring.Component):
                 raise ValueError(f"counter {name!r} must be unsigned and at most 32 bits wide, "
                                  f"not {field.shape!r}")
         self.cfg, self.registers = cfg, register_map(counters)
-        last = max(r.offset for r in self.registers)
         super().__init__({
-            "csr": In(AxiLiteSignature(addr_bits=max(8, last.bit_length()))),
+            "csr": In(lite_signature(counters)),
             "start": Out(1),
             "prog_base": Out(cfg.axi_addr_bits),
             "prog_len": Out(32),

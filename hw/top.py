@@ -1,0 +1,174 @@
+"""The memory-mapped accelerator: the stream-fed core behind one AXI4 manager port and a CSR block.
+
+The host writes a program (16-byte little-endian instruction words, ``Instruction.encode()``)
+and the tensors into memory, writes ``prog_base`` and ``prog_len`` and then ``ctrl.start``
+(:mod:`sparsa.hw.csr`), and waits for ``status.done`` or the interrupt. The accelerator fetches
+its own instructions and moves every LOAD and STORE operand over its AXI port, as the
+instructions' memory fields say (:mod:`sparsa.isa`, "Operands in memory").
+
+Structure (each block its own component, joined with ``wiring.connect``)::
+
+    CSR start -> Fetcher --fetch desc--> ReadArbiter --desc--> DmaReader <-- AXI ar/r
+    core dispatch -> OperandTap --load request--^   |job FIFO      |beats
+                                                     +--------> ChunkPacker --chunks-->
+        FETCH chunks -> instruction FIFO -> core.insn;  LOAD chunks -> core.data_in
+    OperandTap --STORE jobs--> StoreUnit <-- core.data_out;  StoreUnit -> DmaWriter --> AXI aw/w/b
+
+Why one read path, in order: a single :class:`~sparsa.hw.dma.DmaReader` (one AXI ID, data in
+request order) serves instruction fetch and the four loads, so the packer needs no reordering and
+the port's read bandwidth is shared without a crossbar. The only hazard of sharing is deadlock:
+fetched words must never block load data behind them. The :class:`~sparsa.hw.fetch.Fetcher`
+issues a descriptor only when the instruction FIFO has room for all its words counting those in
+flight, so fetch data always drains; load data is taken by the core's LOAD engine, which is busy
+with exactly the LOAD whose request produced it (a LOAD dispatches only when the previous LOAD's
+data is all in). The :class:`~sparsa.hw.operands.ReadArbiter` gives loads priority: they are
+already dispatched and the core waits for them, while fetch runs ahead anyway.
+
+Stores: :class:`~sparsa.hw.operands.StoreUnit` writes one STORE at a time (the DMA writer
+completes a descriptor before taking the next); STORE jobs wait in a FIFO filled at dispatch.
+
+Memory ordering: reads and writes are not ordered against each other. A LOAD issued after a
+STORE to the same bytes may read the old data; a program must not read back what it stores
+until the store is complete (the host sees ``done``).
+
+Status and counters: ``status.busy`` from ``start`` until everything is finished (all
+``prog_len // 16`` words fetched and dispatched, the core idle, no request, job, STORE or DMA
+transfer left); then ``status.done`` (sticky until the next start) and, if enabled, the
+interrupt. ``status.error``: a DMA response was not OKAY (sticky until the next start). A start
+while busy is ignored. The counters are the core's :data:`~sparsa.hw.accelerator.COUNTERS` and
+:data:`TOP_COUNTERS`, all 32-bit, wrapping and counted since reset.
+
+Cycle costs: documented with each unit (:class:`~sparsa.hw.dma.DmaReader`,
+:class:`~sparsa.hw.packer.ChunkPacker`, :class:`~sparsa.hw.operands.StoreUnit`, ...).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Signal
+from amaranth.lib import fifo, wiring
+from amaranth.lib.wiring import In, Out
+
+from sparsa import isa
+from sparsa.config import ArrayConfig
+
+from . import layouts
+from .accelerator import COUNTERS, Accelerator
+from .axi import AxiManagerSignature
+from .csr import CsrBlock, lite_signature
+from .dma import DmaReader, DmaWriter
+from .fetch import DEFAULT_FETCH_INSNS, Fetcher
+from .operands import Kind, OperandTap, ReadArbiter, StoreUnit, chunk_bytes
+from .packer import ChunkPacker
+
+__all__ = ["ALL_COUNTERS", "TOP_COUNTERS", "AxiAccelerator"]
+
+# The top's own counters: cycles with status.busy, AXI read and write data beats, instruction
+# words fetched.
+TOP_COUNTERS = ("run_cycles", "axi_read_beats", "axi_write_beats", "insns_fetched")
+ALL_COUNTERS = COUNTERS + TOP_COUNTERS
+
+
+class AxiAccelerator(wiring.Component):
+    """:class:`~sparsa.hw.accelerator.Accelerator` with instruction fetch and DMA (the module
+    docstring). Ports: ``axi`` (AXI4 manager: ``axi__ar__araddr`` ... ``axi__b__bready``),
+    ``csr`` (the :class:`~sparsa.hw.csr.CsrBlock`'s AXI4-Lite subordinate, ``csr__aw__awaddr``
+    ...), ``irq``. ``fetch_insns``: instruction words per fetch descriptor; ``insn_depth``: the
+    instruction FIFO."""
+
+    def __init__(self, cfg: ArrayConfig, *, fetch_insns: int = DEFAULT_FETCH_INSNS,
+                 insn_depth: int = 2 * DEFAULT_FETCH_INSNS):
+        if not isinstance(cfg, ArrayConfig):
+            raise TypeError(f"cfg must be an ArrayConfig, not {cfg!r}")
+        if cfg.act_width % 8 or cfg.acc_width % 8:
+            raise ValueError(f"the AXI accelerator moves whole bytes: act_width "
+                             f"({cfg.act_width}) and acc_width ({cfg.acc_width}) must be "
+                             f"multiples of 8")
+        self.cfg, self.fetch_insns, self.insn_depth = cfg, fetch_insns, insn_depth
+        self.counter_layout = layouts.counters(ALL_COUNTERS)
+        super().__init__({
+            "axi": Out(AxiManagerSignature.for_config(cfg)),
+            "csr": In(lite_signature(self.counter_layout)),
+            "irq": Out(1),
+        })
+
+    def elaborate(self, platform):
+        cfg, m = self.cfg, Module()
+        sub = m.submodules
+        sub.core = core = Accelerator(cfg)
+        sub.csr = csr = CsrBlock(cfg, counters=self.counter_layout)
+        sub.fetch = fetch = Fetcher(cfg, insns=self.fetch_insns, depth=self.insn_depth)
+        sub.tap = tap = OperandTap(cfg)
+        sub.arbiter = arbiter = ReadArbiter(cfg)
+        sub.reader = reader = DmaReader(cfg)
+        sub.packer = packer = ChunkPacker(cfg, chunk_bytes=chunk_bytes(cfg))
+        sub.insns = insns = fifo.SyncFIFOBuffered(width=isa.INSN_BITS, depth=self.insn_depth)
+        sub.store = store = StoreUnit(cfg)
+        sub.writer = writer = DmaWriter(cfg)
+
+        wiring.connect(m, wiring.flipped(self.csr), csr.csr)
+        m.d.comb += self.irq.eq(csr.irq)
+        for half, channels in ((reader, ("ar", "r")), (writer, ("aw", "w", "b"))):
+            for name in channels:
+                wiring.connect(m, getattr(half.axi, name), wiring.flipped(getattr(self.axi, name)))
+        # the read path: fetch and load descriptors -> reader -> packer -> insn FIFO / data_in
+        wiring.connect(m, fetch.desc, arbiter.fetch)
+        wiring.connect(m, tap.load, arbiter.load)
+        wiring.connect(m, arbiter.desc, reader.desc)
+        wiring.connect(m, arbiter.job, packer.job)
+        wiring.connect(m, reader.data, packer.beat)
+        chunk = packer.chunk
+        is_fetch = chunk.payload.kind == Kind.FETCH
+        m.d.comb += [
+            insns.w_data.eq(chunk.payload.data), insns.w_en.eq(chunk.valid & is_fetch),
+            core.data_in.payload.eq(chunk.payload.data),
+            core.data_in.valid.eq(chunk.valid & ~is_fetch),
+            chunk.ready.eq((is_fetch & insns.w_rdy) | (~is_fetch & core.data_in.ready)),
+        ]
+        # dispatch: the instruction FIFO -> the core; the tap sees every dispatch
+        dispatch = Signal()
+        m.d.comb += [
+            core.insn.payload.eq(insns.r_data), core.insn.valid.eq(insns.r_rdy & tap.room),
+            dispatch.eq(core.insn.valid & core.insn.ready), insns.r_en.eq(dispatch),
+            tap.insn.eq(insns.r_data), tap.dispatch.eq(dispatch), fetch.popped.eq(dispatch),
+        ]
+        # the write path: STORE jobs and data_out rows -> writer
+        wiring.connect(m, tap.store, store.job)
+        wiring.connect(m, core.data_out, store.rows)
+        wiring.connect(m, store.desc, writer.desc)
+        wiring.connect(m, store.data, writer.data)
+        wiring.connect(m, writer.done, store.done)
+
+        finished = (~fetch.busy & (insns.r_level == 0) & core.idle & ~tap.busy & ~arbiter.busy
+                    & ~reader.busy & ~store.busy & ~writer.busy)
+        running = self._status(m, csr, fetch, finished, reader.error | writer.error)
+        self._counters(m, core, csr, running, insns)
+        return m
+
+    def _status(self, m: Module, csr: CsrBlock, fetch: Fetcher, finished, dma_error) -> Signal:
+        """busy (``running``), done and error, and the start of a run; returns ``running``."""
+        running, done, error = Signal(), Signal(), Signal()
+        start = csr.start & ~running
+        m.d.comb += [fetch.start.eq(start), fetch.prog_base.eq(csr.prog_base),
+                     fetch.prog_len.eq(csr.prog_len),
+                     csr.status.busy.eq(running), csr.status.done.eq(done),
+                     csr.status.error.eq(error)]
+        with m.If(running & finished):
+            m.d.sync += [running.eq(0), done.eq(1)]
+        with m.If(dma_error):
+            m.d.sync += error.eq(1)
+        with m.If(start):
+            m.d.sync += [running.eq(1), done.eq(0), error.eq(0)]
+        return running
+
+    def _counters(self, m: Module, core: Accelerator, csr: CsrBlock, running, insns) -> None:
+        """The core's counters and :data:`TOP_COUNTERS` -> the CSR block."""
+        for name in COUNTERS:
+            m.d.comb += getattr(csr.counters, name).eq(getattr(core.counters, name))
+        r, w = self.axi.r, self.axi.w
+        increments = {"run_cycles": running, "axi_read_beats": r.rvalid & r.rready,
+                      "axi_write_beats": w.wvalid & w.wready,
+                      "insns_fetched": insns.w_en & insns.w_rdy}
+        for name, inc in increments.items():
+            field = Signal(layouts.COUNTER_BITS, name=name)
+            m.d.sync += field.eq(field + inc)
+            m.d.comb += getattr(csr.counters, name).eq(field)
