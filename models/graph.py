@@ -23,11 +23,22 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["GEMM_KINDS", "Gemm", "Layer", "LayerGraph", "LayerKind"]
+__all__ = ["GEMM_KINDS", "Gemm", "Layer", "LayerGraph", "LayerKind", "routed_tokens"]
 
 LayerKind = str
 GEMM_KINDS = ("conv2d", "linear", "matmul")
 OTHER_KINDS = ("pool", "act", "norm", "add", "softmax", "embedding", "reshape", "other")
+
+
+def routed_tokens(tokens: int, top_k: int, experts: int) -> list[int]:
+    """Tokens each of ``experts`` experts runs when ``tokens`` tokens go to ``top_k`` experts
+    each, routed as evenly as possible (the mixture-of-experts assumption of
+    :mod:`sparsa.models.moe`): ``floor(tokens x top_k / experts)``, one more for the first
+    ``tokens x top_k mod experts`` experts."""
+    if not 1 <= top_k <= experts:
+        raise ValueError(f"top_k must be between 1 and the {experts} experts, not {top_k}")
+    base, extra = divmod(tokens * top_k, experts)
+    return [base + (e < extra) for e in range(experts)]
 
 
 @dataclass(frozen=True)
@@ -56,7 +67,8 @@ class Layer:
     """One operation with its shapes.
 
     ``attrs`` holds kind-specific parameters: for ``conv2d`` ``kernel``, ``stride``, ``padding``,
-    ``dilation`` (pairs) and ``groups``; for ``linear`` nothing; for ``matmul`` ``groups``.
+    ``dilation`` (pairs) and ``groups``; for ``linear`` nothing (a mixture-of-experts
+    projection: ``expert``, ``experts``, ``top_k``); for ``matmul`` ``groups``.
     ``weight`` is the source's own tensor when it has one (conv ``(C_out, C_in/groups, kh, kw)``,
     linear ``(out, in)``); ``nm`` the N:M pattern the weight satisfies after pruning (``None``:
     dense).
@@ -127,7 +139,10 @@ class LayerGraph:
     ``meta`` describes the workload the shapes were traced for, where the source knows it:
     ``batch``, ``seq`` (tokens per sequence, transformer text models), and for decoder models
     ``heads``, ``kv_heads``, ``head_dim`` and ``decoder_layers`` (read by the LLM phases of
-    :mod:`sparsa.sw.phases`); ``weights`` is ``"absent"`` when a file's weights are missing.
+    :mod:`sparsa.sw.phases`), ``causal`` when their attention is (a decoder's), ``experts``
+    and ``top_k`` for a mixture of experts (each expert projection a layer whose ``attrs``
+    hold ``expert``, ``experts`` and ``top_k``); ``weights`` is ``"absent"`` when a file's
+    weights are missing.
     """
 
     name: str

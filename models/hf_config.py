@@ -6,11 +6,14 @@ turned into a config object with ``transformers.AutoConfig.for_model`` and a mod
 head) under ``torch.device("meta")``: no weights are allocated and nothing is downloaded. The
 model is traced with eager attention, so attention scores and context appear as ``matmul``
 layers. Text models take ``batch x seq`` token ids; vision models (configs with ``image_size``)
-``batch`` images.
+``batch`` images. A decoder's attention is marked causal (``meta["causal"]``: its attention
+modules' ``is_causal``). Mixture-of-experts models trace with their experts made traceable and
+routed evenly (:mod:`sparsa.models.moe`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -117,18 +120,40 @@ def _inputs(config: Any, batch: int, seq: int | None) -> tuple[tuple, int | None
 def trace_config(config: Any, model: Any, *, name: str, batch: int, seq: int | None,
                  source: str) -> LayerGraph:
     """Trace ``model`` (built from ``config`` on the meta device) for ``batch`` x ``seq``."""
+    from .moe import expert_attrs, route_experts
     from .torch_import import import_module
 
     inputs, seq = _inputs(config, batch, seq)
     model.eval()
+    stand_ins = route_experts(model)
     graph = import_module(model, inputs, name=name)
     meta = transformer_meta(config, batch=batch, seq=seq)
+    if "heads" in meta:
+        meta["causal"] = _causal(model, config)
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     head_name = next((n for n, m in model.named_modules() if m is head), None) if head else None
     if head_name:
         meta["lm_head"] = head_name     # the LM head: prefill needs only the last token's logits
-    return LayerGraph(name=name, layers=graph.layers, input_shape=graph.input_shape,
+    layers = graph.layers
+    if stand_ins:
+        experts = expert_attrs(stand_ins)
+        layers = tuple(dataclasses.replace(x, attrs=experts[x.name]) if x.name in experts else x
+                       for x in layers)
+        first = next(iter(experts.values()))
+        meta.update(experts=first["experts"], top_k=first["top_k"])
+        source += (f"; mixture of experts: top-{first['top_k']} of {first['experts']} experts "
+                   "per token, routing assumed balanced (each expert gets floor or ceil of "
+                   "tokens x top-k / experts tokens)")
+    return LayerGraph(name=name, layers=layers, input_shape=graph.input_shape,
                       source=source, meta=meta)
+
+
+def _causal(model: Any, config: Any) -> bool:
+    """Whether the model's self-attention is causal (each token sees only those before it):
+    its attention modules' ``is_causal`` flags, else the config's ``is_decoder``."""
+    flags = [m.is_causal for m in model.modules() if isinstance(getattr(m, "is_causal", None),
+                                                                 bool)]
+    return all(flags) if flags else bool(getattr(config, "is_decoder", False))
 
 
 def import_hf_config(spec: str | Path, *, batch: int = 1, seq: int | None = None) -> LayerGraph:

@@ -23,7 +23,7 @@ from .store import cache_dir, graph_from_json, graph_to_json
 __all__ = ["CACHE_VERSION", "check_positive", "get_graph", "is_text", "names",
            "transformers_config"]
 
-CACHE_VERSION = "5"
+CACHE_VERSION = "6"
 
 
 def _resnet50() -> tuple[Any, Any]:

@@ -111,7 +111,7 @@ class ModelReport:
     prune_policy: str
     table: str
     layers: tuple[LayerReport, ...]
-    # batch, seq, phase, context, tokens: the workload, where known (see workload_of)
+    # batch, seq, phase, context, tokens (experts, top_k): the workload, where known (workload_of)
     workload: Mapping[str, Any] = field(default_factory=dict)
     weights_absent: bool = False    # an ONNX file whose external weight data is missing
     phase: Any = None               # a sparsa.sw.phases.PhaseSummary for LLM phases
@@ -252,7 +252,7 @@ def layer_report(layer: Layer, cfg: ArrayConfig, dense_cfg: ArrayConfig, table: 
     return got
 
 
-WORKLOAD_KEYS = ("batch", "seq", "phase", "context", "tokens")
+WORKLOAD_KEYS = ("batch", "seq", "phase", "context", "tokens", "experts", "top_k")
 
 
 def workload_of(graph: LayerGraph) -> dict[str, Any]:

@@ -11,7 +11,10 @@ generation needs). Its GEMMs are rewritten, not re-traced, for the other phases:
   terms K^T and V are the stationary operand, so their bytes are the weight-tile loads of those
   GEMMs. Grouped-query (and multi-query) attention is handled: the ``H / H_kv`` query heads that
   share a key/value head are the P rows of one GEMM against that head's cache (``groups = B x
-  H_kv``), so each cached head is read once per step. Attention GEMMs run dense.
+  H_kv``), so each cached head is read once per step. Attention GEMMs run dense. A
+  mixture of experts' expert projection runs the rows routed to it (balanced routing,
+  :mod:`sparsa.models.moe`): its share of the ``B`` tokens' ``B x top_k`` pairs; an expert with
+  none is left out of the step.
 * **generate**: the prefill, then T decode steps; step ``t`` (0-based) reads a cache of
   ``C = S + t + 1`` tokens (the prompt, the tokens decoded before and its own). The result is the
   exact sum of every step's cost; each distinct GEMM shape is costed once (weight GEMMs are the
@@ -31,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sparsa.config import ArrayConfig
-from sparsa.models.graph import Layer, LayerGraph
+from sparsa.models.graph import Layer, LayerGraph, routed_tokens
 
 from . import timing
 from .cost import LayerCost
@@ -181,10 +184,10 @@ def _attention_layer(layer: Layer, role: str, meta: Mapping[str, Any], context: 
                  attrs={"k": k, "groups": groups, "rhs_shape": (groups, k, cols), "role": role})
 
 
-def _decode_layer(layer: Layer, batch: int) -> Layer:
+def _decode_layer(layer: Layer, rows: int) -> Layer:
     out = layer.out_shape[-1]
-    return dataclasses.replace(layer, in_shape=(batch, 1, layer.in_shape[-1]),
-                               out_shape=(batch, 1, out))
+    return dataclasses.replace(layer, in_shape=(rows, 1, layer.in_shape[-1]),
+                               out_shape=(rows, 1, out))
 
 
 def prefill_graph(graph: LayerGraph) -> LayerGraph:
@@ -196,14 +199,28 @@ def prefill_graph(graph: LayerGraph) -> LayerGraph:
     return dataclasses.replace(graph, layers=layers)
 
 
+def _expert_rows(layer: Layer, tokens: int) -> int | None:
+    """Rows an expert projection runs for ``tokens`` tokens (balanced routing), or None when
+    ``layer`` is not one."""
+    a = layer.attrs
+    if layer.kind != "linear" or "expert" not in a:
+        return None
+    return routed_tokens(tokens, a["top_k"], a["experts"])[a["expert"]]
+
+
 def decode_graph(graph: LayerGraph, context: int) -> LayerGraph:
-    """The GEMM layers of one decode step at ``context`` (see the module notes)."""
+    """The GEMM layers of one decode step at ``context`` (see the module notes); an expert that
+    no token of the step is routed to is left out."""
     roles = _roles(graph)
     b, s = graph.meta["batch"], graph.meta["seq"]
     layers = []
     for layer, role in zip(graph.gemm_layers(), roles, strict=True):
+        rows = _expert_rows(layer, b)
         if role is not None:
             layers.append(_attention_layer(layer, role, graph.meta, context))
+        elif rows is not None and layer.gemm.p == _expert_rows(layer, b * s):
+            if rows:
+                layers.append(_decode_layer(layer, rows))
         elif layer.kind == "linear" and layer.gemm.p == b * s:
             layers.append(_decode_layer(layer, b))
         else:
@@ -262,10 +279,15 @@ def _attention_sums(graph: LayerGraph, roles: list[str | None], cfg: ArrayConfig
 
 def _generation_layers(prefill: ModelReport, step: ModelReport, roles: list[str | None],
                        sums: dict[str, _Sum], tokens: int) -> tuple[LayerReport, ...]:
-    """Each layer's prefill plus its decode steps; the GEMM shape shown is the prefill's."""
+    """Each layer's prefill plus its decode steps; the GEMM shape shown is the prefill's (an
+    expert no decode step runs has its prefill only)."""
+    steps = {x.name: x for x in step.layers}
     out = []
-    for pre, dec, role in zip(prefill.layers, step.layers, roles, strict=True):
-        d = sums[role] if role is not None else _Sum.of(dec, tokens)
+    for pre, role in zip(prefill.layers, roles, strict=True):
+        if role is None and pre.name not in steps:
+            out.append(pre)
+            continue
+        d = sums[role] if role is not None else _Sum.of(steps[pre.name], tokens)
         out.append(dataclasses.replace(
             pre, sparse=pre.sparse + d.sparse, dense=pre.dense + d.dense,
             energy=pre.energy + d.energy, dense_energy=pre.dense_energy + d.dense_energy,
@@ -338,8 +360,9 @@ def _generate(req: _Request, tokens: int) -> ModelReport:
     prefill = req.build(prefill_graph(req.graph), memo)
     step = req.build(decode_graph(req.graph, seq + 1), memo)
     sums = _attention_sums(req.graph, roles, req.cfg, req.table, memo, tokens, req.progress)
-    decode = [(x, sums[role] if role else _Sum.of(x, tokens))
-              for x, role in zip(step.layers, roles, strict=True)]
+    role_of = {x.name: role for x, role in zip(req.graph.gemm_layers(), roles, strict=True)}
+    decode = [(x, sums[role_of[x.name]] if role_of[x.name] else _Sum.of(x, tokens))
+              for x in step.layers]
     summary = _summary(req, "generate", seq + tokens, tokens, (prefill, decode))
     return dataclasses.replace(
         prefill, layers=_generation_layers(prefill, step, roles, sums, tokens), phase=summary,
@@ -413,12 +436,18 @@ def phase_to_dict(p: PhaseSummary) -> dict[str, Any]:
 
 
 def workload_lines(report: ModelReport, prefix: str = "") -> list[str]:
-    """The workload, a note when weights are absent, and the LLM phase's figures."""
+    """The workload, a note when weights are absent, the routing of a mixture of experts and
+    the LLM phase's figures."""
     lines = [f"Workload: {report.workload_text}." if report.workload else
              "Workload: as the model file fixes it."]
     if report.weights_absent:
         lines.append("Weights absent: the file's external weight data is missing (shapes only, "
                      "which costing needs).")
+    if report.workload.get("experts"):
+        e, k = report.workload["experts"], report.workload["top_k"]
+        lines.append(f"Mixture of experts: each token runs on {k} of {e} experts, routing "
+                     f"assumed balanced (of T tokens each expert gets floor or ceil of T x {k} / "
+                     f"{e}; an expert with none is not run; decode: T = batch).")
     if report.phase is not None:
         lines += [line[:1].upper() + line[1:] + "." for line in phase_lines(report.phase)]
     if report.phase is not None and report.phase.phase == "generate":

@@ -86,7 +86,8 @@ def test_load_graph_errors(tmp_path):
 def test_seq_and_batch_reach_the_graph_and_the_cache_key(cache):
     g = zoo.get_graph("gpt2", batch=2, seq=16)
     assert g.meta == {"batch": 2, "seq": 16, "heads": 12, "kv_heads": 12, "head_dim": 64,
-                      "decoder_layers": 12, "lm_head": "lm_head"}
+                      "decoder_layers": 12, "causal": True, "lm_head": "lm_head"}
+    assert zoo.get_graph("bert_base", seq=8).meta["causal"] is False
     assert g.input_shape == (2, 16)
     c_attn = next(x for x in g.gemm_layers() if x.name.endswith("c_attn"))
     assert c_attn.gemm.p == 2 * 16

@@ -23,7 +23,13 @@ from sparsa.sw.cost import (
     program_tiling,
 )
 from sparsa.sw.model_report import build_report
-from sparsa.sw.phases import PhaseError, decode_graph, phase_report, prefill_graph
+from sparsa.sw.phases import (
+    PhaseError,
+    decode_graph,
+    phase_report,
+    prefill_graph,
+    workload_lines,
+)
 from sparsa.sw.schedule import LayerSchedule, ScheduleError, schedule_gemm
 
 TINY = {"model_type": "mistral", "hidden_size": 64, "intermediate_size": 128,
@@ -153,3 +159,38 @@ def test_periodic_runs_equal_the_recurrence(gemm):
         for rate in (None, 3):
             assert program_cycles(cfg, t, dram_bytes_per_cycle=rate) == \
                 program_timing(cfg, prog, trace=False, dram_bytes_per_cycle=rate).cycles
+
+
+MIXTRAL = {**TINY, "model_type": "mixtral", "intermediate_size": 96, "num_local_experts": 3,
+           "num_experts_per_tok": 2}
+
+
+def test_mixture_of_experts_decode_and_generate(tmp_path):
+    """Decode at batch 1 routes 1 x 2 (token, expert) pairs: experts 0 and 1 run one row each,
+    expert 2 does not run; a step's MACs equal the model's formula. Generate adds each expert's
+    decode steps to its prefill (expert 2: its prefill only)."""
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(MIXTRAL))
+    g = load_graph(str(path), batch=1, seq=6)
+    step = decode_graph(g, context=9)
+    experts = {x.name: x.gemm.p for x in step.layers if ".experts." in x.name}
+    assert experts == {f"model.layers.{i}.mlp.experts.{e}.{proj}": 1 for i in range(2)
+                       for e in range(2) for proj in ("gate_up_proj", "down_proj")}
+    h, inter, heads, kv, hd, vocab, context = 64, 96, 8, 2, 8, 100, 9
+    per_layer = (2 * h * h + 2 * h * kv * hd + 2 * heads * context * hd + h * 3
+                 + 2 * (h * 2 * inter + inter * h))
+    assert step.macs == 2 * per_layer + h * vocab
+    report = phase_report(g, CFG, "decode", context=context)
+    assert sum(x.macs for x in report.layers) == step.macs
+    assert "Mixture of experts: each token runs on 2 of 3 experts" in \
+        "\n".join(workload_lines(report))
+    tokens = 2
+    gen = phase_report(g, CFG, "generate", tokens=tokens)
+    pre = {x.name: x for x in phase_report(g, CFG, "prefill").layers}
+    dec = {x.name: x for x in report.layers}
+    for x in gen.layers:
+        if ".experts." in x.name:
+            want = pre[x.name].sparse.cycles.total + tokens * (
+                dec[x.name].sparse.cycles.total if x.name in dec else 0)
+            assert x.sparse.cycles.total == want, x.name
+    assert gen.workload["experts"] == 3
