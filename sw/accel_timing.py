@@ -38,12 +38,22 @@ Engine rules (``d`` = dispatch cycle):
 **State.** :class:`TimerState` is frozen: one frozen dataclass per engine (:class:`LoadEngine`,
 :class:`PreloadEngine`, :class:`FeedEngine`, :class:`StoreEngine`), the results in flight
 (:class:`InFlight`) and the two ports (:class:`~sparsa.sw.dram_port.Port`). Each opcode has one
-rule (:data:`RULES`): a pure function from the state and the instruction to the next state.
+rule (:data:`RULES`): a pure function from the state and the instruction, as the rules read it
+(:class:`Timed`), to the next state.
+
+**Addresses.** The rules compare an instruction's scratchpad rows only with those of earlier
+instructions fixed by program order (the latest PRELOAD, LOAD with beats, STORE with rows, the
+last two COMPUTEs with beats), so the comparisons are worked out before timing, once per
+program (:func:`annotate`, :class:`Addresses`): a :class:`Timed` holds their outcomes instead of
+the addresses, and the state holds no address. Tiles that differ only in their weight slot or
+accumulator region (a block's resident weights, its column tiles) time alike.
+
 Fields that hold a cycle are marked (:func:`cycle`); :meth:`AccelTimer.key` is the state with
 every such field made relative to the last dispatch, which is all the future depends on (every
 rule compares times with a later dispatch cycle plus a bounded offset), and
 :meth:`AccelTimer.restore` shifts it back: both are derived from the dataclasses, so a new field
-is part of the key by construction. Equal keys and equal instructions give equal futures, so
+is part of the key by construction. Equal keys and equal timed instructions give equal
+futures, so
 long programs made of repeated blocks are timed by memoising blocks (:mod:`sparsa.sw.cost`).
 """
 
@@ -51,7 +61,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields, is_dataclass, replace
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import NamedTuple
 
 from sparsa import isa
@@ -61,9 +71,10 @@ from sparsa.isa import Instruction, Opcode
 from .dram_port import DramPort, Port, Sizes, transfer
 from .timing import array_timing
 
-__all__ = ["RULES", "TIMED_FIELDS", "AccelTimer", "DramPort", "FeedEngine", "InFlight",
-           "LoadEngine", "PreloadEngine", "ProgramTiming", "StoreEngine", "TimerState",
-           "beat_bytes", "cycle", "port_caps", "program_counts", "program_timing"]
+__all__ = ["ADDRESS_FIELDS", "RULES", "TIMED_FIELDS", "AccelTimer", "Addresses", "DramPort",
+           "FeedEngine", "InFlight", "LoadEngine", "PreloadEngine", "ProgramTiming", "StoreEngine",
+           "Timed", "TimerState", "annotate", "annotate_all", "beat_bytes", "cycle", "port_caps",
+           "program_counts", "program_timing"]
 
 NEVER = -(10**18)
 LOADS = (Opcode.LOAD_ACT, Opcode.LOAD_WEIGHT, Opcode.LOAD_ACC, Opcode.LOAD_SCALE)
@@ -124,7 +135,6 @@ class LoadEngine:
     free: int = cycle(0)        # earliest dispatch of the next LOAD
     last: int = cycle(NEVER)    # cycle of the latest LOAD's last beat
     kind: Opcode | None = None  # the latest LOAD with beats
-    rows: tuple[int, int] = (0, 0)   # its weight rows (base, count), for PRELOAD
     tag: int = 0                # its activation tag (LOAD_ACT)
 
 
@@ -135,7 +145,6 @@ class PreloadEngine:
     free: int = cycle(0)
     slot_free: int = cycle(0)           # the weight read register frees (last row taken)
     last_taken: int = cycle(NEVER)      # last row of the latest PRELOAD taken
-    rows: tuple[int, int] = (0, 0)
     last_swap: int | None = cycle()     # the latest swap beat was taken
     shadow_ready: int | None = cycle()  # the next swap may be taken from here (None: no PRELOAD)
 
@@ -150,11 +159,10 @@ class FeedEngine:
 
 @dataclass(frozen=True)
 class InFlight:
-    """A COMPUTE whose results are being written: row ``j`` of ``acc`` .. in cycle
-    ``first_write + j`` (its beats are taken in consecutive cycles: a chain only delays the
-    first one, the rows it waits for are written one per cycle too)."""
+    """A COMPUTE whose results are being written: its row ``j`` in cycle ``first_write + j``
+    (its beats are taken in consecutive cycles: a chain only delays the first one, the rows it
+    waits for are written one per cycle too)."""
 
-    acc: int
     count: int
     first_write: int = cycle(0)
 
@@ -168,7 +176,6 @@ class StoreEngine:
     free: int = cycle(0)
     slot_free: int = cycle(0)
     last_out: int = cycle(NEVER)
-    rows: tuple[int, int] = (0, 0)
 
 
 @dataclass(frozen=True)
@@ -198,20 +205,130 @@ def _new(cls, **values):
     return new
 
 
-def _shifted(obj, shift: Callable[[int], int]):
-    """``obj`` with ``shift`` applied to every cycle field (None stays None), through nested
-    states and tuples of states."""
-    changes = {}
-    for f in fields(obj):
-        value = getattr(obj, f.name)
-        if f.metadata.get("cycle"):
-            if value is not None:
-                changes[f.name] = shift(value)
-        elif is_dataclass(value):
-            changes[f.name] = _shifted(value, shift)
-        elif isinstance(value, tuple) and value and is_dataclass(value[0]):
-            changes[f.name] = tuple(_shifted(v, shift) for v in value)
-    return replace(obj, **changes)
+@functools.cache
+def _cycle_fields(cls) -> tuple[tuple[str, bool], ...]:
+    """``(name, holds a cycle)`` of the fields of a state class that hold a cycle or may hold
+    states (a state, a tuple of states, or None)."""
+    return tuple((f.name, bool(f.metadata.get("cycle"))) for f in fields(cls)
+                 if f.metadata.get("cycle") or f.default is None or is_dataclass(f.default)
+                 or isinstance(f.default, tuple))
+
+
+def _shifted(obj, delta: int, floor: int | None = None):
+    """``obj`` with every cycle field moved by ``delta`` (None stays None; at least ``floor``),
+    through nested states and tuples of states."""
+    values = obj.__dict__.copy()
+    for name, is_cycle in _cycle_fields(type(obj)):
+        value = values[name]
+        if value is None:
+            continue
+        if is_cycle:
+            value += delta
+            values[name] = value if floor is None or value > floor else floor
+        elif type(value) is tuple:
+            values[name] = tuple(_shifted(v, delta, floor) if hasattr(v, "__dataclass_fields__")
+                                 else v for v in value)
+        elif hasattr(value, "__dataclass_fields__"):
+            values[name] = _shifted(value, delta, floor)
+    new = object.__new__(type(obj))
+    new.__dict__.update(values)
+    return new
+
+
+# ---- what the rules read of an instruction: its timed fields and its address hazards ------
+
+# The instruction fields the rules read, per opcode, besides the scratchpad addresses (the
+# others, such as the im2col walk's, only decide which rows are read).
+TIMED_FIELDS: dict[Opcode, tuple[str, ...]] = {
+    Opcode.LOAD_ACT: ("count", "channels", "tag"),
+    Opcode.LOAD_WEIGHT: ("count",),
+    Opcode.LOAD_ACC: ("count",),
+    Opcode.LOAD_SCALE: (),
+    Opcode.PRELOAD: (),
+    Opcode.COMPUTE: ("count", "accumulate", "tag"),
+    Opcode.STORE: ("count", "raw"),
+    Opcode.CONFIG: (),
+}
+# The address fields the hazards are worked out from (:func:`annotate`).
+ADDRESS_FIELDS: dict[Opcode, tuple[str, ...]] = {
+    Opcode.LOAD_WEIGHT: ("addr",), Opcode.PRELOAD: ("addr",), Opcode.COMPUTE: ("acc_addr",),
+    Opcode.STORE: ("acc_addr",),
+}
+
+
+class Timed(NamedTuple):
+    """An instruction as the rules read it: its :data:`TIMED_FIELDS`, and instead of its
+    scratchpad addresses the hazards they raise with earlier instructions. Which earlier
+    instruction a rule compares addresses with (the latest PRELOAD, the latest LOAD with beats,
+    the latest STORE with rows, the last two COMPUTEs with beats) is fixed by program order, not
+    by timing, so the hazards are worked out once per program (:func:`annotate`) and
+    instructions that agree on a :class:`Timed` time alike whatever their addresses."""
+
+    opcode: Opcode
+    count: int = 0
+    channels: int = 0
+    tag: int = 0
+    accumulate: bool = False
+    raw: bool = False
+    on_preload: bool = False  # LOAD_WEIGHT: its rows overlap the latest PRELOAD's
+    on_load: bool = False     # PRELOAD: the latest LOAD with beats is a LOAD_WEIGHT of its rows
+    on_store: bool = False    # COMPUTE: its rows overlap the latest STORE's
+    on_last: bool = False     # COMPUTE, STORE: overlap the latest COMPUTE's rows
+    chain: bool = False       # COMPUTE: accumulates onto exactly the latest COMPUTE's rows
+    on_before: bool = False   # STORE: overlaps the rows of the COMPUTE before the latest
+
+
+class Addresses(NamedTuple):
+    """The scratchpad rows ``(base, count)`` the hazards compare with: of the latest LOAD with
+    beats if it is a LOAD_WEIGHT, the latest PRELOAD, the latest STORE with rows and the last two
+    COMPUTEs with beats."""
+
+    weight_load: tuple[int, int] = (0, 0)
+    preload: tuple[int, int] = (0, 0)
+    store: tuple[int, int] = (0, 0)
+    writes: tuple[tuple[int, int], ...] = ()
+
+
+def annotate(rows: int, at: Addresses, insn: Instruction) -> tuple[Timed, Addresses]:
+    """``insn`` as the rules read it after the instructions that left ``at``, and the addresses
+    after it (``rows``: the array's, a PRELOAD's row count)."""
+    op, count = insn.opcode, insn.count
+    weight_load, preload, store, writes = at
+    if op == Opcode.COMPUTE:
+        own, last = (insn.acc_addr, count), writes[-1] if writes else (0, 0)
+        timed = Timed(op, count, 0, insn.tag, insn.accumulate, False, False, False,
+                      _overlap(*own, *store), _overlap(*own, *last),
+                      insn.accumulate and own == last)
+        return timed, (Addresses(weight_load, preload, store, (*writes[-1:], own)) if count
+                       else at)
+    if op == Opcode.PRELOAD:
+        own = (insn.addr, rows)
+        return (Timed(op, 0, 0, 0, False, False, False, _overlap(*own, *weight_load)),
+                Addresses(weight_load, own, store, writes))
+    if op == Opcode.LOAD_WEIGHT:
+        own = (insn.addr, count)
+        timed = Timed(op, count, 0, 0, False, False, _overlap(*own, *preload))
+        return timed, (Addresses(own, preload, store, writes) if count else at)
+    if op in LOADS:
+        timed = Timed(op, count, insn.channels, insn.tag)
+        return timed, (Addresses((0, 0), preload, store, writes)
+                       if count or op == Opcode.LOAD_SCALE else at)
+    if op == Opcode.STORE:
+        own, w = (insn.acc_addr, count), ((0, 0), (0, 0), *writes)
+        timed = Timed(op, count, 0, 0, False, insn.raw, False, False, False,
+                      _overlap(*own, *w[-1]), False, _overlap(*own, *w[-2]))
+        return timed, (Addresses(weight_load, preload, own, writes) if count else at)
+    return Timed(op), at
+
+
+def annotate_all(rows: int, at: Addresses, program: Sequence[Instruction]
+                 ) -> tuple[tuple[Timed, ...], Addresses]:
+    """:func:`annotate` over ``program``: its timed instructions and the addresses after it."""
+    out = []
+    for insn in program:
+        timed, at = annotate(rows, at, insn)
+        out.append(timed)
+    return tuple(out), at
 
 
 # ---- the rules: one per opcode, (params, state, instruction) -> next state -----------------
@@ -258,12 +375,12 @@ def _load_beats(rate: int, cap: int, credit: int, count: int, sizes: Sizes
     return beats.at(count - 1), port.t, port.c
 
 
-def _load(p: Params, s: TimerState, insn: Instruction, trace: bool) -> Event:
+def _load(p: Params, s: TimerState, insn: Timed, trace: bool) -> Event:
     op, ld = insn.opcode, s.load
     d = max(s.last_dispatch + 1, ld.free)
     if op == Opcode.LOAD_ACT and s.feed.tag == insn.tag:
         d = max(d, s.feed.busy_until + 1)
-    if op == Opcode.LOAD_WEIGHT and _overlap(insn.addr, insn.count, *s.preload.rows):
+    if op == Opcode.LOAD_WEIGHT and insn.on_preload:
         d = max(d, s.preload.last_taken + 1)
     if op == Opcode.LOAD_ACC:
         if s.writes:
@@ -275,51 +392,53 @@ def _load(p: Params, s: TimerState, insn: Instruction, trace: bool) -> Event:
     if not count:
         return Event(_with(s, last_dispatch=d))
     last, din = _in_beats(p, s, insn, d + 1, count)
-    rows = (insn.addr, count) if op == Opcode.LOAD_WEIGHT else (0, 0)
-    load = _new(LoadEngine, free=last, last=last, kind=op, rows=rows, tag=insn.tag)
+    load = _new(LoadEngine, free=last, last=last, kind=op, tag=insn.tag)
     return Event(_with(s, last_dispatch=d, load=load, din=din or s.din), end=last)
 
 
-def _preload(p: Params, s: TimerState, insn: Instruction, trace: bool) -> Event:
+def _preload(p: Params, s: TimerState, insn: Timed, trace: bool) -> Event:
+    """Row ``r`` is read in cycle ``x_r`` (``x_0 = read``) and taken in ``x_{r+1} = max(x_r + 1,
+    swap + max(1, r + cols - 2))``, so ``x_k = max(read + k, swap + k - 1 + max(1, cols - 2))``
+    (the bound's slope in ``r`` is at most 1: its largest term is the first row's)."""
     pre, ld = s.preload, s.load
     d = max(s.last_dispatch + 1, pre.free)
-    if ld.kind == Opcode.LOAD_WEIGHT and d <= ld.last and \
-            _overlap(insn.addr, p.rows, *ld.rows):
+    if insn.on_load and d <= ld.last:
         d = max(d, ld.last + 1)
     read = max(d + 1, pre.slot_free)
-    prev_read = read
-    for r in range(p.rows):
-        taken = read + 1
-        if pre.last_swap is not None:
-            taken = max(taken, pre.last_swap + max(1, r + p.cols - 2))
-        prev_read, read = read, taken   # the next row is read in the cycle this one is taken
-    pre = _with(pre, free=prev_read, slot_free=read, last_taken=read,
-                  rows=(insn.addr, p.rows), shadow_ready=read + 1)
+    rows, swap = p.rows, pre.last_swap
+    if swap is None:
+        taken, prev = read + rows, read + rows - 1
+    else:
+        lag = swap - 1 + max(1, p.cols - 2)
+        taken = max(read + rows, lag + rows)
+        prev = max(read + rows - 1, lag + rows - 1) if rows > 1 else read
+    # the next row is read in the cycle the one before it is taken
+    pre = _with(pre, free=prev, slot_free=taken, last_taken=taken, shadow_ready=taken + 1)
     return Event(_with(s, last_dispatch=d, preload=pre))
 
 
-def _compute_dispatch(s: TimerState, insn: Instruction) -> tuple[int, int | None]:
+def _compute_dispatch(s: TimerState, insn: Timed) -> tuple[int, int | None]:
     """A COMPUTE's dispatch cycle, and the cycle its chain dependency writes its row 0 (then one
     row per cycle; None: no gating)."""
     d = max(s.last_dispatch + 1, s.feed.free)
     ld = s.load
     if ld.kind == Opcode.LOAD_ACC or (ld.kind == Opcode.LOAD_ACT and ld.tag == insn.tag):
         d = max(d, ld.last + 1)
-    if _overlap(insn.acc_addr, insn.count, *s.store.rows):
+    if insn.on_store:
         d = max(d, s.store.last_out + 1)
     if len(s.writes) >= 2:
         d = max(d, s.writes[-2].last_write + 1)   # at most two pending
     if s.writes:
         prev = s.writes[-1]
-        if d <= prev.last_write and _overlap(insn.acc_addr, insn.count, prev.acc, prev.count):
-            if not (insn.accumulate and (insn.acc_addr, insn.count) == (prev.acc, prev.count)):
+        if d <= prev.last_write and insn.on_last:
+            if not insn.chain:
                 d = max(d, prev.last_write + 1)
             elif prev.last_write != d:   # a K chain; popped in the dispatch cycle: no gating
                 return d, prev.first_write
     return d, None
 
 
-def _compute(p: Params, s: TimerState, insn: Instruction, trace: bool) -> Event:
+def _compute(p: Params, s: TimerState, insn: Timed, trace: bool) -> Event:
     d, gate = _compute_dispatch(s, insn)
     feed, pre = s.feed, s.preload
     if not insn.count:
@@ -331,7 +450,7 @@ def _compute(p: Params, s: TimerState, insn: Instruction, trace: bool) -> Event:
         read = max(read, gate + 1)
     first = max(read + 1, pre.shadow_ready)      # the swap beat is taken
     last_taken = first + insn.count - 1
-    done = _new(InFlight, acc=insn.acc_addr, count=insn.count, first_write=first + p.latency)
+    done = _new(InFlight, count=insn.count, first_write=first + p.latency)
     # the last row is read in the cycle the one before it is taken
     feed = _new(FeedEngine, free=read if insn.count == 1 else last_taken - 1,
                 slot_free=last_taken, busy_until=max(feed.busy_until, last_taken), tag=insn.tag)
@@ -350,13 +469,15 @@ class _Ideal:
         return self.first + j
 
 
-def _store(p: Params, s: TimerState, insn: Instruction, trace: bool) -> Event:
+def _store(p: Params, s: TimerState, insn: Timed, trace: bool) -> Event:
     st = s.store
     d = max(s.last_dispatch + 1, st.free)
     if s.load.kind in (Opcode.LOAD_ACC, Opcode.LOAD_SCALE):
         d = max(d, s.load.last + 1)
-    for w in s.writes:
-        if d <= w.last_write and _overlap(insn.acc_addr, insn.count, w.acc, w.count):
+    # the COMPUTE before the latest, then the latest (both with beats)
+    for w, hit in zip(s.writes, (insn.on_before, insn.on_last)[2 - len(s.writes):],
+                      strict=True):
+        if d <= w.last_write and hit:
             d = max(d, w.last_write + 1)
     n = insn.count
     if not n:
@@ -368,30 +489,16 @@ def _store(p: Params, s: TimerState, insn: Instruction, trace: bool) -> Event:
     at = beats.at
     last = at(n - 1)
     # the next instruction is taken in the cycle the last row is read
-    st = _new(StoreEngine, free=at(n - 2) if n > 1 else read, slot_free=last, last_out=last,
-                     rows=(insn.acc_addr, n))
+    st = _new(StoreEngine, free=at(n - 2) if n > 1 else read, slot_free=last, last_out=last)
     return Event(_with(s, last_dispatch=d, store=st, dout=dout), end=last,
                  outs=tuple(at(j) for j in range(n)) if trace else ())
 
 
-def _config(p: Params, s: TimerState, insn: Instruction, trace: bool) -> Event:
+def _config(p: Params, s: TimerState, insn: Timed, trace: bool) -> Event:
     return Event(_with(s, last_dispatch=s.last_dispatch + 1))
 
 
-# The instruction fields the rules read, per opcode (the others, such as the im2col walk's, only
-# decide which rows are read): instructions that agree on these time alike.
-TIMED_FIELDS: dict[Opcode, tuple[str, ...]] = {
-    Opcode.LOAD_ACT: ("count", "channels", "tag"),
-    Opcode.LOAD_WEIGHT: ("addr", "count"),
-    Opcode.LOAD_ACC: ("count",),
-    Opcode.LOAD_SCALE: (),
-    Opcode.PRELOAD: ("addr",),
-    Opcode.COMPUTE: ("acc_addr", "count", "accumulate", "tag"),
-    Opcode.STORE: ("acc_addr", "count", "raw"),
-    Opcode.CONFIG: (),
-}
-
-Rule = Callable[[Params, TimerState, Instruction, bool], Event]
+Rule = Callable[[Params, TimerState, Timed, bool], Event]
 RULES: dict[Opcode, Rule] = {
     Opcode.LOAD_ACT: _load, Opcode.LOAD_WEIGHT: _load, Opcode.LOAD_ACC: _load,
     Opcode.LOAD_SCALE: _load, Opcode.PRELOAD: _preload, Opcode.COMPUTE: _compute,
@@ -422,6 +529,7 @@ class AccelTimer:
         self.state = TimerState() if rate is None else \
             TimerState(din=Port(0, caps[0]), dout=Port(0, caps[1]))
         self.trace = trace
+        self.addresses = Addresses()    # what the next instruction's hazards compare with
         self.dispatch: list[int] = []
         self.out_cycles: list[int] = []
         self.end = NEVER            # latest event: a load beat, a result written, an output row
@@ -437,16 +545,21 @@ class AccelTimer:
 
     def step(self, insn: Instruction) -> int:
         """Dispatch one instruction; returns its dispatch cycle."""
-        rule = RULES.get(insn.opcode)
-        if rule is None:
+        if insn.opcode not in RULES:
             raise ValueError(f"unknown opcode {insn.opcode!r}")
+        timed, self.addresses = annotate(self.params.rows, self.addresses, insn)
+        return self.step_timed(timed)
+
+    def step_timed(self, insn: Timed) -> int:
+        """Dispatch one instruction given as the rules read it (:func:`annotate`)."""
         try:
-            event = rule(self.params, self.state, insn, self.trace)
+            event = RULES[insn.opcode](self.params, self.state, insn, self.trace)
         except ValueError as e:
             raise ValueError(f"instruction {self.steps}: {e}") from None
         self.steps += 1
         self.state = event.state
-        self.end = max(self.end, event.end)
+        if event.end > self.end:
+            self.end = event.end
         if self.trace:
             self.dispatch.append(event.state.last_dispatch)
             self.out_cycles += event.outs
@@ -456,6 +569,25 @@ class AccelTimer:
         for insn in program:
             self.step(insn)
 
+    def run_timed(self, program: Sequence[Timed]) -> None:
+        """:meth:`step_timed` over ``program`` (the cost model's inner loop)."""
+        if self.trace:
+            for insn in program:
+                self.step_timed(insn)
+            return
+        params, state, end = self.params, self.state, self.end
+        try:
+            for insn in program:
+                event = RULES[insn.opcode](params, state, insn, False)
+                state = event.state
+                if event.end > end:
+                    end = event.end
+                self.steps += 1
+        except ValueError as e:
+            raise ValueError(f"instruction {self.steps}: {e}") from None
+        finally:
+            self.state, self.end = state, end
+
     # -- state relative to the last dispatch -------------------------------------------------
 
     def key(self) -> TimerState:
@@ -464,7 +596,7 @@ class AccelTimer:
         dispatch via ``x + k >= d`` for a bounded ``k``), results written before it are
         dropped, results still being written keep their exact start, and the ports' credit is
         rolled forward to ``ref`` (no beat moves before the next dispatch). Not the running
-        ``end``."""
+        ``end``, nor the :class:`Addresses` (program-order facts: :attr:`addresses`)."""
         s, p = self.state, self.params
         ref, lo = s.last_dispatch, -self.horizon
         writes = tuple(w for w in s.writes if w.last_write - ref > lo)
@@ -472,17 +604,17 @@ class AccelTimer:
         for name, cap in (("din", p.caps[0]), ("dout", p.caps[1])):
             port = getattr(s, name)
             if port is not None and port.t < ref:
-                ports[name] = Port(ref, port.credit_at(ref, p.rate, cap))
-        clamped = _shifted(replace(s, writes=(), **ports), lambda x: max(x - ref, lo))
+                ports[name] = _new(Port, t=ref, c=port.credit_at(ref, p.rate, cap))
+        clamped = _shifted(_with(s, writes=(), **ports), -ref, lo)
         # A write still in flight keeps its exact start: its last row's cycle is derived from
         # it (first_write + count - 1), so clamping it would move that row into the future.
-        return replace(clamped, writes=tuple(replace(w, first_write=w.first_write - ref)
-                                             for w in writes))
+        return _with(clamped, writes=tuple(_with(w, first_write=w.first_write - ref)
+                                           for w in writes))
 
     def restore(self, key: TimerState, ref: int) -> None:
         """Set the state to ``key`` with the last dispatch at ``ref`` (a state equivalent to the
-        one :meth:`key` was taken from, shifted)."""
-        self.state = _shifted(key, lambda x: x + ref)
+        one :meth:`key` was taken from, shifted; the addresses are left as they are)."""
+        self.state = _shifted(key, ref)
 
 
 def program_timing(cfg: ArrayConfig, program: Sequence[Instruction], *, trace: bool = True,

@@ -17,11 +17,14 @@ projections), but it is made of blocks (:func:`sparsa.sw.schedule.iter_blocks`) 
 and a block of tiles that repeat. The cost model builds each distinct block once as the cycle
 model sees it (:func:`sparsa.sw.assemble.timing_view`: without the im2col walk's fields and
 activation addresses, which only decide which rows are read; blocks of a conv differ only
-there), splits it into tiles, and :func:`program_cycles` runs the program as runs of equal
-blocks and, inside each block, runs of equal tiles: once the cycle model's state relative to
-the last dispatch (:meth:`AccelTimer.key`) repeats within a run, the remaining whole periods are
-skipped, which is exact because the model is invariant under a shift in time. Tests compare it
-with the plain instruction-by-instruction recurrence.
+there), reads it as the rules do (:func:`sparsa.sw.accel_timing.annotate`: the scratchpad
+addresses replaced by the hazards they raise, so tiles that differ only in their weight slot or
+accumulator region are equal), splits it into tiles, and :func:`program_cycles` runs the
+program as runs of equal blocks and, inside each block, runs of equal tiles: once the cycle
+model's state relative to the last dispatch (:meth:`AccelTimer.key`) repeats within a run, the
+remaining whole periods are skipped, and a block that starts from a state it started from
+before is replayed, which is exact because the model is invariant under a shift in time. Tests
+compare it with the plain instruction-by-instruction recurrence.
 
 Action counts (:class:`Actions`, per layer): the on-chip ones are the counters turned into bytes
 of each row kind (an activation row is ``rows * m`` activations, a weight row ``cols * n`` values
@@ -42,10 +45,10 @@ import numpy as np
 
 from sparsa import isa
 from sparsa.config import ArrayConfig
-from sparsa.isa import Instruction, Opcode
+from sparsa.isa import Opcode
 from sparsa.models.graph import Gemm
 
-from .accel_timing import NEVER, AccelTimer, program_counts
+from .accel_timing import NEVER, AccelTimer, Addresses, Timed, annotate_all, program_counts
 from .assemble import block_instructions, timing_view, view_key
 from .lower import Traffic, program_key
 from .schedule import Block, LayerSchedule, Tiling, tiling_bytes
@@ -163,9 +166,9 @@ def actions_from_counts(cfg: ArrayConfig, counts: dict[str, int], traffic: Traff
     )
 
 
-def _chunk_ids(program: tuple, interned: dict[tuple, int]) -> tuple[int, ...]:
-    """Split a block's instructions (timing views) after each COMPUTE (one tile each) and
-    give every distinct chunk a small id."""
+def _chunk_ids(program: tuple[Timed, ...], interned: dict[tuple, int]) -> tuple[int, ...]:
+    """Split a block's instructions (as the cycle model reads them) after each COMPUTE (one
+    tile each) and give every distinct chunk a small id."""
     out, start = [], 0
     for i, insn in enumerate(program):
         if insn.opcode == Opcode.COMPUTE or i == len(program) - 1:
@@ -182,7 +185,7 @@ class _Program:
 
     blocks: np.ndarray
     units: tuple[tuple[int, ...], ...]
-    chunks: tuple[tuple[Instruction, ...], ...]
+    chunks: tuple[tuple[Timed, ...], ...]
     block_periods: tuple[int, ...]
     chunk_periods: tuple[int, ...]
 
@@ -197,7 +200,7 @@ def _program(cfg: ArrayConfig, t: Tiling, raw: bool) -> _Program:
     units: dict[tuple[int, ...], int] = {}
     keys: dict[tuple, tuple] = {}
     seq: list[int] = []
-    state: tuple = ((), ())         # (carried stores, their key)
+    state: tuple = ((), (), Addresses())    # (carried stores, their key, hazard addresses)
     per_stack = t.col_blocks * t.p_blocks
     stacks: dict[tuple, tuple] = {}
 
@@ -214,19 +217,20 @@ def _program(cfg: ArrayConfig, t: Tiling, raw: bool) -> _Program:
             vkey = keys.get(place)
             if vkey is None:
                 vkey = keys[place] = view_key(t, block)
-            key = (vkey, state[1])
+            key = (vkey, state[1], state[2])
             got = built.get(key)
             if got is None:
                 pairs, carry = block_instructions(cfg, t, block, carry=state[0], raw=raw,
                                                   view=True)
-                ids = _chunk_ids(tuple(i for i, _ in pairs), interned)
+                timed, at = annotate_all(cfg.rows, state[2], [i for i, _ in pairs])
+                ids = _chunk_ids(timed, interned)
                 got = built[key] = (units.setdefault(ids, len(units)),
-                                    (carry, tuple((i, n) for i, _, n in carry)))
+                                    (carry, tuple((i, n) for i, _, n in carry), at))
             seq.append(got[0])
             state = got[1]
 
     for g in range(t.stack):
-        entry = (g * per_stack % 2, state[1], g == 0, g == t.stack - 1)
+        entry = (g * per_stack % 2, state[1], state[2], g == 0, g == t.stack - 1)
         if entry in stacks:
             ids, state = stacks[entry]
             seq.extend(ids)
@@ -235,8 +239,8 @@ def _program(cfg: ArrayConfig, t: Tiling, raw: bool) -> _Program:
         walk(g * per_stack)
         stacks[entry] = (seq[start:], state)
     if state[0]:
-        seq.append(units.setdefault(_chunk_ids(tuple(i for i, _, _ in state[0]), interned),
-                                    len(units)))
+        timed, _ = annotate_all(cfg.rows, state[2], [i for i, _, _ in state[0]])
+        seq.append(units.setdefault(_chunk_ids(timed, interned), len(units)))
     cols = {t.block_cols(c) for c in range(t.col_blocks)}
     chunks: list[tuple] = [()] * len(interned)
     for chunk, i in interned.items():
@@ -333,29 +337,46 @@ def program_cycles(cfg: ArrayConfig, t: Tiling, *, dram_bytes_per_cycle: int | N
                    raw: bool = False, program: _Program | None = None) -> int:
     """Cycles of the tiling's whole program (first dispatch .. last event): runs of equal
     blocks, and inside every block runs of equal chunks, skipped once periodic
-    (:func:`_repeat`); ``program``: :func:`_program`'s, if already built."""
+    (:func:`_repeat`); a block that starts from a state it started from before is replayed
+    (its key after it and its times, shifted); ``program``: :func:`_program`'s, if already
+    built."""
     prog = program if program is not None else _program(cfg, t, raw)
     timer = AccelTimer(cfg, dram_bytes_per_cycle=dram_bytes_per_cycle)
-    inner: dict[int, list] = {}
+    inner: dict[int, list] = {}     # each block's runs of chunks
+    seen: dict[tuple, tuple] = {}   # (block, key at its start) -> (key after, shift, end)
+    chunks = prog.chunks
 
     def run(ids) -> int:
         timer.end = NEVER
         for c in ids:
-            timer.run(prog.chunks[c])
+            timer.run_timed(chunks[c])
         return timer.end
 
-    def runs(seq, periods, step) -> int:
-        end, items = NEVER, seq.tolist()
-        for start, period, count in _runs(seq, periods):
-            unit = items[start:start + period]
+    def runs(split: list, step) -> int:
+        end = NEVER
+        for unit, count in split:
             end = max(end, step(unit) if count == 1 else
                       _repeat(timer, lambda unit=unit: step(unit), count))
         return end
 
+    def units(seq: np.ndarray, periods) -> list:
+        items = seq.tolist()
+        return [(items[start:start + period], count)
+                for start, period, count in _runs(seq, periods)]
+
     def block(bid: int) -> int:
+        """One block; replayed when it starts from a state (key) it started from before."""
+        start, ref = timer.key(), timer.last_dispatch
+        got = seen.get((bid, start))
+        if got is not None:
+            after, shift, latest = got
+            timer.restore(after, ref + shift)
+            return ref + latest
         if bid not in inner:
-            inner[bid] = np.array(prog.units[bid], dtype=np.int64)
-        return runs(inner[bid], prog.chunk_periods, run)
+            inner[bid] = units(np.array(prog.units[bid], dtype=np.int64), prog.chunk_periods)
+        end = runs(inner[bid], run)
+        seen[bid, start] = (timer.key(), timer.last_dispatch - ref, end - ref)
+        return end
 
     def each(unit: list[int]) -> int:
         return max(block(b) for b in unit)
@@ -364,9 +385,9 @@ def program_cycles(cfg: ArrayConfig, t: Tiling, *, dram_bytes_per_cycle: int | N
         """A unit of blocks; a long one (a stacked GEMM's) in runs of its own."""
         if len(unit) <= 2 * PERIODS:
             return each(unit)
-        return runs(np.array(unit, dtype=np.int64), prog.chunk_periods[:PERIODS], each)
+        return runs(units(np.array(unit, dtype=np.int64), prog.chunk_periods[:PERIODS]), each)
 
-    end = runs(prog.blocks, prog.block_periods, blocks)
+    end = runs(units(prog.blocks, prog.block_periods), blocks)
     return end + 1
 
 

@@ -14,10 +14,15 @@ from sparsa.config import ArrayConfig
 from sparsa.isa import Instruction, Opcode
 from sparsa.sim.programs import gemm_program, random_conv_program, random_gemm_program
 from sparsa.sw.accel_timing import (
+    ADDRESS_FIELDS,
+    LOADS,
     TIMED_FIELDS,
     AccelTimer,
+    Addresses,
     DramPort,
+    Timed,
     TimerState,
+    annotate_all,
     beat_bytes,
     port_caps,
     program_timing,
@@ -136,6 +141,7 @@ def test_key_restore_is_a_time_shift(rate, rng):
             offset = int(rng.integers(-1000, 1000))
             tail = AccelTimer(CFG, dram_bytes_per_cycle=rate, trace=True)
             tail.restore(head.key(), head.last_dispatch + offset)
+            tail.addresses = head.addresses
             tail.run(prog[cut:])
             assert [d - offset for d in tail.dispatch] == whole.dispatch[cut:]
             assert [c - offset for c in tail.out_cycles] == \
@@ -157,6 +163,7 @@ def test_key_keeps_long_writes_in_flight(rng):
             head.run(prog[:cut])
             tail = AccelTimer(cfg, trace=True)
             tail.restore(head.key(), head.last_dispatch)
+            tail.addresses = head.addresses
             tail.end = head.end
             tail.run(prog[cut:])
             assert tail.dispatch == whole.dispatch[cut:], (k, cut)
@@ -231,15 +238,16 @@ def test_config_needs_no_engine(rng):
 
 @pytest.mark.parametrize("rate", [None, 3])
 def test_only_the_timed_fields_matter(rate, rng):
-    """Every field outside :data:`TIMED_FIELDS` redrawn at random (im2col walks, addresses of
-    activation rows, flags): every dispatch and output cycle stays the same."""
+    """Every field outside :data:`TIMED_FIELDS` and :data:`ADDRESS_FIELDS` redrawn at random
+    (im2col walks, addresses of activation rows, flags): every dispatch and output cycle stays
+    the same."""
     for prog in programs(CFG, rng, 4):
         whole = program_timing(CFG, prog, dram_bytes_per_cycle=rate)
         redrawn = []
         for insn in prog:
             values = {}
             for name, bits in isa.FORMATS[insn.opcode]:
-                if name in TIMED_FIELDS[insn.opcode]:
+                if name in TIMED_FIELDS[insn.opcode] + ADDRESS_FIELDS.get(insn.opcode, ()):
                     continue
                 lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if \
                     name in isa.SIGNED_FIELDS else (0, (1 << bits) - 1)
@@ -250,3 +258,49 @@ def test_only_the_timed_fields_matter(rate, rng):
         again = program_timing(CFG, redrawn, dram_bytes_per_cycle=rate)
         assert again.dispatch == whole.dispatch
         assert again.out_cycles == whole.out_cycles
+
+
+def _rows(insn: Instruction, rows: int) -> tuple[int, int]:
+    """The scratchpad rows an instruction writes or reads, as the hazards compare them."""
+    if insn.opcode == Opcode.PRELOAD:
+        return insn.addr, rows
+    if insn.opcode == Opcode.LOAD_WEIGHT:
+        return insn.addr, insn.count
+    return insn.acc_addr, insn.count
+
+
+def _hits(a: tuple[int, int], b: tuple[int, int] | None) -> bool:
+    return b is not None and a[1] > 0 and b[1] > 0 and a[0] < b[0] + b[1] and b[0] < a[0] + a[1]
+
+
+def test_hazards_are_the_address_overlaps_with_earlier_instructions(rng):
+    """:func:`annotate_all`'s hazards against a backward search of the program for the
+    instruction each one compares with (the latest PRELOAD, LOAD with beats, STORE with rows,
+    COMPUTEs with beats), and its timed fields against the instruction's own."""
+    for prog in programs(CFG, rng, 6):
+        timed, _ = annotate_all(CFG.rows, Addresses(), prog)
+        for i, (insn, got) in enumerate(zip(prog, timed, strict=True)):
+            before = prog[:i][::-1]
+            loads = [x for x in before if x.opcode in LOADS and
+                     (x.count or x.opcode == Opcode.LOAD_SCALE)]
+            computes = [x for x in before if x.opcode == Opcode.COMPUTE and x.count]
+            stores = [x for x in before if x.opcode == Opcode.STORE and x.count]
+            preloads = [x for x in before if x.opcode == Opcode.PRELOAD]
+            own = _rows(insn, CFG.rows)
+            last = _rows(computes[0], CFG.rows) if computes else None
+            want = dict(opcode=insn.opcode)
+            want.update({f: getattr(insn, f) for f in TIMED_FIELDS[insn.opcode]})
+            if insn.opcode == Opcode.LOAD_WEIGHT:
+                want["on_preload"] = _hits(own, _rows(preloads[0], CFG.rows) if preloads
+                                           else None)
+            elif insn.opcode == Opcode.PRELOAD:
+                want["on_load"] = bool(loads) and loads[0].opcode == Opcode.LOAD_WEIGHT and \
+                    _hits(own, _rows(loads[0], CFG.rows))
+            elif insn.opcode == Opcode.COMPUTE:
+                want.update(on_store=_hits(own, _rows(stores[0], CFG.rows) if stores else None),
+                            on_last=_hits(own, last),
+                            chain=insn.accumulate and own == last)
+            elif insn.opcode == Opcode.STORE:
+                want.update(on_last=_hits(own, last), on_before=_hits(
+                    own, _rows(computes[1], CFG.rows) if len(computes) > 1 else None))
+            assert got == Timed(**want), (i, insn)
