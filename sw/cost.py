@@ -305,18 +305,30 @@ def block_runs(cfg: ArrayConfig, t: Tiling, *, raw: bool = False) -> list[tuple[
 PERIOD_SEARCH = 64
 
 
-def _repeat(timer: AccelTimer, step, count: int) -> int:
+def _repeat(timer: AccelTimer, step, count: int, memo: dict | None = None,
+            unit: object = None) -> int:
     """Run ``step`` (one unit, returning its latest event) ``count`` times; the latest event.
 
     Once the timer's state relative to the last dispatch (:meth:`AccelTimer.key`, the memo key
     that makes replay exact) repeats, the units between the two equal states repeat exactly,
-    shifted in time, so the remaining whole periods are skipped in one step."""
+    shifted in time, so the remaining whole periods are skipped in one step. ``memo`` (with
+    ``unit`` naming what ``step`` runs): a run of the same units from the same key as before is
+    replayed whole."""
     seen: dict | None = {}
     latest: list[int] = []
     end, i = NEVER, 0
+    start, ref0 = timer.key(), timer.last_dispatch
+    if memo is not None:
+        got = memo.get((unit, count, start))
+        if got is not None:
+            after, shift, last = got
+            timer.restore(after, ref0 + shift)
+            return ref0 + last
+    key = start
     while i < count:
         if i < PERIOD_SEARCH and seen is not None:
-            key = timer.key()
+            if i:
+                key = timer.key()
             if key in seen:
                 first, ref = seen[key]
                 period, shift = i - first, timer.last_dispatch - ref
@@ -330,6 +342,8 @@ def _repeat(timer: AccelTimer, step, count: int) -> int:
         latest.append(step())
         end = max(end, latest[-1])
         i += 1
+    if memo is not None:
+        memo[unit, count, start] = (timer.key(), timer.last_dispatch - ref0, end - ref0)
     return end
 
 
@@ -344,6 +358,7 @@ def program_cycles(cfg: ArrayConfig, t: Tiling, *, dram_bytes_per_cycle: int | N
     timer = AccelTimer(cfg, dram_bytes_per_cycle=dram_bytes_per_cycle)
     inner: dict[int, list] = {}     # each block's runs of chunks
     seen: dict[tuple, tuple] = {}   # (block, key at its start) -> (key after, shift, end)
+    memo: dict[tuple, tuple] = {}   # the same for runs of units (see _repeat)
     chunks = prog.chunks
 
     def run(ids) -> int:
@@ -356,7 +371,8 @@ def program_cycles(cfg: ArrayConfig, t: Tiling, *, dram_bytes_per_cycle: int | N
         end = NEVER
         for unit, count in split:
             end = max(end, step(unit) if count == 1 else
-                      _repeat(timer, lambda unit=unit: step(unit), count))
+                      _repeat(timer, lambda unit=unit: step(unit), count, memo,
+                              (step is run, tuple(unit))))
         return end
 
     def units(seq: np.ndarray, periods) -> list:
