@@ -8,9 +8,12 @@ instruction dispatched to the last row out, and the activity-counter increments.
   counted by the executor from the data).
 * :class:`PyVerilatorBackend`: the Verilated accelerator driven from Python
   (:class:`~sparsa.sim.pyverilator_driver.PyVerilatorAccelerator`).
+* :class:`NativeBackend`: the Verilated accelerator run by a compiled C++ harness, no Python
+  per cycle (:class:`~sparsa.sim.native.NativeAccelerator`).
 * :class:`~sparsa.sim.tb_run.CocotbBackend`: inside a cocotb test (Verilator or Icarus).
 
-The RTL backends run the one accelerator driver (:mod:`.accel_driver`). All of them are awaited
+The Python RTL backends run the one accelerator driver (:mod:`.accel_driver`); the native
+harness keeps its discipline in C++. All of them are awaited
 the same way, so the model runner (:mod:`.infer`) is written once.
 """
 
@@ -30,9 +33,10 @@ from sparsa.sw.accel_timing import program_counts, program_timing
 if TYPE_CHECKING:   # the golden backend runs without Amaranth's drivers loaded
     from .accel_driver import AccelRun
 
-__all__ = ["BACKENDS", "GoldenBackend", "ProgramRun", "PyVerilatorBackend"]
+__all__ = ["BACKENDS", "GoldenBackend", "NativeBackend", "ProgramRun",
+           "PyVerilatorBackend"]
 
-BACKENDS = ("golden", "pyverilator", "verilator", "icarus")
+BACKENDS = ("golden", "native", "pyverilator", "verilator", "icarus")
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,22 @@ class PyVerilatorBackend:
         from .pyverilator_driver import PyVerilatorAccelerator
 
         self.accelerator = PyVerilatorAccelerator(cfg, build_dir)
+
+    async def run(self, program: Sequence[Instruction], data_in: Sequence[int]) -> ProgramRun:
+        return ProgramRun.of(self.accelerator.run_program(program, data_in))
+
+
+class NativeBackend:
+    """The exported accelerator, Verilated with a C++ harness into one executable (built once
+    per configuration and cached, :func:`sparsa.sim.native.build`), running each program with
+    ideal streams or DRAM ports of ``dram_bytes_per_cycle``."""
+
+    name = "native"
+
+    def __init__(self, cfg: ArrayConfig, *, dram_bytes_per_cycle: int | None = None):
+        from .native import NativeAccelerator
+
+        self.accelerator = NativeAccelerator(cfg, dram_bytes_per_cycle=dram_bytes_per_cycle)
 
     async def run(self, program: Sequence[Instruction], data_in: Sequence[int]) -> ProgramRun:
         return ProgramRun.of(self.accelerator.run_program(program, data_in))

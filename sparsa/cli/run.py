@@ -23,18 +23,21 @@ from .common import (
 
 __all__ = ["register"]
 
-BACKENDS = ("golden", "pyverilator", "verilator", "icarus")
+BACKENDS = ("golden", "native", "pyverilator", "verilator", "icarus")
 
 
 def _in_process(args, cfg, prepared, bar, task):
-    """golden and pyverilator: the model runner in this process."""
-    from sparsa.sim.host import GoldenBackend, PyVerilatorBackend
+    """golden, native and pyverilator: the model runner in this process."""
+    from sparsa.sim.host import GoldenBackend, NativeBackend, PyVerilatorBackend
     from sparsa.sim.infer import run_model
     from sparsa.sim.runner import build_dir_for
 
     name, qgraph, x, labels = prepared
     if args.sim == "golden":
         backend = GoldenBackend(cfg)
+    elif args.sim == "native":
+        bar.update(task, description="building the native simulator (cached after the first run)")
+        backend = NativeBackend(cfg)
     else:
         bar.update(task, description="building the Verilated accelerator")
         backend = PyVerilatorBackend(cfg, build_dir_for(cfg, "accelerator", "pyverilator"))
@@ -98,7 +101,7 @@ def _run(args: argparse.Namespace) -> int:
     progress = Progress(transient=True, console=Console(stderr=True))
     with output_dir(out, "run") as tmp, progress as bar:
         task = bar.add_task("preparing", total=layers)
-        if args.sim in ("golden", "pyverilator"):
+        if args.sim in ("golden", "native", "pyverilator"):
             result = _in_process(args, cfg, prepared, bar, task)
         else:
             result = _in_simulator(args, cfg, policy, bar, task, tmp)
