@@ -24,6 +24,7 @@ from .array import SystolicArray
 from .csr import CsrBlock
 from .dma import DmaReader, DmaWriter
 from .pe import SparsePE
+from .top import AxiAccelerator
 
 __all__ = ["LINT_WAIVERS", "MAX_PES", "TOPS", "Export", "build_top", "check_export_size",
            "export_verilog", "port_list"]
@@ -36,6 +37,7 @@ TOPS = {
     "dma_reader": ("sparsa_dma_reader", DmaReader),
     "dma_writer": ("sparsa_dma_writer", DmaWriter),
     "csr": ("sparsa_csr", lambda cfg: CsrBlock(cfg, counters=layouts.counters(COUNTERS))),
+    "axi_accelerator": ("sparsa_axi_accelerator", AxiAccelerator),
 }
 
 LINT_WAIVERS = "lint_waivers.vlt"

@@ -26,7 +26,8 @@ SIMULATORS = ("verilator", "icarus")
 # top -> cocotb test module
 TESTBENCHES = {"array": "sparsa.sim.tb_array", "pe": "sparsa.sim.tb_pe",
                "accelerator": "sparsa.sim.tb_accel", "dma_reader": "sparsa.sim.tb_dma",
-               "dma_writer": "sparsa.sim.tb_dma", "csr": "sparsa.sim.tb_csr"}
+               "dma_writer": "sparsa.sim.tb_dma", "csr": "sparsa.sim.tb_csr",
+               "axi_accelerator": "sparsa.sim.tb_top"}
 TOOLS = {"verilator": "verilator", "icarus": "iverilog"}
 
 

@@ -12,7 +12,7 @@ __all__ = ["register"]
 
 # The exportable designs, as sparsa.hw.export.TOPS names them (listed here so that building the
 # parser does not import Amaranth; tests/test_cli.py checks the two agree).
-TOPS = ("array", "pe", "accelerator", "dma_reader", "dma_writer", "csr")
+TOPS = ("array", "pe", "accelerator", "dma_reader", "dma_writer", "csr", "axi_accelerator")
 
 
 def _cmd_verilog(args: argparse.Namespace) -> int:
