@@ -166,15 +166,39 @@ def actions_from_counts(cfg: ArrayConfig, counts: dict[str, int], traffic: Traff
     )
 
 
-def _chunk_ids(program: tuple[Timed, ...], interned: dict[tuple, int]) -> tuple[int, ...]:
-    """Split a block's instructions (as the cycle model reads them) after each COMPUTE (one
-    tile each) and give every distinct chunk a small id."""
-    out, start = [], 0
-    for i, insn in enumerate(program):
-        if insn.opcode == Opcode.COMPUTE or i == len(program) - 1:
-            out.append(interned.setdefault(program[start:i + 1], len(interned)))
-            start = i + 1
-    return tuple(out)
+class _Chunks:
+    """A program's tiles as the cycle model reads them: each block's instructions split after
+    each COMPUTE (one tile each), annotated (:func:`sparsa.sw.accel_timing.annotate`) and given
+    small ids, one per distinct timed chunk. A chunk of the same instruction objects after the
+    same addresses annotates alike: looked up, not annotated again."""
+
+    def __init__(self, rows: int):
+        self.rows = rows
+        self.interned: dict[tuple[Timed, ...], int] = {}
+        self.seen: dict[tuple, tuple] = {}  # (addresses, ids of the objects) -> (id, after, chunk)
+
+    def ids(self, at: Addresses, program: list) -> tuple[tuple[int, ...], Addresses]:
+        """The chunk ids of ``program`` (instructions) after the addresses ``at``, and the
+        addresses after it."""
+        out, start, last = [], 0, len(program) - 1
+        for i, insn in enumerate(program):
+            if insn.opcode == Opcode.COMPUTE or i == last:
+                chunk = program[start:i + 1]
+                key = (at, tuple(map(id, chunk)))
+                got = self.seen.get(key)
+                if got is None:
+                    timed, after = annotate_all(self.rows, at, chunk)
+                    # the chunk is kept with its ids: no other object can take them
+                    got = self.seen[key] = (self.interned.setdefault(timed, len(self.interned)),
+                                            after, chunk)
+                out.append(got[0])
+                at = got[1]
+                start = i + 1
+        return tuple(out), at
+
+    def chunks(self) -> tuple[tuple[Timed, ...], ...]:
+        """The distinct timed chunks, by id."""
+        return tuple(sorted(self.interned, key=self.interned.__getitem__))
 
 
 @dataclass(frozen=True)
@@ -196,7 +220,7 @@ def _program(cfg: ArrayConfig, t: Tiling, raw: bool) -> _Program:
     (the same parity and carried stores, neither the first nor the last) repeat the one before:
     they are taken from it, not walked."""
     built: dict[tuple, tuple] = {}
-    interned: dict[tuple, int] = {}
+    chunker = _Chunks(cfg.rows)
     units: dict[tuple[int, ...], int] = {}
     keys: dict[tuple, tuple] = {}
     seq: list[int] = []
@@ -222,8 +246,7 @@ def _program(cfg: ArrayConfig, t: Tiling, raw: bool) -> _Program:
             if got is None:
                 pairs, carry = block_instructions(cfg, t, block, carry=state[0], raw=raw,
                                                   view=True)
-                timed, at = annotate_all(cfg.rows, state[2], [i for i, _ in pairs])
-                ids = _chunk_ids(timed, interned)
+                ids, at = chunker.ids(state[2], [i for i, _ in pairs])
                 got = built[key] = (units.setdefault(ids, len(units)),
                                     (carry, tuple((i, n) for i, _, n in carry), at))
             seq.append(got[0])
@@ -239,17 +262,14 @@ def _program(cfg: ArrayConfig, t: Tiling, raw: bool) -> _Program:
         walk(g * per_stack)
         stacks[entry] = (seq[start:], state)
     if state[0]:
-        timed, _ = annotate_all(cfg.rows, state[2], [i for i, _, _ in state[0]])
-        seq.append(units.setdefault(_chunk_ids(timed, interned), len(units)))
+        seq.append(units.setdefault(chunker.ids(state[2], [i for i, _, _ in state[0]])[0],
+                                    len(units)))
     cols = {t.block_cols(c) for c in range(t.col_blocks)}
-    chunks: list[tuple] = [()] * len(interned)
-    for chunk, i in interned.items():
-        chunks[i] = chunk
     ordered: list[tuple[int, ...]] = [()] * len(units)
     for ids, i in units.items():
         ordered[i] = ids
     return _Program(
-        np.array(seq, dtype=np.int64), tuple(ordered), tuple(chunks),
+        np.array(seq, dtype=np.int64), tuple(ordered), chunker.chunks(),
         tuple(sorted(set(range(1, PERIODS + 1)) | {per_stack, 2 * per_stack, t.p_blocks,
                                                     2 * t.p_blocks})),
         tuple(sorted(set(range(1, PERIODS + 1)) | {x * f for x in cols for f in (1, 2)})))
