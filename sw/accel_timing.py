@@ -206,30 +206,36 @@ def _new(cls, **values):
 
 
 @functools.cache
-def _cycle_fields(cls) -> tuple[tuple[str, bool], ...]:
-    """``(name, holds a cycle)`` of the fields of a state class that hold a cycle or may hold
-    states (a state, a tuple of states, or None)."""
-    return tuple((f.name, bool(f.metadata.get("cycle"))) for f in fields(cls)
-                 if f.metadata.get("cycle") or f.default is None or is_dataclass(f.default)
-                 or isinstance(f.default, tuple))
+def _cycle_fields(cls) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """The fields of a state class that hold a cycle, that may hold a state (a state or None),
+    and that hold a tuple of states."""
+    cycles, states, tuples = [], [], []
+    for f in fields(cls):
+        if f.metadata.get("cycle"):
+            cycles.append(f.name)
+        elif isinstance(f.default, tuple):
+            tuples.append(f.name)
+        elif f.default is None or is_dataclass(f.default):
+            states.append(f.name)
+    return tuple(cycles), tuple(states), tuple(tuples)
 
 
 def _shifted(obj, delta: int, floor: int | None = None):
     """``obj`` with every cycle field moved by ``delta`` (None stays None; at least ``floor``),
     through nested states and tuples of states."""
+    cycles, states, tuples = _cycle_fields(type(obj))
     values = obj.__dict__.copy()
-    for name, is_cycle in _cycle_fields(type(obj)):
+    for name in cycles:
         value = values[name]
-        if value is None:
-            continue
-        if is_cycle:
+        if value is not None:
             value += delta
             values[name] = value if floor is None or value > floor else floor
-        elif type(value) is tuple:
-            values[name] = tuple(_shifted(v, delta, floor) if hasattr(v, "__dataclass_fields__")
-                                 else v for v in value)
-        elif hasattr(value, "__dataclass_fields__"):
+    for name in states:
+        value = values[name]
+        if hasattr(value, "__dataclass_fields__"):
             values[name] = _shifted(value, delta, floor)
+    for name in tuples:
+        values[name] = tuple(_shifted(v, delta, floor) for v in values[name])
     new = object.__new__(type(obj))
     new.__dict__.update(values)
     return new

@@ -314,6 +314,13 @@ def _runs(seq: np.ndarray, periods: tuple[int, ...]) -> list[tuple[int, int, int
     return out
 
 
+@functools.lru_cache(maxsize=1 << 12)
+def _split(items: tuple[int, ...], periods: tuple[int, ...]) -> tuple:
+    """``items`` as its runs: ``(unit, count)`` (cached: a program is timed at two rates)."""
+    return tuple((items[start:start + period], count)
+                 for start, period, count in _runs(np.array(items, dtype=np.int64), periods))
+
+
 def block_runs(cfg: ArrayConfig, t: Tiling, *, raw: bool = False) -> list[tuple[int, int]]:
     """The program's runs of blocks as ``(period in blocks, count)`` (what
     :func:`program_cycles` skips; inside each distinct block, runs of chunks too)."""
@@ -392,13 +399,11 @@ def program_cycles(cfg: ArrayConfig, t: Tiling, *, dram_bytes_per_cycle: int | N
         for unit, count in split:
             end = max(end, step(unit) if count == 1 else
                       _repeat(timer, lambda unit=unit: step(unit), count, memo,
-                              (step is run, tuple(unit))))
+                              (step is run, unit)))
         return end
 
-    def units(seq: np.ndarray, periods) -> list:
-        items = seq.tolist()
-        return [(items[start:start + period], count)
-                for start, period, count in _runs(seq, periods)]
+    def units(seq: np.ndarray, periods) -> tuple:
+        return _split(tuple(seq.tolist()), periods)
 
     def block(bid: int) -> int:
         """One block; replayed when it starts from a state (key) it started from before."""
@@ -414,10 +419,10 @@ def program_cycles(cfg: ArrayConfig, t: Tiling, *, dram_bytes_per_cycle: int | N
         seen[bid, start] = (timer.key(), timer.last_dispatch - ref, end - ref)
         return end
 
-    def each(unit: list[int]) -> int:
+    def each(unit: tuple[int, ...]) -> int:
         return max(block(b) for b in unit)
 
-    def blocks(unit: list[int]) -> int:
+    def blocks(unit: tuple[int, ...]) -> int:
         """A unit of blocks; a long one (a stacked GEMM's) in runs of its own."""
         if len(unit) <= 2 * PERIODS:
             return each(unit)
