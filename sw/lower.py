@@ -40,6 +40,14 @@ whatever the pruning) and always on dense hardware. Otherwise the layer is dense
 hardware: each (offset, block) runs ``ceil(m/n)`` *phases*, phase ``q`` holding the weights of
 lanes ``q*n .. q*n+n-1`` of every group of ``m`` with those fixed indices.
 
+**Causal attention** (a decoder's prefill): query ``q`` sees keys ``0 .. q`` only, so the
+score and context GEMMs need only their lower triangle. :func:`causal_gemms` splits them into
+GEMMs that each run as a program of their own: the queries in blocks of ``block`` rows; the
+score GEMM as the squares (query block ``i``, key block ``j <= i``), the context GEMM as one GEMM
+per query block over the keys it sees (``K`` = the keys up to its last query: the sums over
+keys stay in one program's accumulators). The diagonal squares compute their masked upper half
+too.
+
 **Compulsory bytes** (:meth:`Lowering.compulsory`): the layer's input activations once, its
 weights once (N:M values and index metadata for a pruned layer, dense values otherwise), one
 scale/bias entry per output channel and its outputs once: what any schedule must move.
@@ -48,6 +56,7 @@ scale/bias entry per output channel and its outputs once: what any schedule must
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from sparsa import isa
@@ -57,10 +66,14 @@ from sparsa.models.graph import Gemm, Layer
 from sparsa.nm import pattern_fits
 
 __all__ = [
+    "CAUSAL_CONTEXT_BLOCKS",
+    "CAUSAL_SQUARES",
     "HostConv",
     "Lowering",
     "ScheduleError",
     "Traffic",
+    "causal_blocks",
+    "causal_gemms",
     "layer_runs_sparse",
     "linear_lowering",
     "lower_layer",
@@ -289,6 +302,46 @@ def lower_layer(layer: Layer, cfg: ArrayConfig) -> Lowering | None:
         padded = low.c_blocks(cfg) * cfg.k_per_pass
         return dataclasses.replace(low, geom=linear_geometry(low.geom.p, padded))
     return linear_lowering(cfg, gemm, pruned=pruned)
+
+
+# Causal attention: the context GEMM in about this many query blocks (each a program of its own
+# K, so each costed on its own), the score GEMM in squares of one of this many sizes.
+CAUSAL_CONTEXT_BLOCKS = 8
+CAUSAL_SQUARES = 4
+
+
+def causal_blocks(cfgs: tuple[ArrayConfig, ...], seq: int, role: str) -> list[int]:
+    """The query block sizes to try for a causal attention GEMM of ``seq`` tokens on every
+    configuration of ``cfgs`` (the design and its baseline). The context GEMM's: one, about
+    ``seq / CAUSAL_CONTEXT_BLOCKS`` rows rounded up to whole K passes of every configuration
+    (so no block's K is padded). The score GEMM's: squares of whole column tiles, the context
+    block and up to ``CAUSAL_SQUARES - 1`` halvings of it (the caller keeps the fastest)."""
+    align = math.lcm(*(c.k_per_pass for c in cfgs))
+    block = min(seq, align * -(-seq // (CAUSAL_CONTEXT_BLOCKS * align)))
+    if role != "scores":
+        return [block]
+    cols = cfgs[0].cols
+    sizes = [cols << j for j in range(block.bit_length()) if cols << j < block]
+    return [*sizes, block][-CAUSAL_SQUARES:]
+
+
+def causal_gemms(gemm: Gemm, role: str, block: int) -> list[tuple[Gemm, int]]:
+    """The GEMMs computing the lower triangle of a causal attention GEMM (``role`` "scores":
+    ``groups x (S x d) . (d x S)``; "context": ``groups x (S x S) . (S x d)``) with query blocks
+    of ``block`` rows, each with the number of times it runs (module notes)."""
+    seq = gemm.p
+    if (gemm.cols if role == "scores" else gemm.k) != seq:
+        raise ValueError(f"a causal {role} GEMM has as many keys as queries, not {gemm}")
+    sizes = [min(block, seq - i) for i in range(0, seq, block)]
+    out: dict[Gemm, int] = {}
+    for i, rows in enumerate(sizes):
+        if role == "scores":
+            for keys in sizes[:i + 1]:
+                g = Gemm(p=rows, k=gemm.k, cols=keys, groups=gemm.groups)
+                out[g] = out.get(g, 0) + 1
+        else:
+            out[Gemm(p=rows, k=sum(sizes[:i + 1]), cols=gemm.cols, groups=gemm.groups)] = 1
+    return list(out.items())
 
 
 def program_key(low: Lowering, cfg: ArrayConfig) -> Lowering:

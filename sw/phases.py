@@ -34,11 +34,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from sparsa.config import ArrayConfig
-from sparsa.models.graph import Layer, LayerGraph, routed_tokens
+from sparsa.models.graph import Gemm, Layer, LayerGraph, routed_tokens
 
 from . import timing
 from .cost import LayerCost
 from .energy import Energy, EnergyTable, load_table
+from .lower import causal_blocks, causal_gemms
 from .model_report import (
     LayerReport,
     ModelReport,
@@ -92,6 +93,14 @@ class PhaseSummary:
     kv_cache_bytes: int             # the cache at the end
     design: PhaseSide
     baseline: PhaseSide
+    # The prefill's attention: causal (a decoder's: its lower triangle, the score GEMM in
+    # squares of score_block queries x keys, the context GEMM in blocks of context_block
+    # queries) or full; its MACs as costed and those of the full square GEMMs.
+    causal: bool = False
+    score_block: int = 0
+    context_block: int = 0
+    attention_macs: int = 0
+    full_attention_macs: int = 0
 
     def seconds(self, cycles: int) -> float:
         return cycles / (self.clock_mhz * 1e6)
@@ -175,13 +184,19 @@ def _roles(graph: LayerGraph) -> list[str | None]:
     return roles
 
 
+def _matmul(name: str, g: Gemm, role: str) -> Layer:
+    """An attention GEMM of shape ``g`` (``groups`` independent ``P x K . K x cols``)."""
+    return Layer(name=name, kind="matmul", in_shape=(g.groups, g.p, g.k),
+                 out_shape=(g.groups, g.p, g.cols), nm=None,
+                 attrs={"k": g.k, "groups": g.groups, "rhs_shape": (g.groups, g.k, g.cols),
+                        "role": role})
+
+
 def _attention_layer(layer: Layer, role: str, meta: Mapping[str, Any], context: int) -> Layer:
     b, h, kv, d = meta["batch"], meta["heads"], meta["kv_heads"], meta["head_dim"]
     groups, rep = b * kv, h // kv
     k, cols = (d, context) if role == "scores" else (context, d)
-    return Layer(name=layer.name, kind="matmul", in_shape=(groups, rep, k),
-                 out_shape=(groups, rep, cols), nm=None,
-                 attrs={"k": k, "groups": groups, "rhs_shape": (groups, k, cols), "role": role})
+    return _matmul(layer.name, Gemm(p=rep, k=k, cols=cols, groups=groups), role)
 
 
 def _decode_layer(layer: Layer, rows: int) -> Layer:
@@ -331,8 +346,77 @@ class _Request:
                             table_name=self.table_name, memo=memo)
 
 
+@dataclass(frozen=True)
+class _Causal:
+    """A causal prefill's attention: each role's report over the lower triangle, the query
+    block it was split with, and the MACs of the full (square) GEMM."""
+
+    reports: dict[str, LayerReport]
+    blocks: dict[str, int]
+    full_macs: dict[str, int]
+
+
+def _causal_role(layer: Layer, role: str, req: _Request, memo: dict) -> tuple[LayerReport, int]:
+    """The lower triangle of attention GEMM ``layer`` as the programs of
+    :func:`~sparsa.sw.lower.causal_gemms`, with the query block (of those tried) that gives the
+    fewest N:M cycles; the report shows the full GEMM's shape."""
+    cfgs = (req.cfg, dense_baseline(req.cfg))
+    best = None
+    for block in causal_blocks(cfgs, layer.gemm.p, role):
+        parts = [(layer_report(_matmul(layer.name, g, role), *cfgs, req.table, memo), n)
+                 for g, n in causal_gemms(layer.gemm, role, block)]
+        total = sum((_Sum.of(x, n) for x, n in parts[1:]), _Sum.of(*parts[0]))
+        if best is None or total.sparse.cycles.total < best[0].sparse.cycles.total:
+            best = total, parts, block
+    total, parts, block = best
+    g, largest = layer.gemm, max(parts, key=lambda xn: xn[0].macs)[0]
+    return dataclasses.replace(
+        largest, name=layer.name, p=g.p, k=g.k, cols=g.cols, groups=g.groups,
+        sparse=total.sparse, dense=total.dense, energy=total.energy,
+        dense_energy=total.dense_energy, total_macs=total.macs,
+        min_beats=min(x.min_beats for x, _ in parts)), block
+
+
+def _prefill(req: _Request, memo: dict) -> tuple[ModelReport, _Causal | None]:
+    """The prefill's report. A causal model's attention GEMMs are costed over their lower
+    triangle (:func:`_causal_role`, once per role: every decoder layer's are alike)."""
+    graph = prefill_graph(req.graph)
+    if not graph.meta.get("causal"):
+        return req.build(graph, memo), None
+    roles = _roles(req.graph)
+    gemms = graph.gemm_layers()
+    attention = {x.name for x, role in zip(gemms, roles, strict=True) if role}
+    report = req.build(dataclasses.replace(
+        graph, layers=tuple(x for x in graph.layers if x.name not in attention)), memo)
+    causal = _Causal({}, {}, {})
+    for role in ("scores", "context"):
+        layer = gemms[roles.index(role)]
+        causal.reports[role], causal.blocks[role] = _causal_role(layer, role, req, memo)
+        causal.full_macs[role] = layer.gemm.macs
+    weights = iter(report.layers)
+    layers = tuple(dataclasses.replace(causal.reports[role], name=x.name) if role
+                   else next(weights) for x, role in zip(gemms, roles, strict=True))
+    return dataclasses.replace(report, layers=layers), causal
+
+
+def _attention_fields(req: _Request, prefill: ModelReport | None,
+                      causal: _Causal | None) -> dict[str, Any]:
+    """The summary's prefill attention fields (none without a prefill)."""
+    if prefill is None:
+        return {}
+    roles = _roles(req.graph)
+    full = sum(x.gemm.macs for x, role in zip(req.graph.gemm_layers(), roles, strict=True)
+               if role)
+    costed = sum(x.macs for x, role in zip(prefill.layers, roles, strict=True) if role)
+    blocks = causal.blocks if causal else {}
+    return {"causal": causal is not None, "score_block": blocks.get("scores", 0),
+            "context_block": blocks.get("context", 0), "attention_macs": costed,
+            "full_attention_macs": full}
+
+
 def _summary(req: _Request, phase: str, context: int, tokens: int,
-             parts: tuple[ModelReport | None, list[tuple[LayerReport, _Sum]]]) -> PhaseSummary:
+             parts: tuple[ModelReport | None, list[tuple[LayerReport, _Sum]]],
+             causal: _Causal | None = None) -> PhaseSummary:
     b, s, _, kv, d, n = _attention_meta(req.graph)
     per_token = 2 * n * kv * d * -(-req.cfg.act_width // 8)
     if phase == "prefill":
@@ -350,20 +434,21 @@ def _summary(req: _Request, phase: str, context: int, tokens: int,
         phase=phase, batch=b, seq=s, context=context, tokens=tokens,
         clock_mhz=req.cfg.clock_mhz, multipliers=req.cfg.multipliers, tile_period=period,
         kv_bytes_per_token=per_token, kv_read_bytes=read, kv_write_bytes=sum(writes),
-        kv_cache_bytes=cached, design=sides[0], baseline=sides[1])
+        kv_cache_bytes=cached, design=sides[0], baseline=sides[1],
+        **_attention_fields(req, parts[0], causal))
 
 
 def _generate(req: _Request, tokens: int) -> ModelReport:
     memo: dict = {}
     roles = _roles(req.graph)
     seq = req.graph.meta["seq"]
-    prefill = req.build(prefill_graph(req.graph), memo)
+    prefill, causal = _prefill(req, memo)
     step = req.build(decode_graph(req.graph, seq + 1), memo)
     sums = _attention_sums(req.graph, roles, req.cfg, req.table, memo, tokens, req.progress)
     role_of = {x.name: role for x, role in zip(req.graph.gemm_layers(), roles, strict=True)}
     decode = [(x, sums[role_of[x.name]] if role_of[x.name] else _Sum.of(x, tokens))
               for x in step.layers]
-    summary = _summary(req, "generate", seq + tokens, tokens, (prefill, decode))
+    summary = _summary(req, "generate", seq + tokens, tokens, (prefill, decode), causal)
     return dataclasses.replace(
         prefill, layers=_generation_layers(prefill, step, roles, sums, tokens), phase=summary,
         workload={**prefill.workload, "phase": "generate", "tokens": tokens})
@@ -389,8 +474,8 @@ def phase_report(graph: LayerGraph, cfg: ArrayConfig, phase: str, *,
     if phase == "generate":
         return _generate(req, tokens)
     if phase == "prefill":
-        report = req.build(prefill_graph(graph), {})
-        summary = _summary(req, phase, seq, 0, (report, []))
+        report, causal = _prefill(req, {})
+        summary = _summary(req, phase, seq, 0, (report, []), causal)
         return dataclasses.replace(report, phase=summary,
                                    workload={**report.workload, "phase": "prefill"})
     context = context or seq
@@ -406,6 +491,7 @@ def phase_lines(p: PhaseSummary) -> list[str]:
     if p.phase in ("prefill", "generate"):
         lines.append(f"time to first token {si(p.ttft_s(d), 's')} (dense "
                      f"{si(p.ttft_s(b), 's')}): prefill of {p.seq} tokens x batch {p.batch}")
+        lines.append(_attention_line(p))
     if p.tokens:
         lines += [f"per-token latency {si(p.per_token_s(d), 's')} (dense "
                   f"{si(p.per_token_s(b), 's')}), {p.per_token_speedup:.3f}x; "
@@ -420,6 +506,16 @@ def phase_lines(p: PhaseSummary) -> list[str]:
               f"KV-cache traffic: reads {si(p.kv_read_bytes, 'B')} in the attention GEMMs, "
               f"writes {si(p.kv_write_bytes, 'B')} on top of the layers' (energy included)"]
     return lines + p.findings()
+
+
+def _attention_line(p: PhaseSummary) -> str:
+    share = f"{si(p.attention_macs)} MACs"
+    if not p.causal:
+        return f"prefill attention full ({share}): the model's attention is not causal"
+    return (f"prefill attention causal: the score GEMM as {p.score_block}x{p.score_block} "
+            f"query x key squares on and below the diagonal, the context GEMM in blocks of "
+            f"{p.context_block} queries over the keys each sees; {share}, "
+            f"{p.attention_macs / p.full_attention_macs:.1%} of the full GEMMs'")
 
 
 def phase_to_dict(p: PhaseSummary) -> dict[str, Any]:

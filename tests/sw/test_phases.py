@@ -5,13 +5,14 @@ periodic runs of blocks are skipped exactly."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 
 import pytest
 
 from sparsa.config import ArrayConfig, preset
-from sparsa.models.graph import Gemm
+from sparsa.models.graph import Gemm, Layer
 from sparsa.models.load import load_graph
 from sparsa.sw.accel_timing import program_timing
 from sparsa.sw.assemble import gemm_instructions
@@ -22,10 +23,12 @@ from sparsa.sw.cost import (
     program_cycles,
     program_tiling,
 )
-from sparsa.sw.model_report import build_report
+from sparsa.sw.energy import load_table
+from sparsa.sw.model_report import build_report, dense_baseline, layer_report
 from sparsa.sw.phases import (
     PhaseError,
     decode_graph,
+    phase_lines,
     phase_report,
     prefill_graph,
     workload_lines,
@@ -72,7 +75,7 @@ def test_prefill_computes_the_last_tokens_logits_only(tiny):
 def test_generate_is_prefill_plus_every_decode_step(tiny):
     tokens = 5
     gen = phase_report(tiny, CFG, "generate", tokens=tokens)
-    pre = build_report(prefill_graph(tiny), CFG)
+    pre = phase_report(tiny, CFG, "prefill")       # causal: test_causal_prefill_attention
     steps = [build_report(decode_graph(tiny, 12 + t + 1), CFG) for t in range(tokens)]
     for i, x in enumerate(gen.layers):
         want = pre.layers[i].sparse.cycles.total + sum(s.layers[i].sparse.cycles.total
@@ -194,3 +197,64 @@ def test_mixture_of_experts_decode_and_generate(tmp_path):
                 dec[x.name].sparse.cycles.total if x.name in dec else 0)
             assert x.sparse.cycles.total == want, x.name
     assert gen.workload["experts"] == 3
+
+
+def _square_sizes(seq: int, block: int) -> list[int]:
+    return [min(block, seq - i) for i in range(0, seq, block)]
+
+
+def _causal_sum(gemm: Gemm, role: str, block: int, table) -> tuple[int, int, int]:
+    """N:M cycles, dense cycles and MACs of the lower triangle's programs, built here: the
+    score GEMM as squares (query block i, key block j <= i), the context GEMM as one GEMM per
+    query block over the keys up to its last query."""
+    sizes, cycles, dense, macs = _square_sizes(gemm.p, block), 0, 0, 0
+    for i, rows in enumerate(sizes):
+        seen = sum(sizes[:i + 1])
+        shapes = ([(rows, gemm.k, keys) for keys in sizes[:i + 1]] if role == "scores"
+                  else [(rows, seen, gemm.cols)])
+        for p, k, cols in shapes:
+            layer = Layer(name="x", kind="matmul", in_shape=(gemm.groups, p, k),
+                          out_shape=(gemm.groups, p, cols), attrs={"k": k, "groups": gemm.groups})
+            x = layer_report(layer, CFG, dense_baseline(CFG), table)
+            cycles, dense = cycles + x.sparse.cycles.total, dense + x.dense.cycles.total
+            macs += gemm.groups * p * k * cols
+    return cycles, dense, macs
+
+
+def test_causal_prefill_attention(tmp_path):
+    """A decoder's prefill costs its attention's lower triangle: each score and context layer
+    equals the sum of its query-block programs built here (the score squares of the size with
+    the fewest N:M cycles among whole column tiles doubling up to the context block: 2, 4, 8),
+    between half and all of the full GEMM's cycles; weight layers are unchanged. An encoder
+    (not causal) keeps its full attention."""
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(TINY))
+    g = load_graph(str(path), batch=1, seq=32)
+    table = load_table()
+    rep = phase_report(g, CFG, "prefill")
+    full = build_report(prefill_graph(g), CFG)
+    p = rep.phase
+    # 8 query heads; the context block: 32 tokens / 4 blocks, whole 8-channel K passes
+    assert (p.causal, p.context_block) == (True, 8)
+    squares = {b: _causal_sum(Gemm(p=32, k=8, cols=32, groups=8), "scores", b, table)
+               for b in (2, 4, 8)}
+    assert p.score_block == min(squares, key=lambda b: squares[b][0])
+    sums = {8: squares[p.score_block],
+            32: _causal_sum(Gemm(p=32, k=32, cols=8, groups=8), "context", 8, table)}
+    for x, f in zip(rep.layers, full.layers, strict=True):
+        if f.kind != "matmul":
+            assert (x.sparse, x.dense, x.macs) == (f.sparse, f.dense, f.macs), x.name
+            continue
+        cycles, dense, macs = sums[f.k]
+        assert (x.sparse.cycles.total, x.dense.cycles.total, x.macs) == (cycles, dense, macs)
+        assert (x.p, x.k, x.cols) == (f.p, f.k, f.cols)
+        for got, was in ((cycles, f.sparse.cycles.total), (dense, f.dense.cycles.total),
+                         (macs, f.macs)):
+            assert 0.5 * was < got < was, x.name
+    assert p.attention_macs == 2 * (sums[8][2] + sums[32][2])
+    assert "prefill attention causal" in "\n".join(phase_lines(p))
+    encoder = dataclasses.replace(g, meta={**g.meta, "causal": False})
+    rep = phase_report(encoder, CFG, "prefill")
+    assert [x.sparse for x in rep.layers] == [x.sparse for x in full.layers]
+    assert not rep.phase.causal
+    assert "prefill attention full" in "\n".join(phase_lines(rep.phase))
