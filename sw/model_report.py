@@ -114,7 +114,7 @@ class ModelReport:
     # batch, seq, phase, context, tokens (experts, top_k): the workload, where known (workload_of)
     workload: Mapping[str, Any] = field(default_factory=dict)
     weights_absent: bool = False    # an ONNX file whose external weight data is missing
-    phase: Any = None               # a sparsa.sw.phases.PhaseSummary for LLM phases
+    phase: Any = None               # a sparsa.sw.phase_summary.PhaseSummary for LLM phases
     # Area of the design and its baseline, when the command line measured it (sw cannot
     # synthesize): kind "asic" (design/baseline in kGE) or "fpga" (dicts of resources).
     area: Mapping[str, Any] = field(default_factory=dict)

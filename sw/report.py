@@ -27,7 +27,7 @@ from .model_report import (
     build_report,
     dense_baseline,
 )
-from .phases import phase_to_dict
+from .phase_summary import phase_to_dict
 from .report_plots import write_png
 from .report_terminal import print_table, summary_lines
 

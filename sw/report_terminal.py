@@ -22,7 +22,7 @@ from .model_report import (
     si,
     sum_costs,
 )
-from .phases import workload_lines
+from .phase_summary import workload_lines
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType

@@ -25,14 +25,8 @@ from sparsa.sw.cost import (
 )
 from sparsa.sw.energy import load_table
 from sparsa.sw.model_report import build_report, dense_baseline, layer_report
-from sparsa.sw.phases import (
-    PhaseError,
-    decode_graph,
-    phase_lines,
-    phase_report,
-    prefill_graph,
-    workload_lines,
-)
+from sparsa.sw.phase_summary import phase_lines, workload_lines
+from sparsa.sw.phases import PhaseError, decode_graph, phase_report, prefill_graph
 from sparsa.sw.schedule import LayerSchedule, ScheduleError, schedule_gemm
 
 TINY = {"model_type": "mistral", "hidden_size": 64, "intermediate_size": 128,
