@@ -99,7 +99,8 @@ def test_digits_cnn_native(tmp_path):
                  str(cfg_file), "-o", str(tmp_path / "out")])
     result = ModelRun.from_json((tmp_path / "out" / "run.json").read_text())
     assert code == 0
-    assert result.bit_exact and result.accuracy == result.golden_accuracy
+    assert result.bit_exact
+    assert result.accuracy == result.golden_accuracy
     assert len(result.layers) == 4
     for layer in result.layers:
         assert layer.measured == layer.predicted, layer
