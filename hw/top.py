@@ -38,8 +38,68 @@ interrupt. ``status.error``: a DMA response was not OKAY (sticky until the next 
 while busy is ignored. The counters are the core's :data:`~sparsa.hw.accelerator.COUNTERS` and
 :data:`TOP_COUNTERS`, all 32-bit, wrapping and counted since reset.
 
-Cycle costs: documented with each unit (:class:`~sparsa.hw.dma.DmaReader`,
-:class:`~sparsa.hw.packer.ChunkPacker`, :class:`~sparsa.hw.operands.StoreUnit`, ...).
+Cycle costs
+-----------
+Exact rules, checked cycle for cycle by ``tests/hw/test_top_timing.py`` (which holds them as code:
+``ReadPath``, ``fetch_dispatches``, ``write_store``). Memory of read latency ``L``: a read burst's
+first beat is valid ``L`` cycles after its ``ar`` handshake (at the earliest), later beats one per
+cycle, bursts in order; ``arready``, ``awready`` and ``wready`` high; a write burst's ``b`` the
+cycle after its last ``w`` beat. ``B``: bus bytes. "At ``t``" means in clock cycle ``t``.
+
+*Read path* (fetch and loads share it, in the order the reader takes their descriptors):
+
+1. Requests. A LOAD dispatched at ``D`` (core ``insn`` handshake) offers its descriptor from
+   ``D + 1``; a fetch descriptor is offered from the cycle after the start pulse, and after that
+   from the cycle after the previous fetch descriptor is taken, once the words it brings fit the
+   FIFO: descriptor of words ``f .. f+n-1`` not before ``dispatch(word f + n - 17) + 1``. The
+   reader takes a descriptor when its planner is idle (from the cycle after the previous
+   descriptor's last burst); the load's request first if both are offered.
+2. Planner. A descriptor taken at ``P``: row ``j`` has one ROW cycle, then its bursts, one per
+   cycle: ROW of row 0 at ``P + 1``, each burst in the cycle after the previous planner cycle,
+   and burst ``q`` (counted over all descriptors) not before ``R(q - 4) + 1``, where ``R(q)`` is
+   the cycle the burst's last beat is taken (four bursts in flight). A row covers the bus beats
+   ``floor(a / B) .. floor((a + bytes - 1) / B)``, cut into bursts at 256 beats and at 4 KiB.
+3. Beats. Beat ``i`` (in request order) is valid from ``max(issue(burst) + L + index in burst,
+   taken(i - 1) + 1)``.
+4. Aligner and packer, per row ``j`` (``n`` input beats, ``k = ceil(bytes / B)`` output
+   beats): capture at ``C = max(E(j - 1) + 1, valid(first beat))``, taking the first beat
+   (``E(j - 1)``: the last cycle of the previous row, of any descriptor). Output beat ``t``
+   starts at ``S(t) = max(end(t - 1) + 1, valid(input beat t + 1) if t + 1 < n)`` (``end(-1) =
+   C``) and lasts one cycle per *piece*: the bytes ``[tB, min((t+1)B, bytes))`` cut at the
+   multiples of the chunk size ``S`` (16 for fetch, ``K_pass * act_width / 8`` for LOAD_ACT,
+   :func:`sparsa.isa.data_in_bytes` for the others). Input beat ``t + 1`` is taken in its last
+   cycle. A chunk leaves in the cycle of each piece that ends at a multiple of ``S`` or at the
+   row's end (``data_in`` is always ready during its LOAD, and the instruction FIFO has room).
+   ``E(j)`` is the end of output beat ``k - 1``.
+5. Dispatch. A fetched word written at ``c`` is at the FIFO's output from ``max(c + 2,
+   dispatch(previous word) + 1)``; the core decides from there (:mod:`~sparsa.hw.dispatch`).
+
+So a LOAD alone (idle read path, rows of one burst, four bursts enough to cover ``L``) has its
+first ``data_in`` beat at ``D + 4 + L`` and its last at ``D + 2 + L + sum_j (p_j + 1)``, with
+``p_j`` the pieces of row ``j``: ``|{multiples of B or S in (0, bytes_j)}| + 1``. Rows cost
+``p_j + 1`` cycles each; with single-beat rows four bursts in flight cover ``L <= 7``; beyond,
+burst ``q + 4`` waits for the cycle after burst ``q``'s last beat (rule 2).
+
+*Write path* (one STORE at a time):
+
+1. A STORE dispatched at ``D`` is in the job FIFO's output from ``D + 2`` (or one cycle after
+   the previous job leaves); the store unit takes it at ``J`` = that cycle, or the cycle after
+   the previous STORE's completion. Its descriptor is taken at ``J + 1``; the writer's planner
+   follows rule 2 (ROW of row 0 at ``J + 2``), with ``R(q)`` the cycle of the burst's ``b``
+   handshake (= its last ``w`` beat + 1).
+2. Rows. The core's ``data_out`` row ``r`` is taken at ``T(r) = max(offered, J + 1,
+   last compactor beat of row r - 1)``; the compactor's beats (``k = ceil(bytes / B)`` per row)
+   are ready from ``T(r) + 1``, one after the other.
+3. ``w`` beats. Row ``r`` spans ``ceil((a mod B + bytes) / B)`` bus beats; bus beat ``m`` goes
+   at ``max(previous w beat + 1, V(r), U(q), compactor beat m ready if m < k)``, where ``V(r) =
+   max(ROW(r) + 2, last w beat of row r - 1 + 1)`` and ``U(q) = max(issue(q) + 2, last w beat of
+   burst q - 1 + 1)`` for the burst ``q`` it belongs to.
+4. Completion at the last ``b`` handshake + 1; the next job is taken in the cycle after.
+
+An idle core offers a STORE's rows from ``D + 2``, the next one the cycle after a row is taken;
+so a STORE alone of rows that each fit one aligned bus beat takes row 0 at ``D + 3`` and row
+``r >= 1`` at ``D + 5 + 2r`` (the planner's ROW and burst cycles per row), and completes at
+``D + 7 + 2 * count``.
 """
 
 from __future__ import annotations
@@ -101,7 +161,9 @@ class AxiAccelerator(wiring.Component):
         sub.arbiter = arbiter = ReadArbiter(cfg)
         sub.reader = reader = DmaReader(cfg)
         sub.packer = packer = ChunkPacker(cfg, chunk_bytes=chunk_bytes(cfg))
-        sub.insns = insns = fifo.SyncFIFOBuffered(width=isa.INSN_BITS, depth=self.insn_depth)
+        # one place more than the fetcher counts: a buffered FIFO's ``w_rdy`` ignores its
+        # output register, so a write never waits even while a word moves into it
+        sub.insns = insns = fifo.SyncFIFOBuffered(width=isa.INSN_BITS, depth=self.insn_depth + 1)
         sub.store = store = StoreUnit(cfg)
         sub.writer = writer = DmaWriter(cfg)
 
@@ -138,6 +200,12 @@ class AxiAccelerator(wiring.Component):
         wiring.connect(m, store.data, writer.data)
         wiring.connect(m, writer.done, store.done)
 
+        # handshakes a testbench may watch (the cycle costs above are measured on these)
+        self.probes = {"start": csr.start, "dispatch": dispatch,
+                       "data_in": core.data_in.valid & core.data_in.ready,
+                       "data_out": core.data_out.valid & core.data_out.ready,
+                       "data_out_valid": core.data_out.valid,
+                       "store_done": writer.done.valid & writer.done.ready}
         finished = (~fetch.busy & (insns.r_level == 0) & core.idle & ~tap.busy & ~arbiter.busy
                     & ~reader.busy & ~store.busy & ~writer.busy)
         running = self._status(m, csr, fetch, finished, reader.error | writer.error)

@@ -219,29 +219,41 @@ class AxiLiteDriver:
 @dataclass(frozen=True)
 class TopRun:
     """One program on the memory-mapped top: the memory afterwards, ``status`` and the counters
-    as the host reads them, the cycles from the ``start`` write to ``irq``, and the memory
-    model (its counts and protocol errors)."""
+    as the host reads them, the cycles from the ``start`` write to ``irq``, the memory model
+    (its counts and protocol errors) and ``events``: for each probe of the top
+    (``AxiAccelerator.probes``), the cycles it was high, counted from the simulation's start."""
 
     memory: bytearray
     status: int
     counters: dict[str, int]
     cycles: int
     axi: AxiMemory
+    events: dict[str, list[int]]
 
 
 def run_top(dut, memory: bytearray, *, prog_base: int, prog_len: int, latency: int = 1,
             pause: float = 0.0, seed: int = 0, max_cycles: int = 200_000) -> TopRun:
     """Run the program at ``prog_base`` on ``dut`` (an :class:`~sparsa.hw.top.AxiAccelerator`)
     with ``memory`` behind its AXI port: write the CSRs (interrupt enabled, then start), wait
-    for ``irq``, read ``status`` and every counter."""
+    for ``irq`` (recording the probes), read ``status`` and every counter."""
     from amaranth.sim import Simulator
 
     from sparsa.hw.csr import register_map
 
+    sim = Simulator(dut)            # elaborates ``dut``: its probes exist from here
     axi = AxiMemory(dut.axi, memory, latency=latency, pause=pause, rng=random.Random(seed))
     csr = AxiLiteDriver(dut.csr)
     regs = {r.name: r.offset for r in register_map(dut.counter_layout)}
-    result = []
+    result, events = [], {name: [] for name in dut.probes}
+
+    async def watch(ctx) -> None:
+        cycle = 0
+        while True:
+            for name, probe in dut.probes.items():
+                if ctx.get(probe):
+                    events[name].append(cycle)
+            await ctx.tick()
+            cycle += 1
 
     async def host(ctx) -> None:
         for name, value in (("prog_base", prog_base), ("prog_len", prog_len),
@@ -256,11 +268,11 @@ def run_top(dut, memory: bytearray, *, prog_base: int, prog_len: int, latency: i
                                      f"(AXI errors: {axi.errors[:3]})")
         status = await csr.read(ctx, regs["status"])
         counters = {name: await csr.read(ctx, regs[name]) for name, _ in dut.counter_layout}
-        result.append(TopRun(memory, status, counters, cycles, axi))
+        result.append(TopRun(memory, status, counters, cycles, axi, events))
 
-    sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(axi.run, background=True)
+    sim.add_testbench(watch, background=True)
     sim.add_testbench(host)
     sim.run()
     return result[0]
