@@ -370,6 +370,10 @@ def test_hf_config_reports_with_workload_in_every_output(tmp_path, capsys, monke
     assert summary["phase"] == phase
     assert summary["batch"] == 2
     assert summary["seq"] == 24
+    if phase != "decode":       # a causal prefill: less than the full attention
+        assert summary["causal"] is True
+        assert 0.5 < summary["attention_macs"] / summary["full_attention_macs"] < 1
+        assert "Prefill attention causal" in (out / "report.md").read_text()
     if phase != "prefill":
         assert "per-token latency" in printed.lower()
         assert "P = batch = 2" in printed
