@@ -536,6 +536,8 @@ class AccelTimer:
             TimerState(din=Port(0, caps[0]), dout=Port(0, caps[1]))
         self.trace = trace
         self.addresses = Addresses()    # what the next instruction's hazards compare with
+        self._keyed: TimerState | None = None   # the state key() was last taken of, and its key
+        self._key: TimerState | None = None
         self.dispatch: list[int] = []
         self.out_cycles: list[int] = []
         self.end = NEVER            # latest event: a load beat, a result written, an output row
@@ -604,6 +606,8 @@ class AccelTimer:
         rolled forward to ``ref`` (no beat moves before the next dispatch). Not the running
         ``end``, nor the :class:`Addresses` (program-order facts: :attr:`addresses`)."""
         s, p = self.state, self.params
+        if self._keyed is s:
+            return self._key
         ref, lo = s.last_dispatch, -self.horizon
         writes = tuple(w for w in s.writes if w.last_write - ref > lo)
         ports = {}
@@ -614,13 +618,16 @@ class AccelTimer:
         clamped = _shifted(_with(s, writes=(), **ports), -ref, lo)
         # A write still in flight keeps its exact start: its last row's cycle is derived from
         # it (first_write + count - 1), so clamping it would move that row into the future.
-        return _with(clamped, writes=tuple(_with(w, first_write=w.first_write - ref)
-                                           for w in writes))
+        key = _with(clamped, writes=tuple(_with(w, first_write=w.first_write - ref)
+                                          for w in writes))
+        self._keyed, self._key = s, key
+        return key
 
     def restore(self, key: TimerState, ref: int) -> None:
         """Set the state to ``key`` with the last dispatch at ``ref`` (a state equivalent to the
         one :meth:`key` was taken from, shifted; the addresses are left as they are)."""
         self.state = _shifted(key, ref)
+        self._keyed, self._key = self.state, key   # key() of a restored state is its key
 
 
 def program_timing(cfg: ArrayConfig, program: Sequence[Instruction], *, trace: bool = True,

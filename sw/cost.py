@@ -219,7 +219,8 @@ def _program(cfg: ArrayConfig, t: Tiling, raw: bool) -> _Program:
     once, :func:`sparsa.sw.assemble.view_key`), as chunk ids. Stacked GEMMs that start alike
     (the same parity and carried stores, neither the first nor the last) repeat the one before:
     they are taken from it, not walked."""
-    built: dict[tuple, tuple] = {}
+    walked: dict[tuple, tuple] = {}     # (view key, carried stores) -> instructions, carry
+    built: dict[tuple, tuple] = {}      # the same and the addresses before -> unit, state after
     chunker = _Chunks(cfg.rows)
     units: dict[tuple[int, ...], int] = {}
     keys: dict[tuple, tuple] = {}
@@ -241,14 +242,18 @@ def _program(cfg: ArrayConfig, t: Tiling, raw: bool) -> _Program:
             vkey = keys.get(place)
             if vkey is None:
                 vkey = keys[place] = view_key(t, block)
-            key = (vkey, state[1], state[2])
-            got = built.get(key)
+            key = (vkey, state[1])
+            got = built.get((key, state[2]))
             if got is None:
-                pairs, carry = block_instructions(cfg, t, block, carry=state[0], raw=raw,
-                                                  view=True)
-                ids, at = chunker.ids(state[2], [i for i, _ in pairs])
-                got = built[key] = (units.setdefault(ids, len(units)),
-                                    (carry, tuple((i, n) for i, _, n in carry), at))
+                done = walked.get(key)
+                if done is None:    # the view does not depend on the addresses before
+                    pairs, carry = block_instructions(cfg, t, block, carry=state[0], raw=raw,
+                                                      view=True)
+                    done = walked[key] = ([i for i, _ in pairs], carry,
+                                          tuple((i, n) for i, _, n in carry))
+                ids, at = chunker.ids(state[2], done[0])
+                got = built[key, state[2]] = (units.setdefault(ids, len(units)),
+                                              (done[1], done[2], at))
             seq.append(got[0])
             state = got[1]
 

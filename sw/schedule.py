@@ -419,6 +419,7 @@ def iter_block_ops(tiling: Tiling, block: Block) -> Iterator[Op]:
     if block.index == 0:
         yield Configure()
     slot = t.weight_loads_before(block.index)
+    slices: dict[int, tuple[int, int]] = {}
     for s, (k, c, offset, b) in enumerate(tiles):
         w_slot = s if t.weights_resident else slot % 2
         if load:
@@ -427,7 +428,9 @@ def iter_block_ops(tiling: Tiling, block: Block) -> Iterator[Op]:
         yield from plan.get(s, ())
         yield PreloadWeights(col_tile=c, k_pass=k, slot=w_slot)
         if t.sliced:
-            tag, base = t.slice_load(block.index, b) % 2, t.slice_base(block.index, b)
+            if b not in slices:    # each channel block's slice: its tag and base, once
+                slices[b] = t.slice_load(block.index, b) % 2, t.slice_base(block.index, b)
+            tag, base = slices[b]
         yield Compute(p_block=pb, col_tile=c, k_pass=k, offset=offset, block=b, beats=beats,
                       accumulate=c in started, tag=tag, first=first, base=base)
         started.add(c)
