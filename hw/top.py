@@ -133,7 +133,9 @@ class AxiAccelerator(wiring.Component):
     docstring). Ports: ``axi`` (AXI4 manager: ``axi__ar__araddr`` ... ``axi__b__bready``),
     ``csr`` (the :class:`~sparsa.hw.csr.CsrBlock`'s AXI4-Lite subordinate, ``csr__aw__awaddr``
     ...), ``irq``. ``fetch_insns``: instruction words per fetch descriptor; ``insn_depth``: the
-    instruction FIFO."""
+    words the fetcher reserves in the instruction FIFO. After elaboration, ``probes`` names a
+    few internal handshakes (``start``, ``dispatch``, ``data_in``, ``data_out``,
+    ``data_out_valid``, ``store_done``) for testbenches that check the cycle costs."""
 
     def __init__(self, cfg: ArrayConfig, *, fetch_insns: int = DEFAULT_FETCH_INSNS,
                  insn_depth: int = 2 * DEFAULT_FETCH_INSNS):

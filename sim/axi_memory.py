@@ -6,7 +6,9 @@ component under test). Timing, chosen so a cycle model can be written against it
 handshake in cycle ``t`` makes the burst's first beat valid in cycle ``t + latency`` (at the
 earliest: bursts are answered in order, one beat per cycle), and ``arready``, ``rvalid``,
 ``awready``, ``wready`` and ``bvalid`` pause at random with probability ``pause`` per cycle
-(``rng``). A write burst's response is valid from the cycle after its last ``w`` beat.
+(``rng``). A write burst's response is valid from the cycle after its last ``w`` beat. Beats at
+bus-aligned addresses in ``faulty`` answer SLVERR (reads; a write burst touching them is
+answered SLVERR and its bytes there are not written).
 
 Checks (each violation is recorded in :attr:`AxiMemory.errors`): a manager's ``valid`` is held
 with a stable payload until ``ready`` (``ar``, ``aw``, ``w``), every burst is a full-width INCR
@@ -23,6 +25,8 @@ from dataclasses import dataclass
 from sparsa.hw.axi import MAX_BURST_BEATS, PAGE_BYTES
 
 __all__ = ["AxiLiteDriver", "AxiMemory", "TopRun", "burst_errors", "run_top"]
+
+SLVERR = 0b10
 
 
 def burst_errors(addr: int, length: int, size: int, burst: int, bus_bytes: int,
@@ -73,17 +77,19 @@ class AxiMemory:
     data beats; :attr:`max_reads_in_flight` the most read bursts accepted and not finished."""
 
     def __init__(self, port, data: bytearray, *, latency: int = 1, pause: float = 0.0,
-                 rng: random.Random | None = None):
+                 rng: random.Random | None = None, faulty: range = range(0)):
         if latency < 1:
             raise ValueError(f"latency must be at least 1 cycle, not {latency}")
         self.port, self.data, self.latency, self.pause = port, data, latency, pause
+        self.faulty = faulty
         self.rng = rng or random.Random(0)
         self.bus_bytes = len(port.r.rdata) // 8
         self.errors: list[str] = []
         self.read_beats = self.write_beats = self.max_reads_in_flight = 0
         self._reads: deque[_Burst] = deque()
         self._writes: deque[_Burst] = deque()
-        self._responses: deque[int] = deque()        # cycles from which each b is due
+        self._responses: deque[tuple[int, int]] = deque()    # (cycle b is due, bresp)
+        self._faulty_burst = False
         self._r_held = self._b_held = False
         self._checks = {name: _Held(name) for name in ("ar", "aw", "w")}
 
@@ -111,12 +117,12 @@ class AxiMemory:
         if self._r_held:
             ctx.set(p.r.rdata, int.from_bytes(self.data[head.addr:head.addr + b], "little"))
             ctx.set(p.r.rlast, head.beats == 1)
-            ctx.set(p.r.rresp, 0)
+            ctx.set(p.r.rresp, SLVERR if head.addr in self.faulty else 0)
         if not self._b_held:
-            self._b_held = bool(self._responses) and self._responses[0] <= cycle \
+            self._b_held = bool(self._responses) and self._responses[0][0] <= cycle \
                 and not self._paused()
         ctx.set(p.b.bvalid, self._b_held)
-        ctx.set(p.b.bresp, 0)
+        ctx.set(p.b.bresp, self._responses[0][1] if self._b_held else 0)
 
     def _sample(self, ctx, cycle: int) -> None:
         p, b = self.port, self.bus_bytes
@@ -155,14 +161,16 @@ class AxiMemory:
         if bool(wlast) != (head.beats == 1):
             self.errors.append(f"w: wlast {wlast} with {head.beats} beats left (cycle {cycle})")
         raw = wdata.to_bytes(b, "little")
+        self._faulty_burst |= head.addr in self.faulty
         for i in range(b):
-            if wstrb >> i & 1:
+            if wstrb >> i & 1 and head.addr not in self.faulty:
                 self.data[head.addr + i] = raw[i]
         head.addr, head.beats = head.addr + b, head.beats - 1
         self.write_beats += 1
         if head.beats == 0 or wlast:
             self._writes.popleft()
-            self._responses.append(cycle + 1)
+            self._responses.append((cycle + 1, SLVERR if self._faulty_burst else 0))
+            self._faulty_burst = False
 
 
 class AxiLiteDriver:
@@ -232,16 +240,19 @@ class TopRun:
 
 
 def run_top(dut, memory: bytearray, *, prog_base: int, prog_len: int, latency: int = 1,
-            pause: float = 0.0, seed: int = 0, max_cycles: int = 200_000) -> TopRun:
+            pause: float = 0.0, seed: int = 0, faulty: range = range(0),
+            max_cycles: int = 200_000) -> TopRun:
     """Run the program at ``prog_base`` on ``dut`` (an :class:`~sparsa.hw.top.AxiAccelerator`)
-    with ``memory`` behind its AXI port: write the CSRs (interrupt enabled, then start), wait
-    for ``irq`` (recording the probes), read ``status`` and every counter."""
+    with ``memory`` behind its AXI port (``faulty``: see :class:`AxiMemory`): write the CSRs
+    (interrupt enabled, then start), wait for ``irq`` (recording the probes), read ``status``
+    and every counter."""
     from amaranth.sim import Simulator
 
     from sparsa.hw.csr import register_map
 
     sim = Simulator(dut)            # elaborates ``dut``: its probes exist from here
-    axi = AxiMemory(dut.axi, memory, latency=latency, pause=pause, rng=random.Random(seed))
+    axi = AxiMemory(dut.axi, memory, latency=latency, pause=pause, rng=random.Random(seed),
+                    faulty=faulty)
     csr = AxiLiteDriver(dut.csr)
     regs = {r.name: r.offset for r in register_map(dut.counter_layout)}
     result, events = [], {name: [] for name in dut.probes}
