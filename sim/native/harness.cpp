@@ -1,7 +1,7 @@
 // Native harness of the stream-fed accelerator core (sparsa.hw.accelerator.Accelerator), compiled
 // with its Verilated model (class Vtop) by sparsa.sim.native. No Python runs per cycle.
 //
-// Usage: harness INPUT OUTPUT
+// Usage: harness INPUT OUTPUT [VCD]   (VCD: where the waveform goes, in a WAVES=1 build)
 //
 // It runs one program the way sparsa.sim.accel_driver.AcceleratorDriver does on any other
 // backend (sparsa.sim.streams.run_cycles), so cycle counts obey the same contract
@@ -41,7 +41,7 @@
 #include "verilated.h"
 
 #if WAVES
-#include "verilated_fst_c.h"
+#include "verilated_vcd_c.h"
 #endif
 
 namespace {
@@ -149,7 +149,7 @@ struct Result {
 struct Sim {
     Vtop* top;
 #if WAVES
-    VerilatedFstC* trace = nullptr;
+    VerilatedVcdC* trace = nullptr;
     uint64_t time = 0;
 #endif
     void settle() {
@@ -252,20 +252,22 @@ bool write_output(const char* path, const Result& r) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    if (argc != 3) {
-        std::fprintf(stderr, "usage: %s INPUT OUTPUT\n", argv[0]);
+    if (argc != 3 && argc != 4) {
+        std::fprintf(stderr, "usage: %s INPUT OUTPUT [VCD]\n", argv[0]);
         return 2;
     }
     Input in;
     if (!read_input(argv[1], in)) return 2;
     auto ctx = std::make_unique<VerilatedContext>();
+#if WAVES
+    ctx->traceEverOn(true);
+#endif
     auto top = std::make_unique<Vtop>(ctx.get());
     Sim sim{top.get()};
 #if WAVES
-    ctx->traceEverOn(true);
-    auto trace = std::make_unique<VerilatedFstC>();
+    auto trace = std::make_unique<VerilatedVcdC>();
     top->trace(trace.get(), 99);
-    trace->open((std::string(argv[2]) + ".fst").c_str());
+    trace->open(argc == 4 ? argv[3] : (std::string(argv[2]) + ".vcd").c_str());
     sim.trace = trace.get();
 #endif
     // Reset as the other backends do: rst high for RESET_CYCLES rising edges, inputs low.
