@@ -268,7 +268,9 @@ class Timed(NamedTuple):
     instruction a rule compares addresses with (the latest PRELOAD, the latest LOAD with beats,
     the latest STORE with rows, the last two COMPUTEs with beats) is fixed by program order, not
     by timing, so the hazards are worked out once per program (:func:`annotate`) and
-    instructions that agree on a :class:`Timed` time alike whatever their addresses."""
+    instructions that agree on a :class:`Timed` time alike whatever their addresses. A new
+    field a rule reads goes here, into :data:`TIMED_FIELDS` and into :func:`annotate` (a test
+    checks the three agree)."""
 
     opcode: Opcode
     count: int = 0
