@@ -42,9 +42,9 @@ def test_axi_block(top: str, name: str, simulator: str, seed_for) -> None:
     assert len(passed) == TESTS[top], f"expected {TESTS[top]} {top} tests to pass: {passed}"
 
 
-# The memory-mapped accelerator holds the whole core: a 4x4 array keeps its export short (the
+# The memory-mapped accelerator holds the whole core: a 2x2 array keeps its export short (the
 # core alone is linted at larger sizes in test_lint.py).
-LINT_ARRAYS = {**{top: {} for top in TESTS}, "axi_accelerator": {"rows": 4, "cols": 4}}
+LINT_ARRAYS = {**{top: {} for top in TESTS}, "axi_accelerator": {"rows": 2, "cols": 2}}
 
 
 @pytest.mark.rtl
