@@ -180,20 +180,23 @@ class _Chunks:
     def ids(self, at: Addresses, program: list) -> tuple[tuple[int, ...], Addresses]:
         """The chunk ids of ``program`` (instructions) after the addresses ``at``, and the
         addresses after it."""
-        out, start, last = [], 0, len(program) - 1
-        for i, insn in enumerate(program):
-            if insn.opcode == Opcode.COMPUTE or i == last:
-                chunk = program[start:i + 1]
-                key = (at, tuple(map(id, chunk)))
-                got = self.seen.get(key)
-                if got is None:
-                    timed, after = annotate_all(self.rows, at, chunk)
-                    # the chunk is kept with its ids: no other object can take them
-                    got = self.seen[key] = (self.interned.setdefault(timed, len(self.interned)),
-                                            after, chunk)
-                out.append(got[0])
-                at = got[1]
-                start = i + 1
+        compute, seen = Opcode.COMPUTE, self.seen
+        ends = [i + 1 for i, insn in enumerate(program) if insn.opcode is compute]
+        if program and (not ends or ends[-1] != len(program)):
+            ends.append(len(program))
+        out, start = [], 0
+        for end in ends:
+            chunk = program[start:end]
+            key = (at, *map(id, chunk))
+            got = seen.get(key)
+            if got is None:
+                timed, after = annotate_all(self.rows, at, chunk)
+                # the chunk is kept with its ids: no other object can take them
+                got = seen[key] = (self.interned.setdefault(timed, len(self.interned)), after,
+                                   chunk)
+            out.append(got[0])
+            at = got[1]
+            start = end
         return tuple(out), at
 
     def chunks(self) -> tuple[tuple[Timed, ...], ...]:
