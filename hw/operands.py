@@ -76,7 +76,7 @@ class OperandTap(wiring.Component):
     request into a one-entry register (``load``); of a STORE, a write job into a FIFO
     (``store``, ``store_depth`` entries). ``room``: the instruction on ``insn`` may dispatch as
     far as these are concerned (its request or job has a place; always, for other opcodes).
-    ``busy``: a request or a job is waiting.
+    ``busy``: a request or a job is waiting; ``stores_queued``: a job is waiting.
 
     Requests: LOAD_ACT reads ``pixels`` rows of ``channels * act_width / 8`` bytes, ``stride``
     apart; LOAD_WEIGHT and LOAD_ACC one row of ``count`` scratchpad rows' bytes; LOAD_SCALE one
@@ -96,6 +96,7 @@ class OperandTap(wiring.Component):
             "store": Out(stream.Signature(store_job(cfg))),
             "room": Out(1),
             "busy": Out(1),
+            "stores_queued": Out(1),
         })
 
     def elaborate(self, platform):
@@ -138,6 +139,7 @@ class OperandTap(wiring.Component):
             self.store.payload.eq(stores.r_data), self.store.valid.eq(stores.r_rdy),
             stores.r_en.eq(self.store.ready),
             self.busy.eq(self.load.valid | (stores.r_level != 0)),
+            self.stores_queued.eq(stores.r_level != 0),
         ]
         return m
 
@@ -148,13 +150,15 @@ class ReadArbiter(wiring.Component):
     recorded in a FIFO of ``depth`` jobs (``job``, :func:`~sparsa.hw.packer.job_layout`: its
     kind, chunk size and rows) for the packer; a descriptor waits while the FIFO is full.
     Loads go first because they are already dispatched: the core waits for their data.
-    ``busy``: a job is recorded (its data not all packed)."""
+    ``hold_loads``: load requests wait (fetch may go). ``busy``: a job is recorded (its data
+    not all packed)."""
 
     def __init__(self, cfg: ArrayConfig, *, depth: int = 8):
         self.cfg, self.depth, self.width = cfg, depth, chunk_bytes(cfg)
         super().__init__({
             "load": In(stream.Signature(read_request(cfg))),
             "fetch": In(stream.Signature(descriptor_layout(cfg))),
+            "hold_loads": In(1),
             "desc": Out(stream.Signature(descriptor_layout(cfg))),
             "job": Out(stream.Signature(job_layout(cfg, self.width))),
             "busy": Out(1),
@@ -168,12 +172,13 @@ class ReadArbiter(wiring.Component):
         size = 0
         for kind in Kind:
             size = Mux(load.kind == kind, chunk_size(cfg, kind), size)
-        pick_load = self.load.valid
+        pick_load = Signal()
+        m.d.comb += pick_load.eq(self.load.valid & ~self.hold_loads)
         job = Signal(layout)
         m.d.comb += [
             self.desc.payload.eq(Mux(pick_load, load.desc, self.fetch.payload)),
-            self.desc.valid.eq((self.load.valid | self.fetch.valid) & jobs.w_rdy),
-            self.load.ready.eq(self.desc.ready & jobs.w_rdy),
+            self.desc.valid.eq((pick_load | self.fetch.valid) & jobs.w_rdy),
+            self.load.ready.eq(self.desc.ready & jobs.w_rdy & ~self.hold_loads),
             self.fetch.ready.eq(self.desc.ready & jobs.w_rdy & ~pick_load),
             job.kind.eq(Mux(pick_load, load.kind, Kind.FETCH)),
             job.size.eq(Mux(pick_load, size, INSN_BYTES)),

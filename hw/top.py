@@ -27,9 +27,13 @@ already dispatched and the core waits for them, while fetch runs ahead anyway.
 Stores: :class:`~sparsa.hw.operands.StoreUnit` writes one STORE at a time (the DMA writer
 completes a descriptor before taking the next); STORE jobs wait in a FIFO filled at dispatch.
 
-Memory ordering: reads and writes are not ordered against each other. A LOAD issued after a
-STORE to the same bytes may read the old data; a program must not read back what it stores
-until the store is complete (the host sees ``done``).
+Memory ordering: a LOAD's read waits until every STORE dispatched before it has completed
+(its last write response is in), so a program may load what it stored (a layer's output as the
+next layer's input). The check is by time, not by address: it is cheap, and a LOAD rarely
+follows a STORE closely (the next block's loads are dispatched before this block's STOREs).
+Writes are not ordered after earlier reads: a STORE must not overwrite bytes a LOAD dispatched
+before it may still be reading (its data not all in, i.e. the LOAD engine still busy with it).
+Instruction fetch is not ordered against writes either (no self-modifying programs).
 
 Status and counters: ``status.busy`` from ``start`` until everything is finished (all
 ``prog_len // 16`` words fetched and dispatched, the core idle, no request, job, STORE or DMA
@@ -53,7 +57,9 @@ cycle after its last ``w`` beat. ``B``: bus bytes. "At ``t``" means in clock cyc
    from the cycle after the previous fetch descriptor is taken, once the words it brings fit the
    FIFO: descriptor of words ``f .. f+n-1`` not before ``dispatch(word f + n - 17) + 1``. The
    reader takes a descriptor when its planner is idle (from the cycle after the previous
-   descriptor's last burst); the load's request first if both are offered.
+   descriptor's last burst); the load's request first if both are offered. A load's request is
+   held in every cycle in which a STORE is pending (dispatched in an earlier cycle, its
+   completion handshake not before this cycle); meanwhile fetch descriptors may go.
 2. Planner. A descriptor taken at ``P``: row ``j`` has one ROW cycle, then its bursts, one per
    cycle: ROW of row 0 at ``P + 1``, each burst in the cycle after the previous planner cycle,
    and burst ``q`` (counted over all descriptors) not before ``R(q - 4) + 1``, where ``R(q)`` is
@@ -201,6 +207,8 @@ class AxiAccelerator(wiring.Component):
         wiring.connect(m, store.desc, writer.desc)
         wiring.connect(m, store.data, writer.data)
         wiring.connect(m, writer.done, store.done)
+        # read after write: a load waits until every STORE dispatched before it is complete
+        m.d.comb += arbiter.hold_loads.eq(tap.stores_queued | store.busy)
 
         # handshakes a testbench may watch (the cycle costs above are measured on these)
         self.probes = {"start": csr.start, "dispatch": dispatch,

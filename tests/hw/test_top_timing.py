@@ -267,3 +267,22 @@ def test_store_costs(name, seed_for, request):
         handshakes, done = write_store(rows, bus, dispatch + 2, dispatch + 2)
         assert events["data_out"] == handshakes, str(insn)
         assert events["store_done"] == [done], str(insn)
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_a_load_after_a_store_waits_for_it(name, seed_for, request):
+    """A STORE then a LOAD: the LOAD's request is held until the cycle after the STORE's
+    completion, then the read path's rules give every ``data_in`` beat."""
+    cfg, rng = CONFIGS[name], random.Random(seed_for(request.node.nodeid))
+    insn, rows = random_load(cfg, rng, 2)
+    store = Instruction(Opcode.STORE, count=rng.randint(1, 6), channels=cfg.cols, raw=True,
+                        dram=0x2800 + rng.randrange(64), stride=cfg.cols * cfg.acc_width // 8)
+    latency = rng.choice([1, 5])
+    events = run(cfg, [store, insn], latency)
+    _, dispatch = events["dispatch"]
+    (done,) = events["store_done"]
+    size = chunk_size(cfg, Kind(insn.opcode.value))
+    expected = ReadPath(cfg.axi_data_bits // 8, latency).descriptor(rows, size,
+                                                                   max(dispatch, done) + 1)
+    assert done > dispatch, "the LOAD was dispatched before the STORE completed"
+    assert events["data_in"] == expected
