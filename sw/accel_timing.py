@@ -48,13 +48,13 @@ program (:func:`annotate`, :class:`Addresses`): a :class:`Timed` holds their out
 the addresses, and the state holds no address. Tiles that differ only in their weight slot or
 accumulator region (a block's resident weights, its column tiles) time alike.
 
-Fields that hold a cycle are marked (:func:`cycle`); :meth:`AccelTimer.key` is the state with
-every such field made relative to the last dispatch, which is all the future depends on (every
-rule compares times with a later dispatch cycle plus a bounded offset), and
-:meth:`AccelTimer.restore` shifts it back: both are derived from the dataclasses, so a new field
-is part of the key by construction. Equal keys and equal timed instructions give equal
-futures, so
-long programs made of repeated blocks are timed by memoising blocks (:mod:`sparsa.sw.cost`).
+Fields that hold a cycle are marked (:func:`cycle`); :meth:`AccelTimer.key` is the state,
+flattened into a tuple, with every such field made relative to the last dispatch, which is all
+the future depends on (every rule compares times with a later dispatch cycle plus a bounded
+offset), and :meth:`AccelTimer.restore` rebuilds it shifted back: both are derived from the
+dataclasses, so a new field is part of the key by construction. Equal keys and equal timed
+instructions give equal futures, so long programs made of repeated blocks are timed by
+memoising blocks (:mod:`sparsa.sw.cost`).
 """
 
 from __future__ import annotations
@@ -205,40 +205,68 @@ def _new(cls, **values):
     return new
 
 
+# How each field of a state class is keyed (:func:`_flatten`).
+_VALUE, _CYCLE, _STATE, _STATES = range(4)
+
+
 @functools.cache
-def _cycle_fields(cls) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
-    """The fields of a state class that hold a cycle, that may hold a state (a state or None),
-    and that hold a tuple of states."""
-    cycles, states, tuples = [], [], []
-    for f in fields(cls):
+def _plan(cls) -> tuple[tuple[str, int], ...]:
+    """Each field of a state class and what it holds: a cycle, maybe a state (its default is a
+    state or None), a tuple of states (its default is a tuple), or a plain value."""
+    def kind(f) -> int:
         if f.metadata.get("cycle"):
-            cycles.append(f.name)
-        elif isinstance(f.default, tuple):
-            tuples.append(f.name)
-        elif f.default is None or is_dataclass(f.default):
-            states.append(f.name)
-    return tuple(cycles), tuple(states), tuple(tuples)
+            return _CYCLE
+        if isinstance(f.default, tuple):
+            return _STATES
+        return _STATE if f.default is None or is_dataclass(f.default) else _VALUE
+    return tuple((f.name, kind(f)) for f in fields(cls))
 
 
-def _shifted(obj, delta: int, floor: int | None = None):
-    """``obj`` with every cycle field moved by ``delta`` (None stays None; at least ``floor``),
-    through nested states and tuples of states."""
-    cycles, states, tuples = _cycle_fields(type(obj))
-    values = obj.__dict__.copy()
-    for name in cycles:
+def _flatten(obj, delta: int, floor: int | None, out: list) -> None:
+    """Append ``obj``'s fields in order to ``out``, every cycle moved by ``delta`` (None stays
+    None; at least ``floor``); a nested state after its class, a tuple of states after its
+    length (what :func:`_unflatten` reads back)."""
+    values = obj.__dict__
+    for name, kind in _plan(type(obj)):
         value = values[name]
-        if value is not None:
-            value += delta
-            values[name] = value if floor is None or value > floor else floor
-    for name in states:
-        value = values[name]
-        if hasattr(value, "__dataclass_fields__"):
-            values[name] = _shifted(value, delta, floor)
-    for name in tuples:
-        values[name] = tuple(_shifted(v, delta, floor) for v in values[name])
-    new = object.__new__(type(obj))
-    new.__dict__.update(values)
-    return new
+        if kind == _CYCLE:
+            if value is not None:
+                value += delta
+                if floor is not None and value < floor:
+                    value = floor
+            out.append(value)
+        elif kind == _STATES:
+            out.append(len(value))
+            for v in value:
+                out.append(type(v))
+                _flatten(v, delta, floor, out)
+        elif kind == _STATE and hasattr(value, "__dataclass_fields__"):
+            out.append(type(value))
+            _flatten(value, delta, floor, out)
+        else:
+            out.append(value)
+
+
+def _unflatten(cls, items: tuple, at: int, delta: int):
+    """The ``cls`` state :func:`_flatten` put at ``items[at:]``, every cycle moved by
+    ``delta``; and the position after it."""
+    values = {}
+    for name, kind in _plan(cls):
+        value = items[at]
+        at += 1
+        if kind == _CYCLE:
+            if value is not None:
+                value += delta
+        elif kind == _STATES:
+            states = []
+            for _ in range(value):
+                state, at = _unflatten(items[at], items, at + 1, delta)
+                states.append(state)
+            value = tuple(states)
+        elif kind == _STATE and isinstance(value, type):
+            value, at = _unflatten(value, items, at, delta)
+        values[name] = value
+    return _new(cls, **values), at
 
 
 # ---- what the rules read of an instruction: its timed fields and its address hazards ------
@@ -539,7 +567,7 @@ class AccelTimer:
         self.trace = trace
         self.addresses = Addresses()    # what the next instruction's hazards compare with
         self._keyed: TimerState | None = None   # the state key() was last taken of, and its key
-        self._key: TimerState | None = None
+        self._key: tuple | None = None
         self.dispatch: list[int] = []
         self.out_cycles: list[int] = []
         self.end = NEVER            # latest event: a load beat, a result written, an output row
@@ -600,35 +628,44 @@ class AccelTimer:
 
     # -- state relative to the last dispatch -------------------------------------------------
 
-    def key(self) -> TimerState:
-        """The state relative to the last dispatch cycle ``ref`` (hashable): times older than
-        the horizon collapse to one value (every rule compares a time ``x`` with a later
-        dispatch via ``x + k >= d`` for a bounded ``k``), results written before it are
-        dropped, results still being written keep their exact start, and the ports' credit is
-        rolled forward to ``ref`` (no beat moves before the next dispatch). Not the running
-        ``end``, nor the :class:`Addresses` (program-order facts: :attr:`addresses`)."""
+    def key(self) -> tuple:
+        """The state relative to the last dispatch cycle ``ref``, as a flat hashable tuple:
+        times older than the horizon collapse to one value (every rule compares a time ``x``
+        with a later dispatch via ``x + k >= d`` for a bounded ``k``), results written before it
+        are dropped, results still being written keep their exact start, and the ports' credit
+        is rolled forward to ``ref`` (no beat moves before the next dispatch). Not the running
+        ``end``, nor the :class:`Addresses` (program-order facts: :attr:`addresses`). Derived
+        from the state's dataclasses: a new field is part of the key by construction."""
         s, p = self.state, self.params
         if self._keyed is s:
             return self._key
         ref, lo = s.last_dispatch, -self.horizon
-        writes = tuple(w for w in s.writes if w.last_write - ref > lo)
         ports = {}
         for name, cap in (("din", p.caps[0]), ("dout", p.caps[1])):
             port = getattr(s, name)
             if port is not None and port.t < ref:
                 ports[name] = _new(Port, t=ref, c=port.credit_at(ref, p.rate, cap))
-        clamped = _shifted(_with(s, writes=(), **ports), -ref, lo)
+        out: list = []
+        _flatten(_with(s, writes=(), **ports), -ref, lo, out)
         # A write still in flight keeps its exact start: its last row's cycle is derived from
         # it (first_write + count - 1), so clamping it would move that row into the future.
-        key = _with(clamped, writes=tuple(_with(w, first_write=w.first_write - ref)
-                                          for w in writes))
+        writes: list = []
+        for w in s.writes:
+            if w.last_write - ref > lo:
+                _flatten(w, -ref, None, writes)
+        key = (tuple(out), tuple(writes))
         self._keyed, self._key = s, key
         return key
 
-    def restore(self, key: TimerState, ref: int) -> None:
+    def restore(self, key: tuple, ref: int) -> None:
         """Set the state to ``key`` with the last dispatch at ``ref`` (a state equivalent to the
         one :meth:`key` was taken from, shifted; the addresses are left as they are)."""
-        self.state = _shifted(key, ref)
+        state, _ = _unflatten(TimerState, key[0], 0, ref)
+        writes, at = [], 0
+        while at < len(key[1]):
+            write, at = _unflatten(InFlight, key[1], at, ref)
+            writes.append(write)
+        self.state = _with(state, writes=tuple(writes))
         self._keyed, self._key = self.state, key   # key() of a restored state is its key
 
 
