@@ -2,9 +2,10 @@
 
 :func:`build` exports the stream-fed :class:`~sparsa.hw.accelerator.Accelerator` for a
 configuration and compiles it with ``native/harness.cpp`` into one executable (``verilator --cc
---exe --build -O3 --x-assign fast --x-initial fast --noassert``; ``WAVES=1`` adds FST tracing to
-``<output>.fst``). Executables are cached under :func:`cache_root` (``$SPARSA_CACHE/native``,
-else ``$XDG_CACHE_HOME/sparsa/native``, else ``~/.cache/sparsa/native``), one folder per
+--exe --build -O3 --x-assign fast --x-initial fast --noassert``, C++ ``-O3``; ``WAVES=1`` adds
+VCD tracing, see :class:`NativeAccelerator`). Executables are cached under :func:`cache_root`
+(``$SPARSA_CACHE/native``, else ``$XDG_CACHE_HOME/sparsa/native``, else
+``~/.cache/sparsa/native``), one folder per
 (configuration, exported Verilog, harness source, build options, Verilator version).
 
 :class:`NativeAccelerator` runs a program: it writes the instruction words, the ``data_in`` rows
@@ -13,6 +14,7 @@ ports of a rate with :func:`~sparsa.sw.accel_timing.port_caps`'s caps and
 :func:`~sparsa.sw.accel_timing.beat_bytes`' beat sizes) to a file, runs the executable, and reads
 back what the driver records (:class:`~sparsa.sim.accel_driver.AccelRun`). The harness keeps
 the driver's discipline (:mod:`.streams`), so the cycles obey the cycle model's contract.
+Random idle cycles and backpressure (the driver's other pacing) are not offered here.
 """
 
 from __future__ import annotations
