@@ -227,7 +227,7 @@ class AxiLiteDriver:
 @dataclass(frozen=True)
 class TopRun:
     """One program on the memory-mapped top: the memory afterwards, ``status`` and the counters
-    as the host reads them, the cycles from the ``start`` write to ``irq``, the memory model
+    as the host reads them, the cycles from the last CSR write to ``irq``, the memory model
     (its counts and protocol errors) and ``events``: for each probe of the top
     (``AxiAccelerator.probes``), the cycles it was high, counted from the simulation's start."""
 
@@ -237,15 +237,17 @@ class TopRun:
     cycles: int
     axi: AxiMemory
     events: dict[str, list[int]]
+    status_running: int | None    # read right after the start (``restart``)
 
 
 def run_top(dut, memory: bytearray, *, prog_base: int, prog_len: int, latency: int = 1,
             pause: float = 0.0, seed: int = 0, faulty: range = range(0),
-            max_cycles: int = 200_000) -> TopRun:
+            restart: bool = False, max_cycles: int = 200_000) -> TopRun:
     """Run the program at ``prog_base`` on ``dut`` (an :class:`~sparsa.hw.top.AxiAccelerator`)
     with ``memory`` behind its AXI port (``faulty``: see :class:`AxiMemory`): write the CSRs
     (interrupt enabled, then start), wait for ``irq`` (recording the probes), read ``status``
-    and every counter."""
+    and every counter. ``restart``: read ``status`` right after the start and write start again
+    (while busy, it must be ignored)."""
     from amaranth.sim import Simulator
 
     from sparsa.hw.csr import register_map
@@ -270,6 +272,10 @@ def run_top(dut, memory: bytearray, *, prog_base: int, prog_len: int, latency: i
         for name, value in (("prog_base", prog_base), ("prog_len", prog_len),
                             ("irq_enable", 1), ("ctrl", 1)):
             await csr.write(ctx, regs[name], value)
+        running = None
+        if restart:
+            running = await csr.read(ctx, regs["status"])
+            await csr.write(ctx, regs["ctrl"], 1)
         cycles = 0
         while not ctx.get(dut.irq):
             await ctx.tick()
@@ -279,7 +285,7 @@ def run_top(dut, memory: bytearray, *, prog_base: int, prog_len: int, latency: i
                                      f"(AXI errors: {axi.errors[:3]})")
         status = await csr.read(ctx, regs["status"])
         counters = {name: await csr.read(ctx, regs[name]) for name, _ in dut.counter_layout}
-        result.append(TopRun(memory, status, counters, cycles, axi, events))
+        result.append(TopRun(memory, status, counters, cycles, axi, events, running))
 
     sim.add_clock(1e-8)
     sim.add_testbench(axi.run, background=True)
