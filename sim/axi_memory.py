@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from sparsa.hw.axi import MAX_BURST_BEATS, PAGE_BYTES
 
-__all__ = ["AxiLiteDriver", "AxiMemory", "TopRun", "burst_errors", "run_top"]
+__all__ = ["AxiLiteDriver", "AxiMemory", "TopRun", "burst_errors", "run_top", "with_readback"]
 
 SLVERR = 0b10
 
@@ -293,3 +293,26 @@ def run_top(dut, memory: bytearray, *, prog_base: int, prog_len: int, latency: i
     sim.add_testbench(host)
     sim.run()
     return result[0]
+
+
+def with_readback(cfg, mp) -> tuple[list, bytearray, int]:
+    """``mp`` (a linked :class:`~sparsa.sim.memory_image.MemoryProgram` with a STORE) followed by
+    a raw STORE of one accumulator row, a LOAD_ACC of those bytes at once and a raw STORE of the
+    loaded row elsewhere: ``(program, memory image, program address)``. Run in order, the last
+    STORE writes what the first one did (plus the column biases): a LOAD that overtook the
+    STORE before it would read stale bytes."""
+    from sparsa.isa import Instruction, Opcode
+
+    row = cfg.cols * cfg.acc_width // 8
+    first, second, base = [-(-mp.size // 64) * 64 + 64 * k for k in range(3)]
+    acc = next(i.acc_addr for i in mp.program if i.opcode == Opcode.STORE)
+    program = [*mp.program,
+               Instruction(Opcode.STORE, acc_addr=acc, count=1, raw=True, channels=cfg.cols,
+                           dram=first, stride=row),
+               Instruction(Opcode.LOAD_ACC, acc_addr=acc + 1, count=1, dram=first),
+               Instruction(Opcode.STORE, acc_addr=acc + 1, count=1, raw=True,
+                           channels=cfg.cols, dram=second, stride=row)]
+    words = b"".join(i.encode().to_bytes(16, "little") for i in program)
+    image = mp.image() + bytearray(base + len(words) - mp.size + 4096)
+    image[base:base + len(words)] = words
+    return program, image, base

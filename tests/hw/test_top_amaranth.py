@@ -25,8 +25,8 @@ from sparsa.hw.export import port_list
 from sparsa.hw.fetch import DEFAULT_FETCH_INSNS
 from sparsa.hw.packer import ChunkPacker
 from sparsa.hw.top import ALL_COUNTERS, AxiAccelerator
-from sparsa.isa import Instruction, Opcode
-from sparsa.sim.axi_memory import run_top
+from sparsa.isa import Opcode
+from sparsa.sim.axi_memory import run_top, with_readback
 from sparsa.sim.golden_accel import GoldenAccelerator
 from sparsa.sim.memory_image import link
 from sparsa.sim.programs import random_conv_program, random_gemm_program
@@ -215,30 +215,16 @@ def test_a_dma_error_sets_status_error(target, seed_for, request):
 
 
 def test_a_load_reads_what_an_earlier_store_wrote(seed_for, request):
-    """A GEMM program, then: a raw STORE of one accumulator row, a LOAD_ACC of those bytes
-    right away, a raw STORE of the loaded row elsewhere. The memory afterwards equals the
-    golden executor's, which runs the program in order: the load waited for the store's
-    write."""
+    """A GEMM program, then a STORE, a LOAD of the bytes it wrote and a STORE of the loaded
+    row (:func:`~sparsa.sim.axi_memory.with_readback`): the memory afterwards equals the
+    golden executor's, which runs the program in order, also when writes are slow."""
     cfg = CONFIGS["2x2-2of4-axi64"]
     rng = np.random.default_rng(seed_for(request.node.nodeid))
     prog = random_gemm_program(cfg, rng, order="k_inner")
-    mp = link(cfg, prog.program, prog.data_in)
-    row = cfg.cols * cfg.acc_width // 8
-    first, second, base = [-(-mp.size // 64) * 64 + 64 * k for k in range(3)]
-    acc = next(i.acc_addr for i in mp.program if i.opcode == Opcode.STORE)
-    program = [*mp.program,
-               Instruction(Opcode.STORE, acc_addr=acc, count=1, raw=True, channels=cfg.cols,
-                           dram=first, stride=row),
-               Instruction(Opcode.LOAD_ACC, acc_addr=acc + 1, count=1, dram=first),
-               Instruction(Opcode.STORE, acc_addr=acc + 1, count=1, raw=True,
-                           channels=cfg.cols, dram=second, stride=row)]
-    words = b"".join(i.encode().to_bytes(16, "little") for i in program)
-    image = mp.image() + bytearray(base + len(words) - mp.size + 4096)
-    image[base:base + len(words)] = words
+    program, image, base = with_readback(cfg, link(cfg, prog.program, prog.data_in))
     expected = bytearray(image)
     GoldenAccelerator(cfg).run_in_memory(program, expected)
     for seed in range(4):     # random pauses: writes slower than reads in some runs
         run = run_top(AxiAccelerator(cfg), bytearray(image), prog_base=base,
-                      prog_len=len(words), pause=0.5, seed=int(rng.integers(1 << 31)))
-        assert run.memory[second:second + row] == expected[second:second + row], seed
-        assert run.memory == expected
+                      prog_len=16 * len(program), pause=0.5, seed=int(rng.integers(1 << 31)))
+        assert run.memory == expected, f"run {seed}"
