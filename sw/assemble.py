@@ -42,7 +42,7 @@ from sparsa.isa import Instruction, Opcode
 from sparsa.models.graph import Gemm
 
 from . import timing
-from .accel_timing import TIMED_FIELDS
+from .accel_timing import ADDRESS_FIELDS, TIMED_FIELDS
 from .lower import Lowering
 from .ops import Compute, LoadActs, LoadWeights, Op, PreloadWeights, Store
 from .schedule import Block, Tiling, iter_block_ops, iter_blocks, load_plan, schedule_gemm
@@ -89,10 +89,11 @@ _insn = functools.lru_cache(maxsize=1 << 16)(Instruction)
 @functools.lru_cache(maxsize=1 << 16)
 def timing_view(insn: Instruction) -> Instruction:
     """``insn`` with only the fields the cycle model reads
-    (:data:`sparsa.sw.accel_timing.TIMED_FIELDS`; the others, the im2col walk's and activation
-    addresses, only decide which rows are read)."""
-    return Instruction(insn.opcode,
-                       **{f: getattr(insn, f) for f in TIMED_FIELDS[insn.opcode]})
+    (:data:`sparsa.sw.accel_timing.TIMED_FIELDS`, and the scratchpad addresses its hazards are
+    worked out from, :data:`~sparsa.sw.accel_timing.ADDRESS_FIELDS`; the others, the im2col
+    walk's and activation addresses, only decide which rows are read)."""
+    names = TIMED_FIELDS[insn.opcode] + ADDRESS_FIELDS.get(insn.opcode, ())
+    return Instruction(insn.opcode, **{f: getattr(insn, f) for f in names})
 
 
 def view_key(tiling: Tiling, block: Block) -> tuple:

@@ -27,6 +27,7 @@ from sparsa.sw.accel_timing import (
     port_caps,
     program_timing,
 )
+from sparsa.sw.assemble import timing_view
 from sparsa.sw.dram_port import Port, Sizes, transfer
 
 SMALL = dict(act_buffer_kib=1, weight_buffer_kib=1, acc_buffer_kib=1)
@@ -261,6 +262,9 @@ def test_only_the_timed_fields_matter(rate, rng):
         again = program_timing(CFG, redrawn, dram_bytes_per_cycle=rate)
         assert again.dispatch == whole.dispatch
         assert again.out_cycles == whole.out_cycles
+        views = program_timing(CFG, [timing_view(i) for i in prog], dram_bytes_per_cycle=rate)
+        assert views.dispatch == whole.dispatch     # what the cost model walks
+        assert views.out_cycles == whole.out_cycles
 
 
 def _rows(insn: Instruction, rows: int) -> tuple[int, int]:
