@@ -12,7 +12,7 @@ from sparsa.config import ArrayConfig
 
 from .dma_units import descriptor_layout
 
-__all__ = ["DEFAULT_FETCH_INSNS", "INSN_BYTES", "Fetcher"]
+__all__ = ["DEFAULT_FETCH_INSNS", "INSN_BYTES", "Fetcher", "check_fetch"]
 
 INSN_BYTES = isa.INSN_BITS // 8
 # Instructions per fetch descriptor. Eight is one 128-byte burst (8 beats at 128 bits): long
@@ -20,6 +20,17 @@ INSN_BYTES = isa.INSN_BITS // 8
 # enough that a FIFO of two descriptors' instructions (256 bytes) keeps the next burst in
 # flight while the core works through the current one.
 DEFAULT_FETCH_INSNS = 8
+
+
+def check_fetch(insns, depth) -> None:
+    """``insns`` words per descriptor and a FIFO of ``depth`` words: positive integers, the FIFO
+    at least one descriptor deep."""
+    for name, value in (("insns", insns), ("depth", depth)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise TypeError(f"{name} must be a positive integer, not {value!r}")
+    if depth < insns:
+        raise ValueError(f"the instruction FIFO (depth {depth}) must hold a whole fetch "
+                         f"descriptor ({insns} instructions)")
 
 
 class Fetcher(wiring.Component):
@@ -39,12 +50,7 @@ class Fetcher(wiring.Component):
     def __init__(self, cfg: ArrayConfig, *, insns: int = DEFAULT_FETCH_INSNS, depth: int = 16):
         if not isinstance(cfg, ArrayConfig):
             raise TypeError(f"cfg must be an ArrayConfig, not {cfg!r}")
-        for name, value in (("insns", insns), ("depth", depth)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise TypeError(f"{name} must be a positive integer, not {value!r}")
-        if depth < insns:
-            raise ValueError(f"the instruction FIFO (depth {depth}) must hold a whole fetch "
-                             f"descriptor ({insns} instructions)")
+        check_fetch(insns, depth)
         self.cfg, self.insns, self.depth = cfg, insns, depth
         super().__init__({
             "start": In(1),

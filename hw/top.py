@@ -122,7 +122,7 @@ from .accelerator import COUNTERS, Accelerator
 from .axi import AxiManagerSignature
 from .csr import CsrBlock, lite_signature
 from .dma import DmaReader, DmaWriter
-from .fetch import DEFAULT_FETCH_INSNS, Fetcher
+from .fetch import DEFAULT_FETCH_INSNS, Fetcher, check_fetch
 from .operands import Kind, OperandTap, ReadArbiter, StoreUnit, chunk_bytes
 from .packer import ChunkPacker
 
@@ -151,6 +151,7 @@ class AxiAccelerator(wiring.Component):
             raise ValueError(f"the AXI accelerator moves whole bytes: act_width "
                              f"({cfg.act_width}) and acc_width ({cfg.acc_width}) must be "
                              f"multiples of 8")
+        check_fetch(fetch_insns, insn_depth)
         self.cfg, self.fetch_insns, self.insn_depth = cfg, fetch_insns, insn_depth
         self.counter_layout = layouts.counters(ALL_COUNTERS)
         super().__init__({

@@ -49,6 +49,10 @@ def test_constructor_checks_its_arguments():
         AxiAccelerator(ArrayConfig(act_width=4))
     with pytest.raises(ValueError, match="multiples of 8"):
         AxiAccelerator(ArrayConfig(acc_width=20))
+    with pytest.raises(TypeError, match="insns must be a positive integer"):
+        AxiAccelerator(ArrayConfig(), fetch_insns=0)
+    with pytest.raises(ValueError, match="whole fetch descriptor"):
+        AxiAccelerator(ArrayConfig(), fetch_insns=8, insn_depth=4)
 
 
 def test_ports_are_the_axi_port_the_csr_port_and_irq():
