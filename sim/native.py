@@ -14,7 +14,10 @@ ports of a rate with :func:`~sparsa.sw.accel_timing.port_caps`'s caps and
 :func:`~sparsa.sw.accel_timing.beat_bytes`' beat sizes) to a file, runs the executable, and reads
 back what the driver records (:class:`~sparsa.sim.accel_driver.AccelRun`). The harness keeps
 the driver's discipline (:mod:`.streams`), so the cycles obey the cycle model's contract.
-Random idle cycles and backpressure (the driver's other pacing) are not offered here.
+:meth:`NativeAccelerator.execute_batch` runs several programs in one process (the model reset
+before each), each optionally paced by seeded random idle/backpressure and long stalls
+(:class:`Pace`, the driver's :class:`~sparsa.sim.streams.RandomGaps` semantics drawn in C++):
+outputs and counters stay checkable, cycles then depend on the draws.
 """
 
 from __future__ import annotations
@@ -44,7 +47,8 @@ from sparsa.sw.accel_timing import beat_bytes, port_caps
 from .accel_driver import COUNTER_LAYOUT, AccelRun, counter_increments, decode_counters
 from .tools import require, tool_env, verilator_root
 
-__all__ = ["CACHE_ENV", "HARNESS", "NativeAccelerator", "NativeResult", "build", "cache_root"]
+__all__ = ["CACHE_ENV", "HARNESS", "NativeAccelerator", "NativeResult", "Pace", "build",
+           "cache_root"]
 
 CACHE_ENV = "SPARSA_CACHE"
 HARNESS = Path(__file__).resolve().parent / "native" / "harness.cpp"
@@ -52,6 +56,8 @@ BINARY = "harness"
 RESET_CYCLES = 2   # as the other backends reset
 _MAGIC_IN = int.from_bytes(b"spnv-in1", "little")
 _MAGIC_OUT = int.from_bytes(b"spnvout1", "little")
+_MAGIC_IN2 = int.from_bytes(b"spnv-in2", "little")
+_MAGIC_OUT2 = int.from_bytes(b"spnvout2", "little")
 _VERILATOR_ARGS = ("--cc", "--exe", "--build", "-O3", "--x-assign", "fast", "--x-initial",
                    "fast", "--noassert", "-Wno-fatal", "--prefix", "Vtop")
 # The wheel's verilated.mk compiles everything with -Os (its precompiled-header flag is fixed by
@@ -175,6 +181,37 @@ def _compile(rtl, args: list[str], out: Path) -> None:
 
 
 @dataclass(frozen=True)
+class Pace:
+    """Random pacing of one batched run: ``idle`` (insn and data_in sources idle before their
+    next beat) and ``backpressure`` (data_out not ready) per cycle, as
+    :class:`~sparsa.sim.accel_driver.AcceleratorDriver`'s; ``stall``: per cycle, the probability
+    that a stream starts a stall of 1..``stall_max`` cycles instead; ``seed``: the draws."""
+
+    idle: float = 0.0
+    backpressure: float = 0.0
+    stall: float = 0.0
+    stall_max: int = 0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("idle", "backpressure", "stall"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise ValueError(f"{name} must be a probability in [0, 1), not {value!r}")
+        if self.stall and self.stall_max < 1:
+            raise ValueError(f"stall_max must be at least 1 cycle, not {self.stall_max!r}")
+
+    @property
+    def random(self) -> bool:
+        return bool(self.idle or self.backpressure or self.stall)
+
+    def fields(self) -> list[int]:
+        """The harness's PACE_FIELDS: probabilities as fractions of 2**32."""
+        return [round(self.idle * 2**32), round(self.backpressure * 2**32),
+                round(self.stall * 2**32), self.stall_max, self.seed % 2**64]
+
+
+@dataclass(frozen=True)
 class NativeResult:
     run: AccelRun
     last_cycle: int      # cycles simulated after reset, minus one
@@ -226,12 +263,57 @@ class NativeAccelerator:
             raw = dst.read_bytes()
         return self._decode(raw, len(program), len(out_bytes))
 
-    def _encode(self, program, data_in, in_bytes, out_bytes) -> bytes:
+    def execute_batch(self, runs: Sequence[tuple[Sequence[Instruction], Sequence[int]]],
+                      paces: Sequence[Pace | None] | None = None
+                      ) -> list[NativeResult | TimeoutError]:
+        """Run every ``(program, data_in)`` of ``runs`` in one process, the model reset before
+        each, ``paces[i]`` pacing run ``i`` (None: ideal streams, or the DRAM ports of
+        ``dram_bytes_per_cycle``; random pacing and DRAM ports exclude each other). A run that
+        did not finish in ``max_cycles`` is its :class:`TimeoutError`."""
+        paces = list(paces) if paces is not None else [None] * len(runs)
+        if len(paces) != len(runs):
+            raise ValueError(f"{len(paces)} paces for {len(runs)} runs")
+        parts, expected = [np.array([_MAGIC_IN2, len(runs)], dtype="<u8").tobytes()], []
+        for (program, data_in), pace in zip(runs, paces, strict=True):
+            if pace is not None and pace.random and self.dram_bytes_per_cycle:
+                raise ValueError("use either random idle/backpressure or DRAM ports, not both")
+            in_bytes, out_bytes = beat_bytes(self.cfg, program)
+            if len(in_bytes) != len(data_in):
+                raise ValueError(f"the program loads {len(in_bytes)} data_in beats, "
+                                 f"{len(data_in)} given")
+            parts.append(self._encode(program, data_in, in_bytes, out_bytes,
+                                      pace=pace or Pace()))
+            expected.append((len(program), len(out_bytes)))
+        with tempfile.TemporaryDirectory(prefix="sparsa-native-") as tmp:
+            src, dst = Path(tmp) / "batch.bin", Path(tmp) / "results.bin"
+            src.write_bytes(b"".join(parts))
+            proc = subprocess.run([str(self.binary), str(src), str(dst)], capture_output=True,
+                                  text=True, check=False)
+            if proc.returncode != 0:
+                raise RuntimeError(f"the native harness {self.binary} failed "
+                                   f"(exit {proc.returncode}): {proc.stderr.strip()}")
+            raw = dst.read_bytes()
+        if int.from_bytes(raw[:8], "little") != _MAGIC_OUT2 or \
+                int.from_bytes(raw[8:16], "little") != len(runs):
+            raise RuntimeError("the native harness wrote no valid batch result")
+        out: list[NativeResult | TimeoutError] = []
+        pos = 16
+        for n_insn, n_out in expected:
+            try:
+                result, pos = self._decode_at(raw, pos, n_insn, n_out)
+            except TimeoutError as exc:
+                result, pos = exc, pos + self._record_size(raw, pos)
+            out.append(result)
+        return out
+
+    def _encode(self, program, data_in, in_bytes, out_bytes, pace: Pace | None = None) -> bytes:
         iw, dw, ow, cw = self.widths
         rate = self.dram_bytes_per_cycle or 0
         caps = port_caps(self.cfg, rate) if rate else (0, 0)
         head = [_MAGIC_IN, iw, dw, ow, cw, len(program), len(data_in), len(out_bytes), rate,
                 *caps, self.max_cycles, RESET_CYCLES]
+        if pace is not None:
+            head += pace.fields()
         parts = [np.array(head, dtype="<u8").tobytes()]
         if rate:
             parts.append(np.array(in_bytes + out_bytes, dtype="<u4").tobytes())
@@ -240,15 +322,27 @@ class NativeAccelerator:
         return b"".join(parts)
 
     def _decode(self, raw: bytes, n_insn: int, expected: int) -> NativeResult:
+        return self._decode_at(raw, 0, n_insn, expected)[0]
+
+    def _record_size(self, raw: bytes, pos: int) -> int:
+        """Bytes of the result record at ``pos``."""
         _, _, ow, cw = self.widths
-        head = np.frombuffer(raw, dtype="<u8", count=7)
+        head = np.frombuffer(raw, dtype="<u8", count=7, offset=pos)
+        sent, received = int(head[3]), int(head[4])
+        return 7 * 8 + 8 * sent + 8 * received + 4 * received * ow + 8 * cw
+
+    def _decode_at(self, raw: bytes, pos: int, n_insn: int, expected: int
+                   ) -> tuple[NativeResult, int]:
+        """The result record at ``pos`` and where the next one starts."""
+        _, _, ow, cw = self.widths
+        head = np.frombuffer(raw, dtype="<u8", count=7, offset=pos)
         magic, status, last, sent, received, _, wall_ns = (int(v) for v in head)
         if magic != _MAGIC_OUT:
             raise RuntimeError("the native harness wrote no valid result")
         if status:
             raise TimeoutError(f"not finished in {self.max_cycles} cycles: {sent} of {n_insn} "
                                f"instructions dispatched, {received} of {expected} output rows")
-        pos = 7 * 8
+        pos += 7 * 8
         dispatch = np.frombuffer(raw, dtype="<u8", count=sent, offset=pos).astype(np.int64)
         pos += 8 * sent
         out_cycles = np.frombuffer(raw, dtype="<u8", count=received, offset=pos).astype(np.int64)
@@ -263,7 +357,7 @@ class NativeAccelerator:
             cycles=end - first + 1 if n_insn else 0,
             counters=counter_increments(decode_counters(before), decode_counters(after)),
             dispatch=(dispatch - first).tolist(), out_cycles=(out_cycles - first).tolist())
-        return NativeResult(run=run, last_cycle=last, seconds=wall_ns / 1e9)
+        return NativeResult(run=run, last_cycle=last, seconds=wall_ns / 1e9), pos + 8 * cw
 
     def _rows(self, words: np.ndarray) -> list[np.ndarray]:
         """``data_out`` rows as signed accumulator lanes."""

@@ -3,6 +3,13 @@
 //
 // Usage: harness INPUT OUTPUT [VCD]   (VCD: where the waveform goes, in a WAVES=1 build)
 //
+// INPUT holds one program (magic "spnv-in1", below) or a batch (magic "spnv-in2": u64 count,
+// then that many records, each a "spnv-in1" file extended by PACE_FIELDS u64 fields right
+// after its header; OUTPUT is then u64 "spnvout2", u64 count and one "spnvout1" result per
+// record). The model is reset (RESET_CYCLES) before every record. A batch record may also
+// pace its streams by seeded random idle/backpressure (RandomGaps below), with the semantics
+// of sparsa.sim.streams.RandomGaps as sparsa.sim.accel_driver uses it, plus long stalls.
+//
 // It runs one program the way sparsa.sim.accel_driver.AcceleratorDriver does on any other
 // backend (sparsa.sim.streams.run_cycles), so cycle counts obey the same contract
 // (sparsa.sw.accel_timing). Each cycle:
@@ -48,6 +55,8 @@ namespace {
 
 constexpr uint64_t MAGIC_IN = 0x316e692d766e7073ULL;   // "spnv-in1"
 constexpr uint64_t MAGIC_OUT = 0x3174756f766e7073ULL;  // "spnvout1"
+constexpr uint64_t MAGIC_IN2 = 0x326e692d766e7073ULL;  // "spnv-in2"
+constexpr uint64_t MAGIC_OUT2 = 0x3274756f766e7073ULL; // "spnvout2"
 
 // Port values as 32-bit words, whatever C++ type Verilator chose for the port's width.
 template <typename T>
@@ -85,6 +94,43 @@ constexpr size_t INSN_W = words_of<InsnT>(), IN_W = words_of<DataInT>(),
 
 enum Header { MAGIC, INSN_WORDS, IN_WORDS, OUT_WORDS, CTR_WORDS, N_INSN, N_IN, N_OUT, RATE,
               CAP_IN, CAP_OUT, MAX_CYCLES, RESET_CYCLES, HEADER_FIELDS };
+// A batch record's pacing: probabilities as fractions of 2^32. IDLE: the insn and data_in
+// sources idle before offering their next beat; BACKPRESSURE: data_out's ready low; STALL: a
+// stream starts a stall of 1..STALL_MAX cycles (uniform) instead; SEED: the random streams.
+enum Pace { IDLE, BACKPRESSURE, STALL, STALL_MAX, SEED, PACE_FIELDS };
+
+// splitmix64: small, fast, and seeded per stream.
+struct Rng {
+    uint64_t s;
+    uint64_t next() {
+        uint64_t z = (s += 0x9e3779b97f4a7c15ULL);
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+        return z ^ (z >> 31);
+    }
+};
+
+// sparsa.sim.streams.RandomGaps, asked once per cycle in which the stream could move its next
+// beat (a source not offering one yet, a sink): holds it back with probability p, and with
+// probability stall starts a stall of 1..stall_max such cycles. p = stall = 0: never draws.
+struct Gaps {
+    uint64_t p = 0, stall = 0, stall_max = 0, left = 0;
+    Rng rng{0};
+    bool allows() {
+        if (left) { --left; return false; }
+        if (!p && !stall) return true;
+        const uint64_t r = rng.next();
+        const uint64_t lo = r & 0xffffffffULL, hi = r >> 32;
+        if (stall && hi < stall) {
+            left = stall_max > 1 ? rng.next() % stall_max : 0;   // this cycle + left more
+            return false;
+        }
+        return lo >= p;
+    }
+};
+struct Pacing {
+    Gaps insn, data_in, data_out;
+};
 
 // sw.dram_port.DramPort: a token bucket that starts full. rate 0: an ideal port.
 struct Port {
@@ -103,15 +149,16 @@ struct Port {
 };
 
 struct Input {
-    std::vector<uint64_t> h;
+    std::vector<uint64_t> h, pace;
     std::vector<uint32_t> in_sizes, out_sizes, insn, data;
 };
 
-bool read_input(const char* path, Input& in) {
-    FILE* f = std::fopen(path, "rb");
-    if (!f) { std::perror(path); return false; }
+// One program from f: its header (and PACE_FIELDS more when paced), then its body.
+bool read_record(FILE* f, const char* path, Input& in, bool paced) {
     in.h.resize(HEADER_FIELDS);
+    in.pace.assign(PACE_FIELDS, 0);
     bool ok = std::fread(in.h.data(), 8, HEADER_FIELDS, f) == HEADER_FIELDS;
+    if (ok && paced) ok = std::fread(in.pace.data(), 8, PACE_FIELDS, f) == PACE_FIELDS;
     if (ok && in.h[MAGIC] != MAGIC_IN) {
         std::fprintf(stderr, "%s: not a native harness input file\n", path);
         ok = false;
@@ -135,8 +182,20 @@ bool read_input(const char* path, Input& in) {
     if (ok) load(in.insn, in.h[N_INSN] * INSN_W);
     if (ok) load(in.data, in.h[N_IN] * IN_W);
     if (!ok) std::fprintf(stderr, "%s: truncated or malformed\n", path);
-    std::fclose(f);
     return ok;
+}
+
+Pacing make_pacing(const Input& in) {
+    Pacing p;
+    Gaps* all[] = {&p.insn, &p.data_in, &p.data_out};
+    for (int i = 0; i < 3; ++i) {
+        Gaps& g = *all[i];
+        g.p = i == 2 ? in.pace[BACKPRESSURE] : in.pace[IDLE];
+        g.stall = in.pace[STALL];
+        g.stall_max = in.pace[STALL_MAX];
+        g.rng.s = in.pace[SEED] * 3 + i;
+    }
+    return p;
 }
 
 struct Result {
@@ -167,6 +226,7 @@ struct Sim {
 
 void run(Sim& sim, const Input& in, Result& r) {
     Vtop* top = sim.top;
+    Pacing pace = make_pacing(in);
     const auto& h = in.h;
     const uint64_t n_insn = h[N_INSN], n_in = h[N_IN], n_out = h[N_OUT];
     Port in_port{static_cast<int64_t>(h[RATE]), static_cast<int64_t>(h[CAP_IN]),
@@ -184,17 +244,18 @@ void run(Sim& sim, const Input& in, Result& r) {
     auto start = std::chrono::steady_clock::now();
     for (uint64_t cycle = 0; cycle < h[MAX_CYCLES]; ++cycle) {
         // 1. drive
-        if (!insn_offering && insn_sent < n_insn) {
+        if (!insn_offering && insn_sent < n_insn && pace.insn.allows()) {
             put(top->insn___05Fpayload, &in.insn[insn_sent * INSN_W]);
             insn_offering = true;
         }
         top->insn___05Fvalid = insn_offering;
-        if (!in_offering && in_sent < n_in && in_port.allows(in_sent)) {
+        if (!in_offering && in_sent < n_in && in_port.allows(in_sent) &&
+            pace.data_in.allows()) {
             put(top->data_in___05Fpayload, &in.data[in_sent * IN_W]);
             in_offering = true;
         }
         top->data_in___05Fvalid = in_offering;
-        const bool ready = out_port.allows(received);
+        const bool ready = out_port.allows(received) && pace.data_out.allows();
         top->data_out___05Fready = ready;
         // 2. settle
         sim.settle();
@@ -232,9 +293,7 @@ void run(Sim& sim, const Input& in, Result& r) {
     r.rows.resize(received * OUT_W);
 }
 
-bool write_output(const char* path, const Result& r) {
-    FILE* f = std::fopen(path, "wb");
-    if (!f) { std::perror(path); return false; }
+bool write_result(FILE* f, const Result& r) {
     const uint64_t head[] = {MAGIC_OUT, r.status, r.last, r.dispatch.size(),
                              r.out_cycles.size(), r.in_sent, r.wall_ns};
     bool ok = std::fwrite(head, 8, 7, f) == 7;
@@ -244,9 +303,54 @@ bool write_output(const char* path, const Result& r) {
     ok = ok && std::fwrite(r.rows.data(), 4, r.rows.size(), f) == r.rows.size();
     ok = ok && std::fwrite(r.before.data(), 4, CTR_W, f) == CTR_W;
     ok = ok && std::fwrite(r.after.data(), 4, CTR_W, f) == CTR_W;
-    ok = (std::fclose(f) == 0) && ok;
-    if (!ok) std::fprintf(stderr, "%s: write failed\n", path);
     return ok;
+}
+
+// Rst high for RESET_CYCLES rising edges, inputs low, as the other backends reset.
+void reset(Sim& sim, uint64_t cycles) {
+    Vtop* top = sim.top;
+    top->clk = 0;
+    top->rst = 1;
+    top->insn___05Fvalid = 0;
+    top->data_in___05Fvalid = 0;
+    top->data_out___05Fready = 0;
+    sim.settle();
+    for (uint64_t i = 0; i < cycles; ++i) { sim.tick(); sim.settle(); }
+    top->rst = 0;
+}
+
+// Every record of INPUT, each after a reset, results written as they finish.
+int run_file(Sim& sim, const char* in_path, const char* out_path) {
+    FILE* f = std::fopen(in_path, "rb");
+    if (!f) { std::perror(in_path); return 2; }
+    uint64_t magic = 0, count = 1;
+    bool ok = std::fread(&magic, 8, 1, f) == 1;
+    const bool batch = ok && magic == MAGIC_IN2;
+    if (batch) ok = std::fread(&count, 8, 1, f) == 1;
+    else std::fseek(f, 0, SEEK_SET);
+    FILE* out = ok ? std::fopen(out_path, "wb") : nullptr;
+    if (ok && !out) std::perror(out_path);
+    ok = ok && out;
+    if (ok && batch) {
+        const uint64_t head[] = {MAGIC_OUT2, count};
+        ok = std::fwrite(head, 8, 2, out) == 2;
+    }
+    int code = ok ? 0 : 2;
+    for (uint64_t i = 0; ok && i < count; ++i) {
+        Input in;
+        if (!read_record(f, in_path, in, batch)) { code = 2; break; }
+        reset(sim, in.h[RESET_CYCLES]);
+        Result r;
+        run(sim, in, r);
+        if (!write_result(out, r)) {
+            std::fprintf(stderr, "%s: write failed\n", out_path);
+            code = 1;
+            break;
+        }
+    }
+    std::fclose(f);
+    if (out && std::fclose(out) != 0) code = 1;
+    return code;
 }
 
 }  // namespace
@@ -256,8 +360,6 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "usage: %s INPUT OUTPUT [VCD]\n", argv[0]);
         return 2;
     }
-    Input in;
-    if (!read_input(argv[1], in)) return 2;
     auto ctx = std::make_unique<VerilatedContext>();
 #if WAVES
     ctx->traceEverOn(true);
@@ -270,17 +372,10 @@ int main(int argc, char** argv) {
     trace->open(argc == 4 ? argv[3] : (std::string(argv[2]) + ".vcd").c_str());
     sim.trace = trace.get();
 #endif
-    // Reset as the other backends do: rst high for RESET_CYCLES rising edges, inputs low.
-    top->clk = 0;
-    top->rst = 1;
-    sim.settle();
-    for (uint64_t i = 0; i < in.h[RESET_CYCLES]; ++i) { sim.tick(); sim.settle(); }
-    top->rst = 0;
-    Result r;
-    run(sim, in, r);
+    const int code = run_file(sim, argv[1], argv[2]);
     top->final();
 #if WAVES
     trace->close();
 #endif
-    return write_output(argv[2], r) ? 0 : 1;
+    return code;
 }

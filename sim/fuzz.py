@@ -1,0 +1,544 @@
+"""Fuzzing the accelerator core on the native backend (``make fuzz``), with a shrinker.
+
+A campaign runs, on two worker processes, random programs on several configurations
+(:data:`CONFIGS`: dense, 2:4, 1:4, 2:8, pipeline depths 0-2, odd shapes):
+
+* tile batches (:func:`tile_program`): one CONFIG and LOAD_ACT, then many random array passes
+  ("tiles"), each a weight tile (some columns zero, extreme operands at random) loaded, PRELOADed
+  and COMPUTEd over random activation rows into accumulators that LOAD_ACC set to extreme partial
+  sums (INT32_MIN/INT32_MAX next to negative products), then STOREd raw (and sometimes
+  requantized), with fewer output channels than the array has; K from 1 (K < m) to a few
+  passes;
+* :func:`~sparsa.sim.programs.random_gemm_program` and
+  :func:`~sparsa.sim.programs.random_conv_program` programs.
+
+Each batch of programs runs in one harness process
+(:meth:`~sparsa.sim.native.NativeAccelerator.execute_batch`), paced by ideal streams, DRAM ports,
+or random idle/backpressure up to 0.97 with long stalls (:class:`~sparsa.sim.native.Pace`).
+Every program is checked (:func:`check`): outputs bit-exact with the golden executor, counters
+== :func:`~sparsa.sw.accel_timing.program_counts` (gated_macs == the golden's), and, without
+random pacing, every dispatch and output cycle == :func:`~sparsa.sw.accel_timing.program_timing`;
+GEMM and conv programs also against their independent reference. A mismatch is shrunk
+(:func:`shrink`: instructions with their data beats removed, data beats zeroed, pacing made
+ideal) and written to ``build/fuzz/repro-<seed>.json``, replayed by
+``python -m sparsa.sim.fuzz --replay FILE``. A "tile" counted is one COMPUTE checked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import zlib
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from sparsa import im2col, isa, nm
+from sparsa.config import ArrayConfig
+from sparsa.isa import Instruction, Opcode
+from sparsa.sw.accel_timing import program_counts, program_timing
+
+from .golden_accel import GoldenAccelerator, ProgramError
+from .native import NativeAccelerator, Pace
+from .programs import _act_rows, _psum_rows, _weight_rows, random_conv_program, random_gemm_program
+from .stimulus import random_acts, random_nm_weights
+
+__all__ = ["CONFIGS", "Case", "Stats", "check", "main", "replay", "run_campaign", "shrink",
+           "tile_program"]
+
+_BUF = dict(act_buffer_kib=2, weight_buffer_kib=2, acc_buffer_kib=2)
+CONFIGS: dict[str, ArrayConfig] = {
+    "4x4-dense-d1": ArrayConfig(rows=4, cols=4, n=1, m=1, pipeline_depth=1, **_BUF),
+    "4x4-2of4-d0": ArrayConfig(rows=4, cols=4, n=2, m=4, pipeline_depth=0, **_BUF),
+    "4x4-1of4-d2": ArrayConfig(rows=4, cols=4, n=1, m=4, pipeline_depth=2, **_BUF),
+    "3x4-2of8-d1": ArrayConfig(rows=3, cols=4, n=2, m=8, pipeline_depth=1, **_BUF),
+    "3x5-2of4-d2": ArrayConfig(rows=3, cols=5, n=2, m=4, pipeline_depth=2, **_BUF),
+    "5x3-dense-d0": ArrayConfig(rows=5, cols=3, n=1, m=1, pipeline_depth=0, **_BUF),
+    "8x8-2of4-d1": ArrayConfig(rows=8, cols=8, n=2, m=4, pipeline_depth=1, **_BUF),
+}
+RATES = (None, 1, 5, 40)          # DRAM bytes per cycle of a batch (None: ideal or random)
+MAX_CYCLES = 3_000_000            # per program: a hang costs seconds, not minutes
+OUT_DIR = Path("build/fuzz")
+
+
+@dataclass
+class Case:
+    """One program as it ran: its pacing, and what else it is checked against."""
+
+    program: list[Instruction]
+    data_in: list[int]
+    pace: Pace | None = None
+    rate: int | None = None
+    reference: object = None     # a GemmProgram/ConvProgram (independent expectation) or None
+
+    @property
+    def exact(self) -> bool:
+        """Whether the cycles are deterministic (checked against the cycle model)."""
+        return self.pace is None or not self.pace.random
+
+    @property
+    def tiles(self) -> int:
+        return sum(i.opcode == Opcode.COMPUTE for i in self.program)
+
+
+# -- stimulus -------------------------------------------------------------------------------
+
+
+def _extreme(rng: np.random.Generator, shape, bits: int) -> np.ndarray:
+    """Values of ``bits`` bits, mostly at the two ends of the range."""
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    pick = rng.integers(0, 4, size=shape)
+    near = rng.integers(0, 300, size=shape)
+    full = rng.integers(lo, hi + 1, size=shape)
+    return np.select([pick == 0, pick == 1, pick == 2], [lo + near % 3, hi - near % 3, full],
+                     np.where(near % 2, lo, hi))
+
+
+def _tile_k(cfg: ArrayConfig, rng: np.random.Generator) -> int:
+    """K of a tile batch: below m, below one pass, or up to three passes."""
+    kp, roll = cfg.k_per_pass, rng.random()
+    if roll < 0.2 and cfg.m > 1:
+        return int(rng.integers(1, cfg.m))
+    if roll < 0.45 and kp > 1:
+        return int(rng.integers(1, kp))
+    return int(rng.integers(1, 3 * kp + 1))
+
+
+def _tile_weights(cfg: ArrayConfig, rng: np.random.Generator, extreme: bool) -> np.ndarray:
+    """One ``(k_per_pass, cols)`` N:M weight tile, its last columns zero at random."""
+    w = random_nm_weights(rng, cfg.k_per_pass, cfg.cols, cfg.n, cfg.m, width=cfg.weight_width)
+    if extreme:
+        w = np.where(w != 0, _extreme(rng, w.shape, cfg.weight_width), 0)
+    if rng.random() < 0.4:
+        w[:, int(rng.integers(1, cfg.cols + 1)):] = 0
+    return w
+
+
+def tile_program(cfg: ArrayConfig, rng: np.random.Generator, *, tiles: int) -> Case:
+    """A tile batch of ``tiles`` array passes (module docstring)."""
+    k = _tile_k(cfg, rng)
+    passes = -(-k // cfg.k_per_pass)
+    depth = cfg.scratchpad_rows
+    p = int(rng.integers(1, min(2 * (cfg.rows + cfg.cols), depth["act"] // passes) + 1))
+    extreme = bool(rng.random() < 0.4)
+    x = _extreme(rng, (p, k), cfg.act_width) if extreme else random_acts(rng, p, k,
+                                                                         width=cfg.act_width)
+    x = np.where(rng.random(x.shape) < rng.random() * 0.5, 0, x)
+    geom = im2col.linear_geometry(p, k)
+    prog = [im2col.config_instruction(cfg, geom),
+            Instruction(Opcode.LOAD_ACT, addr=0, count=passes * p, channels=k, tag=0, pixels=p)]
+    data = _act_rows(cfg, x)
+    regions, slots = max(1, min(4, depth["acc"] // p)), min(3, depth["weight"] // cfg.rows)
+    written: set[int] = set()
+    scaled = False
+    for t in range(tiles):
+        first = int(rng.integers(0, p))
+        count = int(rng.integers(1, p - first + 1))
+        acc = int(rng.integers(0, regions)) * p
+        slot = (t % slots) * cfg.rows
+        packed = nm.pack_nm(_tile_weights(cfg, rng, extreme), cfg.n, cfg.m)
+        prog += [Instruction(Opcode.LOAD_WEIGHT, addr=slot, count=cfg.rows),
+                 Instruction(Opcode.PRELOAD, addr=slot)]
+        data += _weight_rows(cfg, packed)
+        rows = set(range(acc, acc + count))
+        if rng.random() < 0.6 or not rows <= written:
+            prog.append(Instruction(Opcode.LOAD_ACC, acc_addr=acc, count=count))
+            data += _psum_rows(cfg, _extreme(rng, (count, cfg.cols), cfg.acc_width))
+            written |= rows
+            accumulate = True
+        else:
+            accumulate = bool(rng.random() < 0.7)
+        walk = im2col.compute_fields(cfg, geom, base=0, first=first, offset=(0, 0),
+                                     block=int(rng.integers(0, passes)))
+        prog.append(Instruction(Opcode.COMPUTE, acc_addr=acc, count=count,
+                                accumulate=accumulate, tag=0, **walk))
+        written |= rows
+        prog, data, scaled = _tile_stores(cfg, rng, prog, data, (acc, count), scaled)
+    return Case(prog, data)
+
+
+def _tile_stores(cfg, rng, prog, data, rows, scaled):
+    """A tile's raw STORE, sometimes a requantized one (after a LOAD_SCALE), few channels."""
+    acc, count = rows
+    channels = int(rng.integers(1, cfg.cols + 1))
+    prog.append(Instruction(Opcode.STORE, acc_addr=acc, count=count, raw=True,
+                            channels=channels))
+    if rng.random() < 0.25:
+        if not scaled or rng.random() < 0.5:
+            prog.append(Instruction(Opcode.LOAD_SCALE))
+            data.append(isa.pack_scale_row(cfg, rng.integers(1, 1 << 15, size=cfg.cols),
+                                           rng.integers(0, 48, size=cfg.cols),
+                                           _extreme(rng, cfg.cols, 32)))
+            scaled = True
+        prog.append(Instruction(Opcode.STORE, acc_addr=acc, count=count, raw=False,
+                                relu=bool(rng.random() < 0.5), channels=channels))
+    return prog, data, scaled
+
+
+def random_pace(rng: np.random.Generator, seed: int) -> Pace | None:
+    """Ideal streams a third of the time, else random idle and backpressure (up to 0.97),
+    with long stalls (up to 600 cycles) half of the time."""
+    roll = rng.random()
+    if roll < 1 / 3:
+        return None
+    bp = float(rng.choice([0.0, 0.3, 0.7, 0.9, 0.95, 0.97]))
+    idle = float(rng.choice([0.0, 0.2, 0.5, 0.8]))
+    if rng.random() < 0.5:
+        return Pace(idle=idle, backpressure=bp, stall=float(rng.choice([0.002, 0.01, 0.03])),
+                    stall_max=int(rng.choice([50, 200, 600])), seed=seed)
+    return Pace(idle=idle, backpressure=bp, seed=seed)
+
+
+def batch_cases(cfg: ArrayConfig, rng: np.random.Generator, *, tile_programs: int,
+                other_programs: int, tiles: int, rate: int | None) -> list[Case]:
+    """One batch: ``tile_programs`` tile batches and ``other_programs`` GEMM/conv programs."""
+    cases = [tile_program(cfg, rng, tiles=tiles) for _ in range(tile_programs)]
+    for _ in range(other_programs):
+        if rng.random() < 0.5:
+            prog = random_gemm_program(cfg, rng, order=("k_inner", "cols_inner")[
+                int(rng.integers(0, 2))], zero_fraction=float(rng.random() * 0.5))
+        else:
+            prog = random_conv_program(cfg, rng, zero_fraction=float(rng.random() * 0.5),
+                                       max_computes=60, max_compute_beats=300)
+        cases.append(Case(prog.program, prog.data_in, reference=prog))
+    for case in cases:
+        case.rate = rate
+        if rate is None:
+            case.pace = random_pace(rng, int(rng.integers(0, 2**63)))
+    return cases
+
+
+# -- checking -------------------------------------------------------------------------------
+
+
+def check(cfg: ArrayConfig, case: Case, result) -> list[str]:
+    """What differs between ``result`` (an AccelRun, or the TimeoutError of a run) and the
+    golden model, the counts, the cycle model (exact cases) and the reference (if any)."""
+    golden = GoldenAccelerator(cfg)
+    want = golden.run(case.program, case.data_in)
+    if isinstance(result, Exception):
+        return [f"timeout: {result}"]
+    bad = []
+    if len(result.outputs) != len(want) or any(
+            not np.array_equal(a, b) for a, b in zip(result.outputs, want, strict=False)):
+        rows = [i for i, (a, b) in enumerate(zip(result.outputs, want, strict=False))
+                if not np.array_equal(a, b)]
+        bad.append(f"outputs: {len(result.outputs)} rows for {len(want)}, rows {rows[:8]} "
+                   f"differ")
+    expected = {**program_counts(cfg, case.program, len(case.data_in)),
+                "gated_macs": golden.gated_macs}
+    got = {k: result.counters[k] for k in expected}
+    if got != expected:
+        bad.append(f"counters: {got} != {expected}")
+    if case.exact:
+        predicted = program_timing(cfg, case.program, dram_bytes_per_cycle=case.rate)
+        if (result.dispatch, result.out_cycles, result.cycles) != (
+                predicted.dispatch, predicted.out_cycles, predicted.cycles):
+            bad.append(f"cycles: {result.cycles} != {predicted.cycles} predicted (or a "
+                       f"dispatch/output cycle differs)")
+    if case.reference is not None and not bad:
+        ref, got_out = case.reference.reference(cfg.acc_width, cfg.act_width), \
+            case.reference.collect(result.outputs, cfg.cols)
+        if any(not np.array_equal(a, b) for a, b in zip(ref, got_out, strict=True)):
+            bad.append("reference: outputs differ from the independent reference")
+    return bad
+
+
+Runner = Callable[[ArrayConfig, Sequence[Case]], list]
+
+
+class NativeRunner:
+    """Runs cases on the native executables, one per (configuration, DRAM rate)."""
+
+    def __init__(self):
+        self.sims: dict[tuple[str, int | None], NativeAccelerator] = {}
+
+    def __call__(self, cfg: ArrayConfig, cases: Sequence[Case]) -> list:
+        out = []
+        for rate in dict.fromkeys(c.rate for c in cases):
+            key = (cfg.to_json(), rate)
+            if key not in self.sims:
+                self.sims[key] = NativeAccelerator(cfg, dram_bytes_per_cycle=rate,
+                                                   max_cycles=MAX_CYCLES)
+            group = [c for c in cases if c.rate == rate]
+            res = self.sims[key].execute_batch([(c.program, c.data_in) for c in group],
+                                               [c.pace for c in group])
+            out += [(c, r if isinstance(r, Exception) else r.run) for c, r in zip(group, res,
+                                                                                  strict=True)]
+        order = {id(c): i for i, c in enumerate(cases)}
+        return [r for _, r in sorted(out, key=lambda cr: order[id(cr[0])])]
+
+
+# -- shrinking ------------------------------------------------------------------------------
+
+
+def _beats(insn: Instruction) -> int:
+    """data_in beats an instruction takes."""
+    if insn.opcode in (Opcode.LOAD_ACT, Opcode.LOAD_WEIGHT, Opcode.LOAD_ACC):
+        return insn.count
+    return 1 if insn.opcode == Opcode.LOAD_SCALE else 0
+
+
+def _units(case: Case) -> list[tuple[Instruction, list[int]]]:
+    units, pos = [], 0
+    for insn in case.program:
+        n = _beats(insn)
+        units.append((insn, case.data_in[pos:pos + n]))
+        pos += n
+    return units
+
+
+def _from_units(case: Case, units) -> Case:
+    return replace(case, program=[u[0] for u in units],
+                   data_in=[b for u in units for b in u[1]], reference=None)
+
+
+def _kind(problems: list[str]) -> set[str]:
+    return {p.split(":")[0] for p in problems}
+
+
+def shrink(cfg: ArrayConfig, case: Case, runner: Runner, *, max_tries: int = 2000) -> Case:
+    """A smaller case that still fails the same way (same kinds of mismatch, :func:`check`):
+    chunks of instructions removed with their data beats (halving the chunk down to one, until
+    none can go), data beats zeroed, then the pacing made ideal and the DRAM port removed."""
+    kind = _kind(check(cfg, case, runner(cfg, [case])[0]))
+    tries = [0]
+
+    def fails(candidate: Case) -> bool:
+        tries[0] += 1
+        try:
+            problems = check(cfg, candidate, runner(cfg, [candidate])[0])
+        except (ProgramError, ValueError):
+            return False
+        return bool(problems) and _kind(problems) >= kind
+
+    case = replace(case, reference=None)
+    for simpler in (replace(case, pace=None), replace(case, rate=None)):
+        if simpler != case and fails(simpler):
+            case = simpler
+    units = _units(case)
+    chunk = max(1, len(units) // 2)
+    while tries[0] < max_tries:
+        removed = False
+        for start in range(len(units) - chunk, -1, -chunk):
+            if tries[0] >= max_tries:
+                break
+            candidate = units[:start] + units[start + chunk:]
+            if candidate and fails(_from_units(case, candidate)):
+                units, removed = candidate, True
+        if chunk == 1 and not removed:
+            break
+        chunk = max(1, chunk // 2) if not removed else chunk
+    return _zero_beats(_from_units(case, units), fails, max_tries - tries[0])
+
+
+def _zero_beats(case: Case, fails, budget: int) -> Case:
+    """Data beats set to zero where the failure stays (chunks halving down to one beat)."""
+    data = list(case.data_in)
+    chunk = max(1, len(data) // 2)
+    while budget > 0 and data:
+        for start in range(0, len(data), chunk):
+            if budget <= 0:
+                break
+            if not any(data[start:start + chunk]):
+                continue
+            trial = data[:start] + [0] * len(data[start:start + chunk]) + data[start + chunk:]
+            budget -= 1
+            if fails(replace(case, data_in=trial)):
+                data = trial
+        if chunk == 1:
+            break
+        chunk //= 2
+    return replace(case, data_in=data)
+
+
+# -- reproducers ----------------------------------------------------------------------------
+
+
+def save_repro(path: Path, cfg: ArrayConfig, case: Case, problems: list[str], seed: int,
+               original: int) -> str:
+    """Write ``case`` to ``path`` (JSON); returns the command that replays it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({
+        "config": json.loads(cfg.to_json()), "seed": seed, "mismatch": problems,
+        "instructions_before_shrinking": original,
+        "program": [hex(i.encode()) for i in case.program],
+        "data_in": [hex(b) for b in case.data_in],
+        "pace": asdict(case.pace) if case.pace is not None else None, "rate": case.rate},
+        indent=1) + "\n")
+    return f"{sys.executable} -m sparsa.sim.fuzz --replay {path}"
+
+
+def load_repro(path: Path) -> tuple[ArrayConfig, Case]:
+    raw = json.loads(Path(path).read_text())
+    cfg = ArrayConfig.from_json(json.dumps(raw["config"]))
+    case = Case(program=[Instruction.decode(int(w, 16)) for w in raw["program"]],
+                data_in=[int(b, 16) for b in raw["data_in"]],
+                pace=Pace(**raw["pace"]) if raw["pace"] else None, rate=raw["rate"])
+    return cfg, case
+
+
+def replay(path: Path, runner: Runner | None = None) -> list[str]:
+    """The mismatches of the reproducer at ``path`` now (empty: it passes)."""
+    cfg, case = load_repro(path)
+    runner = runner or NativeRunner()
+    return check(cfg, case, runner(cfg, [case])[0])
+
+
+# -- the campaign ---------------------------------------------------------------------------
+
+
+@dataclass
+class Stats:
+    tiles: int = 0
+    programs: int = 0
+    kinds: dict[str, int] = field(default_factory=dict)   # programs per stimulus kind
+    cycles: int = 0
+    seconds: float = 0.0
+    mismatches: list = field(default_factory=list)        # (config, seed, case, problems)
+
+    def add(self, other: Stats) -> None:
+        self.tiles += other.tiles
+        self.programs += other.programs
+        self.cycles += other.cycles
+        for k, v in other.kinds.items():
+            self.kinds[k] = self.kinds.get(k, 0) + v
+        self.mismatches += other.mismatches
+
+
+def job_seed(seed: int, name: str, index: int) -> int:
+    return zlib.crc32(f"{seed}:{name}:{index}".encode())
+
+
+def run_job(name: str, seed: int, tile_programs: int, other_programs: int, tiles: int,
+            runner: Runner | None = None) -> Stats:
+    """One batch on configuration ``name``, drawn from ``seed``: run, checked."""
+    cfg = CONFIGS[name]
+    rng = np.random.default_rng(seed)
+    rate = RATES[int(rng.integers(0, len(RATES)))] if rng.random() < 0.3 else None
+    cases = batch_cases(cfg, rng, tile_programs=tile_programs, other_programs=other_programs,
+                        tiles=tiles, rate=rate)
+    results = (runner or _runner())(cfg, cases)
+    stats = Stats()
+    for i, (case, result) in enumerate(zip(cases, results, strict=True)):
+        problems = check(cfg, case, result)
+        kind = ("tiles" if case.reference is None else type(case.reference).__name__) + \
+            ("" if case.exact else "+random pacing")
+        stats.kinds[kind] = stats.kinds.get(kind, 0) + 1
+        stats.programs += 1
+        stats.tiles += case.tiles
+        stats.cycles += 0 if isinstance(result, Exception) else result.cycles
+        if problems:
+            stats.mismatches.append((name, seed, i, case, problems))
+    return stats
+
+
+_RUNNER: NativeRunner | None = None
+
+
+def _runner() -> NativeRunner:
+    global _RUNNER
+    if _RUNNER is None:
+        _RUNNER = NativeRunner()
+    return _RUNNER
+
+
+def _report_mismatches(stats: Stats, out_dir: Path, runner: Runner) -> None:
+    for name, seed, index, case, problems in stats.mismatches[:5]:
+        cfg = CONFIGS[name]
+        print(f"MISMATCH on {name}, job seed {seed}, program {index}: {'; '.join(problems)}")
+        small = shrink(cfg, case, runner)
+        small_problems = check(cfg, small, runner(cfg, [small])[0])
+        cmd = save_repro(out_dir / f"repro-{seed}-{index}.json", cfg, small,
+                         small_problems, seed, len(case.program))
+        print(f"  shrunk from {len(case.program)} to {len(small.program)} instructions, "
+              f"{len(small.data_in)} data beats; replay: {cmd}")
+
+
+def run_campaign(*, seed: int, tiles: int, programs: int, budget: float, workers: int,
+                 configs: Sequence[str], out_dir: Path = OUT_DIR, batch: tuple = (6, 4, 60)
+                 ) -> Stats:
+    """Jobs round-robin over ``configs`` on ``workers`` processes until ``tiles`` tiles and
+    ``programs`` programs are checked or ``budget`` seconds have passed."""
+    start = time.monotonic()
+    for name in configs:                    # build (or find) every executable first
+        NativeAccelerator(CONFIGS[name])
+    print(f"fuzz: seed {seed}, {workers} workers, configurations: {', '.join(configs)} "
+          f"(executables ready after {time.monotonic() - start:.0f} s)", flush=True)
+    stats, submitted, last = Stats(), 0, 0.0
+    with ProcessPoolExecutor(workers) as pool:
+        pending = set()
+        while True:
+            enough = stats.tiles >= tiles and stats.programs >= programs
+            late = time.monotonic() - start > budget
+            while not enough and not late and len(pending) < 2 * workers:
+                name = configs[submitted % len(configs)]
+                pending.add(pool.submit(run_job, name, job_seed(seed, name, submitted), *batch))
+                submitted += 1
+            if not pending:
+                break
+            done = next(as_completed(pending))
+            pending.discard(done)
+            stats.add(done.result())
+            if time.monotonic() - last > 30:
+                last = time.monotonic()
+                print(f"  {time.monotonic() - start:6.0f} s: {stats.tiles:,} tiles, "
+                      f"{stats.programs:,} programs, {len(stats.mismatches)} mismatches",
+                      flush=True)
+    stats.seconds = time.monotonic() - start
+    if stats.mismatches:
+        _report_mismatches(stats, out_dir, _runner())
+    return stats
+
+
+def _args(argv):
+    ap = argparse.ArgumentParser(prog="python -m sparsa.sim.fuzz", description=__doc__.split(
+        "\n")[0])
+    ap.add_argument("--replay", type=Path, help="replay a reproducer written by a campaign")
+    ap.add_argument("--seed", type=int, default=None,
+                    help="campaign seed (default: SPARSA_SEED, else the time)")
+    ap.add_argument("--scale", type=float, default=float(os.environ.get("FUZZ_SCALE", "1")),
+                    help="fraction of the full campaign: 10^6 tiles and 10^4 programs "
+                         "(default FUZZ_SCALE, else 1)")
+    ap.add_argument("--budget", type=float, default=1800.0, help="seconds at most")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--configs", default=",".join(CONFIGS),
+                    help="comma-separated names among " + ", ".join(CONFIGS))
+    return ap.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = _args(argv)
+    if args.replay is not None:
+        problems = replay(args.replay)
+        print("\n".join(problems) if problems else f"{args.replay}: no mismatch (now passes)")
+        return 1 if problems else 0
+    configs = [c for c in args.configs.split(",") if c]
+    unknown = [c for c in configs if c not in CONFIGS]
+    if unknown:
+        print(f"error: unknown configuration {unknown[0]!r}, expected one of "
+              f"{', '.join(CONFIGS)}", file=sys.stderr)
+        return 2
+    seed = args.seed if args.seed is not None else int(os.environ.get("SPARSA_SEED") or
+                                                       time.time())
+    stats = run_campaign(seed=seed, tiles=round(1e6 * args.scale),
+                         programs=round(1e4 * args.scale), budget=args.budget,
+                         workers=args.workers, configs=configs)
+    print(f"fuzz: {len(configs)} configurations, {stats.tiles:,} tiles and {stats.programs:,} "
+          f"programs checked ({stats.cycles:,} simulated cycles) in {stats.seconds:.0f} s; "
+          f"seed {seed}; {len(stats.mismatches)} mismatches")
+    for kind, n in sorted(stats.kinds.items()):
+        print(f"  {kind}: {n:,} programs")
+    if stats.mismatches:
+        print(f"rerun: python -m sparsa.sim.fuzz --seed {seed}")
+    return 1 if stats.mismatches else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
