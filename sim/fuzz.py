@@ -299,19 +299,42 @@ def _from_units(case: Case, units) -> Case:
                    data_in=[b for u in units for b in u[1]], reference=None)
 
 
+def reads_unwritten(program: Sequence[Instruction]) -> bool:
+    """Whether a STORE or an accumulating COMPUTE reads accumulator rows that nothing wrote, or
+    a COMPUTE comes before any LOAD_ACT (the golden model's scratchpads are zero, the
+    hardware's whatever they held: not a reproducer)."""
+    written: set[int] = set()
+    acts = False
+    for insn in program:
+        acts = acts or insn.opcode == Opcode.LOAD_ACT
+        if insn.opcode == Opcode.COMPUTE and not acts:
+            return True
+        rows = set(range(insn.acc_addr, insn.acc_addr + insn.count))
+        reads = insn.opcode == Opcode.STORE or (insn.opcode == Opcode.COMPUTE and
+                                                insn.accumulate)
+        if reads and not rows <= written:
+            return True
+        if insn.opcode in (Opcode.LOAD_ACC, Opcode.COMPUTE):
+            written |= rows
+    return False
+
+
 def _kind(problems: list[str]) -> set[str]:
     return {p.split(":")[0] for p in problems}
 
 
 def shrink(cfg: ArrayConfig, case: Case, runner: Runner, *, max_tries: int = 2000) -> Case:
     """A smaller case that still fails the same way (same kinds of mismatch, :func:`check`):
-    chunks of instructions removed with their data beats (halving the chunk down to one, until
-    none can go), data beats zeroed, then the pacing made ideal and the DRAM port removed."""
+    the pacing made ideal and the DRAM port removed, chunks of instructions removed with their
+    data beats (halving the chunk, then every window of 4, 3, 2 and 1 instructions, until none
+    can go), then data beats zeroed. At most ``max_tries`` runs."""
     kind = _kind(check(cfg, case, runner(cfg, [case])[0]))
     tries = [0]
 
     def fails(candidate: Case) -> bool:
         tries[0] += 1
+        if reads_unwritten(candidate.program):
+            return False
         try:
             problems = check(cfg, candidate, runner(cfg, [candidate])[0])
         except (ProgramError, ValueError):
@@ -319,22 +342,29 @@ def shrink(cfg: ArrayConfig, case: Case, runner: Runner, *, max_tries: int = 200
         return bool(problems) and _kind(problems) >= kind
 
     case = replace(case, reference=None)
-    for simpler in (replace(case, pace=None), replace(case, rate=None)):
-        if simpler != case and fails(simpler):
-            case = simpler
+    for simpler in ({"pace": None}, {"rate": None}):
+        candidate = replace(case, **simpler)
+        if candidate != case and fails(candidate):
+            case = candidate
     units = _units(case)
     chunk = max(1, len(units) // 2)
     while tries[0] < max_tries:
+        # aligned chunks while large; every window of 1-4 instructions (a PRELOAD and its
+        # COMPUTE only go together) at the end, until none can go
+        step = chunk if chunk > 4 else 1
         removed = False
-        for start in range(len(units) - chunk, -1, -chunk):
-            if tries[0] >= max_tries:
-                break
+        for start in range(len(units) - chunk, -1, -step):
+            if tries[0] >= max_tries or start + chunk > len(units):
+                continue
             candidate = units[:start] + units[start + chunk:]
             if candidate and fails(_from_units(case, candidate)):
                 units, removed = candidate, True
-        if chunk == 1 and not removed:
+        if removed and chunk <= 4:
+            chunk = 4                  # the small windows again, from the largest
+        elif chunk == 1:
             break
-        chunk = max(1, chunk // 2) if not removed else chunk
+        elif not removed:
+            chunk //= 2
     return _zero_beats(_from_units(case, units), fails, max_tries - tries[0])
 
 
@@ -417,9 +447,10 @@ def job_seed(seed: int, name: str, index: int) -> int:
 
 
 def run_job(name: str, seed: int, tile_programs: int, other_programs: int, tiles: int,
-            runner: Runner | None = None) -> Stats:
-    """One batch on configuration ``name``, drawn from ``seed``: run, checked."""
-    cfg = CONFIGS[name]
+            runner: Runner | None = None, cfg: ArrayConfig | None = None) -> Stats:
+    """One batch on configuration ``name`` (``cfg``: another configuration under that name),
+    drawn from ``seed``: run, checked."""
+    cfg = cfg or CONFIGS[name]
     rng = np.random.default_rng(seed)
     rate = RATES[int(rng.integers(0, len(RATES)))] if rng.random() < 0.3 else None
     cases = batch_cases(cfg, rng, tile_programs=tile_programs, other_programs=other_programs,
