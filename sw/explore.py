@@ -7,7 +7,8 @@ A SPEC names::
     constraints = ["multipliers <= 64", "area_kge <= 50"]
     objectives = ["latency", "energy", "area"]
     area = true                            # ASIC area of each configuration (default true)
-    fpga = "ecp5"                          # optional: LUTs, FFs, DSPs from an FPGA synthesis
+    fpga = "ecp5"                          # optional: LUTs, FFs, DSPs, BRAMs from an FPGA synthesis
+    fpga_fmax = true                       # optional, ECP5: place and route for the Fmax (slow)
     liberty = "cells.lib"                  # optional: cell area (µm²) with a cell library
     energy_table = "my_table.toml"         # optional, default 45 nm Horowitz
 
@@ -61,11 +62,12 @@ __all__ = ["CONFIG_QUANTITIES", "FPGA_TARGETS", "MAX_SPACE", "OBJECTIVES", "RESU
 
 METHODS = ("grid", "random", "nsga2")
 TOP_KEYS = ("base", "models", "space", "constraints", "objectives", "search", "area",
-            "energy_table", "fpga", "fpga_device", "liberty")
+            "energy_table", "fpga", "fpga_device", "fpga_fmax", "liberty")
 _CONSTRAINT = re.compile(r"^\s*([a-z_][a-z0-9_]*)\s*(==|!=|<=|>=|<|>)\s*([-+0-9.eE_]+)\s*$")
 _NEED_TEXT = {"area": "the area, but area = false",
               "fpga": "an FPGA synthesis: set fpga = \"ecp5\" (or ice40, xilinx)",
-              "liberty": "a cell library: set liberty = \"cells.lib\""}
+              "liberty": "a cell library: set liberty = \"cells.lib\"",
+              "fmax": "place and route: set fpga = \"ecp5\" and fpga_fmax = true"}
 
 
 def _err(source: str, where: str, value: Any, expected: str) -> SpecError:
@@ -271,12 +273,18 @@ def parse_spec(values: dict, *, source: str = "spec") -> ExploreSpec:
         raise _err(source, "fpga", fpga, f"one of {', '.join(FPGA_TARGETS)}")
     if device is not None and (fpga is None or not isinstance(device, str)):
         raise _err(source, "fpga_device", device, "a device name, with fpga set")
+    fmax = values.get("fpga_fmax", False)
+    if not isinstance(fmax, bool) or (fmax and fpga != "ecp5"):
+        raise _err(source, "fpga_fmax", fmax, "true or false, true only with fpga = \"ecp5\" "
+                   "(nextpnr-ecp5 places and routes)")
     liberty = values.get("liberty")
     if liberty is not None and (not isinstance(liberty, str) or not Path(liberty).is_file()):
         raise _err(source, "liberty", liberty, "the path of a Liberty (.lib) file")
     computed = {"area"} if area else set()
     if fpga:
         computed.add("fpga")
+    if fmax:
+        computed.add("fmax")
     if liberty:
         computed.add("liberty")
     raw_constraints = values.get("constraints", [])
@@ -289,7 +297,8 @@ def parse_spec(values: dict, *, source: str = "spec") -> ExploreSpec:
         constraints=tuple(_constraint(source, c, computed) for c in raw_constraints),
         objectives=_objectives(source, values.get("objectives"), computed),
         search=_search(source, values.get("search")),
-        area=area, energy_table=table, fpga=fpga, fpga_device=device, liberty=liberty,
+        area=area, energy_table=table, fpga=fpga, fpga_device=device, fpga_fmax=fmax,
+        liberty=liberty,
         source=source)
     _check_feasible(spec)
     return spec

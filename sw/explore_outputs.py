@@ -33,8 +33,10 @@ DPI = 120
 COLUMNS = ("model", "key", "rows", "cols", "nm", "pipeline_depth", "act_buffer_kib",
            "weight_buffer_kib", "acc_buffer_kib", "dram_bytes_per_cycle", "clock_mhz",
            "multipliers", "cycles", "dense_cycles", "latency_s", "energy_uj", "edp_uj_s",
-           "dram_bytes", "speedup", "energy_ratio", "area_kge", "throughput_per_kge", "luts",
-           "ffs", "dsps", "throughput_per_dsp", "area_um2", "feasible", "pareto")
+           "dram_bytes", "speedup", "energy_ratio", "area_kge", "array_kge", "logic_kge",
+           "sram_kge", "throughput_per_kge", "luts",
+           "ffs", "dsps", "throughput_per_dsp", "brams", "fmax_mhz", "area_um2", "feasible",
+           "pareto")
 
 
 @dataclass(frozen=True)
@@ -110,9 +112,11 @@ def _row(e: Evaluation, feasible: bool, pareto: bool) -> dict[str, Any]:
             "multipliers": e.multipliers, "cycles": e.cycles, "dense_cycles": e.dense_cycles,
             "latency_s": e.latency_s, "energy_uj": e.energy_uj,
             "edp_uj_s": e.metrics["edp_uj_s"], "dram_bytes": e.dram_bytes, "speedup": e.speedup,
-            "energy_ratio": e.energy_ratio, "area_kge": e.area_kge,
+            "energy_ratio": e.energy_ratio, "area_kge": e.area_kge, "array_kge": e.array_kge,
+            "logic_kge": e.logic_kge, "sram_kge": e.sram_kge,
             "throughput_per_kge": e.metrics["throughput_per_kge"], "luts": e.luts, "ffs": e.ffs,
             "dsps": e.dsps, "throughput_per_dsp": e.metrics["throughput_per_dsp"],
+            "brams": e.brams, "fmax_mhz": e.fmax_mhz,
             "area_um2": e.area_um2,
             "feasible": feasible, "pareto": pareto}
 
@@ -154,7 +158,8 @@ _UNITS = {"latency_s": (1e3, " ms"), "energy_uj": (1, " µJ"), "area_kge": (1, "
           "edp_uj_s": (1, " µJ·s"), "throughput_per_kge": (1, " inferences/s/kGE"),
           "luts": (1, " LUTs"), "ffs": (1, " FFs"), "dsps": (1, " DSPs"),
           "throughput_per_dsp": (1, " inferences/s/DSP"), "area_um2": (1, " µm²"),
-          "cycles": (1, " cycles"), "dram_bytes": (1, " B")}
+          "cycles": (1, " cycles"), "dram_bytes": (1, " B"), "brams": (1, " BRAMs"),
+          "fmax_mhz": (1, " MHz")}
 
 
 def _describe(spec: ExploreSpec, e: Evaluation) -> str:
@@ -166,6 +171,16 @@ def _describe(spec: ExploreSpec, e: Evaluation) -> str:
     return ", ".join(parts)
 
 
+def _opt(value: float | None, fmt: str = "") -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def _split(e: Evaluation) -> str:
+    """"243.6 / 90.1 / 1500.2": the area's parts (a dash for a part not measured)."""
+    return " / ".join("-" if v is None else f"{v:.1f}"
+                      for v in (e.array_kge, e.logic_kge, e.sram_kge))
+
+
 def _name(e: Evaluation) -> str:
     c = e.config
     return f"{c.rows}x{c.cols} {c.nm}"
@@ -174,8 +189,10 @@ def _name(e: Evaluation) -> str:
 def render_markdown(spec: ExploreSpec, fronts: Sequence[Front], *, computed: int | None = None,
                     reused: int | None = None) -> str:
     head = ["config", "multipliers", "latency (ms)", "energy (µJ)",
-            *(["area (kGE)"] if spec.area else []), "speedup", "DRAM B/cycle",
-            *(["LUTs", "DSPs"] if spec.fpga else []),
+            *(["area (kGE)", "array / logic / SRAM (kGE)"] if spec.area else []), "speedup",
+            "DRAM B/cycle",
+            *(["LUTs", "DSPs", "BRAMs"] if spec.fpga else []),
+            *(["Fmax (MHz)"] if spec.fpga_fmax else []),
             *(["cell area (µm²)"] if spec.liberty else []), "file"]
     lines = [f"# sparsa explore: {spec.source}", "",
              f"Search: {spec.search.method}; objectives: "
@@ -192,8 +209,9 @@ def render_markdown(spec: ExploreSpec, fronts: Sequence[Front], *, computed: int
             continue
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for i, e in enumerate(f.front):
-            area = f"{e.area_kge:.1f} | " if spec.area else ""
-            fpga = f"{e.luts} | {e.dsps} | " if spec.fpga else ""
+            area = f"{e.area_kge:.1f} | {_split(e)} | " if spec.area else ""
+            fpga = f"{e.luts} | {e.dsps} | {_opt(e.brams)} | " if spec.fpga else ""
+            fpga += f"{_opt(e.fmax_mhz, '.1f')} | " if spec.fpga_fmax else ""
             fpga += f"{e.area_um2:.0f} | " if spec.liberty else ""
             lines.append(f"| {_name(e)} | {e.multipliers} | {e.latency_s * 1e3:.4g} | "
                          f"{e.energy_uj:.4g} | {area}{e.speedup:.2f} | "
@@ -216,7 +234,7 @@ def scatter_figure(spec: ExploreSpec, front: Front, y: str) -> Figure:
     from matplotlib.ticker import FuncFormatter
 
     per = ", all models in turn" if front.model == ALL_MODELS else " per inference"
-    ylabel = {"energy": f"energy{per} (µJ)", "area": "array area (kGE)"}[y]
+    ylabel = {"energy": f"energy{per} (µJ)", "area": "accelerator area (kGE)"}[y]
     value = {"energy": lambda e: e.energy_uj, "area": lambda e: e.area_kge}[y]
     fig = Figure(figsize=(6.4, 4.6), layout="constrained")
     ax = fig.add_subplot()

@@ -126,12 +126,18 @@ class ModelReport:
         if not a:
             return []
         if a["kind"] == "asic":
-            return [f"{prefix}area {a['design']:,.1f} kGE (dense {a['baseline']:,.1f} kGE), "
-                    f"{a['scope']}"]
+            lines = [f"{prefix}area {a['design']:,.1f} kGE (dense {a['baseline']:,.1f} kGE), "
+                     f"{a['scope']}"]
+            parts = a.get("parts", {}).get("design")
+            if parts:
+                lines.append(f"{prefix}  array {parts['array_kge']:,.1f} + logic "
+                             f"{parts['logic_kge'] or 0:,.1f} + SRAM {parts['sram_kge']:,.1f} "
+                             f"kGE ({parts['sram_um2'] / 1e6:.2f} mm², {a['sram_table']})")
+            return lines
 
         def res(r: Mapping[str, int]) -> str:
-            return ", ".join(f"{r[k]:,} {k[:-1].upper()}s" for k in ("luts", "ffs", "dsps")
-                             if k in r)
+            return ", ".join(f"{r[k]:,} {k[:-1].upper()}s"
+                             for k in ("luts", "ffs", "dsps", "brams") if k in r)
         return [f"{prefix}{a['target']} resources, {a['scope']}: {res(a['design'])}",
                 f"{prefix}  (dense {res(a['baseline'])})"]
 

@@ -92,7 +92,8 @@ def run_sweep(spec: ExploreSpec, graphs: Mapping[str, LayerGraph], store: Result
     hardware = _hardware(spec, {"area": area, "fpga": fpga, "liberty": liberty})
     area_name = area_name if "area" in hardware else "none"
     if "fpga" in hardware:
-        area_name += f"; fpga {spec.fpga} {spec.fpga_device or 'default device'}"
+        area_name += (f"; fpga {spec.fpga} {spec.fpga_device or 'default device'}, BRAMs"
+                      + ("; post-route Fmax" if spec.fpga_fmax else ""))
     ids = {label: (model_ids or {}).get(label, label) for label in graphs}
     search = make_search(spec)
     code = sparsa_version()

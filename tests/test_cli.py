@@ -203,10 +203,14 @@ def test_report_states_the_area_of_design_and_baseline(tmp_path, capsys):
                  "table,json", "-o", str(tmp_path / "out")]) == 0
     area = json.loads((tmp_path / "out" / "report.json").read_text())["area"]
     assert area["kind"] == "asic"
-    assert area["design"] == pytest.approx(array_area(cfg, method="modular").kge)
-    assert area["baseline"] == pytest.approx(
+    design, baseline = area["parts"]["design"], area["parts"]["baseline"]
+    assert design["array_kge"] == pytest.approx(array_area(cfg, method="modular").kge)
+    assert baseline["array_kge"] == pytest.approx(
         array_area(dense_baseline(cfg), method="modular").kge)
-    assert area["design"] > area["baseline"]   # 2:4's index multiplexers cost area
+    assert design["array_kge"] > baseline["array_kge"]   # 2:4's index multiplexers cost area
+    for total, parts in ((area["design"], design), (area["baseline"], baseline)):
+        assert total == pytest.approx(parts["array_kge"] + parts["logic_kge"]
+                                      + parts["sram_kge"])
     assert f"area {area['design']:,.1f} kGE" in capsys.readouterr().out
     assert main(["report", str(topology), "--format", "json", "--area", "none", "-o",
                  str(tmp_path / "none")]) == 0

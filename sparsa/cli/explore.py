@@ -116,7 +116,8 @@ def _sweep(args: argparse.Namespace, spec, graphs: dict, out: Path):
                                    area=area_kge if spec.area else None,
                                    area_name=_area_name(spec, load_gate_table().name),
                                    fpga=functools.partial(fpga_resources, target=spec.fpga,
-                                                          device=spec.fpga_device),
+                                                          device=spec.fpga_device,
+                                                          fmax=spec.fpga_fmax),
                                    liberty=functools.partial(
                                        area_um2, liberty=Path(spec.liberty).resolve())
                                    if spec.liberty else None,
@@ -131,9 +132,11 @@ def _sweep(args: argparse.Namespace, spec, graphs: dict, out: Path):
 
 
 def _area_name(spec, table: str) -> str:
-    """What names the area models in each point's key: the GE table, and the Liberty file by
-    its content."""
-    name = f"{table}, modular"
+    """What names the area models in each point's key: the GE table, the SRAM table, and the
+    Liberty file by its content."""
+    from sparsa.hw.sram import load_sram_table
+
+    name = f"{table}, modular array + accelerator logic; SRAM {load_sram_table().name}"
     if spec.liberty:
         name += f"; liberty sha256:{hashlib.sha256(Path(spec.liberty).read_bytes()).hexdigest()}"
     return name

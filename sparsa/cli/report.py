@@ -132,7 +132,7 @@ def _calibration_inputs(args: argparse.Namespace, graph):
 
 
 AREAS = ("asic", "fpga", "none")
-AREA_SCOPE = "array only, no scratchpad SRAM"
+AREA_SCOPE = "the accelerator: array + its other logic + scratchpad SRAM"
 
 
 def _area(kind: str, cfg, dense_cfg) -> dict:
@@ -140,20 +140,22 @@ def _area(kind: str, cfg, dense_cfg) -> dict:
     (cached by the RTL's hash, so a configuration is synthesized once per machine)."""
     from rich.console import Console
 
-    from sparsa.hw.area import array_area, fpga_resources, load_gate_table
+    from sparsa.hw.area import accelerator_area, fpga_resources, load_gate_table
     from sparsa.hw.export import MAX_PES
+    from sparsa.hw.sram import load_sram_table
 
     if max(cfg.rows * cfg.cols, dense_cfg.rows * dense_cfg.cols) > MAX_PES:
         return {}   # too large to elaborate; the report says nothing of area
     with Console(stderr=True).status(f"synthesizing for the {kind} area (cached once done)"):
         if kind == "asic":
-            design, baseline = (array_area(c, method="modular") for c in (cfg, dense_cfg))
-            return {"kind": "asic", "unit": "kGE", "design": design.kge,
-                    "baseline": baseline.kge, "scope": AREA_SCOPE,
-                    "table": load_gate_table().name}
+            design, baseline = (accelerator_area(c) for c in (cfg, dense_cfg))
+            return {"kind": "asic", "unit": "kGE", "design": design["area_kge"],
+                    "baseline": baseline["area_kge"], "scope": AREA_SCOPE,
+                    "parts": {"design": design, "baseline": baseline},
+                    "table": load_gate_table().name, "sram_table": load_sram_table().name}
         design, baseline = (fpga_resources(c) for c in (cfg, dense_cfg))
         return {"kind": "fpga", "target": "ECP5 85k", "design": design, "baseline": baseline,
-                "scope": "array only, before place and route"}
+                "scope": "the array before place and route, and the scratchpads' block RAMs"}
 
 
 def _cmd_report(args: argparse.Namespace) -> int:

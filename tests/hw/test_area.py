@@ -3,6 +3,7 @@ with N:M's index multiplexers, cached by the Verilog's hash, and bad gate tables
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -70,7 +71,10 @@ def test_area_grows_with_the_array_and_the_index_muxes(cache_dir):
     again = area_of(rows=2, cols=2, n=2, m=4, dram_bytes_per_cycle=4)
     assert again.cached  # the same RTL (the memory port is not in the array)
     assert again.ge == sparse.ge
-    assert area.area_kge(ArrayConfig(rows=2, cols=2, n=2, m=4)) == sparse.kge
+    parts = area.accelerator_area(ArrayConfig(rows=2, cols=2, n=2, m=4), logic=False)
+    assert parts["array_kge"] == sparse.kge
+    assert parts["logic_kge"] is None
+    assert parts["area_kge"] == pytest.approx(sparse.kge + parts["sram_kge"])
 
 
 @pytest.mark.rtl
@@ -129,10 +133,164 @@ def test_fpga_resources_equal_synthesis_and_are_cached(tmp_path, cache_dir):
     direct = synthesize(cfg, "ecp5", tmp_path / "ecp5", place_and_route=False, pe=False).array
     figures = area.fpga_resources(cfg, "ecp5")
     assert figures == {"luts": direct.luts, "ffs": direct.ffs, "dsps": direct.dsps,
-                       "carry": direct.carry}
+                       "carry": direct.carry, "brams": area.fpga_brams(cfg, "ecp5")}
     assert figures["dsps"] == cfg.multipliers
     assert [p.name for p in cache_dir.glob("area/index/*.json")] != []
     for p in cache_dir.glob("area/index/*.json"):   # the index answers, not a new synthesis
         p.write_text('{"luts": 1, "ffs": 2, "dsps": 3, "carry": 4}')
     assert area.fpga_resources(cfg, "ecp5") == {"luts": 1, "ffs": 2, "dsps": 3, "carry": 4}
     assert area.fpga_resources(cfg, "ecp5", cache=False) == figures
+
+
+# --- scratchpad SRAM (sparsa.hw.sram) and the accelerator's area by part ---
+
+SRAM_TABLE = Path(__file__).resolve().parents[2] / "hw" / "data" / "sram_cacti_45nm.toml"
+
+
+def _direct_sram_um2(depth: int, bits: int, ports: str) -> float:
+    """The table's rule computed here from the file: ceil(bits / w) macros of the cheapest
+    tabulated width w, linear between the tabulated depths."""
+    values = tomllib.loads(SRAM_TABLE.read_text())
+    depths, widths = values["depths_rows"], values["widths_bits"]
+    grid = values["ports"][ports]["area_um2"]
+    hi = next(i for i, d in enumerate(depths) if d >= depth)
+    if depths[hi] == depth or hi == 0:
+        column = grid[hi]
+    else:
+        t = (depth - depths[hi - 1]) / (depths[hi] - depths[hi - 1])
+        column = [a * (1 - t) + b * t for a, b in zip(grid[hi - 1], grid[hi], strict=True)]
+    return min(-(-bits // w) * a for w, a in zip(widths, column, strict=True))
+
+
+def test_sram_area_equals_a_direct_computation_from_the_table():
+    from sparsa.hw import sram
+
+    cfg = ArrayConfig(rows=2, cols=2, n=2, m=4)    # 8192 x 64, 13107 x 40 (off the grid), ...
+    assert cfg.scratchpad_rows == {"act": 8192, "weight": 13107, "acc": 8192}
+    expected = {"act": _direct_sram_um2(8192, 64, "1r1w"),
+                "weight": _direct_sram_um2(13107, 40, "1r1w"),
+                "acc": _direct_sram_um2(8192, 64, "2r1w")}
+    areas = sram.scratchpad_areas(cfg)
+    assert areas == pytest.approx(expected, rel=1e-12)
+    # two read ports cost more than one, at the same size
+    assert areas["acc"] > areas["act"]
+
+
+def test_sram_area_grows_with_scratchpad_size():
+    """Doubling a scratchpad about doubles its SRAM (bits dominate the periphery), and never
+    shrinks it; a wider row at the same size costs about the same."""
+    from sparsa.hw import sram
+
+    sizes = (16, 32, 64, 128, 256, 512)
+    act = [sram.scratchpad_areas(ArrayConfig(act_buffer_kib=k))["act"] for k in sizes]
+    assert all(1.6 < b / a < 2.3 for a, b in itertools.pairwise(act)), act
+    acc = [sram.scratchpad_areas(ArrayConfig(acc_buffer_kib=k))["acc"] for k in sizes]
+    assert all(1.6 < b / a < 2.3 for a, b in itertools.pairwise(acc)), acc
+    # the same 64 KiB with rows twice as wide (16 columns) is within 25%
+    wide = sram.scratchpad_areas(ArrayConfig(cols=16))["acc"]
+    assert 0.75 < wide / sram.scratchpad_areas(ArrayConfig())["acc"] < 1.25
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("not toml [", "malformed TOML"),
+    ("widths_bits = [8]\ndepths_rows = [64]\nnand2_um2 = 0.798\n", "[ports.NAME]"),
+    ("widths_bits = [16, 8]\ndepths_rows = [64]\nnand2_um2 = 0.798\n", "ascending"),
+    ("widths_bits = [8]\ndepths_rows = [64]\nnand2_um2 = 0\n", "nand2_um2"),
+    ("widths_bits = [8]\ndepths_rows = [64]\nnand2_um2 = 0.8\n"
+     "[ports.1r1w]\narea_um2 = [[1.0]]\n", "no [ports.2r1w]"),
+    ("widths_bits = [8, 16]\ndepths_rows = [64]\nnand2_um2 = 0.8\n"
+     "[ports.1r1w]\narea_um2 = [[1.0]]\n[ports.2r1w]\narea_um2 = [[1.0, 2.0]]\n", "1 rows"),
+    ("widths_bits = [8]\ndepths_rows = [64]\nnand2_um2 = 0.8\n"
+     "[ports.1r1w]\narea_um2 = [[-1.0]]\n[ports.2r1w]\narea_um2 = [[1.0]]\n", "-1.0"),
+])
+def test_bad_sram_tables(tmp_path, text, message):
+    from sparsa.hw import sram
+
+    path = tmp_path / "sram.toml"
+    path.write_text(text)
+    with pytest.raises(sram.SramTableError) as e:
+        sram.load_sram_table(path)
+    assert message in str(e.value)
+    assert str(path) in str(e.value)
+    assert "\n" not in str(e.value)
+    with pytest.raises(sram.SramTableError, match="cannot be read"):
+        sram.load_sram_table(tmp_path / "missing.toml")
+
+
+def test_sram_table_cites_cacti_and_uses_the_gate_tables_nand2():
+    from sparsa.hw import sram
+
+    table = sram.load_sram_table()
+    assert "CACTI 7.0" in table.source
+    assert "45 nm" in table.name
+    assert table.nand2_um2 == tomllib.loads(TABLE.read_text())["nand2_um2"]
+    # beyond the deepest tabulated macro: one clear error
+    with pytest.raises(sram.SramTableError, match="covers up to"):
+        sram.sram_area_um2(table.depths_rows[-1] + 1, 64, "1r1w", table)
+
+
+@pytest.mark.rtl
+def test_scratchpads_match_the_exported_accelerator(tmp_path):
+    """Depth, width and read/write ports of each scratchpad as the Verilog has them."""
+    import re
+
+    from sparsa.hw import sram
+
+    cfg = ArrayConfig(rows=2, cols=2, n=2, m=4, act_buffer_kib=1, weight_buffer_kib=2,
+                      acc_buffer_kib=1)
+    text = export_verilog(cfg, tmp_path, top="accelerator").verilog.read_text()
+    for pad in sram.scratchpads(cfg):
+        name = f"{pad.name}_mem"
+        decl = re.search(rf"reg \[(\d+):0\] {name} \[(\d+):0\];", text)
+        assert decl
+        assert (int(decl[1]) + 1, int(decl[2]) + 1) == (pad.width_bits, pad.depth)
+        reads = len(re.findall(rf"<= {name}\[", text))
+        writes = len(re.findall(rf"\b{name}\[.*\] <=", text))
+        assert pad.ports == f"{reads}r{writes}w"
+
+
+# ECP5 DP16KD as a pseudo-dual-port RAM (one write, one read port): depth x width modes.
+DP16KD_MODES = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36))
+
+
+@pytest.mark.rtl
+def test_scratchpad_brams_are_bounded_by_the_dp16kd_geometry(cache_dir):
+    """Yosys maps each scratchpad onto DP16KD blocks: at least the bits over 18 Kib per block,
+    at most one mode for the whole memory (a read port more needs a copy of it)."""
+    from sparsa.hw import sram
+
+    cfg = ArrayConfig(rows=2, cols=2, n=2, m=4, act_buffer_kib=1, weight_buffer_kib=2,
+                      acc_buffer_kib=1)
+    brams = area.fpga_brams(cfg, "ecp5")
+    low = high = 0
+    for pad in sram.scratchpads(cfg):
+        copies = int(pad.ports.split("r")[0])
+        low += copies * -(-pad.depth * pad.width_bits // 18432)
+        high += copies * min(-(-pad.width_bits // w) * -(-pad.depth // d)
+                             for d, w in DP16KD_MODES)
+    assert low <= brams <= high, (low, brams, high)
+    assert area.fpga_brams(cfg.replace(act_buffer_kib=8), "ecp5") > brams
+
+
+@pytest.mark.rtl
+def test_logic_parts_cover_the_accelerator_but_its_array(tmp_path):
+    """Every module of the accelerator outside the array is one part, standalone: its direct
+    submodules declared as black boxes with their ports, the memories' contents dropped."""
+    import re
+
+    cfg = ArrayConfig(rows=2, cols=2, n=2, m=4, act_buffer_kib=1, weight_buffer_kib=2,
+                      acc_buffer_kib=1)
+    paths = export_verilog(cfg, tmp_path, top="accelerator")
+    text = paths.verilog.read_text()
+    names = [n.lstrip("\\") for n in re.findall(r"^module (\S+)", text, flags=re.M)]
+    outside = [n for n in names if not n.startswith(f"{paths.module}.array")]
+    parts = area.logic_parts(text, paths.module)
+    assert len(parts) == len(outside) > 8    # dispatch, engines, im2col, requantizer, ...
+    for part in parts:
+        modules = re.findall(r"^(?:\(\* blackbox \*\)\n)?module (\S+)", part, flags=re.M)
+        assert modules[0] == "part"
+        assert all(m.startswith("\\part.") for m in modules[1:])
+        assert part.count("(* blackbox *)") == len(modules) - 1
+        assert not re.search(r"_mem\[\d+\] = ", part)
+    top = next(p for p in parts if "reg [63:0] acc_mem" in p)
+    assert "\\part.array" in top    # the array is a black box of the top's part

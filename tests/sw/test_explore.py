@@ -191,6 +191,53 @@ def test_fpga_resources_objectives_and_constraints(client, topology, tmp_path):
         assert {e.key for e in f.front} == {f.feasible[i].key for i in brute_front(vectors)}
 
 
+# The FPGA figures with block RAMs and a post-route Fmax, as sparsa.hw.area.fpga_resources gives
+# them with fmax=True (made up here: the sweep only carries them).
+FPGA_PNR = lambda cfg: {"luts": 40 * cfg.rows * cfg.cols, "ffs": 100, "dsps": cfg.multipliers,  # noqa: E731
+                        "carry": 0, "brams": 4 * cfg.cols + cfg.rows,
+                        "fmax_mhz": 120.0 - 5 * cfg.rows - 2 * cfg.m}
+
+
+def test_fpga_brams_and_fmax_objectives_and_constraints(client, topology, tmp_path):
+    raw = spec_of(topology, fpga="ecp5", fpga_fmax=True, area=False,
+                  constraints=["brams <= 12", "fmax_mhz >= 100"],
+                  objectives=["latency", "brams", "fmax"])
+    spec = parse_spec(raw)
+    with ResultStore(tmp_path / "p.sqlite") as store:
+        result = run_sweep(spec, graphs_of(spec), store, client, table=load_table(),
+                           fpga=FPGA_PNR)
+    for e in result.evaluations:
+        assert (e.brams, e.fmax_mhz) == (FPGA_PNR(e.config)["brams"],
+                                         FPGA_PNR(e.config)["fmax_mhz"])
+    for f in analyse(spec, result.evaluations):
+        assert {e.key for e in f.feasible} == {
+            e.key for e in f.points if e.brams <= 12 and e.fmax_mhz >= 100}
+        vectors = [(e.latency_s, e.brams, -e.fmax_mhz) for e in f.feasible]
+        assert {e.key for e in f.front} == {f.feasible[i].key for i in brute_front(vectors)}
+
+
+def test_area_parts_add_up_and_reach_the_outputs(tmp_path, topology):
+    """evaluate() takes the area by part (array, logic, SRAM) as sparsa.hw.area.area_kge gives
+    it; the total is the objective, the parts are columns of results.csv."""
+    from sparsa.sw.explore_outputs import write_outputs
+
+    spec = parse_spec(spec_of(topology, models=[{"name": str(topology)}]))
+    graph, label = load_graph(str(topology)), spec.models[0].label
+    cfg = ArrayConfig(rows=2, cols=2)
+    parts = {"area_kge": 6.0, "array_kge": 1.0, "logic_kge": 2.0, "sram_kge": 3.0}
+    e = evaluate(cfg, graph, parts, point="k", model=label)
+    assert (e.area_kge, e.array_kge, e.logic_kge, e.sram_kge) == (6.0, 1.0, 2.0, 3.0)
+    assert e.metrics["throughput_per_kge"] == pytest.approx(1 / e.latency_s / 6.0)
+    plain = evaluate(cfg, graph, 6.0, point="k", model=label)
+    assert (plain.area_kge, plain.sram_kge) == (6.0, None)
+    write_outputs(spec, [e], tmp_path / "out")
+    text = (tmp_path / "out" / "results.csv").read_text().splitlines()
+    row = dict(zip(text[0].split(","), text[1].split(","), strict=True))
+    assert [float(row[k]) for k in ("area_kge", "array_kge", "logic_kge", "sram_kge")] == [
+        6.0, 1.0, 2.0, 3.0]
+    assert "| 6.0 | 1.0 / 2.0 / 3.0 |" in (tmp_path / "out" / "summary.md").read_text()
+
+
 def test_cell_area_with_a_liberty_library(client, topology, tmp_path):
     lib = tmp_path / "cells.lib"
     lib.write_text("library(x) { cell(NAND2) { area: 1.0; } }\n")   # only its path is checked
@@ -315,6 +362,15 @@ BAD_SPECS = [
      r"fpga = 'stratix': expected one of ecp5, ice40, xilinx"),
     ({"models": ["digits_mlp"], "space": {"rows": [2]}, "fpga_device": "85k"},
      r"fpga_device = '85k': expected a device name, with fpga set"),
+    ({"models": ["digits_mlp"], "space": {"rows": [2]}, "fpga": "ice40", "fpga_fmax": True},
+     r"fpga_fmax = True: expected true or false, true only with fpga = \"ecp5\""),
+    ({"models": ["digits_mlp"], "space": {"rows": [2]}, "fpga": "ecp5", "fpga_fmax": 1},
+     r"fpga_fmax = 1: expected true or false"),
+    ({"models": ["digits_mlp"], "space": {"rows": [2]}, "fpga": "ecp5",
+      "objectives": ["latency", "fmax"]},
+     r"objective 'fmax' needs place and route: set fpga = \"ecp5\" and fpga_fmax = true"),
+    ({"models": ["digits_mlp"], "space": {"rows": [2]}, "constraints": ["brams <= 100"]},
+     r"constraint 'brams <= 100' needs an FPGA synthesis"),
     ({"models": ["digits_mlp"], "space": {"rows": [2]}, "liberty": "no/such.lib"},
      r"liberty = 'no/such.lib': expected the path of a Liberty \(\.lib\) file"),
     ({"models": ["digits_mlp"], "space": {"rows": [2]}, "objectives": ["cell_area"]},
