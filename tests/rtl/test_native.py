@@ -14,7 +14,7 @@ from sparsa.cli import main
 from sparsa.config import ArrayConfig
 from sparsa.sim.golden_accel import GoldenAccelerator
 from sparsa.sim.infer import ModelRun
-from sparsa.sim.native import NativeAccelerator, build
+from sparsa.sim.native import NativeAccelerator, Pace, build
 from sparsa.sim.programs import random_conv_program, random_gemm_program
 from sparsa.sw.accel_timing import program_counts, program_timing
 
@@ -70,6 +70,39 @@ def test_random_programs(native, rate, seed_for, request):
         assert run.cycles == predicted.cycles
         if rate == 1:   # a port slower than the beats costs cycles over ideal streams
             assert run.cycles > program_timing(cfg, prog.program).cycles
+
+
+def test_batch_with_random_stalls(native, seed_for, request):
+    """Programs batched into one harness process, each once paced by random idle,
+    backpressure of 0.9 and above and stalls of up to hundreds of cycles, once ideal: outputs ==
+    golden and counters == predicted counts in both; the ideal runs keep every cycle of the cycle
+    model (the reset between batched programs is complete); the stalls cost cycles."""
+    cfg = native.cfg
+    rng = np.random.default_rng(seed_for(request.node.nodeid))
+    native.dram_bytes_per_cycle = None
+    progs = list(_programs(cfg, rng))[1:]
+    paces = [Pace(idle=0.5, backpressure=0.95, stall=0.01, stall_max=400, seed=1),
+             Pace(backpressure=0.9, stall=0.03, stall_max=200, seed=2),
+             Pace(idle=0.8, backpressure=0.97, seed=3)]
+    runs = [(p.program, p.data_in) for p in progs]
+    results = native.execute_batch(runs + runs, paces + [None] * len(runs))
+    for i, result in enumerate(results):
+        prog, run = progs[i % len(progs)], result.run
+        golden = GoldenAccelerator(cfg)
+        golden_out = golden.run(prog.program, prog.data_in)
+        assert len(run.outputs) == len(golden_out)
+        for got, want in zip(run.outputs, golden_out, strict=True):
+            np.testing.assert_array_equal(got, want)
+        expected = {**program_counts(cfg, prog.program, len(prog.data_in)),
+                    "gated_macs": golden.gated_macs}
+        assert {k: run.counters[k] for k in expected} == expected
+        predicted = program_timing(cfg, prog.program)
+        if i < len(progs):
+            assert run.cycles > predicted.cycles
+        else:
+            assert run.dispatch == predicted.dispatch
+            assert run.out_cycles == predicted.out_cycles
+            assert run.cycles == predicted.cycles
 
 
 def test_timeout_and_bad_input(native, seed_for, request):
