@@ -379,6 +379,13 @@ class Params:
     latency: int
     rate: int | None
     caps: tuple[int, int]
+    # Hooks for a model that owns the memory port (:mod:`sparsa.sw.top_timing`); None: the
+    # ports above. ``arrivals(d, count)``: the cycle of the last data_in beat of the LOAD being
+    # timed, dispatched at ``d``; ``outputs(d, offer, count)``: the handshake cycles of the
+    # STORE's rows (an object with ``at(j)``), dispatched at ``d``, its first row offered from
+    # ``offer`` and each later one the cycle after the previous handshake.
+    arrivals: Callable[[int, int], int] | None = None
+    outputs: Callable[[int, int, int], object] | None = None
 
 
 class Event(NamedTuple):
@@ -394,6 +401,8 @@ class Event(NamedTuple):
 def _in_beats(p: Params, s: TimerState, insn: Instruction, first: int, count: int
               ) -> tuple[int, Port | None]:
     """Cycle of the last of ``count`` data_in beats offered from ``first``, and the port."""
+    if p.arrivals is not None:
+        return p.arrivals(first - 1, count), s.din
     if p.rate is None:
         return first + count - 1, None
     port = s.din
@@ -519,9 +528,14 @@ def _store(p: Params, s: TimerState, insn: Timed, trace: bool) -> Event:
     if not n:
         return Event(_with(s, last_dispatch=d))
     read = max(d + 1, st.slot_free)   # row j is offered from read + 1 + j
-    beats, dout = (_Ideal(read + 1), None) if p.rate is None else transfer(
-        s.dout, read + 1, n, Sizes.uniform(isa.data_out_bytes(p.cfg, insn.raw)), p.rate,
-        p.caps[1])
+    if p.outputs is not None:
+        beats, dout = p.outputs(d, read + 1, n), s.dout
+    elif p.rate is None:
+        beats, dout = _Ideal(read + 1), None
+    else:
+        beats, dout = transfer(s.dout, read + 1, n,
+                               Sizes.uniform(isa.data_out_bytes(p.cfg, insn.raw)), p.rate,
+                               p.caps[1])
     at = beats.at
     last = at(n - 1)
     # the next instruction is taken in the cycle the last row is read

@@ -1,0 +1,375 @@
+"""Cycle model of the memory-mapped accelerator (:class:`sparsa.hw.top.AxiAccelerator`): a whole
+linked program (its LOADs and STOREs with ``dram``/``stride``/``pixels``/``channels`` filled in,
+as :func:`sparsa.sim.memory_image.link` makes them) run from its start pulse.
+
+It composes the stream-fed core's rules (:mod:`sparsa.sw.accel_timing`, through its two hooks
+``Params.arrivals`` and ``Params.outputs``) with the top's read and write paths, the rules
+documented in :mod:`sparsa.hw.top` ("Cycle costs") written as code here:
+
+* :class:`ReadPath`: fetch descriptors and LOAD requests through the one in-order reader
+  (planner with four bursts in flight, read latency ``L``, one beat per cycle, the aligner and
+  packer's pieces);
+* :func:`fetch` rules inside :class:`TopTimer`: a descriptor of ``fetch_insns`` words offered
+  once the instruction FIFO has room for them (``insn_depth`` words), loads first when both are
+  offered, a word at the FIFO's output two cycles after its chunk;
+* a LOAD's request is held while a STORE dispatched before it is pending;
+* :func:`write_store`: one STORE at a time through the job FIFO, the store unit and the writer.
+
+One step per instruction, in program order: dispatch is in order, so every decision of the read
+path before a dispatch depends on earlier instructions only (the fetch descriptors a LOAD's
+request may find ahead of it are those whose FIFO room was made by earlier dispatches).
+
+Covered: memory of a fixed read latency ``L >= 1`` that never pauses (``arready``, ``rvalid``,
+``awready``, ``wready``, ``bvalid`` as soon as the protocol allows; a write response the cycle
+after its last beat), so the bandwidth is one bus beat per cycle (``cfg.axi_data_bits``).
+Not covered: random memory pauses or back-pressure, a DMA error response, STOREs with no rows,
+more than four STORE jobs queued, and one case of the request order: a LOAD held behind a STORE
+long enough that a fetch descriptor released by instructions *after* it could be taken first
+(:attr:`TopTimer.unsure` counts the LOADs where that might have happened; the rules assumed the
+LOAD went first).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sparsa import isa
+from sparsa.config import ArrayConfig
+from sparsa.isa import Instruction, Opcode
+
+from .accel_timing import AccelTimer
+
+__all__ = ["DEFAULT_FETCH_INSNS", "INSN_BYTES", "MAX_BURST_BEATS", "OUTSTANDING", "PAGE_BYTES",
+           "Planner", "ReadPath", "TopTimer", "TopTiming", "bursts", "chunk_size", "pieces",
+           "top_timing", "write_store"]
+
+# The top's constants (sparsa.hw: axi, dma, fetch; a test checks they agree).
+MAX_BURST_BEATS = 256       # AXI4 INCR burst
+PAGE_BYTES = 4096           # no burst crosses a 4 KiB boundary
+OUTSTANDING = 4             # bursts in flight per direction
+DEFAULT_FETCH_INSNS = 8     # instruction words per fetch descriptor
+INSN_BYTES = isa.INSN_BITS // 8
+LOADS = (Opcode.LOAD_ACT, Opcode.LOAD_WEIGHT, Opcode.LOAD_ACC, Opcode.LOAD_SCALE)
+# STORE jobs the tap's FIFO holds; a STORE beyond them would wait (not modelled)
+STORE_JOBS = 4
+
+
+def chunk_size(cfg: ArrayConfig, opcode: Opcode | None) -> int:
+    """Bytes of one packer chunk: an instruction word (``None``: fetch), a LOAD_ACT row of
+    ``K_pass`` activations or the other loads' scratchpad row."""
+    if opcode is None:
+        return INSN_BYTES
+    if opcode == Opcode.LOAD_ACT:
+        return cfg.k_per_pass * cfg.act_width // 8
+    return isa.data_in_bytes(cfg, opcode)
+
+
+def bursts(rows: Sequence[tuple[int, int]], bus: int) -> list[list[int]]:
+    """Per row ``(address, bytes)``: its bursts' beat counts (cut at 256 beats and 4 KiB)."""
+    out = []
+    for addr, nbytes in rows:
+        beat, last, row = addr // bus, (addr + nbytes - 1) // bus, []
+        while beat <= last:
+            n = min(last - beat + 1, MAX_BURST_BEATS, (PAGE_BYTES - beat * bus % PAGE_BYTES) // bus)
+            row.append(n)
+            beat += n
+        out.append(row)
+    return out
+
+
+def pieces(t: int, nbytes: int, size: int, bus: int) -> list[bool]:
+    """The pieces of output beat ``t`` of a row: for each, whether it completes a chunk."""
+    lo, hi = t * bus, min((t + 1) * bus, nbytes)
+    cuts = sorted({lo, hi} | {k for k in range(lo + 1, hi) if k % size == 0})
+    return [b % size == 0 or b == nbytes for b in cuts[1:]]
+
+
+class Planner:
+    """Planner cycles: per descriptor accepted in cycle ``accept`` (:meth:`start`), per row a
+    ROW cycle, then its bursts, one per cycle, burst ``q`` (counted over all descriptors) not
+    before ``done[q - 4] + 1`` (four bursts in flight; ``done``: the cycle the burst's last beat
+    (read) or response (write) is taken)."""
+
+    def __init__(self):
+        self.issue: list[int] = []
+        self.done: dict[int, int] = {}
+        self.first: set[int] = set()
+        self.cursor = self.planned = 0
+        self.row_cycle: list[int] = []
+
+    def start(self, rows: list[list[int]], accept: int) -> None:
+        self.first |= {self.planned + sum(map(len, rows[:j])) for j in range(len(rows))}
+        self.cursor, self.planned = accept, self.planned + sum(map(len, rows))
+
+    def at(self, q: int) -> int:
+        while len(self.issue) <= q:
+            b = len(self.issue)
+            if b in self.first:
+                self.cursor += 1
+                self.row_cycle.append(self.cursor)
+            t = self.cursor + 1
+            if b >= OUTSTANDING:
+                t = max(t, self.done[b - OUTSTANDING] + 1)
+            self.issue.append(t)
+            self.cursor = t
+        return self.issue[q]
+
+
+class ReadPath:
+    """The read path's rules (see :mod:`sparsa.hw.top`) over a sequence of descriptors; the
+    consumer of chunks is always ready."""
+
+    def __init__(self, bus: int, latency: int):
+        self.bus, self.latency, self.planner = bus, latency, Planner()
+        self.owner: list[tuple[int, int]] = []     # per input beat: (burst, index in it)
+        self.taken: list[int] = []
+        self.end: int | None = None                # the last row's last cycle
+
+    def _valid(self, i: int) -> int:
+        q, index = self.owner[i]
+        due = self.planner.at(q) + self.latency + index
+        return max(due, self.taken[i - 1] + 1) if i else due
+
+    def _take(self, i: int, cycle: int) -> None:
+        self.taken.append(cycle)
+        if i + 1 == len(self.owner) or self.owner[i + 1][0] != self.owner[i][0]:
+            self.planner.done[self.owner[i][0]] = cycle
+
+    def descriptor(self, rows: Sequence[tuple[int, int]], size: int, accept: int) -> list[int]:
+        """The chunk cycles of a descriptor accepted in cycle ``accept``."""
+        plan = bursts(rows, self.bus)
+        q0 = self.planner.planned
+        self.planner.start(plan, accept)
+        self.owner += [(q0 + q, i) for q, n in enumerate(b for row in plan for b in row)
+                       for i in range(n)]
+        chunks, first = [], len(self.taken)
+        for (_, nbytes), row in zip(rows, plan, strict=True):
+            n_in = sum(row)
+            cycle = self._valid(first) if self.end is None else max(self.end + 1,
+                                                                     self._valid(first))
+            self._take(first, cycle)
+            for t in range(-(-nbytes // self.bus)):
+                begin = cycle + 1
+                if t + 1 < n_in:
+                    begin = max(begin, self._valid(first + t + 1))
+                done = pieces(t, nbytes, size, self.bus)
+                chunks += [begin + p for p, complete in enumerate(done) if complete]
+                cycle = begin + len(done) - 1
+                if t + 1 < n_in:
+                    self._take(first + t + 1, cycle)
+            self.end, first = cycle, first + n_in
+        return chunks
+
+    def idle_from(self) -> int:
+        """The cycle the planner can accept the next descriptor (after the last burst)."""
+        return self.planner.issue[-1] + 1 if self.planner.issue else 0
+
+
+def write_store(rows: Sequence[tuple[int, int]], bus: int, job: int, offer: int
+                ) -> tuple[list[int], int]:
+    """One STORE's ``data_out`` handshakes and its completion, the job taken in cycle ``job`` by
+    an idle write path, the core offering row ``r`` from ``max(offer + r, previous handshake
+    + 1)`` and the memory answering a burst the cycle after its last beat."""
+    plan = bursts(rows, bus)
+    planner = Planner()
+    planner.start(plan, job + 1)
+    lengths = [b for row in plan for b in row]
+    handshakes, q, in_burst = [], 0, 0
+    w = row_pop = wlast = last_beat = None
+    for r, (addr, nbytes) in enumerate(rows):
+        k, n_bus = -(-nbytes // bus), -(-(addr % bus + nbytes) // bus)
+        ready = offer + r if not handshakes else max(offer + r, handshakes[-1] + 1)
+        handshakes.append(max(ready, job + 1, last_beat or 0))
+        planner.at(q)
+        visible = planner.row_cycle[r] + 2 if row_pop is None else \
+            max(planner.row_cycle[r] + 2, row_pop + 1)
+        beat = handshakes[-1] + 1                 # the compactor's next beat is ready
+        for m in range(n_bus):
+            burst = planner.at(q) + 2 if wlast is None else max(planner.at(q) + 2, wlast + 1)
+            w = max(visible, burst) if w is None else max(w + 1, visible, burst)
+            if m < k:
+                w = max(w, beat)
+                beat = w + 1
+                last_beat = w if m == k - 1 else last_beat
+            in_burst += 1
+            if in_burst == lengths[q]:
+                wlast, planner.done[q] = w, w + 1
+                q, in_burst = q + 1, 0
+        row_pop = w
+    return handshakes, max(planner.done.values()) + 1
+
+
+def load_rows(cfg: ArrayConfig, insn: Instruction) -> list[tuple[int, int]]:
+    """The rows ``(address, bytes)`` of a LOAD's read request (:class:`~sparsa.hw.operands.
+    OperandTap`): a LOAD_ACT's pixels, the others' rows back to back as one row."""
+    if insn.opcode == Opcode.LOAD_ACT:
+        size = insn.channels * cfg.act_width // 8
+        return [(insn.dram + p * insn.stride, size) for p in range(insn.pixels)]
+    count = 1 if insn.opcode == Opcode.LOAD_SCALE else insn.count
+    return [(insn.dram, count * isa.data_in_bytes(cfg, insn.opcode))]
+
+
+def store_rows(cfg: ArrayConfig, insn: Instruction) -> list[tuple[int, int]]:
+    """The rows ``(address, bytes)`` a STORE writes."""
+    size = insn.channels * (cfg.acc_width if insn.raw else cfg.act_width) // 8
+    return [(insn.dram + r * insn.stride, size) for r in range(insn.count)]
+
+
+class _Handshakes:
+    def __init__(self, cycles: list[int]):
+        self.cycles = cycles
+
+    def at(self, j: int) -> int:
+        return self.cycles[j]
+
+
+@dataclass(frozen=True)
+class TopTiming:
+    """Cycles of one run, counted like the testbench's probes (the start pulse at ``start``):
+    each instruction's dispatch, each ``data_in`` and ``data_out`` handshake, each STORE's
+    completion, and ``run_cycles`` (cycles with ``status.busy``). ``unsure``: see the module."""
+
+    dispatch: list[int]
+    data_in: list[int]
+    data_out: list[int]
+    store_done: list[int]
+    run_cycles: int
+    unsure: int
+
+
+class TopTimer:
+    """The whole top, one instruction at a time (:meth:`step`, in program order): the core's
+    rules (:class:`~sparsa.sw.accel_timing.AccelTimer`, its LOADs' beats and STOREs' rows given
+    by the read and write paths here), each dispatch no earlier than its word is at the
+    instruction FIFO's output. Cycles are counted from 0 with the start pulse at ``start``."""
+
+    def __init__(self, cfg: ArrayConfig, program: Sequence[Instruction], *, latency: int,
+                 start: int = 0, prog_base: int = 0, fetch_insns: int = DEFAULT_FETCH_INSNS,
+                 insn_depth: int = 2 * DEFAULT_FETCH_INSNS):
+        if isinstance(latency, bool) or not isinstance(latency, int) or latency < 1:
+            raise ValueError(f"latency must be a whole number of cycles >= 1, not {latency!r}")
+        self.cfg, self.program, self.prog_base = cfg, list(program), prog_base
+        self.bus = cfg.axi_data_bits // 8
+        self.fetch_insns, self.insn_depth, self.start = fetch_insns, insn_depth, start
+        self.core = AccelTimer(cfg)
+        self.core.params = dataclasses.replace(self.core.params, arrivals=self._arrivals,
+                                               outputs=self._outputs)
+        self.read = ReadPath(self.bus, latency)
+        self.words: list[int] = []      # the chunk cycle of each fetched word
+        self.fetch_offer = start + 1    # the next fetch descriptor is offered from here
+        self.dispatch: list[int] = []
+        self.data_in: list[int] = []
+        self.data_out: list[int] = []
+        self.store_done: list[int] = []
+        self.jobs: list[int] = []       # the cycle each STORE's job is taken
+        self.unsure = 0
+        self.index, self._d = 0, 0      # the instruction being timed, its dispatch (in a rule)
+
+    # -- instruction fetch ----------------------------------------------------------------------
+
+    def _next_fetch(self) -> tuple[int, int, int] | None:
+        """``(first word, words, gate)`` of the next fetch descriptor (``gate``: the word whose
+        dispatch makes room for it), None when every word is requested."""
+        f = len(self.words)
+        if f >= len(self.program):
+            return None
+        n = min(self.fetch_insns, len(self.program) - f)
+        return f, n, f + n - 1 - self.insn_depth
+
+    def _fetch_offer(self, gate: int) -> int:
+        if gate < 0:
+            return self.fetch_offer
+        d = self.dispatch[gate] if gate < len(self.dispatch) else self._d
+        return max(self.fetch_offer, d + 1)
+
+    def _take_fetch(self, first: int, n: int, accept: int) -> None:
+        rows = [(self.prog_base + first * INSN_BYTES, n * INSN_BYTES)]
+        self.words += self.read.descriptor(rows, INSN_BYTES, accept)
+        self.fetch_offer = accept + 1
+
+    def _fetch_until(self, word: int) -> None:
+        while len(self.words) <= word:
+            first, n, gate = self._next_fetch()
+            self._take_fetch(first, n, max(self._fetch_offer(gate), self.read.idle_from()))
+
+    # -- the hooks the core's LOAD and STORE rules call ------------------------------------------
+
+    def _arrivals(self, d: int, count: int) -> int:
+        """The LOAD being timed, dispatched at ``d``: its request after any fetch descriptor
+        taken before it; the cycle of its last ``data_in`` beat."""
+        self._d = d
+        offer = d + 1
+        if self.store_done:       # held while a STORE dispatched before it is pending
+            offer = max(offer, self.store_done[-1] + 1)
+        while (nxt := self._next_fetch()) is not None:
+            first, n, gate = nxt
+            if gate > self.index:     # its room comes from a later dispatch (after d)
+                if offer > d + 1 and max(self.fetch_offer, self.read.idle_from()) < offer:
+                    self.unsure += 1
+                break
+            accept = max(self._fetch_offer(gate), self.read.idle_from())
+            if accept >= offer:       # the load goes first when both are offered
+                break
+            self._take_fetch(first, n, accept)
+        insn = self.program[self.index]
+        chunks = self.read.descriptor(load_rows(self.cfg, insn), chunk_size(self.cfg, insn.opcode),
+                                      max(offer, self.read.idle_from()))
+        if len(chunks) != count:
+            raise ValueError(f"instruction {self.index}: {insn.opcode.name} reads {len(chunks)} "
+                             f"rows from memory, its count says {count}")
+        self.data_in += chunks
+        return chunks[-1]
+
+    def _outputs(self, d: int, offer: int, count: int) -> _Handshakes:
+        """The STORE being timed, dispatched at ``d``: its job taken two cycles later or the
+        cycle after the previous STORE's completion; its rows' handshakes."""
+        job = d + 2 if not self.store_done else max(d + 2, self.store_done[-1] + 1)
+        handshakes, done = write_store(store_rows(self.cfg, self.program[self.index]), self.bus,
+                                       job, offer)
+        self.jobs.append(job)
+        self.data_out += handshakes
+        self.store_done.append(done)
+        return _Handshakes(handshakes)
+
+    # -- the program ---------------------------------------------------------------------------
+
+    def step(self, i: int) -> int:
+        """Dispatch instruction ``i`` (the next one); returns its dispatch cycle."""
+        insn = self.program[i]
+        self._fetch_until(i)
+        earliest = self.words[i] + 2       # at the instruction FIFO's output
+        if insn.opcode == Opcode.STORE:
+            if not insn.count:
+                raise ValueError(f"instruction {i}: a STORE with no rows is not modelled")
+            if len(self.jobs) >= STORE_JOBS:   # the job FIFO has room
+                earliest = max(earliest, self.jobs[-STORE_JOBS] + 1)
+        state = self.core.state
+        if state.last_dispatch < earliest - 1:
+            self.core.state = dataclasses.replace(state, last_dispatch=earliest - 1)
+        self.index = i
+        d = self.core.step(insn)
+        self.dispatch.append(d)
+        return d
+
+    def run(self) -> TopTiming:
+        for i in range(len(self.program)):
+            self.step(i)
+        return TopTiming(self.dispatch, self.data_in, self.data_out, self.store_done,
+                         self.run_cycles(), self.unsure)
+
+    def run_cycles(self) -> int:
+        """Cycles with ``status.busy``: from the cycle after the start pulse to the cycle
+        everything is finished."""
+        ends = [self.dispatch[-1] + 1 if self.dispatch else self.start + 1, self.core.end + 1]
+        if self.store_done:
+            ends.append(self.store_done[-1] + 1)
+        return max(ends) - self.start
+
+
+def top_timing(cfg: ArrayConfig, program: Sequence[Instruction], *, latency: int,
+               start: int = 0, prog_base: int = 0) -> TopTiming:
+    """Time ``program`` (linked: its LOADs and STOREs carry their memory fields) on the
+    memory-mapped top with memory of read latency ``latency``, the start pulse in ``start``."""
+    return TopTimer(cfg, program, latency=latency, start=start, prog_base=prog_base).run()
