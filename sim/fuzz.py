@@ -431,7 +431,8 @@ class Stats:
     kinds: dict[str, int] = field(default_factory=dict)   # programs per stimulus kind
     cycles: int = 0
     seconds: float = 0.0
-    mismatches: list = field(default_factory=list)        # (config, seed, case, problems)
+    mismatches: list = field(default_factory=list)   # (config, seed, index, case, problems)
+    errors: list = field(default_factory=list)       # jobs that raised (stimulus or checker)
 
     def add(self, other: Stats) -> None:
         self.tiles += other.tiles
@@ -440,6 +441,7 @@ class Stats:
         for k, v in other.kinds.items():
             self.kinds[k] = self.kinds.get(k, 0) + v
         self.mismatches += other.mismatches
+        self.errors += other.errors
 
 
 def job_seed(seed: int, name: str, index: int) -> int:
@@ -502,7 +504,7 @@ def run_campaign(*, seed: int, tiles: int, programs: int, budget: float, workers
         NativeAccelerator(CONFIGS[name])
     print(f"fuzz: seed {seed}, {workers} workers, configurations: {', '.join(configs)} "
           f"(executables ready after {time.monotonic() - start:.0f} s)", flush=True)
-    stats, submitted, last = Stats(), 0, 0.0
+    stats, submitted, last, jobs = Stats(), 0, 0.0, {}
     with ProcessPoolExecutor(workers) as pool:
         pending = set()
         while True:
@@ -510,13 +512,19 @@ def run_campaign(*, seed: int, tiles: int, programs: int, budget: float, workers
             late = time.monotonic() - start > budget
             while not enough and not late and len(pending) < 2 * workers:
                 name = configs[submitted % len(configs)]
-                pending.add(pool.submit(run_job, name, job_seed(seed, name, submitted), *batch))
+                future = pool.submit(run_job, name, job_seed(seed, name, submitted), *batch)
+                pending.add(future)
+                jobs[future] = f"{name}, job seed {job_seed(seed, name, submitted)}"
                 submitted += 1
             if not pending:
                 break
             done = next(as_completed(pending))
             pending.discard(done)
-            stats.add(done.result())
+            try:
+                stats.add(done.result())
+            except Exception as exc:   # a generator or checker bug: the job's seed names it
+                stats.errors.append(f"{jobs[done]}: {type(exc).__name__}: {exc}")
+                print(f"  ERROR in job {jobs[done]}: {type(exc).__name__}: {exc}", flush=True)
             if time.monotonic() - last > 30:
                 last = time.monotonic()
                 print(f"  {time.monotonic() - start:6.0f} s: {stats.tiles:,} tiles, "
@@ -547,7 +555,12 @@ def _args(argv):
 def main(argv=None) -> int:
     args = _args(argv)
     if args.replay is not None:
-        problems = replay(args.replay)
+        try:
+            problems = replay(args.replay)
+        except (OSError, ValueError, KeyError) as exc:
+            print(f"error: {args.replay} is not a readable reproducer of sparsa.sim.fuzz "
+                  f"({type(exc).__name__}: {exc})", file=sys.stderr)
+            return 2
         print("\n".join(problems) if problems else f"{args.replay}: no mismatch (now passes)")
         return 1 if problems else 0
     configs = [c for c in args.configs.split(",") if c]
@@ -563,12 +576,12 @@ def main(argv=None) -> int:
                          workers=args.workers, configs=configs)
     print(f"fuzz: {len(configs)} configurations, {stats.tiles:,} tiles and {stats.programs:,} "
           f"programs checked ({stats.cycles:,} simulated cycles) in {stats.seconds:.0f} s; "
-          f"seed {seed}; {len(stats.mismatches)} mismatches")
+          f"seed {seed}; {len(stats.mismatches)} mismatches, {len(stats.errors)} errors")
     for kind, n in sorted(stats.kinds.items()):
         print(f"  {kind}: {n:,} programs")
-    if stats.mismatches:
+    if stats.mismatches or stats.errors:
         print(f"rerun: python -m sparsa.sim.fuzz --seed {seed}")
-    return 1 if stats.mismatches else 0
+    return 1 if stats.mismatches or stats.errors else 0
 
 
 if __name__ == "__main__":
