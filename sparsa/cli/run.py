@@ -1,4 +1,6 @@
-"""``sparsa run``: a pruned, quantized demo network on the accelerator (RTL or golden)."""
+"""``sparsa run``: a model on the accelerator (RTL or golden). The digits demos run end to end
+(pruned, quantized, their accuracy measured); every other model runs layer by layer on seeded
+random int8 data (:mod:`sparsa.sim.model_run`), each layer checked against the report."""
 
 from __future__ import annotations
 
@@ -12,11 +14,13 @@ from pathlib import Path
 from sparsa.sw.prune import POLICY_HELP
 
 from .common import (
+    UsageError,
     add_command,
     add_config_args,
     add_prune_args,
     check_output_dir,
     config_from_args,
+    load_model,
     output_dir,
     prune_policy_from_args,
 )
@@ -85,7 +89,34 @@ def _in_simulator(args, cfg, policy, bar, task, work: Path):
     return ModelRun.from_json(Path(job["result"]).read_text())
 
 
+def _is_demo(spec: str) -> bool:
+    """A digits demo, or a pruned demo saved by 'sparsa prune' (run end to end)."""
+    from sparsa.models.demo import DEMOS
+
+    if spec in DEMOS:
+        return True
+    if Path(spec).suffix.lower() != ".npz" or not Path(spec).is_file():
+        return False
+    from sparsa.models.store import load_saved
+
+    return load_saved(spec)[1].get("demo") in DEMOS
+
+
+LAYER_OPTIONS = ("layers", "batch", "seq", "seed")
+
+
 def _run(args: argparse.Namespace) -> int:
+    if not _is_demo(args.model):
+        return _run_layers(args)
+    given = [f"--{name}" for name in LAYER_OPTIONS if getattr(args, name) is not None]
+    if given or args.memory != "ideal":
+        raise UsageError(f"{', '.join(given) or '--memory'}: the digits demos run end to end "
+                         f"on their test images; these options apply to the other models, "
+                         f"run layer by layer")
+    return _run_demo(args)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import Progress
 
@@ -164,12 +195,180 @@ def _print_gating(console, result) -> None:
         f"{(plain - with_gating) / max(mac_energy, 1e-12):.1%} of the MAC energy) saved.")
 
 
+# Every other model, layer by layer (sparsa.sim.model_run).
+
+def _layer_backend(args, cfg, bar, task):
+    """The in-process backend for the layer-by-layer run."""
+    from sparsa.sim.host import GoldenBackend, NativeBackend, PyVerilatorBackend
+    from sparsa.sim.runner import build_dir_for
+
+    if args.sim == "golden":
+        return GoldenBackend(cfg)
+    if args.sim == "native":
+        bar.update(task, description="building the native simulator (cached after the first run)")
+        backend = NativeBackend(cfg, dram_bytes_per_cycle=cfg.dram_bytes_per_cycle
+                                if args.memory == "dram" else None)
+        backend.accelerator.max_cycles = args.max_cycles
+        return backend
+    bar.update(task, description="building the Verilated accelerator")
+    return PyVerilatorBackend(cfg, build_dir_for(cfg, "accelerator", "pyverilator"))
+
+
+def _plan(args, graph, cfg, policy):
+    from sparsa.sim.model_run import plan_layers
+
+    if args.memory == "dram" and args.sim != "native":
+        raise UsageError(f"--memory dram runs on the native backend only, not {args.sim}")
+    if args.sim in ("verilator", "icarus"):
+        raise UsageError(f"--sim {args.sim}: models other than the digits demos run layer by "
+                         f"layer on native, pyverilator or golden (cocotb's {args.sim} is "
+                         f"not wired to the layer runner yet)")
+    if args.max_cycles < 1:
+        raise UsageError(f"--max-cycles must be a positive number of cycles, not "
+                         f"{args.max_cycles}")
+    try:
+        return plan_layers(graph, cfg, policy, args.layers, dram=args.memory == "dram",
+                           max_cycles=args.max_cycles)
+    except ValueError as e:
+        if str(e).startswith("--layers"):
+            raise UsageError(str(e)) from None
+        raise
+
+
+def _run_layers(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from sparsa.sim.model_run import (
+        GOLDEN_MACS,
+        LayersRun,
+        resolve_seed,
+        run_layer,
+        weights_line,
+    )
+
+    out = check_output_dir(args.output)
+    cfg = config_from_args(args)
+    policy = prune_policy_from_args(args)
+    seed = resolve_seed(args.seed)
+    graph = load_model(args.model, batch=args.batch or 1, seq=args.seq)
+    planned = _plan(args, graph, cfg, policy)   # everything checked before any simulator starts
+    memory = "ideal" if args.memory == "ideal" else f"DRAM {cfg.dram_bytes_per_cycle} B/cycle"
+    result = LayersRun(model=graph.name, backend=args.sim, memory=memory,
+                       weights=weights_line(graph, cfg, policy, seed), seed=seed)
+    print(result.weights, flush=True)
+    golden_macs = GOLDEN_MACS if args.golden_macs is None else args.golden_macs
+    start = time.perf_counter()
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), transient=True, console=Console(stderr=True))
+    with progress as bar:
+        task = bar.add_task("preparing", total=len(planned))
+        backend = _layer_backend(args, cfg, bar, task)
+        for item in planned:
+            bar.update(task, description=f"{item.index} {item.layer.name[-40:]}")
+            result.layers.append(asyncio.run(run_layer(backend, cfg, item, seed,
+                                                       golden_macs=golden_macs)))
+            bar.advance(task)
+    with output_dir(out, "run") as tmp:
+        (tmp / "run.json").write_text(result.to_json())
+    _print_layers(result, cfg, time.perf_counter() - start, golden_macs)
+    print(f"wrote {out / 'run.json'}")
+    return 0 if result.ok else 1
+
+
+def _outputs_cell(r) -> str:
+    if not r.outputs_exact or r.golden is False:
+        return "DIFFER"
+    return "torch+gold" if r.golden else "torch"
+
+
+def _print_layers(result, cfg, seconds: float, golden_macs: int) -> None:
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    from sparsa.sw.model_report import short_names
+
+    console = Console()
+    console = console if console.is_terminal else Console(width=120)
+    table = Table(title=f"{result.model} on {result.backend}: {cfg.rows}x{cfg.cols} {cfg.nm}, "
+                        f"{result.memory} memory, {len(result.layers)} GEMM layers",
+                  box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
+    for col in ("#", "layer", "GEMM PxKxC", "N:M", "measured", "report", "diff", "counters",
+                "outputs", "sim s"):
+        table.add_column(col, justify="left" if col in ("layer", "N:M", "outputs") else "right",
+                         no_wrap=True)
+    names = short_names([r.name for r in result.layers], max(12, console.width - 88))
+    for r, name in zip(result.layers, names, strict=True):
+        table.add_row(str(r.index), name, r.gemm, r.pattern, str(r.measured), str(r.predicted),
+                      str(r.measured - r.predicted),
+                      "match" if not r.counter_diffs else "DIFFER", _outputs_cell(r),
+                      f"{r.sim_seconds:.2f}")
+    table.add_section()
+    measured, predicted = result.total("measured"), result.total("predicted")
+    table.add_row("", "total", "", "", str(measured), str(predicted),
+                  str(measured - predicted), "", "", f"{result.total('sim_seconds'):.1f}")
+    console.print(table)
+    kind = "compute cycles (ideal memory)" if result.memory == "ideal" else \
+        f"total cycles ({result.memory})"
+    where = ("the RTL" if result.backend != "golden"
+             else "the golden executor, which takes them from the cycle model")
+    console.print(f"Cycles. measured: on {where}; report: "
+                  f"the report's {kind} for the layer. Outputs: requantized outputs == "
+                  f"torch's convolution / a float64 matmul for every layer; data_out rows == "
+                  f"the golden executor's for layers of up to {golden_macs:,} MACs "
+                  f"('torch+gold').")
+    sim = result.total("sim_seconds")
+    console.print(f"{result.model}: {len(result.layers)} layers, {measured:,} cycles measured, "
+                  f"{predicted:,} predicted; simulated {measured / max(sim, 1e-9):,.0f} "
+                  f"cycles/s on {result.backend} ({sim:.1f} s in the backend); wall time "
+                  f"{seconds:.1f} s.")
+    problems = [line for r in result.layers for line in r.problems()]
+    for line in problems:
+        console.print(f"MISMATCH {line}", style="bold red", highlight=False)
+    console.print("every layer: cycles, counters and outputs as predicted" if not problems
+                  else f"{len(problems)} mismatch(es)")
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = add_command(subparsers, "run",
-                    "run a pruned int8 demo network on the accelerator (RTL or golden)")
-    p.add_argument("model", help="digits_cnn, digits_mlp, or a .npz written by 'sparsa prune'")
-    p.add_argument("--sim", choices=BACKENDS, default="verilator", help="backend")
+                    "run a model on the accelerator (RTL or golden): the digits demos end to "
+                    "end, every other model's GEMM layers one program each, checked against "
+                    "the report")
+    p.add_argument("model", help="digits_cnn, digits_mlp, a pruned demo .npz written by "
+                                 "'sparsa prune' (end to end, accuracy measured); or a zoo name, "
+                                 ".onnx file, SCALE-Sim .csv topology or Hugging Face "
+                                 "config.json (layer by layer, seeded random int8 data)")
+    p.add_argument("--sim", choices=BACKENDS, default="verilator",
+                   help="backend (native is the fast one for large models)")
     p.add_argument("--images", type=int, default=20, help="digits test images (one batch)")
+    group = p.add_argument_group("layer by layer (models other than the digits demos)")
+    group.add_argument("--layers", default=None, metavar="SEL",
+                       help="GEMM layers to run: indices and ranges (0-3,7), names or globs, "
+                            "comma-separated (default: all)")
+    group.add_argument("--seed", type=int, default=None,
+                       help="seed of the random weights and activations (default: "
+                            "$SPARSA_SEED, else 0)")
+    group.add_argument("--batch", type=int, default=None,
+                       help="images or sequences per inference, as 'sparsa report' (default: 1)")
+    group.add_argument("--seq", type=int, default=None,
+                       help="tokens per sequence of transformers, as 'sparsa report'")
+    group.add_argument("--memory", choices=("ideal", "dram"), default="ideal",
+                       help="ideal streams (cycles == the report's compute cycles) or DRAM "
+                            "ports of the configuration's rate (== the report's total cycles; "
+                            "native only)")
+    group.add_argument("--max-cycles", type=int, default=50_000_000,
+                       help="the simulator's limit per layer program; larger layers are refused "
+                            "before anything runs")
+    group.add_argument("--golden-macs", type=int, default=None, metavar="MACS",
+                       help="also run layers of up to this many MACs on the golden executor "
+                            "(default: 2,000,000; every layer is checked against torch)")
     p.add_argument("-o", "--output", default="build/run", help="output directory")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="show the simulator's and cocotb's own log lines")
