@@ -1,32 +1,41 @@
 # amaranth: UnusedElaboratable=no
-"""The cycle costs documented in :mod:`sparsa.hw.top`, as executable rules, against the RTL in
-Amaranth's simulator (probes of :attr:`~sparsa.hw.top.AxiAccelerator.probes`, memory of fixed
-read latency ``L`` without pauses, :class:`~sparsa.sim.axi_memory.AxiMemory`):
+"""The top's cycle model (:mod:`sparsa.sw.top_timing`, the rules documented in
+:mod:`sparsa.hw.top`, "Cycle costs") against the RTL in Amaranth's simulator: probes of
+:attr:`~sparsa.hw.top.AxiAccelerator.probes`, memory of fixed read latency ``L`` without pauses
+(:class:`~sparsa.sim.axi_memory.AxiMemory`), the model reading nothing of the RTL but the start
+pulse's cycle.
 
-* the read path: a LOAD alone (random kind, rows, stride, alignment, 4 KiB crossings, ``L`` from
-  1 to 20 so the four-burst limit binds): every ``data_in`` beat's cycle after its dispatch;
-* instruction fetch: CONFIG-only programs (dispatched as soon as they arrive): every dispatch
-  cycle after the start pulse;
-* the write path: a STORE alone: every ``data_out`` handshake and the writer's completion.
-
-The rules here are the docstring's, written once more as code (no RTL signal is read besides
-the probes), for the top's cycle model to follow."""
+* the read path alone: a LOAD (random kind, rows, stride, alignment, 4 KiB crossings, ``L`` from
+  1 to 20 so the four-burst limit binds): every ``data_in`` beat's cycle after its dispatch
+  (:class:`~sparsa.sw.top_timing.ReadPath`);
+* instruction fetch: CONFIG-only programs (dispatched as soon as they arrive): every dispatch;
+* the write path alone: a STORE: every ``data_out`` handshake and the writer's completion
+  (:func:`~sparsa.sw.top_timing.write_store`); a LOAD after a STORE waits for it;
+* whole programs: random GEMM and conv programs (:mod:`sparsa.sim.programs`) linked with random
+  offsets and gaps, at ``L`` = 1, 5 and 20 on 64- and 128-bit buses: every dispatch, ``data_in``
+  and ``data_out`` handshake, STORE completion and ``run_cycles`` == the model
+  (:func:`~sparsa.sw.top_timing.top_timing`), and the read-back program (a LOAD right after a
+  STORE of its bytes)."""
 
 from __future__ import annotations
 
 import random
 
+import numpy as np
 import pytest
 
 from sparsa import isa
 from sparsa.config import ArrayConfig
-from sparsa.hw.axi import MAX_BURST_BEATS, PAGE_BYTES
-from sparsa.hw.dma import DEFAULT_OUTSTANDING
-from sparsa.hw.fetch import DEFAULT_FETCH_INSNS, INSN_BYTES
-from sparsa.hw.operands import Kind, chunk_size
+from sparsa.hw import axi, dma, fetch
+from sparsa.hw.operands import Kind, OperandTap
+from sparsa.hw.operands import chunk_size as hw_chunk_size
 from sparsa.hw.top import AxiAccelerator
 from sparsa.isa import Instruction, Opcode
-from sparsa.sim.axi_memory import run_top
+from sparsa.sim.axi_memory import run_top, with_readback
+from sparsa.sim.memory_image import link
+from sparsa.sim.programs import random_conv_program, random_gemm_program
+from sparsa.sw import top_timing as model
+from sparsa.sw.top_timing import ReadPath, chunk_size, top_timing, write_store
 
 SMALL = dict(act_buffer_kib=1, weight_buffer_kib=1, acc_buffer_kib=1)
 CONFIGS = {
@@ -35,147 +44,11 @@ CONFIGS = {
     "3x5-1of1-axi128": ArrayConfig(rows=3, cols=5, n=1, m=1, axi_data_bits=128, **SMALL),
 }
 PROG_BASE = 0x100
-FIFO_WORDS = 2 * DEFAULT_FETCH_INSNS     # words the fetcher reserves at most
-
-
-def bursts(rows: list[tuple[int, int]], bus: int) -> list[list[int]]:
-    """Per row ``(address, bytes)``: its bursts' beat counts (cut at 256 beats and 4 KiB)."""
-    out = []
-    for addr, nbytes in rows:
-        beat, last, row = addr // bus, (addr + nbytes - 1) // bus, []
-        while beat <= last:
-            n = min(last - beat + 1, MAX_BURST_BEATS, (PAGE_BYTES - beat * bus % PAGE_BYTES) // bus)
-            row.append(n)
-            beat += n
-        out.append(row)
-    return out
-
-
-def pieces(t: int, nbytes: int, size: int, bus: int) -> list[bool]:
-    """The pieces of output beat ``t`` of a row: for each, whether it completes a chunk."""
-    lo, hi = t * bus, min((t + 1) * bus, nbytes)
-    cuts = sorted({lo, hi} | {k for k in range(lo + 1, hi) if k % size == 0})
-    return [b % size == 0 or b == nbytes for b in cuts[1:]]
-
-
-class Planner:
-    """Planner cycles: per descriptor accepted in cycle ``accept`` (:meth:`start`), per row a
-    ROW cycle, then its bursts, one per cycle, burst ``q`` (counted over all descriptors) not
-    before ``done[q - 4] + 1`` (four bursts in flight; ``done``: the cycle the burst's last beat
-    (read) or response (write) is taken)."""
-
-    def __init__(self):
-        self.issue: list[int] = []
-        self.done: dict[int, int] = {}
-        self.first: set[int] = set()
-        self.cursor = self.planned = 0
-        self.row_cycle: list[int] = []
-
-    def start(self, rows: list[list[int]], accept: int) -> None:
-        self.first |= {self.planned + sum(map(len, rows[:j])) for j in range(len(rows))}
-        self.cursor, self.planned = accept, self.planned + sum(map(len, rows))
-
-    def at(self, q: int) -> int:
-        while len(self.issue) <= q:
-            b = len(self.issue)
-            if b in self.first:
-                self.cursor += 1
-                self.row_cycle.append(self.cursor)
-            t = self.cursor + 1
-            if b >= DEFAULT_OUTSTANDING:
-                t = max(t, self.done[b - DEFAULT_OUTSTANDING] + 1)
-            self.issue.append(t)
-            self.cursor = t
-        return self.issue[q]
-
-
-class ReadPath:
-    """The read path's rules (see :mod:`sparsa.hw.top`) over a sequence of descriptors; the
-    consumer of chunks is always ready."""
-
-    def __init__(self, bus: int, latency: int):
-        self.bus, self.latency, self.planner = bus, latency, Planner()
-        self.owner: list[tuple[int, int]] = []     # per input beat: (burst, index in it)
-        self.taken: list[int] = []
-        self.end: int | None = None                # the last row's last cycle
-
-    def _valid(self, i: int) -> int:
-        q, index = self.owner[i]
-        due = self.planner.at(q) + self.latency + index
-        return max(due, self.taken[i - 1] + 1) if i else due
-
-    def _take(self, i: int, cycle: int) -> None:
-        self.taken.append(cycle)
-        if i + 1 == len(self.owner) or self.owner[i + 1][0] != self.owner[i][0]:
-            self.planner.done[self.owner[i][0]] = cycle
-
-    def descriptor(self, rows: list[tuple[int, int]], size: int, accept: int) -> list[int]:
-        """The chunk cycles of a descriptor accepted in cycle ``accept``."""
-        plan = bursts(rows, self.bus)
-        q0 = self.planner.planned
-        self.planner.start(plan, accept)
-        self.owner += [(q0 + q, i) for q, n in enumerate(b for row in plan for b in row)
-                       for i in range(n)]
-        chunks, first = [], len(self.taken)
-        for (_, nbytes), row in zip(rows, plan, strict=True):
-            n_in = sum(row)
-            cycle = self._valid(first) if self.end is None else max(self.end + 1,
-                                                                     self._valid(first))
-            self._take(first, cycle)
-            for t in range(-(-nbytes // self.bus)):
-                begin = cycle + 1
-                if t + 1 < n_in:
-                    begin = max(begin, self._valid(first + t + 1))
-                done = pieces(t, nbytes, size, self.bus)
-                chunks += [begin + p for p, complete in enumerate(done) if complete]
-                cycle = begin + len(done) - 1
-                if t + 1 < n_in:
-                    self._take(first + t + 1, cycle)
-            self.end, first = cycle, first + n_in
-        return chunks
-
-    def idle_from(self) -> int:
-        """The cycle the planner can accept the next descriptor (after the last burst)."""
-        return self.planner.issue[-1] + 1
-
-
-def write_store(rows: list[tuple[int, int]], bus: int, job: int, offer: int
-                ) -> tuple[list[int], int]:
-    """One STORE's ``data_out`` handshakes and its completion, the job taken in cycle ``job`` by
-    an idle write path, the core offering row ``r`` from ``max(offer + r, previous handshake
-    + 1)`` and the memory answering a burst the cycle after its last beat."""
-    plan = bursts(rows, bus)
-    planner = Planner()
-    planner.start(plan, job + 1)
-    lengths = [b for row in plan for b in row]
-    handshakes, q, in_burst = [], 0, 0
-    w = row_pop = wlast = last_beat = None
-    for r, (addr, nbytes) in enumerate(rows):
-        k, n_bus = -(-nbytes // bus), -(-(addr % bus + nbytes) // bus)
-        ready = offer + r if not handshakes else max(offer + r, handshakes[-1] + 1)
-        handshakes.append(max(ready, job + 1, last_beat or 0))
-        planner.at(q)
-        visible = planner.row_cycle[r] + 2 if row_pop is None else \
-            max(planner.row_cycle[r] + 2, row_pop + 1)
-        beat = handshakes[-1] + 1                 # the compactor's next beat is ready
-        for m in range(n_bus):
-            burst = planner.at(q) + 2 if wlast is None else max(planner.at(q) + 2, wlast + 1)
-            w = max(visible, burst) if w is None else max(w + 1, visible, burst)
-            if m < k:
-                w = max(w, beat)
-                beat = w + 1
-                last_beat = w if m == k - 1 else last_beat
-            in_burst += 1
-            if in_burst == lengths[q]:
-                wlast, planner.done[q] = w, w + 1
-                q, in_burst = q + 1, 0
-        row_pop = w
-    return handshakes, max(planner.done.values()) + 1
 
 
 def run(cfg: ArrayConfig, program: list[Instruction], latency: int):
     memory = bytearray(random.Random(7).randbytes(1 << 15))
-    words = b"".join(i.encode().to_bytes(INSN_BYTES, "little") for i in program)
+    words = b"".join(i.encode().to_bytes(model.INSN_BYTES, "little") for i in program)
     memory[PROG_BASE:PROG_BASE + len(words)] = words
     return run_top(AxiAccelerator(cfg), memory, prog_base=PROG_BASE,
                    prog_len=len(words), latency=latency).events
@@ -212,40 +85,24 @@ def test_load_costs(name, seed_for, request):
         latency = 20 if case == 0 else rng.choice([1, 2, 5, 9, 20])
         events = run(cfg, [insn], latency)
         (dispatch,) = events["dispatch"]
-        size = chunk_size(cfg, Kind(insn.opcode.value))
+        size = chunk_size(cfg, insn.opcode)
         expected = ReadPath(cfg.axi_data_bits // 8, latency).descriptor(rows, size, dispatch + 1)
         assert events["data_in"] == expected, f"{insn} with L={latency}"
 
 
-def fetch_dispatches(words: int, bus: int, latency: int, start: int) -> list[int]:
-    """Dispatch cycles of a program of ``words`` instructions that dispatch as soon as they are
-    at the instruction FIFO's output. Fetch descriptor ``i`` (``n`` words from word ``f``) is
-    taken in the cycle after the start pulse, or after the previous descriptor's last burst +
-    1, and not before the cycle after word ``f + n - 17`` is dispatched (16 words reserved at
-    most); a word is at the FIFO's output two cycles after its chunk, or one cycle after the
-    previous word's dispatch."""
-    dispatches, accept, path = [], start + 1, ReadPath(bus, latency)
-    for first in range(0, words, DEFAULT_FETCH_INSNS):
-        n = min(DEFAULT_FETCH_INSNS, words - first)
-        if first + n > FIFO_WORDS:
-            accept = max(accept, dispatches[first + n - FIFO_WORDS - 1] + 1)
-        rows = [(PROG_BASE + first * INSN_BYTES, n * INSN_BYTES)]
-        for c in path.descriptor(rows, INSN_BYTES, accept):
-            dispatches.append(c + 2 if not dispatches else max(c + 2, dispatches[-1] + 1))
-        accept = path.idle_from()
-    return dispatches
-
-
 @pytest.mark.parametrize("name", CONFIGS)
 def test_fetch_costs(name, seed_for, request):
-    """CONFIG-only programs: each dispatch cycle from the start pulse (:func:`fetch_dispatches`)."""
+    """CONFIG-only programs: each dispatch cycle from the start pulse (fetch descriptors of
+    eight words, each once the instruction FIFO has room for it; a word dispatched two cycles
+    after its chunk)."""
     cfg, rng = CONFIGS[name], random.Random(seed_for(request.node.nodeid))
     for words in (rng.randint(1, 16), rng.randint(25, 40)):    # the second waits for room
         latency = rng.choice([1, 4, 13])
-        events = run(cfg, [Instruction(Opcode.CONFIG, height=i) for i in range(words)], latency)
+        program = [Instruction(Opcode.CONFIG, height=i) for i in range(words)]
+        events = run(cfg, program, latency)
         (start,) = events["start"]
-        assert events["dispatch"] == fetch_dispatches(words, cfg.axi_data_bits // 8, latency,
-                                                      start), f"{words} words, L={latency}"
+        timing = top_timing(cfg, program, latency=latency, start=start, prog_base=PROG_BASE)
+        assert events["dispatch"] == timing.dispatch, f"{words} words, L={latency}"
 
 
 @pytest.mark.parametrize("name", CONFIGS)
@@ -281,8 +138,84 @@ def test_a_load_after_a_store_waits_for_it(name, seed_for, request):
     events = run(cfg, [store, insn], latency)
     _, dispatch = events["dispatch"]
     (done,) = events["store_done"]
-    size = chunk_size(cfg, Kind(insn.opcode.value))
+    size = chunk_size(cfg, insn.opcode)
     expected = ReadPath(cfg.axi_data_bits // 8, latency).descriptor(rows, size,
                                                                    max(dispatch, done) + 1)
     assert done > dispatch, "the LOAD was dispatched before the STORE completed"
     assert events["data_in"] == expected
+
+
+def test_the_model_knows_the_tops_constants():
+    """The constants :mod:`sparsa.sw.top_timing` keeps (sw does not import hw) are the RTL's."""
+    cfg = CONFIGS["2x3-1of4-axi32"]
+    assert (model.MAX_BURST_BEATS, model.PAGE_BYTES, model.OUTSTANDING) == \
+        (axi.MAX_BURST_BEATS, axi.PAGE_BYTES, dma.DEFAULT_OUTSTANDING)
+    assert (model.DEFAULT_FETCH_INSNS, model.INSN_BYTES) == \
+        (fetch.DEFAULT_FETCH_INSNS, fetch.INSN_BYTES)
+    assert OperandTap(cfg).store_depth == model.STORE_JOBS
+    assert chunk_size(cfg, None) == hw_chunk_size(cfg, Kind.FETCH)
+    for op in model.LOADS:
+        assert chunk_size(cfg, op) == hw_chunk_size(cfg, Kind(op.value)), op
+
+
+# ---- whole programs ----------------------------------------------------------------------
+
+PROGRAM_CONFIGS = {
+    "2x2-2of4-axi64": CONFIGS["2x2-2of4-axi64"],
+    "2x3-1of1-axi128": ArrayConfig(rows=2, cols=3, n=1, m=1, axi_data_bits=128, **SMALL),
+}
+LATENCIES = [1, 5, 20]
+
+
+def check_program(cfg: ArrayConfig, program, image: bytearray, prog_base: int, latency: int,
+                  what: str) -> None:
+    """``program`` (linked, its words at ``prog_base`` in ``image``) on the RTL and the model:
+    every probe's cycles and ``run_cycles`` agree."""
+    run = run_top(AxiAccelerator(cfg), bytearray(image), prog_base=prog_base,
+                  prog_len=len(program) * model.INSN_BYTES, latency=latency)
+    assert run.status & 0b10, f"{what}: the run did not finish"
+    assert not run.axi.errors, f"{what}: {run.axi.errors[:3]}"
+    events = run.events
+    (start,) = events["start"]
+    timing = top_timing(cfg, program, latency=latency, start=start, prog_base=prog_base)
+    for name in ("dispatch", "data_in", "data_out", "store_done"):
+        got, want = events[name], getattr(timing, name)
+        if got != want:
+            at = next((i for i, (g, w) in enumerate(zip(got, want, strict=False)) if g != w),
+                      min(len(got), len(want)))
+            raise AssertionError(
+                f"{what}, L={latency}: {name} #{at} of {len(got)}: RTL {got[at:at + 3]}, model "
+                f"{want[at:at + 3]} (of {len(want)})"
+                + (f"; instruction {program[at]}" if name == "dispatch" else ""))
+    assert run.counters["run_cycles"] == timing.run_cycles, f"{what}, L={latency}: run_cycles"
+
+
+def _linked(cfg: ArrayConfig, prog, rng: np.random.Generator):
+    mp = link(cfg, prog.program, prog.data_in, rng=rng)
+    return list(mp.program), mp.image() + bytearray(4096), mp.prog_base
+
+
+@pytest.mark.parametrize("latency", LATENCIES)
+@pytest.mark.parametrize("name", PROGRAM_CONFIGS)
+def test_program_cycles(name, latency, seed_for, request):
+    """A random GEMM (random loop order) and a random conv, linked with random offsets and gaps
+    (unaligned rows, strides): every dispatch, ``data_in`` and ``data_out`` handshake, STORE
+    completion and ``run_cycles`` == the model."""
+    cfg, rng = PROGRAM_CONFIGS[name], np.random.default_rng(seed_for(request.node.nodeid))
+    order = ("k_inner", "cols_inner")[int(rng.integers(0, 2))]
+    gemm = random_gemm_program(cfg, rng, order=order, zero_fraction=0.3)
+    check_program(cfg, *_linked(cfg, gemm, rng), latency, f"GEMM ({order})")
+    conv = random_conv_program(cfg, rng, zero_fraction=0.3, max_computes=16,
+                               max_compute_beats=120)
+    check_program(cfg, *_linked(cfg, conv, rng), latency, "conv")
+
+
+@pytest.mark.parametrize("latency", [1, 20])
+@pytest.mark.parametrize("name", PROGRAM_CONFIGS)
+def test_read_back_program_cycles(name, latency, seed_for, request):
+    """A GEMM then a STORE, a LOAD_ACC of its bytes at once (held until the STORE completes)
+    and a STORE (:func:`~sparsa.sim.axi_memory.with_readback`): every cycle == the model."""
+    cfg, rng = PROGRAM_CONFIGS[name], np.random.default_rng(seed_for(request.node.nodeid))
+    gemm = random_gemm_program(cfg, rng, order="k_inner")
+    program, image, base = with_readback(cfg, link(cfg, gemm.program, gemm.data_in, rng=rng))
+    check_program(cfg, program, image, base, latency, "read-back")
