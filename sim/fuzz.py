@@ -3,9 +3,10 @@
 A campaign runs, on two worker processes, random programs on several configurations
 (:data:`CONFIGS`: dense, 2:4, 1:4, 2:8, pipeline depths 0-2, odd shapes):
 
-* tile batches (:func:`tile_program`): one CONFIG and LOAD_ACT, then many random array passes
-  ("tiles"), each a weight tile (some columns zero, extreme operands at random) loaded, PRELOADed
-  and COMPUTEd over random activation rows into accumulators that LOAD_ACC set to extreme partial
+* tile batches (:func:`tile_program`): one CONFIG and LOAD_ACT, a few weight tiles (some
+  columns zero, extreme operands at random) loaded, then many random array passes ("tiles"),
+  each a weight tile (sometimes loaded again just before) PRELOADed and COMPUTEd over random
+  activation rows into accumulators that LOAD_ACC set to extreme partial
   sums (INT32_MIN/INT32_MAX next to negative products), then STOREd raw (and sometimes
   requantized), with fewer output channels than the array has; K from 1 (K < m) to a few
   passes;
@@ -47,7 +48,7 @@ from sparsa.sw.accel_timing import program_counts, program_timing
 from .golden_accel import GoldenAccelerator, ProgramError
 from .native import NativeAccelerator, Pace
 from .programs import _act_rows, _psum_rows, _weight_rows, random_conv_program, random_gemm_program
-from .stimulus import random_acts, random_nm_weights
+from .stimulus import random_acts
 
 __all__ = ["CONFIGS", "Case", "Stats", "check", "main", "replay", "run_campaign", "shrink",
            "tile_program"]
@@ -91,13 +92,12 @@ class Case:
 
 
 def _extreme(rng: np.random.Generator, shape, bits: int) -> np.ndarray:
-    """Values of ``bits`` bits, mostly at the two ends of the range."""
+    """Values of ``bits`` bits, half of them at (or one step inside) the ends of the range."""
     lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-    pick = rng.integers(0, 4, size=shape)
-    near = rng.integers(0, 300, size=shape)
     full = rng.integers(lo, hi + 1, size=shape)
-    return np.select([pick == 0, pick == 1, pick == 2], [lo + near % 3, hi - near % 3, full],
-                     np.where(near % 2, lo, hi))
+    roll = rng.integers(0, 8, size=shape)
+    return np.select([roll == 0, roll == 1, roll == 2, roll == 3], [lo, hi, lo + 1, hi - 1],
+                     full)
 
 
 def _tile_k(cfg: ArrayConfig, rng: np.random.Generator) -> int:
@@ -111,12 +111,21 @@ def _tile_k(cfg: ArrayConfig, rng: np.random.Generator) -> int:
 
 
 def _tile_weights(cfg: ArrayConfig, rng: np.random.Generator, extreme: bool) -> np.ndarray:
-    """One ``(k_per_pass, cols)`` N:M weight tile, its last columns zero at random."""
-    w = random_nm_weights(rng, cfg.k_per_pass, cfg.cols, cfg.n, cfg.m, width=cfg.weight_width)
-    if extreme:
-        w = np.where(w != 0, _extreme(rng, w.shape, cfg.weight_width), 0)
+    """One ``(k_per_pass, cols)`` N:M weight tile (a vectorized
+    :func:`~sparsa.sim.stimulus.random_nm_weights`: each group of m keeps n nonzeros at random
+    places, sometimes fewer, 15% none), its operands at the ends of the range when ``extreme``,
+    its last columns zero at random."""
+    g, m, n, cols = cfg.rows, cfg.m, cfg.n, cfg.cols
+    rank = np.argsort(np.argsort(rng.random((g, cols, m)), axis=2), axis=2)
+    keep = np.where(rng.random((g, cols)) < 0.3, rng.integers(1, n + 1, size=(g, cols)), n)
+    keep[rng.random((g, cols)) < 0.15] = 0
+    lo = -(1 << (cfg.weight_width - 1))
+    vals = _extreme(rng, (g, cols, m), cfg.weight_width) if extreme else \
+        rng.integers(lo, -lo, size=(g, cols, m))
+    vals[vals == 0] = lo
+    w = np.where(rank < keep[..., None], vals, 0).transpose(0, 2, 1).reshape(g * m, cols)
     if rng.random() < 0.4:
-        w[:, int(rng.integers(1, cfg.cols + 1)):] = 0
+        w[:, int(rng.integers(1, cols + 1)):] = 0
     return w
 
 
@@ -134,23 +143,24 @@ def tile_program(cfg: ArrayConfig, rng: np.random.Generator, *, tiles: int) -> C
     prog = [im2col.config_instruction(cfg, geom),
             Instruction(Opcode.LOAD_ACT, addr=0, count=passes * p, channels=k, tag=0, pixels=p)]
     data = _act_rows(cfg, x)
-    regions, slots = max(1, min(4, depth["acc"] // p)), min(3, depth["weight"] // cfg.rows)
+    regions, slots = max(1, min(4, depth["acc"] // p)), min(6, depth["weight"] // cfg.rows)
+    for slot in range(int(rng.integers(1, slots + 1))):
+        _load_weights(cfg, rng, prog, data, slot * cfg.rows, extreme)
+    loaded = len(prog) - 2
     written: set[int] = set()
     scaled = False
-    for t in range(tiles):
+    for _ in range(tiles):
         first = int(rng.integers(0, p))
         count = int(rng.integers(1, p - first + 1))
         acc = int(rng.integers(0, regions)) * p
-        slot = (t % slots) * cfg.rows
-        packed = nm.pack_nm(_tile_weights(cfg, rng, extreme), cfg.n, cfg.m)
-        prog += [Instruction(Opcode.LOAD_WEIGHT, addr=slot, count=cfg.rows),
-                 Instruction(Opcode.PRELOAD, addr=slot)]
-        data += _weight_rows(cfg, packed)
+        slot = int(rng.integers(0, loaded)) * cfg.rows
+        if rng.random() < 0.1:    # a new tile into a slot: LOAD_WEIGHT among the COMPUTEs
+            _load_weights(cfg, rng, prog, data, slot, extreme)
+        prog.append(Instruction(Opcode.PRELOAD, addr=slot))
         rows = set(range(acc, acc + count))
-        if rng.random() < 0.6 or not rows <= written:
+        if rng.random() < 0.4 or not rows <= written:
             prog.append(Instruction(Opcode.LOAD_ACC, acc_addr=acc, count=count))
             data += _psum_rows(cfg, _extreme(rng, (count, cfg.cols), cfg.acc_width))
-            written |= rows
             accumulate = True
         else:
             accumulate = bool(rng.random() < 0.7)
@@ -161,6 +171,13 @@ def tile_program(cfg: ArrayConfig, rng: np.random.Generator, *, tiles: int) -> C
         written |= rows
         prog, data, scaled = _tile_stores(cfg, rng, prog, data, (acc, count), scaled)
     return Case(prog, data)
+
+
+def _load_weights(cfg, rng, prog: list, data: list, slot: int, extreme: bool) -> None:
+    """Append a LOAD_WEIGHT of a new random tile into weight rows ``slot ..``."""
+    packed = nm.pack_nm(_tile_weights(cfg, rng, extreme), cfg.n, cfg.m)
+    prog.append(Instruction(Opcode.LOAD_WEIGHT, addr=slot, count=cfg.rows))
+    data += _weight_rows(cfg, packed)
 
 
 def _tile_stores(cfg, rng, prog, data, rows, scaled):
@@ -495,7 +512,7 @@ def _report_mismatches(stats: Stats, out_dir: Path, runner: Runner) -> None:
 
 
 def run_campaign(*, seed: int, tiles: int, programs: int, budget: float, workers: int,
-                 configs: Sequence[str], out_dir: Path = OUT_DIR, batch: tuple = (6, 4, 60)
+                 configs: Sequence[str], out_dir: Path = OUT_DIR, batch: tuple = (8, 2, 64)
                  ) -> Stats:
     """Jobs round-robin over ``configs`` on ``workers`` processes until ``tiles`` tiles and
     ``programs`` programs are checked or ``budget`` seconds have passed."""
