@@ -2,7 +2,8 @@
 in C++. Random GEMM and conv programs linked into memory (random offsets and gaps) end with the
 whole memory == the golden executor's run on the same image and the counters == the cycle
 model's program_counts (gated_macs == the golden executor's, insns_fetched == the program's
-length, the AXI beat counters == the C++ memory's own counts). Against the Python memory model
+length, the AXI beat counters == the C++ memory's own counts), and run_cycles == the top's cycle
+model (sw.top_timing). Against the Python memory model
 in Amaranth's simulator (sim.axi_memory.run_top, same program and latency): the same run_cycles,
 the same cycles from start to irq, the same memory and counters, cycle for cycle. Bad runs fail
 with one clear message."""
@@ -20,6 +21,7 @@ from sparsa.sim.memory_image import link
 from sparsa.sim.native_axi import PAD_BYTES, NativeAxiAccelerator, build
 from sparsa.sim.programs import random_conv_program, random_gemm_program
 from sparsa.sw.accel_timing import program_counts
+from sparsa.sw.top_timing import top_timing
 
 pytestmark = pytest.mark.rtl
 
@@ -85,6 +87,8 @@ def test_random_programs_match_golden(native, latency, seed_for, request):
             (run.read_beats, run.write_beats)
         assert set(run.counters) == set(ALL_COUNTERS)
         assert 0 < run.run_cycles <= run.cycles < run.simulated
+        timing = top_timing(cfg, mp.program, latency=latency, prog_base=mp.prog_base)
+        assert run.run_cycles == timing.run_cycles
 
 
 @pytest.mark.parametrize("latency", LATENCIES)
