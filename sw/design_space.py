@@ -152,7 +152,7 @@ class ExploreSpec:
     energy_table: str | None = None
     fpga: str | None = None             # an FPGA family to synthesize each array for
     fpga_device: str | None = None
-    fpga_fmax: bool = False             # place and route each array for its Fmax (ECP5)
+    fpga_fmax: bool | str = False       # ECP5 Fmax: True (place and route) or "estimate"
     liberty: str | None = None          # a Liberty cell library: cell area in µm² as well
     source: str = "spec"
 

@@ -8,7 +8,8 @@ A SPEC names::
     objectives = ["latency", "energy", "area"]
     area = true                            # ASIC area of each configuration (default true)
     fpga = "ecp5"                          # optional: LUTs, FFs, DSPs, BRAMs from an FPGA synthesis
-    fpga_fmax = true                       # optional, ECP5: place and route for the Fmax (slow)
+    fpga_fmax = true                       # optional, ECP5: place and route for the Fmax (slow),
+                                           # or "estimate": fitted to the arrays placed before
     liberty = "cells.lib"                  # optional: cell area (µm²) with a cell library
     energy_table = "my_table.toml"         # optional, default 45 nm Horowitz
 
@@ -274,9 +275,9 @@ def parse_spec(values: dict, *, source: str = "spec") -> ExploreSpec:
     if device is not None and (fpga is None or not isinstance(device, str)):
         raise _err(source, "fpga_device", device, "a device name, with fpga set")
     fmax = values.get("fpga_fmax", False)
-    if not isinstance(fmax, bool) or (fmax and fpga != "ecp5"):
-        raise _err(source, "fpga_fmax", fmax, "true or false, true only with fpga = \"ecp5\" "
-                   "(nextpnr-ecp5 places and routes)")
+    if not (fmax is True or fmax is False or fmax == "estimate") or (fmax and fpga != "ecp5"):
+        raise _err(source, "fpga_fmax", fmax, "true, false or \"estimate\"; not false only "
+                   "with fpga = \"ecp5\" (nextpnr-ecp5 places and routes)")
     liberty = values.get("liberty")
     if liberty is not None and (not isinstance(liberty, str) or not Path(liberty).is_file()):
         raise _err(source, "liberty", liberty, "the path of a Liberty (.lib) file")

@@ -93,7 +93,8 @@ def run_sweep(spec: ExploreSpec, graphs: Mapping[str, LayerGraph], store: Result
     area_name = area_name if "area" in hardware else "none"
     if "fpga" in hardware:
         area_name += (f"; fpga {spec.fpga} {spec.fpga_device or 'default device'}, BRAMs"
-                      + ("; post-route Fmax" if spec.fpga_fmax else ""))
+                      + {True: "; post-route Fmax", "estimate": "; Fmax estimated"}.get(
+                          spec.fpga_fmax, ""))
     ids = {label: (model_ids or {}).get(label, label) for label in graphs}
     search = make_search(spec)
     code = sparsa_version()

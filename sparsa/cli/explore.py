@@ -172,7 +172,25 @@ def _cmd_explore(args: argparse.Namespace) -> int:
           f"the store) in {seconds:.1f} s: {rate:.2f} evaluations per second per core")
     print(f"wrote {out / 'report'} (summary.md, results.csv/json, pareto.csv, plots, "
           f"pareto/*.toml); store {out / STORE}")
+    if spec.fpga_fmax == "estimate":
+        print(_fmax_error_line(spec))
     return 0
+
+
+def _fmax_error_line(spec) -> str:
+    """How far the Fmax estimate is from place and route: leave-one-out over every array placed
+    and routed so far on this device."""
+    from sparsa.hw.area import fmax_estimate_errors
+
+    errors = [est / real - 1 for _, real, est in fmax_estimate_errors(spec.fpga,
+                                                                       spec.fpga_device)]
+    if not errors:
+        return ("Fmax estimate: its error is not measurable yet (no PE placed and routed at "
+                "three array sizes)")
+    mean = sum(abs(e) for e in errors) / len(errors)
+    return (f"Fmax estimate (least squares on log2 PEs per PE, from the placed and routed "
+            f"arrays) vs place and route, leave-one-out over {len(errors)} arrays: mean |error| "
+            f"{mean:.1%}, worst {max(errors, key=abs):+.1%}")
 
 
 def _has_results(out: Path) -> bool:

@@ -294,3 +294,30 @@ def test_logic_parts_cover_the_accelerator_but_its_array(tmp_path):
         assert not re.search(r"_mem\[\d+\] = ", part)
     top = next(p for p in parts if "reg [63:0] acc_mem" in p)
     assert "\\part.array" in top    # the array is a black box of the top's part
+
+
+def test_fmax_estimate_fits_log2_pes_per_pe_kind(cache_dir):
+    """The stand-in for place and route: a least-squares line of Fmax against log2(PEs) over the
+    arrays of the same PE placed before; its leave-one-out error is what explore prints."""
+    def cfg(rows, cols, n=2, m=4, depth=0):
+        return ArrayConfig(rows=rows, cols=cols, n=n, m=m, pipeline_depth=depth)
+
+    placed = [(cfg(2, 2), 80.0), (cfg(2, 4), 76.0), (cfg(4, 4), 72.0),   # 80 - 4 per doubling
+              (cfg(4, 4, n=1, m=1), 95.0), (cfg(8, 8, depth=1), 120.0)]
+    assert area.estimate_fmax(cfg(8, 8), placed) == pytest.approx(64.0)
+    assert area.estimate_fmax(cfg(4, 8), placed) == pytest.approx(68.0)
+    assert area.estimate_fmax(cfg(8, 8, n=1, m=1), placed) is None     # one size of that PE
+    assert area.estimate_fmax(cfg(8, 8, depth=2), placed) is None      # no such PE placed
+    for c, f in [*placed, (cfg(8, 8), 66.0)]:
+        area._record_fmax(c, "ecp5", None, f)
+    assert sorted(f for _, f in area.placed_fmax("ecp5")) == [66.0, 72.0, 76.0, 80.0, 95.0,
+                                                                120.0]
+    assert area.placed_fmax("ecp5", "45k") == []
+    errors = {(c.rows, c.cols): (real, est) for c, real, est in area.fmax_estimate_errors()}
+    # leaving 8x8 out, the other three lie on 80 - 4 log2(PEs / 4): 64 at 64 PEs
+    assert errors[8, 8] == (66.0, pytest.approx(64.0))
+    assert set(errors) == {(2, 2), (2, 4), (4, 4), (8, 8)}
+    with pytest.raises(ValueError, match="fmax must be"):
+        area.fpga_resources(cfg(2, 2), "ice40", fmax="estimate")
+    with pytest.raises(ValueError, match="fmax must be"):
+        area.fpga_resources(cfg(2, 2), "ecp5", fmax="fit")

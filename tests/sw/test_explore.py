@@ -206,6 +206,9 @@ def test_fpga_brams_and_fmax_objectives_and_constraints(client, topology, tmp_pa
     with ResultStore(tmp_path / "p.sqlite") as store:
         result = run_sweep(spec, graphs_of(spec), store, client, table=load_table(),
                            fpga=FPGA_PNR)
+    estimated = parse_spec(spec_of(topology, fpga="ecp5", fpga_fmax="estimate",
+                                   objectives=["latency", "fmax"]))
+    assert estimated.fpga_fmax == "estimate"
     for e in result.evaluations:
         assert (e.brams, e.fmax_mhz) == (FPGA_PNR(e.config)["brams"],
                                          FPGA_PNR(e.config)["fmax_mhz"])
@@ -363,9 +366,12 @@ BAD_SPECS = [
     ({"models": ["digits_mlp"], "space": {"rows": [2]}, "fpga_device": "85k"},
      r"fpga_device = '85k': expected a device name, with fpga set"),
     ({"models": ["digits_mlp"], "space": {"rows": [2]}, "fpga": "ice40", "fpga_fmax": True},
-     r"fpga_fmax = True: expected true or false, true only with fpga = \"ecp5\""),
+     r"fpga_fmax = True: expected true, false or \"estimate\"; not false only with fpga = "
+     r"\"ecp5\""),
     ({"models": ["digits_mlp"], "space": {"rows": [2]}, "fpga": "ecp5", "fpga_fmax": 1},
-     r"fpga_fmax = 1: expected true or false"),
+     r"fpga_fmax = 1: expected true, false or \"estimate\""),
+    ({"models": ["digits_mlp"], "space": {"rows": [2]}, "fpga": "ecp5", "fpga_fmax": "fit"},
+     r"fpga_fmax = 'fit': expected true, false or \"estimate\""),
     ({"models": ["digits_mlp"], "space": {"rows": [2]}, "fpga": "ecp5",
       "objectives": ["latency", "fmax"]},
      r"objective 'fmax' needs place and route: set fpga = \"ecp5\" and fpga_fmax = true"),
