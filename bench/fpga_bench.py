@@ -10,6 +10,11 @@ least 1.8x and 1:4 at least 3.5x dense per DSP, Fmax within 10% of dense at the 
 
 Writes results.json beside the builds. A depth whose Verilog is identical to depth 0 (pipeline
 stages not implemented in hardware yet) is reported as such, not measured.
+
+``--fmax-fit [--fit-configs 2x2:2:4,2x4:2:4,...]`` instead places and routes those arrays
+through :func:`sparsa.hw.area.fpga_resources` (cached, as ``sparsa explore`` does) and prints the
+error of the Fmax estimate that ``fpga_fmax = "estimate"`` uses, leave-one-out over every array
+placed and routed so far.
 """
 
 from __future__ import annotations
@@ -52,12 +57,43 @@ def implemented_depths(depths: list[int], out: Path) -> dict[int, bool]:
     return {d: d == 0 or texts[d] != texts[0] for d in depths}
 
 
+FIT_CONFIGS = "2x2:2:4,2x4:2:4,4x4:2:4,4x8:2:4,2x2:1:1,2x4:1:1,4x4:1:1,4x8:1:1"
+
+
+def fmax_fit(configs: str) -> int:
+    from sparsa.hw.area import fmax_estimate_errors, fpga_resources
+    from sparsa.nm import parse_nm
+
+    for text in configs.split(","):
+        shape, nm = text.split(":", 1)
+        rows, cols = (int(x) for x in shape.split("x"))
+        n, m = parse_nm(nm)
+        start = time.monotonic()
+        r = fpga_resources(ArrayConfig(rows=rows, cols=cols, n=n, m=m), "ecp5", fmax=True)
+        print(f"{text}: {r['fmax_mhz']:.1f} MHz ({time.monotonic() - start:.0f} s)", flush=True)
+    rows_out, errors = [], []
+    for cfg, real, est in fmax_estimate_errors("ecp5"):
+        errors.append(est / real - 1)
+        rows_out.append([f"{cfg.rows}x{cfg.cols} {cfg.nm} d{cfg.pipeline_depth}",
+                         f"{real:.1f}", f"{est:.1f}", f"{errors[-1]:+.1%}"])
+    print(format_table("Fmax estimate vs place and route (leave-one-out), ECP5 85k",
+                       ["array", "post-route MHz", "estimate MHz", "error"], rows_out))
+    if errors:
+        print(f"mean |error| {sum(map(abs, errors)) / len(errors):.1%} over {len(errors)} "
+              f"arrays, worst {max(errors, key=abs):+.1%}")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--fmax-fit", action="store_true")
+    parser.add_argument("--fit-configs", default=FIT_CONFIGS)
     parser.add_argument("--jobs", type=int, default=2, help="parallel builds")
     parser.add_argument("--depths", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("-o", "--output", default="build/fpga_bench")
     args = parser.parse_args()
+    if args.fmax_fit:
+        return fmax_fit(args.fit_configs)
     out = Path(args.output)
     impl = implemented_depths(args.depths, out)
     jobs = [(label, cfg.replace(pipeline_depth=d), out / f"{label.replace(' ', '_')}_d{d}")
