@@ -8,103 +8,42 @@ core for the default 8x8 2:4 accelerator), and whole networks on the RTL layer b
    executable, reading the rows back). Measured cycles must equal the report's
    (:func:`sparsa.sw.cost.program_cycles`), the counters the predicted counts, and the
    requantized outputs an independent computation (torch's convolution, or a matmul).
-2. ``--networks digits_cnn,resnet50``: every GEMM layer of each network, one program per layer,
-   measured cycles beside the report's predicted ones (they must be equal), outputs and
-   counters checked as above, and the wall time
-   (goal: ResNet-50 under 10 minutes).
+2. ``--networks resnet50,bert_base``: ``sparsa run NAME --sim native --preset default`` (every
+   GEMM layer, one program per layer, :mod:`sparsa.sim.model_run`): measured cycles beside the
+   report's (they must be equal), outputs and counters checked as above, the simulated cycles
+   per second and the wall time (goal: ResNet-50 2:4 and BERT-base at seq 128 each under 10
+   minutes on one core). The digits demos run end to end (their test images, accuracy).
 3. ``--pyverilator``: the same measure on pyverilator (Python drives every clock) for a short
    program, for comparison (builds pyverilator's model: about a minute).
 
 Zoo models carry no trained weights: they get seeded random int8 weights pruned to the array's
-N:M pattern where the report prunes them (:func:`sparsa.sw.prune.mark_pruned`).
-Run: ``.venv/bin/python bench/native_bench.py [--networks digits_cnn,resnet50] [--threads N]``.
+N:M pattern where the report prunes them (:func:`sparsa.sw.prune.mark_pruned`), and the data of
+:func:`sparsa.sim.model_run.layer_program`.
+Run: ``.venv/bin/python bench/native_bench.py [--networks resnet50,bert_base] [--threads N]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
-from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from sparsa import nm
+from sparsa.cli import main as sparsa
 from sparsa.config import ArrayConfig, preset
 from sparsa.models.zoo import get_graph
+from sparsa.sim.model_run import LayersRun, cpu_seconds, layer_program, reference
 from sparsa.sim.native import NativeAccelerator, NativeResult
 from sparsa.sw.accel_timing import program_counts
-from sparsa.sw.assemble import assemble_layer
 from sparsa.sw.cost import program_cycles
 from sparsa.sw.prune import mark_pruned
 from sparsa.sw.schedule import schedule_layer
 
 GOAL = 200_000          # simulated cycles per second (issue 11)
-NETWORK_GOAL_S = 600    # ResNet-50, every layer, wall time
-
-
-def random_nm(rng: np.random.Generator, shape: tuple[int, ...], nm: tuple[int, int] | None
-              ) -> np.ndarray:
-    """Random int8 GEMM weights ``(groups, K, cols)``; with ``nm = (n, m)``, at most ``n``
-    nonzeros in every ``m`` consecutive K indices of a column."""
-    w = rng.integers(-128, 128, shape, dtype=np.int64)
-    if nm is None:
-        return w
-    n, m = nm
-    groups, k, cols = shape
-    kp = -(-k // m) * m
-    keys = rng.random((groups, kp // m, m, cols))
-    keep = np.argsort(np.argsort(keys, axis=2), axis=2) < n
-    return w * keep.reshape(groups, kp, cols)[:, :k]
-
-
-@dataclass(frozen=True)
-class LayerData:
-    x: np.ndarray          # NHWC for a conv, (P, K) otherwise
-    w: np.ndarray          # (groups, K_g, cols_g), Layer.gemm_weight's layout
-    multiplier: np.ndarray
-    shift: np.ndarray
-
-
-def layer_program(cfg: ArrayConfig, layer, rng: np.random.Generator):
-    """The assembled program of ``layer`` on random data, its schedule and the data."""
-    sched = schedule_layer(layer, cfg)
-    g = sched.tiling.gemm
-    if layer.kind == "conv2d":
-        n, c, h, w = layer.in_shape
-        x = rng.integers(-128, 128, (n, h, w, c), dtype=np.int64)
-    else:
-        x = rng.integers(-128, 128, (g.p, g.k * g.groups), dtype=np.int64)
-    x = np.where(rng.random(x.shape) < 0.3, 0, x)   # some zero activations (gating)
-    weights = random_nm(rng, (g.groups, g.k, g.cols // g.groups),
-                        (cfg.n, cfg.m) if layer.nm is not None else None)
-    # requantization that keeps most outputs inside int8: a sum is about 2**12 sqrt(K), the
-    # multiplier about 2**14
-    shift = np.full(g.cols, int(np.log2(np.sqrt(g.k))) + 20, dtype=np.int64)
-    data = LayerData(x, weights, rng.integers(1 << 12, 1 << 15, g.cols), shift)
-    asm = assemble_layer(cfg, sched.tiling, x, weights, multiplier=data.multiplier,
-                         shift=data.shift)
-    return asm, sched, data
-
-
-def reference(layer, data: LayerData) -> np.ndarray:
-    """The layer's requantized output ``(P, cols)`` by an independent computation: torch's
-    convolution or a matmul in float64 (exact for these integer sums)."""
-    import torch
-
-    if layer.kind == "conv2d":
-        a = layer.attrs
-        groups, k, cols_g = data.w.shape
-        kh, kw = a["kernel"]
-        w = data.w.reshape(groups, kh, kw, k // (kh * kw), cols_g).transpose(0, 4, 3, 1, 2)
-        out = torch.nn.functional.conv2d(
-            torch.from_numpy(data.x.transpose(0, 3, 1, 2).astype(np.float64)),
-            torch.from_numpy(w.reshape(groups * cols_g, k // (kh * kw), kh, kw)
-                             .astype(np.float64)),
-            stride=a["stride"], padding=a["padding"], dilation=a["dilation"], groups=groups)
-        acc = out.numpy().transpose(0, 2, 3, 1).reshape(-1, groups * cols_g)
-    else:
-        acc = data.x.astype(np.float64) @ data.w[0].astype(np.float64)
-    return nm.requantize(np.rint(acc).astype(np.int64), data.multiplier, data.shift)
+NETWORK_GOAL_S = 600    # ResNet-50 and BERT-base, every layer, wall time
+OUT = Path("build/bench")
 
 
 def run_layer(acc: NativeAccelerator, cfg: ArrayConfig, layer, rng) -> dict:
@@ -143,31 +82,38 @@ def bench_largest(acc: NativeAccelerator, cfg: ArrayConfig, rng) -> None:
           f"{'met' if loop_rate >= GOAL else 'NOT met'}")
 
 
-def bench_network(acc: NativeAccelerator, cfg: ArrayConfig, name: str, rng) -> None:
-    layers = network_layers(name, cfg)
-    print(f"\n== {name}: every GEMM layer on the native RTL, one program per layer ==")
-    print(f"{'layer':58s} {'N:M':>5s} {'insns':>6s} {'measured':>9s} {'model':>9s} "
-          f"{'sim s':>6s}  out  counters")
-    start = time.perf_counter()
-    total = {"measured": 0, "predicted": 0, "simulated": 0, "loop_s": 0.0}
-    bad = 0
-    for layer in layers:
-        r = run_layer(acc, cfg, layer, rng)
-        for k in total:
-            total[k] += r[k]
-        bad += r["measured"] != r["predicted"] or bool(r["counters"]) or not r["exact"]
-        print(f"{r['name'][-58:]:58s} {r['pattern']:>5s} {r['insns']:6d} {r['measured']:9d} "
-              f"{r['predicted']:9d} {r['loop_s']:6.2f}  {'ok ' if r['exact'] else 'BAD'}  "
-              f"{'match' if not r['counters'] else r['counters']}", flush=True)
-    wall = time.perf_counter() - start
-    print(f"{name}: {len(layers)} layers, {total['measured']:,} cycles measured, "
-          f"{total['predicted']:,} predicted; {bad} layer(s) with other cycles, counters or "
-          f"outputs; wall time {wall:.1f} s "
-          f"(cycle loops {total['loop_s']:.1f} s, "
-          f"{total['simulated'] / total['loop_s']:,.0f} cycles/s; whole "
-          f"{total['simulated'] / wall:,.0f} cycles/s)"
-          + (f"; goal < {NETWORK_GOAL_S} s: {'met' if wall < NETWORK_GOAL_S else 'NOT met'}"
-             if name == "resnet50" else ""))
+def bench_network(name: str, seed: int) -> None:
+    """``sparsa run NAME --sim native --preset default`` (its table), timed."""
+    print(f"\n== {name}: sparsa run {name} --sim native --preset default --seed {seed} ==",
+          flush=True)
+    out = OUT / f"run-{name}"
+    start, cpu = time.perf_counter(), cpu_seconds()
+    code = sparsa(["run", name, "--sim", "native", "--preset", "default", "--seed", str(seed),
+                   "-o", str(out)])
+    wall, cpu = time.perf_counter() - start, cpu_seconds() - cpu
+    run_json = out / "run.json"
+    if not run_json.is_file():
+        print(f"{name}: sparsa run failed (exit {code})")
+        return
+    values = json.loads(run_json.read_text())
+    if "layers" in values and "memory" in values:
+        result = LayersRun.from_json(run_json.read_text())
+        cycles = result.total("measured")
+        rate = (f"simulated cycles/s: {cycles / result.total('sim_seconds'):,.0f} over the "
+                f"backend's wall time, {cycles / result.total('sim_cpu_seconds'):,.0f} over its "
+                f"CPU time, {cycles / wall:,.0f} over the whole run's wall time")
+        layers = len(result.layers)
+    else:   # a digits demo, end to end
+        rate, layers = "", len(values["layers"])
+    print(f"{name}: {layers} layers on the native RTL, exit {code} "
+          f"({'every layer as predicted' if code == 0 else 'MISMATCHES'}); wall time "
+          f"{wall:.1f} s, CPU time {cpu:.1f} s (with loading, scheduling and checking); {rate}; "
+          f"goal < {NETWORK_GOAL_S} s on one core: wall {_met(wall)}, CPU {_met(cpu)}",
+          flush=True)
+
+
+def _met(seconds: float) -> str:
+    return "met" if seconds < NETWORK_GOAL_S else "NOT met"
 
 
 def bench_pyverilator(cfg: ArrayConfig, rng) -> None:
@@ -206,7 +152,7 @@ def main() -> None:
     if args.pyverilator:
         bench_pyverilator(cfg, rng)
     for name in filter(None, args.networks.split(",")):
-        bench_network(acc, cfg, name, rng)
+        bench_network(name, args.seed)
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ from sparsa.sw.prune import PrunePolicy, mark_pruned
 from sparsa.sw.schedule import LayerSchedule, schedule_layer
 
 __all__ = ["GOLDEN_MACS", "SEED_ENV", "LayerData", "LayerResult", "LayersRun", "PlannedLayer",
-           "layer_program", "parse_layers", "plan_layers", "random_nm", "reference",
+           "cpu_seconds", "layer_program", "parse_layers", "plan_layers", "random_nm", "reference",
            "resolve_seed", "run_layer", "weights_line"]
 
 SEED_ENV = "SPARSA_SEED"
@@ -231,7 +231,8 @@ class LayerResult:
     golden: bool | None        # data_out rows == the golden executor's (None: not run)
     macs: int
     gated_macs: int
-    sim_seconds: float         # the backend's run
+    sim_seconds: float         # the backend's run, wall time
+    sim_cpu_seconds: float     # ... its CPU time (this process and the simulator's)
     seconds: float             # the whole layer: assembling, running, checking
 
     @property
@@ -256,6 +257,13 @@ class LayerResult:
         return lines
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process and its finished children (the native simulator), user +
+    system: a figure that a loaded machine does not inflate as it does wall time."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
 def _golden(cfg: ArrayConfig, asm, outputs) -> tuple[bool, int]:
     from .golden_accel import GoldenAccelerator
 
@@ -275,9 +283,9 @@ async def run_layer(backend, cfg: ArrayConfig, planned: PlannedLayer, seed: int,
     data = layer_data(cfg, sched, layer, rng)
     t = sched.tiling
     asm = assemble_layer(cfg, t, data.x, data.w, multiplier=data.multiplier, shift=data.shift)
-    sim_start = time.perf_counter()
+    sim_start, cpu_start = time.perf_counter(), cpu_seconds()
     run = await backend.run(asm.program, asm.data_in)
-    sim_seconds = time.perf_counter() - sim_start
+    sim_seconds, sim_cpu = time.perf_counter() - sim_start, cpu_seconds() - cpu_start
     exact = np.array_equal(asm.collect(run.outputs), reference(layer, data))
     golden = None
     if backend.name != "golden" and t.gemm.macs <= golden_macs:
@@ -292,7 +300,7 @@ async def run_layer(backend, cfg: ArrayConfig, planned: PlannedLayer, seed: int,
         pattern=sched.pattern, instructions=len(asm.program), measured=run.cycles,
         predicted=planned.predicted, counter_diffs=diffs, outputs_exact=exact, golden=golden,
         macs=expected["macs"], gated_macs=run.counters.get("gated_macs", 0),
-        sim_seconds=sim_seconds, seconds=time.perf_counter() - start)
+        sim_seconds=sim_seconds, sim_cpu_seconds=sim_cpu, seconds=time.perf_counter() - start)
 
 
 @dataclass(frozen=True)
