@@ -9,24 +9,25 @@ documented in :mod:`sparsa.hw.top` ("Cycle costs") written as code here:
 * :class:`ReadPath`: fetch descriptors and LOAD requests through the one in-order reader
   (planner with four bursts in flight, read latency ``L``, one beat per cycle, the aligner and
   packer's pieces);
-* :func:`fetch` rules inside :class:`TopTimer`: a descriptor of ``fetch_insns`` words offered
+* fetch, in :class:`TopTimer`: a descriptor of ``fetch_insns`` words offered
   once the instruction FIFO has room for them (``insn_depth`` words), loads first when both are
   offered, a word at the FIFO's output two cycles after its chunk;
 * a LOAD's request is held while a STORE dispatched before it is pending;
 * :func:`write_store`: one STORE at a time through the job FIFO, the store unit and the writer.
 
 One step per instruction, in program order: dispatch is in order, so every decision of the read
-path before a dispatch depends on earlier instructions only (the fetch descriptors a LOAD's
-request may find ahead of it are those whose FIFO room was made by earlier dispatches).
+path before a dispatch depends on earlier instructions only. One exception is looked ahead: a
+LOAD's request held behind a STORE may find a fetch descriptor offered before it whose FIFO room
+was made by instructions *after* the LOAD; those are timed as if the LOAD's data never came
+(whatever dispatches before the request is taken cannot depend on it), without side effects.
 
 Covered: memory of a fixed read latency ``L >= 1`` that never pauses (``arready``, ``rvalid``,
 ``awready``, ``wready``, ``bvalid`` as soon as the protocol allows; a write response the cycle
-after its last beat), so the bandwidth is one bus beat per cycle (``cfg.axi_data_bits``).
-Not covered: random memory pauses or back-pressure, a DMA error response, STOREs with no rows,
-more than four STORE jobs queued, and one case of the request order: a LOAD held behind a STORE
-long enough that a fetch descriptor released by instructions *after* it could be taken first
-(:attr:`TopTimer.unsure` counts the LOADs where that might have happened; the rules assumed the
-LOAD went first).
+after its last beat), so the bandwidth is one bus beat per cycle (``cfg.axi_data_bits``) each
+way; any alignment, stride and 4 KiB crossing of the operands; the top's default
+``fetch_insns`` and ``insn_depth`` (others are parameters here, unchecked against the RTL).
+Not covered: random memory pauses or back-pressure (the testbenches' ``pause``), a DMA error
+response, and STOREs with no rows (rejected).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from sparsa import isa
 from sparsa.config import ArrayConfig
 from sparsa.isa import Instruction, Opcode
 
-from .accel_timing import AccelTimer
+from .accel_timing import RULES, AccelTimer, Addresses, TimerState, annotate_all
 
 __all__ = ["DEFAULT_FETCH_INSNS", "INSN_BYTES", "MAX_BURST_BEATS", "OUTSTANDING", "PAGE_BYTES",
            "Planner", "ReadPath", "TopTimer", "TopTiming", "bursts", "chunk_size", "pieces",
@@ -52,8 +53,8 @@ OUTSTANDING = 4             # bursts in flight per direction
 DEFAULT_FETCH_INSNS = 8     # instruction words per fetch descriptor
 INSN_BYTES = isa.INSN_BITS // 8
 LOADS = (Opcode.LOAD_ACT, Opcode.LOAD_WEIGHT, Opcode.LOAD_ACC, Opcode.LOAD_SCALE)
-# STORE jobs the tap's FIFO holds; a STORE beyond them would wait (not modelled)
-STORE_JOBS = 4
+STORE_JOBS = 4              # STORE jobs the tap's FIFO holds (a STORE waits for room)
+FAR = 1 << 60               # "never": the data of a LOAD timed as if it did not come
 
 
 def chunk_size(cfg: ArrayConfig, opcode: Opcode | None) -> int:
@@ -229,14 +230,13 @@ class _Handshakes:
 class TopTiming:
     """Cycles of one run, counted like the testbench's probes (the start pulse at ``start``):
     each instruction's dispatch, each ``data_in`` and ``data_out`` handshake, each STORE's
-    completion, and ``run_cycles`` (cycles with ``status.busy``). ``unsure``: see the module."""
+    completion, and ``run_cycles`` (cycles with ``status.busy``)."""
 
     dispatch: list[int]
     data_in: list[int]
     data_out: list[int]
     store_done: list[int]
     run_cycles: int
-    unsure: int
 
 
 class TopTimer:
@@ -254,6 +254,7 @@ class TopTimer:
         self.bus = cfg.axi_data_bits // 8
         self.fetch_insns, self.insn_depth, self.start = fetch_insns, insn_depth, start
         self.core = AccelTimer(cfg)
+        self.timed, _ = annotate_all(cfg.rows, Addresses(), self.program)
         self.core.params = dataclasses.replace(self.core.params, arrivals=self._arrivals,
                                                outputs=self._outputs)
         self.read = ReadPath(self.bus, latency)
@@ -264,7 +265,6 @@ class TopTimer:
         self.data_out: list[int] = []
         self.store_done: list[int] = []
         self.jobs: list[int] = []       # the cycle each STORE's job is taken
-        self.unsure = 0
         self.index, self._d = 0, 0      # the instruction being timed, its dispatch (in a rule)
 
     # -- instruction fetch ----------------------------------------------------------------------
@@ -278,12 +278,6 @@ class TopTimer:
         n = min(self.fetch_insns, len(self.program) - f)
         return f, n, f + n - 1 - self.insn_depth
 
-    def _fetch_offer(self, gate: int) -> int:
-        if gate < 0:
-            return self.fetch_offer
-        d = self.dispatch[gate] if gate < len(self.dispatch) else self._d
-        return max(self.fetch_offer, d + 1)
-
     def _take_fetch(self, first: int, n: int, accept: int) -> None:
         rows = [(self.prog_base + first * INSN_BYTES, n * INSN_BYTES)]
         self.words += self.read.descriptor(rows, INSN_BYTES, accept)
@@ -292,7 +286,9 @@ class TopTimer:
     def _fetch_until(self, word: int) -> None:
         while len(self.words) <= word:
             first, n, gate = self._next_fetch()
-            self._take_fetch(first, n, max(self._fetch_offer(gate), self.read.idle_from()))
+            offer = self.fetch_offer if gate < 0 else max(self.fetch_offer,
+                                                          self.dispatch[gate] + 1)
+            self._take_fetch(first, n, max(offer, self.read.idle_from()))
 
     # -- the hooks the core's LOAD and STORE rules call ------------------------------------------
 
@@ -305,11 +301,10 @@ class TopTimer:
             offer = max(offer, self.store_done[-1] + 1)
         while (nxt := self._next_fetch()) is not None:
             first, n, gate = nxt
-            if gate > self.index:     # its room comes from a later dispatch (after d)
-                if offer > d + 1 and max(self.fetch_offer, self.read.idle_from()) < offer:
-                    self.unsure += 1
-                break
-            accept = max(self._fetch_offer(gate), self.read.idle_from())
+            accept = max(self.fetch_offer, self.read.idle_from())
+            if gate >= 0 and accept < offer:
+                room = self._dispatch_before(gate, offer - 1)
+                accept = offer if room is None else max(accept, room + 1)
             if accept >= offer:       # the load goes first when both are offered
                 break
             self._take_fetch(first, n, accept)
@@ -321,6 +316,30 @@ class TopTimer:
                              f"rows from memory, its count says {count}")
         self.data_in += chunks
         return chunks[-1]
+
+    def _dispatch_before(self, word: int, limit: int) -> int | None:
+        """The dispatch cycle of ``word`` (in a LOAD's rule: the LOAD or an instruction after
+        it); None if it is not before ``limit``. A later word is timed as if the LOAD's data never
+        came, with the state before the LOAD (no side effect): what dispatches before the LOAD's
+        request is taken depends on none of its data, and what does comes after ``limit``."""
+        if word < self.index:
+            return self.dispatch[word]
+        if word == self.index:
+            return self._d if self._d < limit else None
+        saved = (len(self.data_out), len(self.store_done), len(self.jobs), self.index)
+        params = dataclasses.replace(self.core.params, arrivals=lambda d, count: FAR)
+        state = self.core.state
+        try:
+            for m in range(saved[3], word + 1):
+                self.index = m
+                state = RULES[self.program[m].opcode](params, self._bounded(state, m),
+                                                      self.timed[m], False).state
+                if state.last_dispatch >= limit:
+                    return None
+            return state.last_dispatch
+        finally:
+            del self.data_out[saved[0]:], self.store_done[saved[1]:], self.jobs[saved[2]:]
+            self.index = saved[3]
 
     def _outputs(self, d: int, offer: int, count: int) -> _Handshakes:
         """The STORE being timed, dispatched at ``d``: its job taken two cycles later or the
@@ -335,21 +354,26 @@ class TopTimer:
 
     # -- the program ---------------------------------------------------------------------------
 
-    def step(self, i: int) -> int:
-        """Dispatch instruction ``i`` (the next one); returns its dispatch cycle."""
+    def _bounded(self, state: TimerState, i: int) -> TimerState:
+        """``state`` with instruction ``i`` not dispatched before its word is at the instruction
+        FIFO's output (and, a STORE, before its job has a place)."""
         insn = self.program[i]
-        self._fetch_until(i)
-        earliest = self.words[i] + 2       # at the instruction FIFO's output
+        earliest = self.words[i] + 2
         if insn.opcode == Opcode.STORE:
             if not insn.count:
                 raise ValueError(f"instruction {i}: a STORE with no rows is not modelled")
-            if len(self.jobs) >= STORE_JOBS:   # the job FIFO has room
+            if len(self.jobs) >= STORE_JOBS:
                 earliest = max(earliest, self.jobs[-STORE_JOBS] + 1)
-        state = self.core.state
-        if state.last_dispatch < earliest - 1:
-            self.core.state = dataclasses.replace(state, last_dispatch=earliest - 1)
+        if state.last_dispatch >= earliest - 1:
+            return state
+        return dataclasses.replace(state, last_dispatch=earliest - 1)
+
+    def step(self, i: int) -> int:
+        """Dispatch instruction ``i`` (the next one); returns its dispatch cycle."""
+        self._fetch_until(i)
+        self.core.state = self._bounded(self.core.state, i)
         self.index = i
-        d = self.core.step(insn)
+        d = self.core.step_timed(self.timed[i])
         self.dispatch.append(d)
         return d
 
@@ -357,7 +381,7 @@ class TopTimer:
         for i in range(len(self.program)):
             self.step(i)
         return TopTiming(self.dispatch, self.data_in, self.data_out, self.store_done,
-                         self.run_cycles(), self.unsure)
+                         self.run_cycles())
 
     def run_cycles(self) -> int:
         """Cycles with ``status.busy``: from the cycle after the start pulse to the cycle

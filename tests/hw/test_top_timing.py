@@ -219,3 +219,20 @@ def test_read_back_program_cycles(name, latency, seed_for, request):
     gemm = random_gemm_program(cfg, rng, order="k_inner")
     program, image, base = with_readback(cfg, link(cfg, gemm.program, gemm.data_in, rng=rng))
     check_program(cfg, program, image, base, latency, "read-back")
+
+
+def test_fetch_overtakes_a_load_held_by_a_store():
+    """A long STORE, a LOAD_WEIGHT (held until the STORE completes) and CONFIGs: the CONFIGs
+    after the LOAD dispatch meanwhile, so fetch descriptors they make room for are taken before
+    the held request (the model looks ahead for these); every cycle == the model."""
+    cfg = CONFIGS["2x2-2of4-axi64"]
+    program = [Instruction(Opcode.STORE, count=30, channels=2, raw=True, dram=0x2000, stride=8),
+               Instruction(Opcode.LOAD_WEIGHT, addr=3, count=2, dram=0x4003),
+               *(Instruction(Opcode.CONFIG, height=i) for i in range(30))]
+    for latency in (1, 9):
+        events = run(cfg, program, latency)
+        assert events["dispatch"][16] < events["data_in"][0], "no fetch overtook the LOAD"
+        (start,) = events["start"]
+        timing = top_timing(cfg, program, latency=latency, start=start, prog_base=PROG_BASE)
+        for name in ("dispatch", "data_in", "data_out", "store_done"):
+            assert events[name] == getattr(timing, name), f"{name}, L={latency}"
