@@ -33,6 +33,7 @@ from sparsa.hw.top import AxiAccelerator
 from sparsa.isa import Instruction, Opcode
 from sparsa.sim.axi_memory import run_top, with_readback
 from sparsa.sim.memory_image import link
+from sparsa.sim.native_axi import NativeAxiAccelerator
 from sparsa.sim.programs import random_conv_program, random_gemm_program
 from sparsa.sw import top_timing as model
 from sparsa.sw.top_timing import ReadPath, chunk_size, top_timing, write_store
@@ -236,3 +237,21 @@ def test_fetch_overtakes_a_load_held_by_a_store():
         timing = top_timing(cfg, program, latency=latency, start=start, prog_base=PROG_BASE)
         for name in ("dispatch", "data_in", "data_out", "store_done"):
             assert events[name] == getattr(timing, name), f"{name}, L={latency}"
+
+
+@pytest.mark.rtl
+@pytest.mark.parametrize("name", PROGRAM_CONFIGS)
+def test_larger_programs_run_cycles_on_the_native_harness(name, seed_for, request):
+    """Larger programs (a conv of up to 400 COMPUTEs, a GEMM of up to 200 output rows) on the
+    Verilated top with the same memory timing (:mod:`sparsa.sim.native_axi`): ``run_cycles`` ==
+    the model, at a short and a long latency."""
+    cfg, rng = PROGRAM_CONFIGS[name], np.random.default_rng(seed_for(request.node.nodeid))
+    native = NativeAxiAccelerator(cfg)
+    programs = [random_conv_program(cfg, rng, max_computes=400, max_compute_beats=3000),
+                random_gemm_program(cfg, rng, order="cols_inner", max_beats=200)]
+    for prog, latency in zip(programs, (20, 3), strict=True):
+        mp = link(cfg, prog.program, prog.data_in, rng=rng)
+        native.latency = latency
+        timing = top_timing(cfg, mp.program, latency=latency, prog_base=mp.prog_base)
+        assert native.run(mp).run_cycles == timing.run_cycles, \
+            f"{len(mp.program)} instructions, L={latency}"
