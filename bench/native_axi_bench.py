@@ -6,8 +6,9 @@ int8 weights, as ``bench/native_bench.py`` makes them), linked into memory with
 :func:`sparsa.sim.memory_image.link` (random offsets and gaps), runs on
 :class:`sparsa.sim.native_axi.NativeAxiAccelerator` with memory of read latency ``--latency``:
 instruction fetch, every LOAD and every STORE over the AXI port. The figure is the cycles the
-harness simulated over the wall time of its cycle loop, and over the whole run (writing the
-image, starting the executable, reading the memory back). Checked beside it: the whole memory
+harness simulated over the wall time of its cycle loop, over the loop's CPU time (the figure
+to read on a loaded machine) and over the whole run (writing the image, starting the
+executable, reading the memory and the outputs back). Checked beside it: the whole memory
 afterwards == the golden executor's run on the same image, the counters == the predicted counts,
 and ``run_cycles`` beside the top's cycle model (:func:`sparsa.sw.top_timing.top_timing`).
 
@@ -98,7 +99,9 @@ def main() -> None:
     for line in check(cfg, mp, run, args.latency):
         print(line)
     loop_rate, wall_rate = run.simulated / run.seconds, run.simulated / wall
+    cpu_rate = run.simulated / run.cpu_seconds
     print(f"simulated cycles/s: {loop_rate:,.0f} (cycle loop, {run.seconds:.2f} s), "
+          f"{cpu_rate:,.0f} per CPU second of the loop ({run.cpu_seconds:.2f} s), "
           f"{wall_rate:,.0f} (whole run, {wall:.2f} s); goal {GOAL:,} on one core: "
           f"{'met' if loop_rate >= GOAL else 'NOT met'}")
 

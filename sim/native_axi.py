@@ -37,7 +37,8 @@ from .memory_image import MemoryProgram
 from .native import RESET_CYCLES, _build_args, _digest, _locked, _rtl_sources, cache_root
 from .tools import require, tool_env, verilator_root
 
-__all__ = ["HARNESS", "AxiNativeResult", "NativeAxiAccelerator", "build"]
+__all__ = ["HARNESS", "PAD_BYTES", "AxiNativeResult", "NativeAxiAccelerator", "build",
+           "read_outputs"]
 
 HARNESS = Path(__file__).resolve().parent / "native" / "axi_harness.cpp"
 BINARY = "axi_harness"
@@ -45,7 +46,7 @@ TOP = "axi_accelerator"
 PAD_BYTES = 4096     # memory after the image: bursts may read past its last byte
 _MAGIC_IN = int.from_bytes(b"spax-in1", "little")
 _MAGIC_OUT = int.from_bytes(b"spaxout1", "little")
-_OUT_FIELDS = 10
+_OUT_FIELDS = 11
 _STATUS_DONE_IRQ = 0b1010      # status: done and irq pending, not busy, no error
 _FAILURES = {1: "timed out", 2: "broke the AXI protocol", 3: "got a CSR error response"}
 
@@ -106,7 +107,8 @@ class AxiNativeResult:
     ``run_cycles`` (the counter: cycles with ``status.busy``), ``cycles`` (the cycles after the
     ctrl write's response until ``irq``, as :func:`~sparsa.sim.axi_memory.run_top` counts),
     ``simulated`` (every cycle the harness clocked after reset), ``read_beats`` and
-    ``write_beats`` (the memory's counts) and ``seconds`` (wall time of its cycle loop)."""
+    ``write_beats`` (the memory's counts), ``seconds`` and ``cpu_seconds`` (wall and CPU time of
+    its cycle loop: on a loaded machine the wall time includes the waits for a core)."""
 
     memory: bytearray
     outputs: list[np.ndarray]
@@ -118,6 +120,23 @@ class AxiNativeResult:
     read_beats: int
     write_beats: int
     seconds: float
+    cpu_seconds: float
+
+
+def read_outputs(cfg: ArrayConfig, mp: MemoryProgram, memory: bytes | bytearray
+                 ) -> list[np.ndarray]:
+    """:meth:`MemoryProgram.read_outputs` on ``memory``, one gather per STORE (a layer's
+    program has tens of thousands of rows)."""
+    whole = np.frombuffer(memory, dtype=np.uint8)
+    rows: list[np.ndarray] = []
+    for out in mp.outputs:
+        size = (cfg.acc_width if out.raw else cfg.act_width) // 8
+        if size not in (1, 2, 4, 8):      # no NumPy integer of that width
+            return mp.read_outputs(cfg, lambda a, n: bytes(memory[a:a + n]))
+        at = out.dram + out.stride * np.arange(out.count)[:, None] + np.arange(out.channels * size)
+        values = np.ascontiguousarray(whole[at]).view(f"<i{size}").astype(np.int64)
+        rows += list(values.reshape(out.count, out.channels))
+    return rows
 
 
 class NativeAxiAccelerator:
@@ -142,22 +161,16 @@ class NativeAxiAccelerator:
         """Run the linked program ``mp`` from its image (plus :data:`PAD_BYTES` of zeros)."""
         image = mp.image() + bytearray(PAD_BYTES)
         result = self.run_image(image, prog_base=mp.prog_base, prog_len=mp.prog_len)
-        outputs = mp.read_outputs(self.cfg, lambda a, n: bytes(result.memory[a:a + n]))
-        return AxiNativeResult(**{**result.__dict__, "outputs": outputs})
+        return AxiNativeResult(**{**result.__dict__,
+                                  "outputs": read_outputs(self.cfg, mp, result.memory)})
 
     def run_image(self, image: bytes | bytearray, *, prog_base: int, prog_len: int
                   ) -> AxiNativeResult:
         """Run the program at ``prog_base`` with ``image`` as the whole memory (``outputs``
         empty: the caller knows where they are)."""
-        regs = self.registers
-        head = [_MAGIC_IN, self.cfg.axi_data_bits // 8, len(image), self.latency,
-                self.max_cycles, RESET_CYCLES, prog_base, prog_len,
-                *(regs[n] for n in ("ctrl", "status", "irq_enable", "prog_base", "prog_base_hi",
-                                    "prog_len", ALL_COUNTERS[0])),
-                len(ALL_COUNTERS)]
         with tempfile.TemporaryDirectory(prefix="sparsa-native-axi-") as tmp:
             src, dst = Path(tmp) / "memory.bin", Path(tmp) / "result.bin"
-            src.write_bytes(np.array(head, dtype="<u8").tobytes() + bytes(image))
+            src.write_bytes(self.encode(image, prog_base=prog_base, prog_len=prog_len))
             cmd = [str(self.binary), str(src), str(dst)]
             if self.waves is not None:
                 cmd.append(str(self.waves))
@@ -168,9 +181,19 @@ class NativeAxiAccelerator:
                                f"(exit {proc.returncode}): {proc.stderr.strip()}")
         return self._decode(raw, len(image), proc.stderr.strip())
 
+    def encode(self, image: bytes | bytearray, *, prog_base: int, prog_len: int) -> bytes:
+        """The harness's input file for a run of the program at ``prog_base`` in ``image``."""
+        regs = self.registers
+        head = [_MAGIC_IN, self.cfg.axi_data_bits // 8, len(image), self.latency,
+                self.max_cycles, RESET_CYCLES, prog_base, prog_len,
+                *(regs[n] for n in ("ctrl", "status", "irq_enable", "prog_base", "prog_base_hi",
+                                    "prog_len", ALL_COUNTERS[0])),
+                len(ALL_COUNTERS)]
+        return np.array(head, dtype="<u8").tobytes() + bytes(image)
+
     def _decode(self, raw: bytes, size: int, stderr: str) -> AxiNativeResult:
         head = [int(v) for v in np.frombuffer(raw, dtype="<u8", count=_OUT_FIELDS)]
-        magic, status, simulated, start, irq, wall_ns, errors, reads, writes, reg = head
+        magic, status, simulated, start, irq, wall_ns, cpu_ns, errors, reads, writes, reg = head
         if magic != _MAGIC_OUT:
             raise RuntimeError("the native AXI harness wrote no valid result")
         if status:
@@ -190,4 +213,4 @@ class NativeAxiAccelerator:
         return AxiNativeResult(memory=memory, outputs=[], counters=counters, status=reg,
                                run_cycles=counters["run_cycles"], cycles=irq - start - 1,
                                simulated=simulated, read_beats=reads, write_beats=writes,
-                               seconds=wall_ns / 1e9)
+                               seconds=wall_ns / 1e9, cpu_seconds=cpu_ns / 1e9)

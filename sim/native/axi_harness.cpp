@@ -26,10 +26,11 @@
 // Input file, little-endian: u64 header fields (Header below), then MEM_BYTES bytes of memory.
 // Output file: u64 magic "spaxout1", status (0 done, 1 timeout, 2 protocol error, 3 CSR error),
 // cycles simulated, cycle of the ctrl write's response, cycle irq was first seen high, wall
-// nanoseconds of the cycle loop, protocol errors, AXI read beats, AXI write beats, the status
+// and CPU nanoseconds of the cycle loop, protocol errors, AXI read beats, AXI write beats, the status
 // register; then N_COUNTERS u32 counter registers; then the memory (MEM_BYTES bytes).
 
 #include <chrono>
+#include <ctime>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -125,18 +126,20 @@ struct Mem {
 
     void burst_errors(const char* ch, uint64_t addr, uint64_t beats, uint64_t size,
                       uint64_t kind, uint64_t cycle) {
+        const uint64_t end = addr + beats * bus;
+        const bool wrong[] = {kind != BURST_INCR, (1ULL << size) != bus,
+                              beats < 1 || beats > MAX_BURST_BEATS, addr % bus != 0,
+                              addr / PAGE_BYTES != (end - 1) / PAGE_BYTES, end > data.size()};
+        if (!(wrong[0] || wrong[1] || wrong[2] || wrong[3] || wrong[4] || wrong[5])) return;
         const std::string at = std::string(ch) + ": burst " + hex(addr) + " + " +
                                std::to_string(beats) + " beats (cycle " +
                                std::to_string(cycle) + ")";
-        if (kind != BURST_INCR) errors.add(at + ": burst type " + std::to_string(kind) +
-                                           " is not INCR");
-        if ((1ULL << size) != bus) errors.add(at + ": size " + std::to_string(size) +
-                                              " is not the bus width");
-        if (beats < 1 || beats > MAX_BURST_BEATS) errors.add(at + ": more than 256 beats");
-        if (addr % bus) errors.add(at + ": address not bus-aligned");
-        const uint64_t end = addr + beats * bus;
-        if (addr / PAGE_BYTES != (end - 1) / PAGE_BYTES) errors.add(at + ": crosses 4 KiB");
-        if (end > data.size()) errors.add(at + ": ends beyond the memory");
+        if (wrong[0]) errors.add(at + ": burst type " + std::to_string(kind) + " is not INCR");
+        if (wrong[1]) errors.add(at + ": size " + std::to_string(size) + " is not the bus width");
+        if (wrong[2]) errors.add(at + ": more than 256 beats");
+        if (wrong[3]) errors.add(at + ": address not bus-aligned");
+        if (wrong[4]) errors.add(at + ": crosses 4 KiB");
+        if (wrong[5]) errors.add(at + ": ends beyond the memory");
     }
 
     void drive(Vtop* top, uint64_t cycle) {
@@ -309,8 +312,16 @@ struct Sim {
 };
 
 struct Result {
-    uint64_t status = TIMEOUT, cycles = 0, start_cycle = 0, irq_cycle = 0, wall_ns = 0;
+    uint64_t status = TIMEOUT, cycles = 0, start_cycle = 0, irq_cycle = 0, wall_ns = 0,
+             cpu_ns = 0;
 };
+
+// This thread's CPU time: the loop's cost on a loaded machine, where wall time includes waits.
+uint64_t thread_cpu_ns() {
+    timespec t{};
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    return uint64_t(t.tv_sec) * 1000000000ULL + t.tv_nsec;
+}
 
 void reset(Sim& sim, uint64_t cycles) {
     Vtop* top = sim.top;
@@ -332,6 +343,7 @@ void run(Sim& sim, const std::vector<uint64_t>& h, Mem& mem, Host& host, Result&
                 {true, h[REG_CTRL], 1}};
     bool started = false, irq = false;
     auto start = std::chrono::steady_clock::now();
+    const uint64_t cpu_start = thread_cpu_ns();
     uint64_t cycle = 0;
     for (; cycle < h[MAX_CYCLES]; ++cycle) {
         mem.drive(top, cycle);
@@ -354,6 +366,7 @@ void run(Sim& sim, const std::vector<uint64_t>& h, Mem& mem, Host& host, Result&
     }
     r.wall_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
         std::chrono::steady_clock::now() - start).count();
+    r.cpu_ns = thread_cpu_ns() - cpu_start;
     r.cycles = cycle;
     if (mem.errors.count) r.status = PROTOCOL;
     else if (host.failed) r.status = CSR_ERROR;
@@ -390,8 +403,8 @@ bool write_output(const char* path, const std::vector<uint64_t>& h, const Mem& m
     if (!f) { std::perror(path); return false; }
     const bool done = r.status == DONE;
     const uint64_t head[] = {MAGIC_OUT, r.status, r.cycles, r.start_cycle, r.irq_cycle,
-                             r.wall_ns, mem.errors.count, mem.read_beats, mem.write_beats,
-                             done ? host.read_values[0] : 0};
+                             r.wall_ns, r.cpu_ns, mem.errors.count, mem.read_beats,
+                             mem.write_beats, done ? host.read_values[0] : 0};
     bool ok = std::fwrite(head, 8, std::size(head), f) == std::size(head);
     std::vector<uint32_t> counters(h[N_COUNTERS], 0);
     for (size_t i = 0; done && i < counters.size(); ++i) counters[i] = host.read_values[1 + i];
