@@ -54,19 +54,31 @@ def _in_simulator(args, cfg, policy, bar, task, work: Path):
     """verilator and icarus: the model runner inside a cocotb test; its per-layer records
     arrive in a file the progress bar follows."""
     from sparsa.sim.infer import ModelRun
+
+    job = {"model": _spec(args.model), "images": args.images, "result": str(work / "run.json"),
+           "policy": policy.to_dict()}
+    _cocotb(args, cfg, job, "sparsa.sim.tb_run", bar, task, work)
+    return ModelRun.from_json(Path(job["result"]).read_text())
+
+
+def _spec(model: str) -> str:
+    """A model file's absolute path (the simulator runs in its build folder), or the name."""
+    return str(Path(model).resolve()) if Path(model).exists() else model
+
+
+def _cocotb(args, cfg, job: dict, test_module: str, bar, task, work: Path) -> None:
+    """Run ``test_module`` on ``args.sim`` with ``job`` (its progress file, one line per layer
+    done, followed by the progress bar)."""
     from sparsa.sim.runner import build_dir_for, run_testbench
 
     log = build_dir_for(cfg, "accelerator", args.sim) / "run.log"   # kept after a failure
-
-    job = {"model": args.model, "images": args.images, "simulator": args.sim,
-           "result": str(work / "run.json"), "progress": str(work / "progress.jsonl"),
-           "policy": policy.to_dict()}
+    job = {**job, "simulator": args.sim, "progress": str(work / "progress.jsonl")}
     outcome: dict = {}
 
     def simulate() -> None:
         try:
             outcome["tb"] = run_testbench(
-                cfg, top="accelerator", simulator=args.sim, test_module="sparsa.sim.tb_run",
+                cfg, top="accelerator", simulator=args.sim, test_module=test_module,
                 extra_env={"SPARSA_RUN_JOB": json.dumps(job)},
                 log_file=None if args.verbose else log)
         except BaseException as e:  # reported by the main thread
@@ -86,7 +98,6 @@ def _in_simulator(args, cfg, policy, bar, task, work: Path):
     if tb.failed:
         where = "" if args.verbose else f"; simulator log: {log}"
         raise RuntimeError(f"the {args.sim} run failed: {tb.failure()}{where}")
-    return ModelRun.from_json(Path(job["result"]).read_text())
 
 
 def _is_demo(spec: str) -> bool:
@@ -219,10 +230,6 @@ def _plan(args, graph, cfg, policy):
 
     if args.memory == "dram" and args.sim != "native":
         raise UsageError(f"--memory dram runs on the native backend only, not {args.sim}")
-    if args.sim in ("verilator", "icarus"):
-        raise UsageError(f"--sim {args.sim}: models other than the digits demos run layer by "
-                         f"layer on native, pyverilator or golden (cocotb's {args.sim} is "
-                         f"not wired to the layer runner yet)")
     if args.max_cycles < 1:
         raise UsageError(f"--max-cycles must be a positive number of cycles, not "
                          f"{args.max_cycles}")
@@ -247,6 +254,7 @@ def _run_layers(args: argparse.Namespace) -> int:
 
     from sparsa.sim.model_run import (
         GOLDEN_MACS,
+        LayerResult,
         LayersRun,
         cpu_seconds,
         resolve_seed,
@@ -268,15 +276,22 @@ def _run_layers(args: argparse.Namespace) -> int:
     start, cpu = time.perf_counter(), cpu_seconds()
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), transient=True, console=Console(stderr=True))
-    with progress as bar:
+    with output_dir(out, "run") as tmp, progress as bar:
         task = bar.add_task("preparing", total=len(planned))
-        backend = _layer_backend(args, cfg, bar, task)
-        for item in planned:
-            bar.update(task, description=f"{item.index} {item.layer.name[-40:]}")
-            result.layers.append(asyncio.run(run_layer(backend, cfg, item, seed,
-                                                       golden_macs=golden_macs)))
-            bar.advance(task)
-    with output_dir(out, "run") as tmp:
+        if args.sim in ("verilator", "icarus"):
+            job = {"model": _spec(args.model), "batch": args.batch or 1, "seq": args.seq,
+                   "policy": policy.to_dict(), "layers": args.layers, "seed": seed,
+                   "golden_macs": golden_macs}
+            _cocotb(args, cfg, job, "sparsa.sim.tb_model_run", bar, task, tmp)
+            lines = (tmp / "progress.jsonl").read_text().splitlines()
+            result.layers.extend(LayerResult(**json.loads(line)) for line in lines)
+        else:
+            backend = _layer_backend(args, cfg, bar, task)
+            for item in planned:
+                bar.update(task, description=f"{item.index} {item.layer.name[-40:]}")
+                result.layers.append(asyncio.run(run_layer(backend, cfg, item, seed,
+                                                           golden_macs=golden_macs)))
+                bar.advance(task)
         (tmp / "run.json").write_text(result.to_json())
     _print_layers(result, cfg, (time.perf_counter() - start, cpu_seconds() - cpu), golden_macs)
     print(f"wrote {out / 'run.json'}")

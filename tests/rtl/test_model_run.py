@@ -135,3 +135,14 @@ def test_no_gemm_layers_and_too_big(tmp_path, cfg_file, capsys):
     assert f"layer 0 'Conv1': {limit + 1:,} predicted cycles, beyond the simulator's limit of " \
            f"{limit:,}" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_scalesim_layer_on_cocotb_verilator(tmp_path, cfg_file):
+    """The same layer runner inside a cocotb test (one small layer: Python drives the clock)."""
+    out = tmp_path / "out"
+    code = main(["run", TOPOLOGY, "--sim", "verilator", "--config", cfg_file, "-o", str(out),
+                 "--layers", "Conv3"])
+    result = LayersRun.from_json((out / "run.json").read_text())
+    assert code == 0
+    assert [r.name for r in result.layers] == ["Conv3"]
+    _check_against_report(result, load_graph(TOPOLOGY))
