@@ -44,11 +44,12 @@ while busy is ignored. The counters are the core's :data:`~sparsa.hw.accelerator
 
 Cycle costs
 -----------
-Exact rules, checked cycle for cycle by ``tests/hw/test_top_timing.py`` (which holds them as code:
-``ReadPath``, ``fetch_dispatches``, ``write_store``). Memory of read latency ``L``: a read burst's
-first beat is valid ``L`` cycles after its ``ar`` handshake (at the earliest), later beats one per
-cycle, bursts in order; ``arready``, ``awready`` and ``wready`` high; a write burst's ``b`` the
-cycle after its last ``w`` beat. ``B``: bus bytes. "At ``t``" means in clock cycle ``t``.
+Exact rules: :mod:`sparsa.sw.top_timing` holds them as code, the cycle model of a whole program,
+and ``tests/hw/test_top_timing.py`` checks it cycle for cycle against this RTL. Memory of read
+latency ``L``: a read burst's first beat is valid ``L`` cycles after its ``ar`` handshake (at the
+earliest), later beats one per cycle, bursts in order; ``arready``, ``awready`` and ``wready``
+high; a write burst's ``b`` the cycle after its last ``w`` beat. ``B``: bus bytes. "At ``t``"
+means in clock cycle ``t``.
 
 *Read path* (fetch and loads share it, in the order the reader takes their descriptors):
 
