@@ -45,11 +45,11 @@ from . import timing
 from .accel_timing import ADDRESS_FIELDS, TIMED_FIELDS
 from .lower import Lowering
 from .ops import Compute, LoadActs, LoadWeights, Op, PreloadWeights, Store
-from .schedule import Block, Tiling, iter_block_ops, iter_blocks, load_plan, schedule_gemm
+from .schedule import Block, BlockWalk, Tiling, iter_blocks, load_plan, schedule_gemm
 
 __all__ = ["AssembledGemm", "AssembledLayer", "assemble_gemm", "assemble_layer",
-           "block_instructions", "gemm_instructions", "host_input",
-           "layer_weights", "store_delay", "timing_view", "view_key", "weight_tile"]
+           "block_instructions", "block_view", "gemm_instructions", "host_input",
+           "layer_weights", "shifted", "store_delay", "timing_view", "view_key", "weight_tile"]
 
 _MASK = (1 << ADDR_BITS) - 1
 
@@ -117,10 +117,11 @@ def view_key(tiling: Tiling, block: Block) -> tuple:
 Held = tuple[Instruction, Op, int]
 
 
-def _natural(cfg: ArrayConfig, t: Tiling, block: Block, raw: bool, relu: bool,
+def _natural(cfg: ArrayConfig, walk: BlockWalk, start: int, stop: int, raw: bool, relu: bool,
              view: bool) -> Iterator[tuple[Instruction, Op]]:
-    """The block's instructions in the scheduler's operation order (``view``: their timing
-    views)."""
+    """The instructions of the block's tiles ``start .. stop - 1`` in the scheduler's operation
+    order (``view``: their timing views)."""
+    t, block = walk.t, walk.block
     rows, cb, geom = cfg.rows, t.c_blocks, t.walk_geom
     depth, kp, channels = cfg.scratchpad_rows["act"], cfg.k_per_pass, t.low.geom.channels
     kw = geom.kernel[1]
@@ -130,13 +131,14 @@ def _natural(cfg: ArrayConfig, t: Tiling, block: Block, raw: bool, relu: bool,
     def acc_base(col_tile: int) -> int:
         return (first_acc + col_tile % t.col_block) * t.p_block
 
-    for op in iter_block_ops(t, block):
+    for op in walk.ops(start, stop):
         kind = type(op)
         if kind is Compute:
-            walk = () if view else tuple(im2col.compute_fields(
+            walk_fields = () if view else tuple(im2col.compute_fields(
                 cfg, geom, base=op.base, first=op.first, offset=divmod(op.offset, kw),
                 block=0 if t.sliced else op.block).items())
-            yield _compute(acc_base(op.col_tile), op.beats, op.accumulate, op.tag, walk), op
+            yield _compute(acc_base(op.col_tile), op.beats, op.accumulate, op.tag,
+                           walk_fields), op
         elif kind is PreloadWeights:
             yield _insn(Opcode.PRELOAD, addr=op.slot * rows), op
         elif kind is LoadWeights:
@@ -153,8 +155,9 @@ def _natural(cfg: ArrayConfig, t: Tiling, block: Block, raw: bool, relu: bool,
                 base, rows_px = t.slice_base(op.block, op.slice), 1
                 real = min(kp, channels - op.slice * kp)
             addr = 0 if view else ((base + op.first * rows_px) & _MASK) % depth
-            yield _insn(Opcode.LOAD_ACT, addr=addr, count=op.pixels * rows_px, channels=real,
-                        tag=op.tag, pixels=op.pixels), op
+            insn = _insn(Opcode.LOAD_ACT, addr=addr, count=op.pixels * rows_px, channels=real,
+                         tag=op.tag, pixels=op.pixels)
+            yield (timing_view(insn) if view else insn), op
         else:
             yield (_insn(Opcode.CONFIG) if view else im2col.config_instruction(cfg, geom)), op
 
@@ -164,6 +167,52 @@ def _compute(acc_addr: int, count: int, accumulate: bool, tag: int,
              walk: tuple[tuple[str, int], ...]) -> Instruction:
     return Instruction(Opcode.COMPUTE, acc_addr=acc_addr, count=count, accumulate=accumulate,
                        tag=tag, **dict(walk))
+
+
+class _Deferral:
+    """The deferred STOREs of :func:`block_instructions`: :meth:`push` passes the block's
+    instructions in their natural order and emits them, each held STORE (with its LOAD_SCALE)
+    where it is due."""
+
+    def __init__(self, cfg: ArrayConfig, tiling: Tiling, carry: tuple[Held, ...]):
+        self.held = list(carry)
+        self.delay, self.space, self.limit = store_delay(cfg, tiling)
+        self.since = self.space     # tiles since the last STORE was emitted
+        self.emitted = False        # this tile's chance to emit one has passed
+
+    def push(self, insn: Instruction, op: Op, out: list[tuple[Instruction, Op]]) -> None:
+        if insn.opcode in (Opcode.LOAD_SCALE, Opcode.STORE):
+            self.held.append((insn, op, 0))
+            return
+        held = self.held
+        if insn.opcode in (Opcode.PRELOAD, Opcode.LOAD_ACT) and held and not self.emitted:
+            due = [h for h in held if h[2] >= self.limit - 1]
+            if not due and held[0][2] >= self.delay - 1 and self.since >= self.space:
+                due = [h for h in held if h[1] is held[0][1]]     # its LOAD_SCALE and STORE
+            if due:
+                out += [(i, o) for i, o, _ in due]
+                self.held = [h for h in held if h not in due]
+                self.since = 0
+            self.emitted = True
+        out.append((insn, op))
+        if insn.opcode == Opcode.COMPUTE:
+            self.held = [(i, o, n + 1) for i, o, n in self.held]
+            self.since, self.emitted = self.since + 1, False
+
+    def quiet(self) -> int:
+        """Tiles that can pass, from a tile's start, before a STORE is due (each tile checks
+        once, at its first PRELOAD or LOAD_ACT; the held STOREs and ``since`` count its COMPUTE
+        after): the tiles' checks with ``n`` and ``since`` grown by one each."""
+        if not self.held:
+            return 1 << 62
+        n = self.held[0][2]     # the oldest: the most COMPUTEs since held
+        return min(max(0, self.limit - 1 - n), max(0, self.delay - 1 - n, self.space - self.since))
+
+    def skip(self, tiles: int) -> None:
+        """As :meth:`push` of ``tiles`` tiles that hold no STORE and emit none (at most
+        :meth:`quiet`)."""
+        self.held = [(i, o, n + tiles) for i, o, n in self.held]
+        self.since, self.emitted = self.since + tiles, False
 
 
 def block_instructions(cfg: ArrayConfig, tiling: Tiling, block: Block, *,
@@ -187,30 +236,80 @@ def block_instructions(cfg: ArrayConfig, tiling: Tiling, block: Block, *,
     scratchpad region's writer and readers is unchanged (a STORE still precedes the next
     COMPUTE on its accumulator rows), so the hardware's interlocks keep the results exact."""
     out: list[tuple[Instruction, Op]] = []
-    held = [(i, o, n) for i, o, n in carry]
-    delay, space, limit = store_delay(cfg, tiling)
-    since = space       # tiles since the last STORE was emitted
-    emitted = False     # this tile's chance to emit one has passed
-    for insn, op in _natural(cfg, tiling, block, raw, relu, view):
-        if view and insn.opcode == Opcode.LOAD_ACT:
-            insn = timing_view(insn)
-        if insn.opcode in (Opcode.LOAD_SCALE, Opcode.STORE):
-            held.append((insn, op, 0))
+    deferral = _Deferral(cfg, tiling, carry)
+    walk = BlockWalk(tiling, block)
+    for insn, op in _natural(cfg, walk, 0, walk.count, raw, relu, view):
+        deferral.push(insn, op, out)
+    return out, tuple(deferral.held)
+
+
+# A view segment: instructions repeated ``count`` times, the weight scratchpad addresses (of
+# LOAD_WEIGHT and PRELOAD) moved by ``step`` more in each repetition.
+Segment = tuple[list[Instruction], int, int]
+
+
+def shifted(insns: list[Instruction], step: int) -> list[Instruction]:
+    """``insns`` with their weight scratchpad addresses (LOAD_WEIGHT, PRELOAD) moved by
+    ``step``."""
+    if not step:
+        return insns
+    return [_insn(Opcode.LOAD_WEIGHT, addr=i.addr + step, count=i.count)
+            if i.opcode is Opcode.LOAD_WEIGHT else _insn(Opcode.PRELOAD, addr=i.addr + step)
+            if i.opcode is Opcode.PRELOAD else i for i in insns]
+
+
+def block_view(cfg: ArrayConfig, tiling: Tiling, block: Block, *, carry: tuple[Held, ...] = (),
+               raw: bool = False) -> tuple[list[Segment], tuple[Held, ...]]:
+    """:func:`block_instructions` with ``view=True`` as segments: repetition ``r`` of a segment
+    ``(insns, count, step)`` is ``shifted(insns, r * step)``, and the repetitions of all
+    segments one after the other are its instructions. A block's tiles are K pass rows of its
+    column tiles; rows that only load weights, preload and compute (no activation load, no
+    store held or emitted, not a column tile's first or last K pass) repeat each other, the
+    weight slots moved (resident: by the row's tiles; two alternating slots: not at all, whole
+    rows of an even number of tiles), so they are walked once per run."""
+    t, cb = tiling, block.col_block
+    walk = BlockWalk(t, block)
+    ncols = t.block_cols(cb)
+    if t.low.groups > 1 or walk.count < 4 * ncols:
+        pairs, held = block_instructions(cfg, t, block, carry=carry, raw=raw, view=True)
+        return [([i for i, _ in pairs], 1, 0)], held
+    rows = walk.count // ncols
+    unit = 1 if t.weights_resident or ncols % 2 == 0 else 2
+    step = unit * ncols * cfg.rows if t.weights_resident else 0
+    special = {0, rows - 1} | {s // ncols for s in walk.plan}
+
+    def key(r: int):
+        return None if r in special else walk.tiles[r * ncols][3] if t.sliced else 0
+
+    deferral = _Deferral(cfg, t, carry)
+    out: list[Segment] = []
+    plain: list[tuple[Instruction, Op]] = []
+
+    def walk_rows(first: int, stop: int) -> None:
+        for insn, op in _natural(cfg, walk, first * ncols, stop * ncols, raw, False, True):
+            deferral.push(insn, op, plain)
+
+    r = 0
+    while r < rows:
+        end = r
+        while end < rows and key(end) is not None and key(end) == key(r):
+            end += 1
+        reps = min(end - r, deferral.quiet() // ncols) // unit
+        if reps < 3:
+            walk_rows(r, r + 1)
+            r += 1
             continue
-        if insn.opcode in (Opcode.PRELOAD, Opcode.LOAD_ACT) and held and not emitted:
-            due = [h for h in held if h[2] >= limit - 1]
-            if not due and held[0][2] >= delay - 1 and since >= space:
-                due = [h for h in held if h[1] is held[0][1]]     # its LOAD_SCALE and STORE
-            if due:
-                out += [(i, o) for i, o, _ in due]
-                held = [h for h in held if h not in due]
-                since = 0
-            emitted = True
-        out.append((insn, op))
-        if insn.opcode == Opcode.COMPUTE:
-            held = [(i, o, n + 1) for i, o, n in held]
-            since, emitted = since + 1, False
-    return out, tuple(held)
+        if plain:
+            out.append(([i for i, _ in plain], 1, 0))
+            plain.clear()
+        walk_rows(r, r + unit)
+        out.append(([i for i, _ in plain], reps, step))
+        plain.clear()
+        deferral.skip((reps - 1) * unit * ncols)
+        r += reps * unit
+    if plain:   # the last row's, with the loads after the block's last COMPUTE
+        out.append(([i for i, _ in plain], 1, 0))
+    return out, tuple(deferral.held)
 
 
 @functools.lru_cache(maxsize=256)

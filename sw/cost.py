@@ -49,12 +49,13 @@ from sparsa.isa import Opcode
 from sparsa.models.graph import Gemm
 
 from .accel_timing import NEVER, AccelTimer, Addresses, Timed, annotate_all, program_counts
-from .assemble import block_instructions, timing_view, view_key
+from .assemble import block_view, shifted, timing_view, view_key
 from .lower import Traffic, program_key
 from .schedule import Block, LayerSchedule, Tiling, tiling_bytes
 
 __all__ = ["Actions", "Cycles", "LayerCost", "actions_from_counts", "block_runs", "direct_cost",
-           "layer_cost", "program_cycles", "program_tiling", "tiling_counts", "timing_view"]
+           "layer_cost", "moved", "program_cycles", "program_tiling", "tiling_counts",
+           "timing_view"]
 
 
 def _add(a, b):
@@ -199,9 +200,62 @@ class _Chunks:
             start = end
         return tuple(out), at
 
+    def runs(self, at: Addresses, segments: list) -> tuple[tuple[tuple[int, ...], int], ...]:
+        """The chunk ids of a block's view segments (:func:`sparsa.sw.assemble.block_view`)
+        after the addresses ``at``, as runs ``(ids, count)``, and the addresses after them.
+
+        A segment's repetitions differ only in their weight addresses, moved by ``step`` each,
+        and annotating is invariant under moving every weight address (the instructions' and
+        those ``at`` holds) alike: it only compares weight rows with weight rows. So once the
+        addresses after the second repetition are those after the first, moved by ``step``,
+        every later repetition reads as the second (by induction) and is not annotated."""
+        out: list[tuple[tuple[int, ...], int]] = []
+        for insns, count, step in segments:
+            ids, at = self.ids(at, insns)
+            out.append((ids, 1))
+            if count == 1:
+                continue
+            second = shifted(insns, step)
+            ids, after = self.ids(at, second)
+            if after == moved(at, step):
+                out.append((ids, count - 1))
+                at = moved(at, step * (count - 1))
+                continue
+            for r in range(1, count):   # not periodic: each repetition read on its own
+                ids, at = self.ids(at, shifted(insns, r * step))
+                out.append((ids, 1))
+        return _merged(out), at
+
     def chunks(self) -> tuple[tuple[Timed, ...], ...]:
         """The distinct timed chunks, by id."""
         return tuple(sorted(self.interned, key=self.interned.__getitem__))
+
+
+def moved(at: Addresses, step: int) -> Addresses:
+    """``at`` with its weight rows moved by ``step`` (empty ones, which overlap nothing, left
+    as they are)."""
+    if not step:
+        return at
+    w, p = at.weight_load, at.preload
+    return at._replace(weight_load=(w[0] + step, w[1]) if w[1] else w,
+                       preload=(p[0] + step, p[1]) if p[1] else p)
+
+
+def _merged(runs: list) -> tuple[tuple[tuple[int, ...], int], ...]:
+    """``runs`` with consecutive single ones joined and each repeated unit cut to its shortest
+    period."""
+    out: list[tuple[tuple[int, ...], int]] = []
+    for ids, count in runs:
+        if count == 1:
+            if out and out[-1][1] == 1:
+                out[-1] = (out[-1][0] + ids, 1)
+            else:
+                out.append((ids, 1))
+            continue
+        n = len(ids)
+        period = next(p for p in range(1, n + 1) if n % p == 0 and ids == ids[:p] * (n // p))
+        out.append((ids[:period], count * (n // period)))
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -211,7 +265,7 @@ class _Program:
     (timing views), and the periods runs of blocks and of chunks are looked for with."""
 
     blocks: np.ndarray
-    units: tuple[tuple[int, ...], ...]
+    units: tuple[tuple[tuple[tuple[int, ...], int], ...], ...]
     chunks: tuple[tuple[Timed, ...], ...]
     block_periods: tuple[int, ...]
     chunk_periods: tuple[int, ...]
@@ -222,10 +276,10 @@ def _program(cfg: ArrayConfig, t: Tiling, raw: bool) -> _Program:
     once, :func:`sparsa.sw.assemble.view_key`), as chunk ids. Stacked GEMMs that start alike
     (the same parity and carried stores, neither the first nor the last) repeat the one before:
     they are taken from it, not walked."""
-    walked: dict[tuple, tuple] = {}     # (view key, carried stores) -> instructions, carry
+    walked: dict[tuple, tuple] = {}     # (view key, carried stores) -> segments, carry
     built: dict[tuple, tuple] = {}      # the same and the addresses before -> unit, state after
     chunker = _Chunks(cfg.rows)
-    units: dict[tuple[int, ...], int] = {}
+    units: dict[tuple, int] = {}        # a block's runs of chunk ids -> its id
     keys: dict[tuple, tuple] = {}
     seq: list[int] = []
     state: tuple = ((), (), Addresses())    # (carried stores, their key, hazard addresses)
@@ -250,11 +304,9 @@ def _program(cfg: ArrayConfig, t: Tiling, raw: bool) -> _Program:
             if got is None:
                 done = walked.get(key)
                 if done is None:    # the view does not depend on the addresses before
-                    pairs, carry = block_instructions(cfg, t, block, carry=state[0], raw=raw,
-                                                      view=True)
-                    done = walked[key] = ([i for i, _ in pairs], carry,
-                                          tuple((i, n) for i, _, n in carry))
-                ids, at = chunker.ids(state[2], done[0])
+                    segments, carry = block_view(cfg, t, block, carry=state[0], raw=raw)
+                    done = walked[key] = (segments, carry, tuple((i, n) for i, _, n in carry))
+                ids, at = chunker.runs(state[2], done[0])
                 got = built[key, state[2]] = (units.setdefault(ids, len(units)),
                                               (done[1], done[2], at))
             seq.append(got[0])
@@ -270,10 +322,10 @@ def _program(cfg: ArrayConfig, t: Tiling, raw: bool) -> _Program:
         walk(g * per_stack)
         stacks[entry] = (seq[start:], state)
     if state[0]:
-        seq.append(units.setdefault(chunker.ids(state[2], [i for i, _, _ in state[0]])[0],
-                                    len(units)))
+        ids = chunker.ids(state[2], [i for i, _, _ in state[0]])[0]
+        seq.append(units.setdefault(((ids, 1),), len(units)))
     cols = {t.block_cols(c) for c in range(t.col_blocks)}
-    ordered: list[tuple[int, ...]] = [()] * len(units)
+    ordered: list[tuple] = [()] * len(units)
     for ids, i in units.items():
         ordered[i] = ids
     return _Program(
@@ -422,7 +474,8 @@ def program_cycles(cfg: ArrayConfig, t: Tiling, *, dram_bytes_per_cycle: int | N
             timer.restore(after, ref + shift)
             return ref + latest
         if bid not in inner:
-            inner[bid] = units(np.array(prog.units[bid], dtype=np.int64), prog.chunk_periods)
+            inner[bid] = [run for ids, count in prog.units[bid] for run in
+                          (_split(ids, prog.chunk_periods) if count == 1 else ((ids, count),))]
         end = runs(inner[bid], run)
         seen[bid, start] = (timer.key(), timer.last_dispatch - ref, end - ref)
         return end
@@ -447,8 +500,9 @@ def tiling_counts(cfg: ArrayConfig, t: Tiling, *, raw: bool = False,
     times = np.zeros(len(prog.chunks), dtype=np.int64)     # each chunk's occurrences
     for bid, n in enumerate(np.bincount(prog.blocks, minlength=len(prog.units)).tolist()):
         if n:
-            times += n * np.bincount(np.array(prog.units[bid], dtype=np.int64),
-                                     minlength=len(prog.chunks))
+            for ids, count in prog.units[bid]:
+                times += n * count * np.bincount(np.array(ids, dtype=np.int64),
+                                                 minlength=len(prog.chunks))
     total: dict[str, int] = {}
     for c, n in enumerate(times.tolist()):
         if n:

@@ -20,6 +20,7 @@ weight load the next tile needs; a single region's, after the block's last COMPU
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import functools
 import itertools
@@ -47,6 +48,7 @@ from .tiling import Tiling, tiling_bytes
 __all__ = [
     "BYTE_SLACK",
     "Block",
+    "BlockWalk",
     "LayerSchedule",
     "ScheduleError",
     "Tiling",
@@ -405,37 +407,74 @@ def iter_block_ops(tiling: Tiling, block: Block) -> Iterator[Op]:
     """The operations of one block in program order: per tile its weight load (when needed),
     the chunk of the next block's activations placed there, the preload and the compute; each
     column tile's store after its last K pass. The first block starts with the CONFIG."""
-    t, cb, pb = tiling, block.col_block, block.p_block
-    tiles = t.block_tiles(cb)
-    plan = load_plan(t, block, len(tiles))
-    load = pb == 0 or not t.weights_resident
-    last = {c: k for k, c, _, _ in tiles}
-    # the STORE before: the previous block's last (a stacked GEMM's scales are its own)
-    prev = (t.locate(block.index - 1)[0], t.store_cols(t.locate(block.index - 1)[1])[-1]) \
-        if block.index else None
-    started: set[int] = set()
-    beats, tag = t.block_beats(pb), t.block_tag(block.index)
-    first, base = t.block_first(pb, block.group), t.act_base(block.index)
-    if block.index == 0:
-        yield Configure()
-    slot = t.weight_loads_before(block.index)
-    slices: dict[int, tuple[int, int]] = {}
-    for s, (k, c, offset, b) in enumerate(tiles):
-        w_slot = s if t.weights_resident else slot % 2
-        if load:
-            yield LoadWeights(col_tile=c, k_pass=k, slot=w_slot, group=block.group)
-            slot += 1
-        yield from plan.get(s, ())
-        yield PreloadWeights(col_tile=c, k_pass=k, slot=w_slot)
-        if t.sliced:
-            if b not in slices:    # each channel block's slice: its tag and base, once
-                slices[b] = t.slice_load(block.index, b) % 2, t.slice_base(block.index, b)
-            tag, base = slices[b]
-        yield Compute(p_block=pb, col_tile=c, k_pass=k, offset=offset, block=b, beats=beats,
-                      accumulate=c in started, tag=tag, first=first, base=base)
-        started.add(c)
-        if last[c] == k:
-            yield Store(p_block=pb, col_tile=c, beats=beats, scale=(block.group, c) != prev,
-                        first=first, group=block.group)
-            prev = (block.group, c)
-    yield from plan.get(len(tiles), ())
+    walk = BlockWalk(tiling, block)
+    return walk.ops(0, walk.count)
+
+
+class BlockWalk:
+    """One block's tiles and what decides their operations, so that any span of its tiles can
+    be walked on its own (:meth:`ops`): the operations of ``ops(0, a)``, ``ops(a, b)``, ...,
+    ``ops(z, count)`` one after the other are :func:`iter_block_ops`'s."""
+
+    def __init__(self, tiling: Tiling, block: Block):
+        t, cb = tiling, block.col_block
+        self.t, self.block = t, block
+        self.tiles = t.block_tiles(cb)
+        self.count = len(self.tiles)
+        self.plan = load_plan(t, block, self.count)
+        self.load = block.p_block == 0 or not t.weights_resident
+        self.slot = t.weight_loads_before(block.index)
+        self.first_at, self.last, self.stores = _block_shape(t, cb)
+        # the STORE before: the previous block's last (a stacked GEMM's scales are its own)
+        before = t.locate(block.index - 1) if block.index else None
+        self.prev = (before[0], t.store_cols(before[1])[-1]) if before else None
+        self.beats, self.tag = t.block_beats(block.p_block), t.block_tag(block.index)
+        self.first, self.base = t.block_first(block.p_block, block.group), t.act_base(block.index)
+
+    def w_slot(self, s: int) -> int:
+        """The weight slot of tile ``s``."""
+        return s if self.t.weights_resident else (self.slot + s) % 2
+
+    def ops(self, start: int, stop: int) -> Iterator[Op]:
+        """The operations of tiles ``start .. stop - 1`` (with the CONFIG before the program's
+        first tile and the loads after the block's last)."""
+        t, block, tiles, pb = self.t, self.block, self.tiles, self.block.p_block
+        if block.index == 0 and start == 0:
+            yield Configure()
+        at = bisect.bisect_left(self.stores, start)
+        prev = (block.group, tiles[self.stores[at - 1]][1]) if at else self.prev
+        tag, base, slices = self.tag, self.base, {}
+        for s in range(start, stop):
+            k, c, offset, b = tiles[s]
+            w_slot = self.w_slot(s)
+            if self.load:
+                yield LoadWeights(col_tile=c, k_pass=k, slot=w_slot, group=block.group)
+            yield from self.plan.get(s, ())
+            yield PreloadWeights(col_tile=c, k_pass=k, slot=w_slot)
+            if t.sliced:
+                if b not in slices:    # each channel block's slice: its tag and base, once
+                    slices[b] = t.slice_load(block.index, b) % 2, t.slice_base(block.index, b)
+                tag, base = slices[b]
+            yield Compute(p_block=pb, col_tile=c, k_pass=k, offset=offset, block=b,
+                          beats=self.beats, accumulate=s > self.first_at[c], tag=tag,
+                          first=self.first, base=base)
+            if self.last[c] == k:
+                yield Store(p_block=pb, col_tile=c, beats=self.beats,
+                            scale=(block.group, c) != prev, first=self.first,
+                            group=block.group)
+                prev = (block.group, c)
+        if stop == self.count:
+            yield from self.plan.get(self.count, ())
+
+
+@functools.lru_cache(maxsize=256)
+def _block_shape(t: Tiling, cb: int) -> tuple[dict[int, int], dict[int, int], list[int]]:
+    """Of column block ``cb``'s tiles: the first tile of each column tile, its last K pass, and
+    the tiles its STOREs follow, in order."""
+    first_at: dict[int, int] = {}
+    last: dict[int, int] = {}
+    for s, (k, c, _, _) in enumerate(t.block_tiles(cb)):
+        first_at.setdefault(c, s)
+        last[c] = k
+    stores = [s for s, (k, c, _, _) in enumerate(t.block_tiles(cb)) if last[c] == k]
+    return first_at, last, stores

@@ -16,14 +16,21 @@ from sparsa.config import ArrayConfig
 from sparsa.isa import Opcode
 from sparsa.models.graph import Gemm, Layer
 from sparsa.sw import timing
-from sparsa.sw.accel_timing import program_counts, program_timing
-from sparsa.sw.assemble import gemm_instructions
-from sparsa.sw.cost import actions_from_counts, layer_cost, program_cycles, tiling_counts
+from sparsa.sw.accel_timing import Addresses, annotate_all, program_counts, program_timing
+from sparsa.sw.assemble import block_instructions, block_view, gemm_instructions, shifted
+from sparsa.sw.cost import (
+    actions_from_counts,
+    layer_cost,
+    moved,
+    program_cycles,
+    tiling_counts,
+)
 from sparsa.sw.lower import linear_lowering, lower_layer
 from sparsa.sw.schedule import (
     LayerSchedule,
     ScheduleError,
     candidate_tilings,
+    iter_blocks,
     schedule_gemm,
     schedule_layer,
     tiling_bytes,
@@ -329,3 +336,83 @@ def test_impossible_config_is_a_clear_error():
     wide = ArrayConfig(rows=2, cols=256, n=2, m=4, acc_buffer_kib=1)
     with pytest.raises(ScheduleError, match="acc_buffer_kib=1"):
         schedule_layer(conv(8, 8, (3, 4)), wide)
+
+
+def deep_layer(rng: random.Random, cfg: ArrayConfig) -> Layer:
+    """A conv or linear layer of many K passes (long blocks: the view's repeated rows)."""
+    if rng.random() < 0.3:
+        return Layer("fc", "linear", (rng.randint(1, 30), rng.randint(4, 12) * cfg.k_per_pass),
+                     (1, rng.randint(1, 5 * cfg.cols)), nm=rng.choice([None, (cfg.n, cfg.m)]))
+    return conv(rng.randint(2, 10) * cfg.k_per_pass, rng.randint(1, 6 * cfg.cols),
+                (rng.randint(3, 9), rng.randint(3, 9)), kernel=rng.choice([(1, 1), (3, 3)]),
+                padding=(1, 1) if rng.random() < 0.5 else (0, 0),
+                nm=(cfg.n, cfg.m) if rng.random() < 0.5 and not cfg.is_dense else None)
+
+
+def test_block_view_repeats_the_blocks_instructions(node_seed):
+    """Deep random layers, every candidate tiling: each block's view segments, expanded
+    repetition by repetition, are its view instructions, with the same stores carried; and the
+    cycles costed from them equal the plain recurrence over the whole program."""
+    rng = random.Random(node_seed)
+    checked = repeated = 0
+    while checked < 10:
+        cfg = random_cfg(rng)
+        layer = deep_layer(rng, cfg)
+        try:
+            tilings = candidate_tilings(lower_layer(layer, cfg), cfg, gemm=layer.gemm)
+        except ScheduleError:
+            continue
+        for t in tilings:
+            carry = view_carry = ()
+            for block in iter_blocks(t):
+                pairs, carry = block_instructions(cfg, t, block, carry=carry, view=True)
+                segments, view_carry = block_view(cfg, t, block, carry=view_carry)
+                flat = [i for insns, count, step in segments for r in range(count)
+                        for i in shifted(insns, r * step)]
+                assert flat == [i for i, _ in pairs], (cfg, layer, t, block)
+                assert view_carry == carry
+                repeated += sum(count > 1 for _, count, _ in segments)
+            prog = list(gemm_instructions(cfg, t))
+            for rate in (None, cfg.dram_bytes_per_cycle):
+                flat_cycles = program_timing(cfg, prog, trace=False,
+                                             dram_bytes_per_cycle=rate).cycles
+                assert program_cycles(cfg, t, dram_bytes_per_cycle=rate) == flat_cycles, \
+                    (cfg, layer, t)
+            assert tiling_counts(cfg, t) == program_counts(cfg, prog)
+        checked += 1
+    assert repeated > 0
+
+
+def test_annotate_is_invariant_under_moving_weight_rows(node_seed):
+    """What the view's repeated rows rely on: moving every weight scratchpad address (the
+    instructions' and the addresses annotated after) by one step changes no timed
+    instruction, and moves the addresses after by the step."""
+    rng = random.Random(node_seed)
+    ops = [Opcode.LOAD_WEIGHT, Opcode.PRELOAD, Opcode.COMPUTE, Opcode.STORE, Opcode.LOAD_ACT,
+           Opcode.LOAD_SCALE]
+    for _ in range(300):
+        rows = rng.randint(1, 4)
+        program = []
+        for _ in range(rng.randint(1, 12)):
+            op = rng.choice(ops)
+            if op == Opcode.LOAD_WEIGHT:
+                program.append(isa.Instruction(op, addr=rng.randint(0, 3) * rows, count=rows))
+            elif op == Opcode.PRELOAD:
+                program.append(isa.Instruction(op, addr=rng.randint(0, 3) * rows))
+            elif op == Opcode.COMPUTE:
+                program.append(isa.Instruction(op, acc_addr=rng.randint(0, 6),
+                                               count=rng.randint(0, 3),
+                                               accumulate=rng.random() < 0.5))
+            elif op == Opcode.STORE:
+                program.append(isa.Instruction(op, acc_addr=rng.randint(0, 6),
+                                               count=rng.randint(0, 3)))
+            elif op == Opcode.LOAD_ACT:
+                program.append(isa.Instruction(op, count=rng.randint(0, 2)))
+            else:
+                program.append(isa.Instruction(op))
+        start = Addresses()
+        timed, after = annotate_all(rows, start, program)
+        step = rng.randint(1, 5) * rows
+        moved_timed, moved_after = annotate_all(rows, start, shifted(program, step))
+        assert moved_timed == timed
+        assert moved_after == moved(after, step)
