@@ -3,6 +3,7 @@
 // sparsa.sim.native_axi. The memory lives here, in C++; no Python runs per cycle.
 //
 // Usage: axi_harness INPUT OUTPUT [VCD]   (VCD: where the waveform goes, in a WAVES=1 build)
+//        axi_harness --protocol-selftest  (the protocol checks on made-up bad traffic)
 //
 // Memory: Mem below, with exactly sparsa.sim.axi_memory.AxiMemory's timing at pause 0: arready
 // and awready always high; wready high when a write burst's address is in (taken in an
@@ -55,7 +56,7 @@ namespace {
 constexpr uint64_t MAGIC_IN = 0x316e692d78617073ULL;   // "spax-in1"
 constexpr uint64_t MAGIC_OUT = 0x3174756f78617073ULL;  // "spaxout1"
 constexpr uint64_t MAX_BURST_BEATS = 256, PAGE_BYTES = 4096, BURST_INCR = 1;
-constexpr size_t MAX_MESSAGES = 10;
+constexpr size_t MAX_MESSAGES = 20;
 
 enum Header { MAGIC, BUS_BYTES, MEM_BYTES, LATENCY, MAX_CYCLES, RESET_CYCLES, PROG_BASE,
               PROG_LEN, REG_CTRL, REG_STATUS, REG_IRQ_ENABLE, REG_PROG_BASE, REG_PROG_BASE_HI,
@@ -161,57 +162,30 @@ struct Mem {
         top->PORT(axi, b, bresp) = 0;
     }
 
-    void sample_address(Vtop* top, uint64_t cycle) {
-        {
-            const uint64_t p[4] = {(uint64_t)top->PORT(axi, ar, araddr),
-                                   top->PORT(axi, ar, arlen), top->PORT(axi, ar, arsize),
-                                   top->PORT(axi, ar, arburst)};
-            const bool valid = top->PORT(axi, ar, arvalid), ready = top->PORT(axi, ar, arready);
-            ar.check(valid, ready, reinterpret_cast<const uint8_t*>(p), sizeof p, cycle, errors);
-            if (valid && ready) {
-                burst_errors("ar", p[0], p[1] + 1, p[2], p[3], cycle);
-                reads.push_back({p[0], p[1] + 1, cycle + latency});
-            }
-        }
-        const uint64_t p[4] = {(uint64_t)top->PORT(axi, aw, awaddr), top->PORT(axi, aw, awlen),
-                               top->PORT(axi, aw, awsize), top->PORT(axi, aw, awburst)};
-        const bool valid = top->PORT(axi, aw, awvalid), ready = top->PORT(axi, aw, awready);
-        aw.check(valid, ready, reinterpret_cast<const uint8_t*>(p), sizeof p, cycle, errors);
-        if (valid && ready) {
-            burst_errors("aw", p[0], p[1] + 1, p[2], p[3], cycle);
-            writes.push_back({p[0], p[1] + 1, 0});
-        }
+    // An address channel ("ar" or "aw") in cycle ``cycle``: p = addr, len, size, burst.
+    void address(Held& ch, bool valid, bool ready, const uint64_t p[4], uint64_t cycle) {
+        ch.check(valid, ready, reinterpret_cast<const uint8_t*>(p), 4 * sizeof p[0], cycle,
+                 errors);
+        if (!(valid && ready)) return;
+        burst_errors(ch.name, p[0], p[1] + 1, p[2], p[3], cycle);
+        if (&ch == &ar) reads.push_back({p[0], p[1] + 1, cycle + latency});
+        else writes.push_back({p[0], p[1] + 1, 0});
     }
 
-    void sample(Vtop* top, uint64_t cycle) {
-        sample_address(top, cycle);
-        if (r_held && top->PORT(axi, r, rready)) {
-            Burst& head = reads.front();
-            head.addr += bus;
-            r_held = false;
-            ++read_beats;
-            if (--head.beats == 0) reads.pop_front();
+    // The w channel: ``payload`` is wdata (``bus`` bytes), wstrb (``strb_bytes``), wlast.
+    void write(bool valid, bool ready, const uint8_t* payload, size_t strb_bytes,
+               uint64_t cycle) {
+        const size_t n = bus + strb_bytes + 1;
+        if (valid || w.held) w.check(valid, ready, payload, n, cycle, errors);
+        if (!(valid && ready)) return;
+        uint64_t strb = 0;
+        std::memcpy(&strb, payload + bus, strb_bytes < 8 ? strb_bytes : 8);
+        const bool last = payload[n - 1];
+        if (writes.empty()) {   // wready is low then: a manager ignoring it
+            errors.add("w: beat with no write burst (cycle " + std::to_string(cycle) + ")");
+            return;
         }
-        const bool valid = top->PORT(axi, w, wvalid), ready = top->PORT(axi, w, wready);
-        if (valid || w.held) {
-            uint8_t p[sizeof(DataT) + sizeof(StrbT) + 1];
-            std::memcpy(p, bytes_of(top->PORT(axi, w, wdata)), sizeof(DataT));
-            std::memcpy(p + sizeof(DataT), bytes_of(top->PORT(axi, w, wstrb)), sizeof(StrbT));
-            p[sizeof p - 1] = top->PORT(axi, w, wlast);
-            w.check(valid, ready, p, sizeof p, cycle, errors);
-        }
-        if (valid && ready) write_beat(top, cycle);
-        if (b_held && top->PORT(axi, b, bready)) {
-            responses.pop_front();
-            b_held = false;
-        }
-    }
-
-    void write_beat(Vtop* top, uint64_t cycle) {
         Burst& head = writes.front();
-        const uint8_t* wdata = bytes_of(top->PORT(axi, w, wdata));
-        const uint64_t strb = top->PORT(axi, w, wstrb);
-        const bool last = top->PORT(axi, w, wlast);
         if (!strb) errors.add("w: beat with no byte enabled (cycle " + std::to_string(cycle) +
                               ")");
         if (last != (head.beats == 1))
@@ -220,7 +194,7 @@ struct Mem {
                        std::to_string(cycle) + ")");
         if (head.addr + bus <= data.size()) {
             for (uint64_t i = 0; i < bus; ++i)
-                if (strb >> i & 1) data[head.addr + i] = wdata[i];
+                if (strb >> i & 1) data[head.addr + i] = payload[i];
         }
         head.addr += bus;
         ++write_beats;
@@ -229,7 +203,69 @@ struct Mem {
             responses.push_back(cycle + 1);
         }
     }
+
+    void sample(Vtop* top, uint64_t cycle) {
+        const uint64_t a[4] = {(uint64_t)top->PORT(axi, ar, araddr), top->PORT(axi, ar, arlen),
+                               top->PORT(axi, ar, arsize), top->PORT(axi, ar, arburst)};
+        address(ar, top->PORT(axi, ar, arvalid), top->PORT(axi, ar, arready), a, cycle);
+        const uint64_t b[4] = {(uint64_t)top->PORT(axi, aw, awaddr), top->PORT(axi, aw, awlen),
+                               top->PORT(axi, aw, awsize), top->PORT(axi, aw, awburst)};
+        address(aw, top->PORT(axi, aw, awvalid), top->PORT(axi, aw, awready), b, cycle);
+        if (r_held && top->PORT(axi, r, rready)) {
+            Burst& head = reads.front();
+            head.addr += bus;
+            r_held = false;
+            ++read_beats;
+            if (--head.beats == 0) reads.pop_front();
+        }
+        const bool valid = top->PORT(axi, w, wvalid);
+        if (valid || w.held) {
+            uint8_t p[sizeof(DataT) + sizeof(StrbT) + 1];
+            std::memcpy(p, bytes_of(top->PORT(axi, w, wdata)), sizeof(DataT));
+            std::memcpy(p + sizeof(DataT), bytes_of(top->PORT(axi, w, wstrb)), sizeof(StrbT));
+            p[sizeof p - 1] = top->PORT(axi, w, wlast);
+            write(valid, top->PORT(axi, w, wready), p, sizeof(StrbT), cycle);
+        }
+        if (b_held && top->PORT(axi, b, bready)) {
+            responses.pop_front();
+            b_held = false;
+        }
+    }
 };
+
+// The protocol checks on made-up traffic (no model involved), one message per line on stdout:
+// each scenario below must be flagged (tests/rtl/test_native_axi.py reads the messages).
+int protocol_selftest() {
+    Mem mem;
+    mem.bus = 16;
+    mem.latency = 1;
+    mem.data.assign(8192, 0);
+    mem.errors = Errors{};
+    const uint64_t ok[4] = {0x100, 1, 4, 1}, other[4] = {0x200, 1, 4, 1};
+    mem.address(mem.ar, true, false, ok, 0);            // ar offered ...
+    mem.address(mem.ar, false, true, ok, 1);            // ... and dropped before ready
+    mem.address(mem.aw, true, false, ok, 2);            // aw offered ...
+    mem.address(mem.aw, true, false, other, 3);         // ... its address changed
+    mem.address(mem.aw, false, false, other, 4);
+    const uint64_t page[4] = {0xff0, 1, 4, 1};          // 2 beats from 0xff0: crosses 4 KiB
+    mem.address(mem.ar, true, true, page, 5);
+    mem.burst_errors("ar", 0x0, 257, 4, 1, 6);          // 257 beats (AxLEN has 8 bits)
+    const uint64_t wide[4] = {0x300, 0, 3, 1}, fixed[4] = {0x400, 0, 4, 0},
+                   beyond[4] = {0x1ff0, 1, 4, 1}, odd[4] = {0x308, 0, 4, 1};
+    for (const uint64_t* p : {wide, fixed, beyond, odd}) mem.address(mem.ar, true, true, p, 7);
+    mem.address(mem.aw, true, true, ok, 8);             // a 2-beat write burst
+    uint8_t beat[16 + 2 + 1] = {};
+    beat[16] = 0xff;
+    beat[18] = 1;                                       // wlast on its first beat
+    mem.write(true, true, beat, 2, 9);
+    mem.address(mem.aw, true, true, ok, 10);
+    beat[16] = 0;
+    beat[18] = 0;                                       // no byte enabled
+    mem.write(true, true, beat, 2, 11);
+    for (const std::string& m : mem.errors.messages) std::printf("%s\n", m.c_str());
+    std::printf("%llu errors\n", (unsigned long long)mem.errors.count);
+    return 0;
+}
 
 // An AXI4-Lite manager doing a list of accesses one at a time (AxiLiteDriver's handshakes).
 struct Access {
@@ -416,8 +452,9 @@ bool write_output(const char* path, const std::vector<uint64_t>& h, const Mem& m
 }  // namespace
 
 int main(int argc, char** argv) {
+    if (argc == 2 && std::string(argv[1]) == "--protocol-selftest") return protocol_selftest();
     if (argc != 3 && argc != 4) {
-        std::fprintf(stderr, "usage: %s INPUT OUTPUT [VCD]\n", argv[0]);
+        std::fprintf(stderr, "usage: %s INPUT OUTPUT [VCD] | --protocol-selftest\n", argv[0]);
         return 2;
     }
     std::vector<uint64_t> h;

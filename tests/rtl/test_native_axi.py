@@ -3,12 +3,14 @@ in C++. Random GEMM and conv programs linked into memory (random offsets and gap
 whole memory == the golden executor's run on the same image and the counters == the cycle
 model's program_counts (gated_macs == the golden executor's, insns_fetched == the program's
 length, the AXI beat counters == the C++ memory's own counts), and run_cycles == the top's cycle
-model (sw.top_timing). Against the Python memory model
+model (sw.top_timing). The protocol checks flag made-up bad traffic. Against the Python memory model
 in Amaranth's simulator (sim.axi_memory.run_top, same program and latency): the same run_cycles,
 the same cycles from start to irq, the same memory and counters, cycle for cycle. Bad runs fail
 with one clear message."""
 
 from __future__ import annotations
+
+import subprocess
 
 import numpy as np
 import pytest
@@ -128,6 +130,27 @@ def test_bad_runs_fail_with_one_message(native, seed_for, request):
                          prog_len=mp.prog_len)
     with pytest.raises(ValueError, match="latency must be an integer of at least 1 cycle"):
         NativeAxiAccelerator(cfg, latency=0)
+
+
+def test_protocol_checks_flag_bad_traffic(native):
+    """The harness's checks on made-up traffic (``--protocol-selftest``: the scenarios are in
+    axi_harness.cpp), one violation of each rule of sim.axi_memory.AxiMemory."""
+    proc = subprocess.run([str(native.binary), "--protocol-selftest"], capture_output=True,
+                          text=True, check=True)
+    expected = ["ar: valid dropped before ready (cycle 1)",
+                "aw: payload changed before ready (cycle 3)",
+                "aw: valid dropped before ready (cycle 4)",
+                "ar: burst 0xff0 + 2 beats (cycle 5): crosses 4 KiB",
+                "ar: burst 0 + 257 beats (cycle 6): more than 256 beats",
+                "ar: burst 0x300 + 1 beats (cycle 7): size 3 is not the bus width",
+                "ar: burst 0x400 + 1 beats (cycle 7): burst type 0 is not INCR",
+                "ar: burst 0x1ff0 + 2 beats (cycle 7): ends beyond the memory",
+                "ar: burst 0x308 + 1 beats (cycle 7): address not bus-aligned",
+                "w: wlast 1 with 2 beats left (cycle 9)",
+                "w: beat with no byte enabled (cycle 11)"]
+    lines = proc.stdout.splitlines()
+    for message in expected:
+        assert message in lines, f"{message!r} not flagged: {lines}"
 
 
 def test_build_is_cached(native):
