@@ -127,9 +127,11 @@ CASES = [
      ["--images", "100000"]),
     ("run-images-text", ["run", "digits_cnn", "--images", "all"], 2, ["all"]),
     ("run-unknown-sim", ["run", "digits_cnn", "--sim", "modelsim"], 2, ["modelsim"]),
-    ("run-not-a-demo", ["run", "{d}/ok.csv", "--sim", "golden"], 1, ["ok.csv"]),
-    ("run-npz-of-other-model", ["run", "{d}/other.npz", "--sim", "golden"], 1,
-     ["other.npz", "demo"]),
+    # other models than the digits demos run layer by layer (tests/rtl/test_model_run.py)
+    ("run-layers-out-of-range", ["run", "{d}/ok.csv", "--sim", "golden", "--layers", "99"], 2,
+     ["--layers", "'99'"]),
+    ("run-layers-for-a-demo", ["run", "digits_cnn", "--sim", "golden", "--layers", "0"], 2,
+     ["--layers", "digits demos"]),
     ("run-out-is-file", ["run", "digits_cnn", "--sim", "golden", "-o", "{d}/ok.csv"], 2,
      ["ok.csv", "expected a directory"]),
     # verilog, synth, bitstream
