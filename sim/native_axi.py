@@ -18,6 +18,7 @@ Verilator), with the flags of :mod:`sparsa.sim.native`, into :func:`sparsa.sim.n
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -146,6 +147,8 @@ class NativeAxiAccelerator:
 
     def __init__(self, cfg: ArrayConfig, *, latency: int = 1, max_cycles: int = 100_000_000,
                  cache: str | Path | None = None, waves: str | Path | None = None):
+        if not isinstance(cfg, ArrayConfig):
+            raise TypeError(f"cfg must be an ArrayConfig, not {cfg!r}")
         if isinstance(latency, bool) or not isinstance(latency, int) or latency < 1:
             raise ValueError(f"latency must be an integer of at least 1 cycle, not {latency!r}")
         self.cfg, self.latency, self.max_cycles = cfg, latency, max_cycles
@@ -161,8 +164,7 @@ class NativeAxiAccelerator:
         """Run the linked program ``mp`` from its image (plus :data:`PAD_BYTES` of zeros)."""
         image = mp.image() + bytearray(PAD_BYTES)
         result = self.run_image(image, prog_base=mp.prog_base, prog_len=mp.prog_len)
-        return AxiNativeResult(**{**result.__dict__,
-                                  "outputs": read_outputs(self.cfg, mp, result.memory)})
+        return dataclasses.replace(result, outputs=read_outputs(self.cfg, mp, result.memory))
 
     def run_image(self, image: bytes | bytearray, *, prog_base: int, prog_len: int
                   ) -> AxiNativeResult:
