@@ -49,8 +49,9 @@ def native(cfg) -> NativeAxiAccelerator:
 def _programs(cfg: ArrayConfig, rng: np.random.Generator):
     yield random_gemm_program(cfg, rng, order="k_inner", zero_fraction=0.4)
     yield random_gemm_program(cfg, rng, order="cols_inner", zero_fraction=0.4)
-    yield random_conv_program(cfg, rng, zero_fraction=0.4, max_computes=60,
-                              max_compute_beats=300)
+    for _ in range(3):
+        yield random_conv_program(cfg, rng, zero_fraction=0.4, max_computes=60,
+                                  max_compute_beats=300)
 
 
 def _golden(cfg: ArrayConfig, mp) -> tuple[bytearray, dict[str, int]]:
