@@ -12,9 +12,9 @@ Writes results.json beside the builds. A depth whose Verilog is identical to dep
 stages not implemented in hardware yet) is reported as such, not measured.
 
 ``--fmax-fit [--fit-configs 2x2:2:4,2x4:2:4,...]`` instead places and routes those arrays
-through :func:`sparsa.hw.area.fpga_resources` (cached, as ``sparsa explore`` does) and prints the
-error of the Fmax estimate that ``fpga_fmax = "estimate"`` uses, leave-one-out over every array
-placed and routed so far.
+through :func:`sparsa.hw.fpga_area.fpga_resources` (cached, as ``sparsa explore`` does) and
+prints the error of the Fmax estimate that ``fpga_fmax = "estimate"`` uses, leave-one-out over
+every array placed and routed so far.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ FIT_CONFIGS = "2x2:2:4,2x4:2:4,4x4:2:4,4x8:2:4,2x2:1:1,2x4:1:1,4x4:1:1,4x8:1:1"
 
 
 def fmax_fit(configs: str) -> int:
-    from sparsa.hw.area import fmax_estimate_errors, fpga_resources
+    from sparsa.hw.fpga_area import fmax_estimate_errors, fpga_resources
     from sparsa.nm import parse_nm
 
     for text in configs.split(","):

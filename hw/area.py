@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import re
 import shutil
@@ -49,14 +48,13 @@ from sparsa.config import ArrayConfig
 
 from .export import check_export_size, export_verilog
 from .fpga import ToolError, yowasp_env
-from .sram import SramTable, load_sram_table, scratchpad_areas, scratchpads
+from .sram import SramTable, load_sram_table, scratchpad_areas
 
-__all__ = ["FMAX_MODES", "GLUE_SCRIPT", "LOGIC_SCRIPT", "METHODS", "SCRIPT", "AreaResult",
-           "GateTable", "GateTableError", "accelerator_area", "area_cache_dir", "area_kge",
-           "array_area", "cached_cells", "estimate_fmax", "export_text", "fmax_estimate_errors",
-           "fpga_brams", "fpga_resources", "gate_equivalents", "load_gate_table", "logic_cells",
-           "logic_parts", "memory_verilog", "modular_cells", "pe_modules", "placed_fmax",
-           "rtl_fingerprint", "synthesize_cells"]
+__all__ = ["GLUE_SCRIPT", "LOGIC_SCRIPT", "METHODS", "SCRIPT", "AreaResult", "GateTable",
+           "GateTableError", "accelerator_area", "area_cache_dir", "area_kge", "array_area",
+           "cached_cells", "export_text", "gate_equivalents", "index_path", "load_gate_table",
+           "logic_cells", "logic_parts", "modular_cells", "pe_modules", "rtl_fingerprint",
+           "synthesize_cells", "write_json"]
 
 # {top} is the Verilog module, {stats} the JSON statistics file Yosys writes.
 SCRIPT = ("read_verilog {top}.v; synth -flatten -noabc -top {top}; "
@@ -193,7 +191,7 @@ def synthesize_cells(verilog: str, module: str, script: str = SCRIPT,
     return {str(k): int(v) for k, v in sorted(cells.items())}
 
 
-def _write_json(path: Path, value: dict) -> None:
+def write_json(path: Path, value: dict) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".tmp{os.getpid()}")
@@ -217,7 +215,7 @@ def cached_cells(verilog: str, module: str, script: str, cache: bool = True,
             pass   # a damaged entry is synthesized again below
     cells = synthesize_cells(verilog, module, script, files)
     if cache:
-        _write_json(path, cells)
+        write_json(path, cells)
     return cells, False
 
 
@@ -326,7 +324,7 @@ def rtl_fingerprint() -> str:
     return h.hexdigest()
 
 
-def _index_path(cfg: ArrayConfig, top: str, method: str) -> Path:
+def index_path(cfg: ArrayConfig, top: str, method: str) -> Path:
     """Where the cell counts of (``cfg``, ``top``, ``method``) are remembered, so a
     configuration seen before is not elaborated again; the key covers the RTL's sources
     (:func:`rtl_fingerprint`)."""
@@ -358,7 +356,7 @@ def _indexed_area(cfg: ArrayConfig, top: str, method: str, table: GateTable, cac
                   counter: Callable[[str, str], tuple[dict[str, int], bool]]) -> AreaResult:
     """The area of the exported ``top`` of ``cfg`` with the cell counts of ``counter(Verilog,
     module)``, remembered in the index under (``cfg``, ``top``, ``method``)."""
-    index = _index_path(cfg, top, method)
+    index = index_path(cfg, top, method)
     if cache and index.is_file():
         try:
             entry = json.loads(index.read_text())
@@ -371,7 +369,7 @@ def _indexed_area(cfg: ArrayConfig, top: str, method: str, table: GateTable, cac
     cells, cached = counter(text, module)
     verilog_sha = hashlib.sha256(text.encode()).hexdigest()
     if cache:
-        _write_json(index, {"module": module, "cells": cells, "verilog_sha256": verilog_sha})
+        write_json(index, {"module": module, "cells": cells, "verilog_sha256": verilog_sha})
     return AreaResult(module=module, cells=cells, ge=gate_equivalents(cells, table),
                       table=table.name, verilog_sha256=verilog_sha, cached=cached)
 
@@ -406,150 +404,3 @@ def area_kge(cfg: ArrayConfig) -> dict[str, float | None]:
     """The accelerator's area in kGE by part (:func:`accelerator_area`, default tables: what
     ``sparsa explore`` uses)."""
     return accelerator_area(cfg)
-
-
-def memory_verilog(depth: int, width: int, reads: int) -> str:
-    """A scratchpad as an FPGA tool sees it: one synchronous write port and ``reads``
-    synchronous, non-transparent read ports with enables (the accelerator's
-    ``amaranth.lib.memory`` ports), ``depth`` words of ``width`` bits, in a module ``mem``."""
-    a = max(1, (depth - 1).bit_length())
-    ports = ["input clk", "input we", f"input [{a - 1}:0] wa", f"input [{width - 1}:0] wd"]
-    body = [f"  reg [{width - 1}:0] m [0:{depth - 1}];", "  always @(posedge clk) begin",
-            "    if (we) m[wa] <= wd;"]
-    for i in range(reads):
-        ports += [f"input re{i}", f"input [{a - 1}:0] ra{i}", f"output reg [{width - 1}:0] rd{i}"]
-        body.append(f"    if (re{i}) rd{i} <= m[ra{i}];")
-    return (f"module mem ({', '.join(ports)});\n" + "\n".join([*body, "  end"])
-            + "\nendmodule\n")
-
-
-def fpga_brams(cfg: ArrayConfig, target: str = "ecp5", device: str | None = None, *,
-               cache: bool = True) -> int:
-    """Block RAMs (ECP5 DP16KD, iCE40 SB_RAM40_4K, Xilinx RAMB18/36) of the accelerator's three
-    scratchpads: each one's memory (:func:`memory_verilog`, the shape and ports of
-    :func:`sparsa.hw.sram.scratchpads`) mapped by the target's Yosys synthesis script of
-    :mod:`sparsa.hw.fpga`, cached by the hash of its Verilog and script."""
-    from .fpga import check_target, synth_script
-
-    spec, device = check_target(target, device)
-    script = synth_script(spec, device, "{top}", "{top}.netlist.json", "{stats}")
-    total = 0
-    for pad in scratchpads(cfg):
-        reads = int(pad.ports.split("r")[0])
-        cells, _ = cached_cells(memory_verilog(pad.depth, pad.width_bits, reads), "mem",
-                                script, cache)
-        total += sum(n for cell, n in cells.items() if spec.brams and cell.startswith(spec.brams))
-    return total
-
-
-FMAX_MODES = (False, True, "estimate")
-
-
-def fpga_resources(cfg: ArrayConfig, target: str = "ecp5", device: str | None = None, *,
-                   fmax: bool | str = False, cache: bool = True) -> dict[str, float]:
-    """LUTs, flip-flops, DSP blocks and carry cells of the array synthesized for an FPGA
-    (:func:`sparsa.hw.fpga.synthesize`), the block RAMs of the scratchpads
-    (:func:`fpga_brams`) and, with ``fmax`` (ECP5), the array's Fmax in MHz (``fmax_mhz``):
-    post-route (nextpnr at ``cfg.clock_mhz``, one seed) with ``fmax=True``; with
-    ``"estimate"``, :func:`estimate_fmax` from the arrays placed and routed before, or
-    post-route when it has too few. Cached like :func:`array_area` (the index key names the
-    target, device and whether it was placed and routed)."""
-    if fmax not in FMAX_MODES or (fmax and target != "ecp5"):
-        raise ValueError(f"fmax must be false, true or 'estimate', and needs target 'ecp5' "
-                         f"(nextpnr-ecp5), not {fmax!r} for {target!r}")
-    if fmax == "estimate":
-        estimate = estimate_fmax(cfg, placed_fmax(target, device))
-        if estimate is not None:
-            return fpga_resources(cfg, target, device, cache=cache) | {"fmax_mhz": estimate}
-        fmax = True
-    figures = _fpga_synthesis(cfg, target, device, bool(fmax), cache)
-    if fmax:
-        _record_fmax(cfg, target, device, figures["fmax_mhz"])
-    return figures
-
-
-def _fpga_synthesis(cfg: ArrayConfig, target: str, device: str | None, pnr: bool,
-                    cache: bool) -> dict[str, float]:
-    from .fpga import synthesize
-
-    check_export_size(cfg)
-    index = _index_path(cfg, "array", f"fpga:{target}:{device}{':pnr' if pnr else ''}")
-    if cache and index.is_file():
-        try:
-            return {k: float(v) if k == "fmax_mhz" else int(v)
-                    for k, v in json.loads(index.read_text()).items()}
-        except (OSError, ValueError, AttributeError):
-            pass   # a damaged entry: synthesize again
-    with tempfile.TemporaryDirectory(prefix="sparsa-fpga-") as tmp:
-        result = synthesize(cfg, target, tmp, device=device, place_and_route=pnr, pe=False)
-    figures: dict[str, float] = {
-        "luts": result.array.luts, "ffs": result.array.ffs, "dsps": result.array.dsps,
-        "carry": result.array.carry, "brams": fpga_brams(cfg, target, device, cache=cache)}
-    if pnr:
-        figures["fmax_mhz"] = float(result.fmax_mhz)
-    if cache:
-        _write_json(index, figures)
-    return figures
-
-
-# --- a stand-in for place and route during a search ---
-
-def _fmax_dir() -> Path:
-    return area_cache_dir() / "fmax"
-
-
-def _record_fmax(cfg: ArrayConfig, target: str, device: str | None, fmax: float) -> None:
-    """Remember a post-route Fmax with its configuration, for :func:`placed_fmax`."""
-    key = hashlib.sha256(f"{rtl_fingerprint()}\0{target}\0{device}\0{cfg.to_json()}".encode())
-    _write_json(_fmax_dir() / f"{key.hexdigest()}.json",
-                {"rtl": rtl_fingerprint(), "target": target, "device": str(device),
-                 "config": cfg.to_dict(), "fmax_mhz": fmax})
-
-
-def placed_fmax(target: str = "ecp5", device: str | None = None
-                ) -> list[tuple[ArrayConfig, float]]:
-    """(configuration, post-route Fmax) of every array of this RTL placed and routed on
-    ``target``/``device`` so far (through :func:`fpga_resources`)."""
-    rtl, found = rtl_fingerprint(), []
-    for path in sorted(_fmax_dir().glob("*.json")):
-        try:
-            entry = json.loads(path.read_text())
-            if (entry["rtl"], entry["target"], entry["device"]) == (rtl, target, str(device)):
-                found.append((ArrayConfig.from_dict(entry["config"]), float(entry["fmax_mhz"])))
-        except (OSError, ValueError, KeyError, TypeError):
-            continue   # a damaged record is no evidence
-    return found
-
-
-def _pe_kind(cfg: ArrayConfig) -> tuple:
-    return (cfg.n, cfg.m, cfg.act_width, cfg.weight_width, cfg.acc_width, cfg.pipeline_depth)
-
-
-def estimate_fmax(cfg: ArrayConfig, placed: list[tuple[ArrayConfig, float]]) -> float | None:
-    """The Fmax of ``cfg``'s array estimated from ``placed`` results of arrays with the same
-    PE (N:M, widths, pipeline depth): a least-squares line of Fmax against log2(PEs) (the PE's
-    own path sets Fmax; routing a larger array costs a little more). None with fewer than two
-    array sizes of that PE to fit."""
-    same = [(math.log2(c.rows * c.cols), f) for c, f in placed if _pe_kind(c) == _pe_kind(cfg)]
-    if len({x for x, _ in same}) < 2:
-        return None
-    n = len(same)
-    mx, my = sum(x for x, _ in same) / n, sum(f for _, f in same) / n
-    slope = (sum((x - mx) * (f - my) for x, f in same)
-             / sum((x - mx) ** 2 for x, _ in same))
-    return my + slope * (math.log2(cfg.rows * cfg.cols) - mx)
-
-
-def fmax_estimate_errors(target: str = "ecp5", device: str | None = None
-                         ) -> list[tuple[ArrayConfig, float, float]]:
-    """(configuration, post-route Fmax, :func:`estimate_fmax` from all the other placed arrays)
-    for every placed array whose estimate exists: the estimate's leave-one-out error."""
-    placed = placed_fmax(target, device)
-    errors = []
-    for cfg, real in placed:
-        others = [(c, f) for c, f in placed if c.replace(clock_mhz=1.0)
-                  != cfg.replace(clock_mhz=1.0)]
-        estimate = estimate_fmax(cfg, others)
-        if estimate is not None:
-            errors.append((cfg, real, estimate))
-    return errors

@@ -95,7 +95,8 @@ def _sweep(args: argparse.Namespace, spec, graphs: dict, out: Path):
         TimeRemainingColumn,
     )
 
-    from sparsa.hw.area import area_kge, fpga_resources, load_gate_table
+    from sparsa.hw.area import area_kge, load_gate_table
+    from sparsa.hw.fpga_area import fpga_resources
     from sparsa.hw.liberty import area_um2
     from sparsa.sw.energy import load_table
     from sparsa.sw.result_store import ResultStore
@@ -180,7 +181,7 @@ def _cmd_explore(args: argparse.Namespace) -> int:
 def _fmax_error_line(spec) -> str:
     """How far the Fmax estimate is from place and route: leave-one-out over every array placed
     and routed so far on this device."""
-    from sparsa.hw.area import fmax_estimate_errors
+    from sparsa.hw.fpga_area import fmax_estimate_errors
 
     errors = [est / real - 1 for _, real, est in fmax_estimate_errors(spec.fpga,
                                                                        spec.fpga_device)]

@@ -140,8 +140,9 @@ def _area(kind: str, cfg, dense_cfg) -> dict:
     (cached by the RTL's hash, so a configuration is synthesized once per machine)."""
     from rich.console import Console
 
-    from sparsa.hw.area import accelerator_area, fpga_resources, load_gate_table
+    from sparsa.hw.area import accelerator_area, load_gate_table
     from sparsa.hw.export import MAX_PES
+    from sparsa.hw.fpga_area import fpga_resources
     from sparsa.hw.sram import load_sram_table
 
     if max(cfg.rows * cfg.cols, dense_cfg.rows * dense_cfg.cols) > MAX_PES:

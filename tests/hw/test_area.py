@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from sparsa.config import ArrayConfig
-from sparsa.hw import area
+from sparsa.hw import area, fpga_area
 from sparsa.hw.export import export_verilog
 from sparsa.hw.fpga import yowasp_env
 
@@ -131,15 +131,15 @@ def test_fpga_resources_equal_synthesis_and_are_cached(tmp_path, cache_dir):
 
     cfg = ArrayConfig(rows=2, cols=2, n=1, m=4)
     direct = synthesize(cfg, "ecp5", tmp_path / "ecp5", place_and_route=False, pe=False).array
-    figures = area.fpga_resources(cfg, "ecp5")
+    figures = fpga_area.fpga_resources(cfg, "ecp5")
     assert figures == {"luts": direct.luts, "ffs": direct.ffs, "dsps": direct.dsps,
-                       "carry": direct.carry, "brams": area.fpga_brams(cfg, "ecp5")}
+                       "carry": direct.carry, "brams": fpga_area.fpga_brams(cfg, "ecp5")}
     assert figures["dsps"] == cfg.multipliers
     assert [p.name for p in cache_dir.glob("area/index/*.json")] != []
     for p in cache_dir.glob("area/index/*.json"):   # the index answers, not a new synthesis
         p.write_text('{"luts": 1, "ffs": 2, "dsps": 3, "carry": 4}')
-    assert area.fpga_resources(cfg, "ecp5") == {"luts": 1, "ffs": 2, "dsps": 3, "carry": 4}
-    assert area.fpga_resources(cfg, "ecp5", cache=False) == figures
+    assert fpga_area.fpga_resources(cfg, "ecp5") == {"luts": 1, "ffs": 2, "dsps": 3, "carry": 4}
+    assert fpga_area.fpga_resources(cfg, "ecp5", cache=False) == figures
 
 
 # --- scratchpad SRAM (sparsa.hw.sram) and the accelerator's area by part ---
@@ -261,7 +261,7 @@ def test_scratchpad_brams_are_bounded_by_the_dp16kd_geometry(cache_dir):
 
     cfg = ArrayConfig(rows=2, cols=2, n=2, m=4, act_buffer_kib=1, weight_buffer_kib=2,
                       acc_buffer_kib=1)
-    brams = area.fpga_brams(cfg, "ecp5")
+    brams = fpga_area.fpga_brams(cfg, "ecp5")
     low = high = 0
     for pad in sram.scratchpads(cfg):
         copies = int(pad.ports.split("r")[0])
@@ -269,7 +269,7 @@ def test_scratchpad_brams_are_bounded_by_the_dp16kd_geometry(cache_dir):
         high += copies * min(-(-pad.width_bits // w) * -(-pad.depth // d)
                              for d, w in DP16KD_MODES)
     assert low <= brams <= high, (low, brams, high)
-    assert area.fpga_brams(cfg.replace(act_buffer_kib=8), "ecp5") > brams
+    assert fpga_area.fpga_brams(cfg.replace(act_buffer_kib=8), "ecp5") > brams
 
 
 @pytest.mark.rtl
@@ -304,20 +304,20 @@ def test_fmax_estimate_fits_log2_pes_per_pe_kind(cache_dir):
 
     placed = [(cfg(2, 2), 80.0), (cfg(2, 4), 76.0), (cfg(4, 4), 72.0),   # 80 - 4 per doubling
               (cfg(4, 4, n=1, m=1), 95.0), (cfg(8, 8, depth=1), 120.0)]
-    assert area.estimate_fmax(cfg(8, 8), placed) == pytest.approx(64.0)
-    assert area.estimate_fmax(cfg(4, 8), placed) == pytest.approx(68.0)
-    assert area.estimate_fmax(cfg(8, 8, n=1, m=1), placed) is None     # one size of that PE
-    assert area.estimate_fmax(cfg(8, 8, depth=2), placed) is None      # no such PE placed
+    assert fpga_area.estimate_fmax(cfg(8, 8), placed) == pytest.approx(64.0)
+    assert fpga_area.estimate_fmax(cfg(4, 8), placed) == pytest.approx(68.0)
+    assert fpga_area.estimate_fmax(cfg(8, 8, n=1, m=1), placed) is None     # one size of that PE
+    assert fpga_area.estimate_fmax(cfg(8, 8, depth=2), placed) is None      # no such PE placed
     for c, f in [*placed, (cfg(8, 8), 66.0)]:
-        area._record_fmax(c, "ecp5", None, f)
-    assert sorted(f for _, f in area.placed_fmax("ecp5")) == [66.0, 72.0, 76.0, 80.0, 95.0,
+        fpga_area.record_fmax(c, "ecp5", None, f)
+    assert sorted(f for _, f in fpga_area.placed_fmax("ecp5")) == [66.0, 72.0, 76.0, 80.0, 95.0,
                                                                 120.0]
-    assert area.placed_fmax("ecp5", "45k") == []
-    errors = {(c.rows, c.cols): (real, est) for c, real, est in area.fmax_estimate_errors()}
+    assert fpga_area.placed_fmax("ecp5", "45k") == []
+    errors = {(c.rows, c.cols): (real, est) for c, real, est in fpga_area.fmax_estimate_errors()}
     # leaving 8x8 out, the other three lie on 80 - 4 log2(PEs / 4): 64 at 64 PEs
     assert errors[8, 8] == (66.0, pytest.approx(64.0))
     assert set(errors) == {(2, 2), (2, 4), (4, 4), (8, 8)}
     with pytest.raises(ValueError, match="fmax must be"):
-        area.fpga_resources(cfg(2, 2), "ice40", fmax="estimate")
+        fpga_area.fpga_resources(cfg(2, 2), "ice40", fmax="estimate")
     with pytest.raises(ValueError, match="fmax must be"):
-        area.fpga_resources(cfg(2, 2), "ecp5", fmax="fit")
+        fpga_area.fpga_resources(cfg(2, 2), "ecp5", fmax="fit")

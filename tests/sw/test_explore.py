@@ -191,8 +191,8 @@ def test_fpga_resources_objectives_and_constraints(client, topology, tmp_path):
         assert {e.key for e in f.front} == {f.feasible[i].key for i in brute_front(vectors)}
 
 
-# The FPGA figures with block RAMs and a post-route Fmax, as sparsa.hw.area.fpga_resources gives
-# them with fmax=True (made up here: the sweep only carries them).
+# The FPGA figures with block RAMs and a post-route Fmax, as sparsa.hw.fpga_area.fpga_resources
+# gives them with fmax=True (made up here: the sweep only carries them).
 FPGA_PNR = lambda cfg: {"luts": 40 * cfg.rows * cfg.cols, "ffs": 100, "dsps": cfg.multipliers,  # noqa: E731
                         "carry": 0, "brams": 4 * cfg.cols + cfg.rows,
                         "fmax_mhz": 120.0 - 5 * cfg.rows - 2 * cfg.m}
