@@ -446,6 +446,7 @@ class Stats:
     tiles: int = 0
     programs: int = 0
     kinds: dict[str, int] = field(default_factory=dict)   # programs per stimulus kind
+    per_config: dict[str, int] = field(default_factory=dict)   # tiles per configuration
     cycles: int = 0
     seconds: float = 0.0
     mismatches: list = field(default_factory=list)   # (config, seed, index, case, problems)
@@ -455,8 +456,9 @@ class Stats:
         self.tiles += other.tiles
         self.programs += other.programs
         self.cycles += other.cycles
-        for k, v in other.kinds.items():
-            self.kinds[k] = self.kinds.get(k, 0) + v
+        for mine, theirs in ((self.kinds, other.kinds), (self.per_config, other.per_config)):
+            for k, v in theirs.items():
+                mine[k] = mine.get(k, 0) + v
         self.mismatches += other.mismatches
         self.errors += other.errors
 
@@ -478,11 +480,13 @@ def run_job(name: str, seed: int, tile_programs: int, other_programs: int, tiles
     stats = Stats()
     for i, (case, result) in enumerate(zip(cases, results, strict=True)):
         problems = check(cfg, case, result)
-        kind = ("tiles" if case.reference is None else type(case.reference).__name__) + \
-            ("" if case.exact else "+random pacing")
+        kind = ("tile batch" if case.reference is None else type(case.reference).__name__) + \
+            ("" if case.exact else ", random pacing") + (f", DRAM {case.rate} B/cycle"
+                                                          if case.rate else "")
         stats.kinds[kind] = stats.kinds.get(kind, 0) + 1
         stats.programs += 1
         stats.tiles += case.tiles
+        stats.per_config[name] = stats.per_config.get(name, 0) + case.tiles
         stats.cycles += 0 if isinstance(result, Exception) else result.cycles
         if problems:
             stats.mismatches.append((name, seed, i, case, problems))
@@ -594,6 +598,8 @@ def main(argv=None) -> int:
     print(f"fuzz: {len(configs)} configurations, {stats.tiles:,} tiles and {stats.programs:,} "
           f"programs checked ({stats.cycles:,} simulated cycles) in {stats.seconds:.0f} s; "
           f"seed {seed}; {len(stats.mismatches)} mismatches, {len(stats.errors)} errors")
+    for name, n in stats.per_config.items():
+        print(f"  {name}: {n:,} tiles")
     for kind, n in sorted(stats.kinds.items()):
         print(f"  {kind}: {n:,} programs")
     if stats.mismatches or stats.errors:
