@@ -30,6 +30,7 @@ has been issued, which these rules do.
 
 from __future__ import annotations
 
+import bisect
 import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -243,6 +244,38 @@ def block_instructions(cfg: ArrayConfig, tiling: Tiling, block: Block, *,
     return out, tuple(deferral.held)
 
 
+def _regular(cfg: ArrayConfig, walk: BlockWalk):
+    """``(start, stop) ->`` the view instructions of the block's tiles ``start .. stop - 1``
+    when they only load weights, preload and compute on accumulating K passes (no activation
+    load, no STORE held or emitted), as :func:`_natural` gives them, without walking their
+    operations."""
+    t, block, rows = walk.t, walk.block, cfg.rows
+    first_acc = (block.index % t.acc_sets) * t.col_block
+    tiles, load, w_slot = walk.tiles, walk.load, walk.w_slot
+    slots: dict[int, tuple[Instruction, ...]] = {}
+    computes: dict[tuple[int, int], Instruction] = {}
+
+    def tile(s: int) -> tuple[Instruction, ...]:
+        _, c, _, b = tiles[s]
+        got = computes.get((c, b))
+        if got is None:
+            tag = t.slice_load(block.index, b) % 2 if t.sliced else walk.tag
+            got = computes[c, b] = _compute((first_acc + c % t.col_block) * t.p_block,
+                                            walk.beats, True, tag, ())
+        slot = w_slot(s)
+        weights = slots.get(slot)
+        if weights is None:
+            weights = slots[slot] = (
+                (_insn(Opcode.LOAD_WEIGHT, addr=slot * rows, count=rows),) if load else ()
+            ) + (_insn(Opcode.PRELOAD, addr=slot * rows),)
+        return (*weights, got)
+
+    def regular(start: int, stop: int) -> list[Instruction]:
+        return [i for s in range(start, stop) for i in tile(s)]
+
+    return regular
+
+
 # A view segment: instructions repeated ``count`` times, the weight scratchpad addresses (of
 # LOAD_WEIGHT and PRELOAD) moved by ``step`` more in each repetition.
 Segment = tuple[list[Instruction], int, int]
@@ -262,53 +295,60 @@ def block_view(cfg: ArrayConfig, tiling: Tiling, block: Block, *, carry: tuple[H
                raw: bool = False) -> tuple[list[Segment], tuple[Held, ...]]:
     """:func:`block_instructions` with ``view=True`` as segments: repetition ``r`` of a segment
     ``(insns, count, step)`` is ``shifted(insns, r * step)``, and the repetitions of all
-    segments one after the other are its instructions. A block's tiles are K pass rows of its
-    column tiles; rows that only load weights, preload and compute (no activation load, no
-    store held or emitted, not a column tile's first or last K pass) repeat each other, the
-    weight slots moved (resident: by the row's tiles; two alternating slots: not at all, whole
-    rows of an even number of tiles), so they are walked once per run."""
+    segments one after the other are its instructions.
+
+    A block's tiles are K pass rows of its column tiles. Between the tiles that differ (a
+    column tile's first and last K pass, an activation load, a held STORE due, a sliced
+    layer's next channel block) tiles only load weights, preload and compute, and any row's
+    worth of them (from any column tile) repeats the one before with the weight slots moved
+    (resident: by the row's tiles; two alternating slots: not at all, over an even number of
+    tiles): such a stretch is walked once per run, and the tiles after its last whole
+    repetition are the first ones of it, moved."""
     t, cb = tiling, block.col_block
     walk = BlockWalk(t, block)
-    ncols = t.block_cols(cb)
-    if t.low.groups > 1 or walk.count < 4 * ncols:
+    ncols, count = t.block_cols(cb), walk.count
+    if t.low.groups > 1 or count < 4 * ncols:
         pairs, held = block_instructions(cfg, t, block, carry=carry, raw=raw, view=True)
         return [([i for i, _ in pairs], 1, 0)], held
-    rows = walk.count // ncols
-    unit = 1 if t.weights_resident or ncols % 2 == 0 else 2
-    step = unit * ncols * cfg.rows if t.weights_resident else 0
-    special = {0, rows - 1} | {s // ncols for s in walk.plan}
-
-    def key(r: int):
-        return None if r in special else walk.tiles[r * ncols][3] if t.sliced else 0
-
+    unit = ncols if t.weights_resident or ncols % 2 == 0 else 2 * ncols    # tiles
+    step = unit * cfg.rows if t.weights_resident else 0
+    per_tile = 3 if walk.load else 2        # LOAD_WEIGHT, PRELOAD, COMPUTE
+    special = {*range(ncols), *range(count - ncols, count), *walk.plan}
+    if t.sliced:
+        special |= {s for s in range(ncols, count, ncols)
+                    if walk.tiles[s][3] != walk.tiles[s - 1][3]}
+    marks = [*sorted(special), count]
     deferral = _Deferral(cfg, t, carry)
     out: list[Segment] = []
-    plain: list[tuple[Instruction, Op]] = []
-
-    def walk_rows(first: int, stop: int) -> None:
-        for insn, op in _natural(cfg, walk, first * ncols, stop * ncols, raw, False, True):
-            deferral.push(insn, op, plain)
-
-    r = 0
-    while r < rows:
-        end = r
-        while end < rows and key(end) is not None and key(end) == key(r):
-            end += 1
-        reps = min(end - r, deferral.quiet() // ncols) // unit
+    plain: list[Instruction] = []
+    regular = _regular(cfg, walk)
+    s = 0
+    while s < count:
+        end = min(marks[bisect.bisect_left(marks, s)], s + deferral.quiet())
+        reps = (end - s) // unit
+        if end == s:
+            pairs: list[tuple[Instruction, Op]] = []
+            for insn, op in _natural(cfg, walk, s, s + 1, raw, False, True):
+                deferral.push(insn, op, pairs)
+            plain += [i for i, _ in pairs]
+            s += 1
+            continue
+        deferral.skip(end - s)
         if reps < 3:
-            walk_rows(r, r + 1)
-            r += 1
+            plain += regular(s, end)
+            s = end
             continue
         if plain:
-            out.append(([i for i, _ in plain], 1, 0))
-            plain.clear()
-        walk_rows(r, r + unit)
-        out.append(([i for i, _ in plain], reps, step))
-        plain.clear()
-        deferral.skip((reps - 1) * unit * ncols)
-        r += reps * unit
-    if plain:   # the last row's, with the loads after the block's last COMPUTE
-        out.append(([i for i, _ in plain], 1, 0))
+            out.append((plain, 1, 0))
+            plain = []
+        insns = regular(s, s + unit)
+        out.append((insns, reps, step))
+        rest = end - s - reps * unit    # tiles of one more, partial, repetition
+        if rest:
+            plain = shifted(insns[:rest * per_tile], reps * step)
+        s = end
+    if plain:
+        out.append((plain, 1, 0))
     return out, tuple(deferral.held)
 
 
