@@ -322,7 +322,7 @@ def _print_layers(result, cfg, seconds: tuple[float, float], golden_macs: int) -
                 "outputs", "sim s"):
         table.add_column(col, justify="left" if col in ("layer", "N:M", "outputs") else "right",
                          no_wrap=True)
-    names = short_names([r.name for r in result.layers], max(12, console.width - 88))
+    names = short_names([r.name for r in result.layers], max(12, console.width - 96))
     for r, name in zip(result.layers, names, strict=True):
         table.add_row(str(r.index), name, r.gemm, r.pattern, str(r.measured), str(r.predicted),
                       str(r.measured - r.predicted),
