@@ -1,10 +1,12 @@
 """sim.fuzz: the shrinker reduces an injected failure (a fake backend that corrupts one output
-row whenever a STORE follows an overwriting COMPUTE) to a 1-minimal reproducer that replays;
-a tiny fuzz run on the native harness passes against golden, counts and the cycle model."""
+row whenever a STORE follows an overwriting COMPUTE) to a 1-minimal reproducer that replays,
+and does the same with that fault on top of the native harness; a tiny fuzz run on the native
+harness passes against golden, counts and the cycle model."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 
 import numpy as np
@@ -93,3 +95,34 @@ def test_tiny_fuzz_run(node_seed):
     assert stats.programs == 12
     assert stats.tiles >= 60
     assert stats.mismatches == []
+
+
+def _corrupting(runner):
+    """``runner`` with the fake's fault: the last output row off by one after an overwriting
+    COMPUTE."""
+    def run(cfg, cases):
+        results = runner(cfg, cases)
+        return [dataclasses.replace(r, outputs=[*r.outputs[:-1], r.outputs[-1] + 1])
+                if _trigger(c.program) and not isinstance(r, Exception) and r.outputs else r
+                for c, r in zip(cases, results, strict=True)]
+    return run
+
+
+@pytest.mark.rtl
+def test_shrinker_on_native(tmp_path, node_seed):
+    """The same injected fault on top of the native harness (every candidate its own harness
+    process): shrunk to at most 7 instructions at ideal pacing, and the reproducer replays on
+    the harness with the fault, and passes without it."""
+    native = fuzz.NativeRunner()
+    runner = _corrupting(native)
+    case = _failing_case(np.random.default_rng(node_seed))
+    assert not fuzz.check(CFG, case, native(CFG, [case])[0])
+    small = fuzz.shrink(CFG, case, runner)
+    problems = fuzz.check(CFG, small, runner(CFG, [small])[0])
+    assert [p.split(":")[0] for p in problems] == ["outputs"]
+    assert small.pace is None
+    assert len(small.program) <= 7 < len(case.program)
+    path = tmp_path / "repro.json"
+    fuzz.save_repro(path, CFG, small, problems, node_seed, len(case.program))
+    assert fuzz.replay(path, runner=runner) == problems
+    assert fuzz.replay(path) == []
