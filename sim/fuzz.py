@@ -564,7 +564,7 @@ def _args(argv):
     ap.add_argument("--replay", type=Path, help="replay a reproducer written by a campaign")
     ap.add_argument("--seed", type=int, default=None,
                     help="campaign seed (default: SPARSA_SEED, else the time)")
-    ap.add_argument("--scale", type=float, default=float(os.environ.get("FUZZ_SCALE", "1")),
+    ap.add_argument("--scale", type=float, default=None,
                     help="fraction of the full campaign: 10^6 tiles and 10^4 programs "
                          "(default FUZZ_SCALE, else 1)")
     ap.add_argument("--budget", type=float, default=1800.0, help="seconds at most")
@@ -585,6 +585,16 @@ def main(argv=None) -> int:
             return 2
         print("\n".join(problems) if problems else f"{args.replay}: no mismatch (now passes)")
         return 1 if problems else 0
+    if args.scale is None:
+        try:
+            args.scale = float(os.environ.get("FUZZ_SCALE") or 1)
+        except ValueError:
+            args.scale = -1.0
+    if not args.scale > 0 or args.workers < 1 or not args.budget > 0:
+        print(f"error: scale (FUZZ_SCALE) and budget must be positive numbers and workers a "
+              f"positive integer, not scale {os.environ.get('FUZZ_SCALE', args.scale)!r}, "
+              f"budget {args.budget}, workers {args.workers}", file=sys.stderr)
+        return 2
     configs = [c for c in args.configs.split(",") if c]
     unknown = [c for c in configs if c not in CONFIGS]
     if unknown:
