@@ -47,7 +47,7 @@ from sparsa.sw.accel_timing import program_counts, program_timing
 
 from .golden_accel import GoldenAccelerator, ProgramError
 from .native import NativeAccelerator, Pace
-from .programs import _act_rows, _psum_rows, _weight_rows, random_conv_program, random_gemm_program
+from .programs import act_rows, psum_rows, random_conv_program, random_gemm_program, weight_rows
 from .stimulus import random_acts
 
 __all__ = ["CONFIGS", "Case", "Stats", "check", "main", "replay", "run_campaign", "shrink",
@@ -142,7 +142,7 @@ def tile_program(cfg: ArrayConfig, rng: np.random.Generator, *, tiles: int) -> C
     geom = im2col.linear_geometry(p, k)
     prog = [im2col.config_instruction(cfg, geom),
             Instruction(Opcode.LOAD_ACT, addr=0, count=passes * p, channels=k, tag=0, pixels=p)]
-    data = _act_rows(cfg, x)
+    data = act_rows(cfg, x)
     regions, slots = max(1, min(4, depth["acc"] // p)), min(6, depth["weight"] // cfg.rows)
     for slot in range(int(rng.integers(1, slots + 1))):
         _load_weights(cfg, rng, prog, data, slot * cfg.rows, extreme)
@@ -160,7 +160,7 @@ def tile_program(cfg: ArrayConfig, rng: np.random.Generator, *, tiles: int) -> C
         rows = set(range(acc, acc + count))
         if rng.random() < 0.4 or not rows <= written:
             prog.append(Instruction(Opcode.LOAD_ACC, acc_addr=acc, count=count))
-            data += _psum_rows(cfg, _extreme(rng, (count, cfg.cols), cfg.acc_width))
+            data += psum_rows(cfg, _extreme(rng, (count, cfg.cols), cfg.acc_width))
             accumulate = True
         else:
             accumulate = bool(rng.random() < 0.7)
@@ -177,7 +177,7 @@ def _load_weights(cfg, rng, prog: list, data: list, slot: int, extreme: bool) ->
     """Append a LOAD_WEIGHT of a new random tile into weight rows ``slot ..``."""
     packed = nm.pack_nm(_tile_weights(cfg, rng, extreme), cfg.n, cfg.m)
     prog.append(Instruction(Opcode.LOAD_WEIGHT, addr=slot, count=cfg.rows))
-    data += _weight_rows(cfg, packed)
+    data += weight_rows(cfg, packed)
 
 
 def _tile_stores(cfg, rng, prog, data, rows, scaled):

@@ -32,8 +32,9 @@ from sparsa.isa import Instruction, Opcode
 
 from .stimulus import random_acts, random_conv_weights, random_nm_weights
 
-__all__ = ["AccelProgram", "ConvPass", "ConvProgram", "GemmProgram", "Placement", "conv_program",
-           "direct_conv", "gemm_program", "random_conv_program", "random_gemm_program"]
+__all__ = ["AccelProgram", "ConvPass", "ConvProgram", "GemmProgram", "Placement", "act_rows",
+           "conv_program", "direct_conv", "gemm_program", "psum_rows", "random_conv_program",
+           "random_gemm_program", "weight_rows"]
 
 ORDERS = ("k_inner", "cols_inner")
 _MASK = (1 << ADDR_BITS) - 1
@@ -100,7 +101,7 @@ def _scales(rng: np.random.Generator, columns: int, *, tiles: int, cols: int):
     return b, mult, shift
 
 
-def _act_rows(cfg: ArrayConfig, pixels: np.ndarray) -> list[int]:
+def act_rows(cfg: ArrayConfig, pixels: np.ndarray) -> list[int]:
     """Pixels ``(count, channels)`` -> their NHWC scratchpad rows (``C_blocks`` per pixel, the
     last block zero-padded), packed."""
     kp = cfg.k_per_pass
@@ -110,7 +111,8 @@ def _act_rows(cfg: ArrayConfig, pixels: np.ndarray) -> list[int]:
     return [isa.pack_act_row(cfg, row) for row in padded.reshape(-1, kp)]
 
 
-def _weight_rows(cfg: ArrayConfig, packed: nm.CompressedNM) -> list[int]:
+def weight_rows(cfg: ArrayConfig, packed: nm.CompressedNM) -> list[int]:
+    """A compressed weight tile -> its ``rows`` weight scratchpad rows (one PE row each)."""
     return [isa.pack_weight_row(cfg, packed.values[r], packed.indices[r])
             for r in range(cfg.rows)]
 
@@ -142,7 +144,7 @@ def gemm_program(cfg: ArrayConfig, rng: np.random.Generator, *, p: int, passes: 
     prog = [im2col.config_instruction(cfg, geom),
             Instruction(Opcode.LOAD_ACT, addr=0, count=passes * p, channels=k, tag=tag,
                         pixels=p)]
-    data = _act_rows(cfg, x)
+    data = act_rows(cfg, x)
     if load_acc:
         prog.append(Instruction(Opcode.LOAD_ACC, acc_addr=0, count=col_tiles * p))
         for c in range(col_tiles):
@@ -152,7 +154,7 @@ def gemm_program(cfg: ArrayConfig, rng: np.random.Generator, *, p: int, passes: 
             packed = nm.pack_nm(wp[j * kp:(j + 1) * kp, c * cols:(c + 1) * cols], cfg.n, cfg.m)
             prog.append(Instruction(Opcode.LOAD_WEIGHT, addr=(c * passes + j) * cfg.rows,
                                     count=cfg.rows))
-            data += _weight_rows(cfg, packed)
+            data += weight_rows(cfg, packed)
     steps = [(c, j) for c in range(col_tiles) for j in range(passes)] if order == "k_inner" \
         else [(c, j) for j in range(passes) for c in range(col_tiles)]
     for c, j in steps:
@@ -377,7 +379,7 @@ class _ConvBuilder:
         cb = self.geom.c_blocks(self.cfg)
         self.emit(Instruction(Opcode.LOAD_ACT, addr=(q % 2) * self.region, count=(hi - lo) * cb,
                               channels=self.geom.channels, tag=q % 2, pixels=hi - lo),
-                  _act_rows(self.cfg, self.x[lo:hi]))
+                  act_rows(self.cfg, self.x[lo:hi]))
 
     def base(self, q: int) -> int:
         lo, _ = im2col.footprint(self.geom, *self.blocks[q])
@@ -400,7 +402,7 @@ class _ConvBuilder:
         else:
             addr, self.ring = (self.ring % self.RING) * rows, self.ring + 1
             self.emit(Instruction(Opcode.LOAD_WEIGHT, addr=addr, count=rows),
-                      _weight_rows(self.cfg, self.tiles[t][k][1]))
+                      weight_rows(self.cfg, self.tiles[t][k][1]))
         self.emit(Instruction(Opcode.PRELOAD, addr=addr))
 
     def build(self, *, scales, relu: bool, out_channels: int) -> None:
@@ -411,7 +413,7 @@ class _ConvBuilder:
                 for k, (_, packed) in enumerate(ts):
                     self.slot[t, k] = len(self.slot) * cfg.rows
                     self.emit(Instruction(Opcode.LOAD_WEIGHT, addr=self.slot[t, k],
-                                          count=cfg.rows), _weight_rows(cfg, packed))
+                                          count=cfg.rows), weight_rows(cfg, packed))
         self.load_block(0)
         for q, (first, count) in enumerate(self.blocks):
             steps = self.steps()
@@ -420,7 +422,7 @@ class _ConvBuilder:
                 for t in self.tiles:
                     rows = self.psum0[first:first + count, t * cfg.cols:(t + 1) * cfg.cols]
                     self.emit(Instruction(Opcode.LOAD_ACC, acc_addr=self.acc_addr(q, t),
-                                          count=count), _psum_rows(cfg, rows))
+                                          count=count), psum_rows(cfg, rows))
             started = set()
             for s, (t, k) in enumerate(steps):
                 if s == next_at and q + 1 < len(self.blocks):
@@ -453,7 +455,8 @@ class _ConvBuilder:
                 self.stores.append(Placement(first, count, t * cfg.cols, raw))
 
 
-def _psum_rows(cfg: ArrayConfig, rows: np.ndarray) -> list[int]:
+def psum_rows(cfg: ArrayConfig, rows: np.ndarray) -> list[int]:
+    """Accumulator values ``(count, columns <= cols)`` -> accumulator rows (zero-padded)."""
     padded = np.zeros((rows.shape[0], cfg.cols), dtype=np.int64)
     padded[:, :rows.shape[1]] = rows
     return [isa.pack_psum_row(cfg, row) for row in padded]
