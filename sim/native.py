@@ -48,7 +48,7 @@ from .accel_driver import COUNTER_LAYOUT, AccelRun, counter_increments, decode_c
 from .tools import require, tool_env, verilator_root
 
 __all__ = ["CACHE_ENV", "HARNESS", "NativeAccelerator", "NativeResult", "Pace", "build",
-           "cache_root"]
+           "build_harness", "cache_root"]
 
 CACHE_ENV = "SPARSA_CACHE"
 HARNESS = Path(__file__).resolve().parent / "native" / "harness.cpp"
@@ -106,7 +106,16 @@ def build(cfg: ArrayConfig, *, threads: int = 1, waves: bool | None = None,
           root: str | Path | None = None) -> Path:
     """The harness executable for ``cfg``, built unless cached; returns its path.
     ``threads``: Verilator's ``--threads`` (1: single-threaded model); ``waves``: VCD tracing
-    (default: ``WAVES=1`` in the environment).
+    (default: ``WAVES=1`` in the environment)."""
+    return build_harness(cfg, top="accelerator", harness=HARNESS, binary=BINARY,
+                         threads=threads, waves=waves, root=root)
+
+
+def build_harness(cfg: ArrayConfig, *, top: str, harness: Path, binary: str,
+                  threads: int = 1, waves: bool | None = None,
+                  root: str | Path | None = None) -> Path:
+    """The executable of C++ ``harness`` around the exported ``top`` for ``cfg``, built unless
+    cached (see :func:`build`); returns its path.
 
     The executable's folder is named by a hash of the exported Verilog, the harness, the
     options and Verilator; an index keyed by the sources the Verilog comes from (the hardware
@@ -114,26 +123,25 @@ def build(cfg: ArrayConfig, *, threads: int = 1, waves: bool | None = None,
     if waves is None:
         waves = os.environ.get("WAVES") == "1"
     root = Path(root) if root is not None else cache_root()
-    args = _build_args(TOPS["accelerator"][0], threads, waves)
-    common = [cfg.to_json(), HARNESS.read_bytes(), " ".join(args),
+    args = _build_args(TOPS[top][0], threads, waves)
+    common = [top, cfg.to_json(), harness.read_bytes(), " ".join(args),
               (verilator_root() / "include" / "verilated.h").read_bytes()]
     index = root / "index" / _digest([*common, *_rtl_sources()])
     if index.is_file():
-        binary = root / index.read_text().strip() / BINARY
-        if binary.is_file():
-            return binary
-    rtl = export_verilog(cfg, root / "rtl" / _digest([cfg.to_json()]), top="accelerator")
+        path = root / index.read_text().strip() / binary
+        if path.is_file():
+            return path
+    rtl = export_verilog(cfg, root / "rtl" / _digest([top, cfg.to_json()]), top=top)
     key = _digest([*common, rtl.verilog.read_bytes(), rtl.waivers.read_bytes()])
-    out = root / f"{cfg.rows}x{cfg.cols}-{cfg.n}of{cfg.m}-d{cfg.pipeline_depth}-{key}"
-    binary = out / BINARY
+    out = root / f"{top}-{cfg.rows}x{cfg.cols}-{cfg.n}of{cfg.m}-d{cfg.pipeline_depth}-{key}"
     with _locked(root / ".locks" / key):
-        if not binary.is_file():
-            _compile(rtl, args, out)
+        if not (out / binary).is_file():
+            _compile(rtl, args, out, harness, binary)
     index.parent.mkdir(parents=True, exist_ok=True)
     tmp = index.with_name(f".{index.name}.{os.getpid()}")
     tmp.write_text(out.name + "\n")
     os.replace(tmp, index)
-    return binary
+    return out / binary
 
 
 def _digest(parts) -> str:
@@ -160,21 +168,20 @@ def _rtl_sources() -> list[bytes | str]:
     return files
 
 
-def _compile(rtl, args: list[str], out: Path) -> None:
+def _compile(rtl, args: list[str], out: Path, harness: Path, binary: str) -> None:
     """Verilate and compile into a scratch folder, then move it to ``out`` in one step."""
     require("verilator")
     scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     cmd = ["verilator", *args, "-j", str(os.cpu_count() or 1), "--Mdir", str(scratch / "obj"),
-           "-o", str(scratch / BINARY), str(rtl.waivers), str(rtl.verilog), str(HARNESS)]
+           "-o", str(scratch / binary), str(rtl.waivers), str(rtl.verilog), str(harness)]
     proc = subprocess.run(cmd, env=tool_env(), cwd=scratch, capture_output=True, text=True,
                           check=False)
     (scratch / "build.log").write_text(f"$ {' '.join(cmd)}\n{proc.stdout}{proc.stderr}")
-    if proc.returncode != 0 or not (scratch / BINARY).is_file():
-        shutil.rmtree(scratch / "obj", ignore_errors=True)   # the log stays
-        tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-30:])
-        raise RuntimeError(f"building the native harness failed (log: {scratch / 'build.log'}):"
-                           f"\n{tail}")
     shutil.rmtree(scratch / "obj", ignore_errors=True)   # 50 MB of objects, never reused
+    if proc.returncode != 0 or not (scratch / binary).is_file():
+        tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-30:])
+        raise RuntimeError(f"building the native harness {harness.name} failed "
+                           f"(log: {scratch / 'build.log'}):\n{tail}")
     if out.exists():   # a stale, incomplete folder
         shutil.rmtree(out)
     os.replace(scratch, out)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -31,12 +30,10 @@ import numpy as np
 from sparsa.config import ArrayConfig
 from sparsa.hw import layouts
 from sparsa.hw.csr import register_map
-from sparsa.hw.export import TOPS, export_verilog
 from sparsa.hw.top import ALL_COUNTERS
 
 from .memory_image import MemoryProgram
-from .native import RESET_CYCLES, _build_args, _digest, _locked, _rtl_sources, cache_root
-from .tools import require, tool_env, verilator_root
+from .native import RESET_CYCLES, build_harness
 
 __all__ = ["HARNESS", "PAD_BYTES", "AxiNativeResult", "NativeAxiAccelerator", "build",
            "read_outputs"]
@@ -56,48 +53,7 @@ def build(cfg: ArrayConfig, *, waves: bool | None = None, root: str | Path | Non
     """The AXI harness executable for ``cfg``, built unless cached; returns its path.
     ``waves``: VCD tracing (default: ``WAVES=1`` in the environment). Cached as
     :func:`sparsa.sim.native.build` caches the core's harness, in the same root."""
-    if waves is None:
-        waves = os.environ.get("WAVES") == "1"
-    root = Path(root) if root is not None else cache_root()
-    args = _build_args(TOPS[TOP][0], 1, waves)
-    common = [TOP, cfg.to_json(), HARNESS.read_bytes(), " ".join(args),
-              (verilator_root() / "include" / "verilated.h").read_bytes()]
-    index = root / "index" / _digest([*common, *_rtl_sources()])
-    if index.is_file():
-        binary = root / index.read_text().strip() / BINARY
-        if binary.is_file():
-            return binary
-    rtl = export_verilog(cfg, root / "rtl" / _digest([TOP, cfg.to_json()]), top=TOP)
-    key = _digest([*common, rtl.verilog.read_bytes(), rtl.waivers.read_bytes()])
-    out = root / f"axi-{cfg.rows}x{cfg.cols}-{cfg.n}of{cfg.m}-d{cfg.pipeline_depth}-{key}"
-    binary = out / BINARY
-    with _locked(root / ".locks" / key):
-        if not binary.is_file():
-            _compile(rtl, args, out)
-    index.parent.mkdir(parents=True, exist_ok=True)
-    tmp = index.with_name(f".{index.name}.{os.getpid()}")
-    tmp.write_text(out.name + "\n")
-    os.replace(tmp, index)
-    return binary
-
-
-def _compile(rtl, args: list[str], out: Path) -> None:
-    """Verilate and compile into a scratch folder, then move it to ``out`` in one step."""
-    require("verilator")
-    scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    cmd = ["verilator", *args, "-j", str(os.cpu_count() or 1), "--Mdir", str(scratch / "obj"),
-           "-o", str(scratch / BINARY), str(rtl.waivers), str(rtl.verilog), str(HARNESS)]
-    proc = subprocess.run(cmd, env=tool_env(), cwd=scratch, capture_output=True, text=True,
-                          check=False)
-    (scratch / "build.log").write_text(f"$ {' '.join(cmd)}\n{proc.stdout}{proc.stderr}")
-    shutil.rmtree(scratch / "obj", ignore_errors=True)   # objects are never reused
-    if proc.returncode != 0 or not (scratch / BINARY).is_file():
-        tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-30:])
-        raise RuntimeError(f"building the native AXI harness failed "
-                           f"(log: {scratch / 'build.log'}):\n{tail}")
-    if out.exists():   # a stale, incomplete folder
-        shutil.rmtree(out)
-    os.replace(scratch, out)
+    return build_harness(cfg, top=TOP, harness=HARNESS, binary=BINARY, waves=waves, root=root)
 
 
 @dataclass(frozen=True)
