@@ -48,7 +48,8 @@ bench: install
 	$(PY) bench/memory_bench.py
 	$(PY) bench/report_bench.py
 	$(PY) bench/run_bench.py
-	$(PY) bench/native_bench.py --networks digits_cnn,resnet50
+	$(PY) bench/native_bench.py --networks digits_cnn,resnet50,bert_base
+	$(PY) bench/native_axi_bench.py
 	$(PY) bench/llm_bench.py
 	$(PY) bench/explore_bench.py
 

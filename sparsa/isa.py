@@ -239,13 +239,14 @@ def pack_weight_row(cfg, values, indices) -> int:
     """One PE row: for each of ``cols`` PEs, ``n`` values then (sparse hardware) ``n`` indices;
     ``values``/``indices`` are ``[n][cols]``."""
     word, shift = 0, 0
+    n, ww, iw = cfg.n, cfg.weight_width, cfg.index_width    # properties: read them once
     for c in range(cfg.cols):
-        for j in range(cfg.n):
-            word |= (int(values[j][c]) & ((1 << cfg.weight_width) - 1)) << shift
-            shift += cfg.weight_width
-        for j in range(cfg.n if cfg.index_width else 0):
-            word |= (int(indices[j][c]) & ((1 << cfg.index_width) - 1)) << shift
-            shift += cfg.index_width
+        for j in range(n):
+            word |= (int(values[j][c]) & ((1 << ww) - 1)) << shift
+            shift += ww
+        for j in range(n if iw else 0):
+            word |= (int(indices[j][c]) & ((1 << iw) - 1)) << shift
+            shift += iw
     return word
 
 
