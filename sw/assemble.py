@@ -123,9 +123,8 @@ def _natural(cfg: ArrayConfig, walk: BlockWalk, start: int, stop: int, raw: bool
     """The instructions of the block's tiles ``start .. stop - 1`` in the scheduler's operation
     order (``view``: their timing views)."""
     t, block = walk.t, walk.block
-    rows, cb, geom = cfg.rows, t.c_blocks, t.walk_geom
-    depth, kp, channels = cfg.scratchpad_rows["act"], cfg.k_per_pass, t.low.geom.channels
-    kw = geom.kernel[1]
+    rows, cb = cfg.rows, t.c_blocks
+    kp, channels = cfg.k_per_pass, t.low.geom.channels
     first_acc = (block.index % t.acc_sets) * t.col_block
     relu = relu and not view        # not a timed field
 
@@ -136,7 +135,8 @@ def _natural(cfg: ArrayConfig, walk: BlockWalk, start: int, stop: int, raw: bool
         kind = type(op)
         if kind is Compute:
             walk_fields = () if view else tuple(im2col.compute_fields(
-                cfg, geom, base=op.base, first=op.first, offset=divmod(op.offset, kw),
+                cfg, t.walk_geom, base=op.base, first=op.first,
+                offset=divmod(op.offset, t.walk_geom.kernel[1]),
                 block=0 if t.sliced else op.block).items())
             yield _compute(acc_base(op.col_tile), op.beats, op.accumulate, op.tag,
                            walk_fields), op
@@ -155,12 +155,14 @@ def _natural(cfg: ArrayConfig, walk: BlockWalk, start: int, stop: int, raw: bool
             else:
                 base, rows_px = t.slice_base(op.block, op.slice), 1
                 real = min(kp, channels - op.slice * kp)
-            addr = 0 if view else ((base + op.first * rows_px) & _MASK) % depth
+            addr = 0 if view else \
+                ((base + op.first * rows_px) & _MASK) % cfg.scratchpad_rows["act"]
             insn = _insn(Opcode.LOAD_ACT, addr=addr, count=op.pixels * rows_px, channels=real,
                          tag=op.tag, pixels=op.pixels)
             yield (timing_view(insn) if view else insn), op
         else:
-            yield (_insn(Opcode.CONFIG) if view else im2col.config_instruction(cfg, geom)), op
+            yield (_insn(Opcode.CONFIG) if view else
+                   im2col.config_instruction(cfg, t.walk_geom)), op
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -246,8 +248,8 @@ def block_instructions(cfg: ArrayConfig, tiling: Tiling, block: Block, *,
 
 def _regular(cfg: ArrayConfig, walk: BlockWalk):
     """``(start, stop) ->`` the view instructions of the block's tiles ``start .. stop - 1``
-    when they only load weights, preload and compute on accumulating K passes (no activation
-    load, no STORE held or emitted), as :func:`_natural` gives them, without walking their
+    when they only load weights, preload and compute (no activation load, no STORE held or
+    emitted), as :func:`_natural` gives them, without walking their
     operations."""
     t, block, rows = walk.t, walk.block, cfg.rows
     first_acc = (block.index % t.acc_sets) * t.col_block
@@ -257,11 +259,12 @@ def _regular(cfg: ArrayConfig, walk: BlockWalk):
 
     def tile(s: int) -> tuple[Instruction, ...]:
         _, c, _, b = tiles[s]
-        got = computes.get((c, b))
+        accumulate = s > walk.first_at[c]
+        got = computes.get((c, b, accumulate))
         if got is None:
             tag = t.slice_load(block.index, b) % 2 if t.sliced else walk.tag
-            got = computes[c, b] = _compute((first_acc + c % t.col_block) * t.p_block,
-                                            walk.beats, True, tag, ())
+            got = computes[c, b, accumulate] = _compute(
+                (first_acc + c % t.col_block) * t.p_block, walk.beats, accumulate, tag, ())
         slot = w_slot(s)
         weights = slots.get(slot)
         if weights is None:
@@ -313,26 +316,32 @@ def block_view(cfg: ArrayConfig, tiling: Tiling, block: Block, *, carry: tuple[H
     unit = ncols if t.weights_resident or ncols % 2 == 0 else 2 * ncols    # tiles
     step = unit * cfg.rows if t.weights_resident else 0
     per_tile = 3 if walk.load else 2        # LOAD_WEIGHT, PRELOAD, COMPUTE
-    special = {*range(ncols), *range(count - ncols, count), *walk.plan}
-    if t.sliced:
-        special |= {s for s in range(ncols, count, ncols)
-                    if walk.tiles[s][3] != walk.tiles[s - 1][3]}
-    marks = [*sorted(special), count]
+    # walked: the last K pass's tiles (each holds a STORE) and the ones with loads; cut at:
+    # those, the second K pass (the first does not accumulate) and a sliced layer's channel
+    # blocks (their tags alternate)
+    special = {*range(count - ncols, count), *walk.plan}
+    marks = sorted({*special, ncols, count} | ({
+        s for s in range(ncols, count, ncols) if walk.tiles[s][3] != walk.tiles[s - 1][3]}
+        if t.sliced else set()))
     deferral = _Deferral(cfg, t, carry)
     out: list[Segment] = []
     plain: list[Instruction] = []
     regular = _regular(cfg, walk)
     s = 0
     while s < count:
-        end = min(marks[bisect.bisect_left(marks, s)], s + deferral.quiet())
-        reps = (end - s) // unit
-        if end == s:
+        quiet = deferral.quiet()
+        if s in special or not quiet:
+            stop = s + 1
+            while stop < count and stop in special:
+                stop += 1
             pairs: list[tuple[Instruction, Op]] = []
-            for insn, op in _natural(cfg, walk, s, s + 1, raw, False, True):
+            for insn, op in _natural(cfg, walk, s, stop, raw, False, True):
                 deferral.push(insn, op, pairs)
             plain += [i for i, _ in pairs]
-            s += 1
+            s = stop
             continue
+        end = min(marks[bisect.bisect_right(marks, s)], s + quiet)
+        reps = (end - s) // unit
         deferral.skip(end - s)
         if reps < 3:
             plain += regular(s, end)
