@@ -187,20 +187,25 @@ class _Deferral:
         if insn.opcode in (Opcode.LOAD_SCALE, Opcode.STORE):
             self.held.append((insn, op, 0))
             return
-        held = self.held
-        if insn.opcode in (Opcode.PRELOAD, Opcode.LOAD_ACT) and held and not self.emitted:
-            due = [h for h in held if h[2] >= self.limit - 1]
-            if not due and held[0][2] >= self.delay - 1 and self.since >= self.space:
-                due = [h for h in held if h[1] is held[0][1]]     # its LOAD_SCALE and STORE
-            if due:
-                out += [(i, o) for i, o, _ in due]
-                self.held = [h for h in held if h not in due]
-                self.since = 0
-            self.emitted = True
+        if insn.opcode in (Opcode.PRELOAD, Opcode.LOAD_ACT) and self.held and not self.emitted:
+            out += self.due()
         out.append((insn, op))
         if insn.opcode == Opcode.COMPUTE:
             self.held = [(i, o, n + 1) for i, o, n in self.held]
             self.since, self.emitted = self.since + 1, False
+
+    def due(self) -> list[tuple[Instruction, Op]]:
+        """The tile's check (at its first PRELOAD or LOAD_ACT): the held instructions due
+        now, no longer held."""
+        held = self.held
+        due = [h for h in held if h[2] >= self.limit - 1]
+        if not due and held[0][2] >= self.delay - 1 and self.since >= self.space:
+            due = [h for h in held if h[1] is held[0][1]]     # its LOAD_SCALE and STORE
+        if due:
+            self.held = [h for h in held if h not in due]
+            self.since = 0
+        self.emitted = True
+        return [(i, o) for i, o, _ in due]
 
     def quiet(self) -> int:
         """Tiles that can pass, from a tile's start, before a STORE is due (each tile checks
@@ -330,7 +335,13 @@ def block_view(cfg: ArrayConfig, tiling: Tiling, block: Block, *, carry: tuple[H
     s = 0
     while s < count:
         quiet = deferral.quiet()
-        if s in special or not quiet:
+        if not quiet and s not in special:    # a tile that emits held instructions
+            insns = regular(s, s + 1)
+            plain += [*insns[:-2], *(i for i, _ in deferral.due()), *insns[-2:]]
+            deferral.skip(1)
+            s += 1
+            continue
+        if s in special:
             stop = s + 1
             while stop < count and stop in special:
                 stop += 1
