@@ -45,6 +45,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 from sparsa.config import ArrayConfig
+from sparsa.files import cache_dir
 
 from .export import check_export_size, export_verilog
 from .fpga import ToolError, yowasp_env
@@ -147,10 +148,9 @@ def gate_equivalents(cells: Mapping[str, int], table: GateTable) -> float:
 
 
 def area_cache_dir() -> Path:
-    """``$SPARSA_CACHE_DIR/area`` (default ``~/.cache/sparsa/area``; the same root as the model
-    cache of :func:`sparsa.models.store.cache_dir`, which hw may not import)."""
-    root = os.environ.get("SPARSA_CACHE_DIR")
-    return (Path(root) if root else Path.home() / ".cache" / "sparsa") / "area"
+    """``$SPARSA_CACHE_DIR/area`` (default ``~/.cache/sparsa/area``, see
+    :func:`sparsa.files.cache_dir`)."""
+    return cache_dir("area")
 
 
 def _yosys() -> str:

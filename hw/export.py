@@ -17,6 +17,7 @@ from amaranth.hdl import ValueCastable
 from amaranth.lib import wiring
 
 from sparsa.config import ArrayConfig
+from sparsa.files import umask
 
 from . import layouts
 from .accelerator import COUNTERS, Accelerator
@@ -104,9 +105,7 @@ def _write_atomic(path: Path, text: str) -> None:
             tmp.close()
             os.unlink(tmp.name)
             raise
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(tmp.name, 0o666 & ~mask)   # a temporary file is private (0600); the output is not
+    os.chmod(tmp.name, 0o666 & ~umask())   # a temporary file is private (0600); the output is not
     os.replace(tmp.name, path)
 
 

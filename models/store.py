@@ -6,12 +6,13 @@ the cache directory they live in.
 from __future__ import annotations
 
 import json
-import os
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from sparsa import files
 
 from .errors import ModelImportError
 from .graph import Layer, LayerGraph
@@ -22,8 +23,7 @@ __all__ = ["cache_dir", "graph_from_json", "graph_to_json", "load_saved", "save_
 def cache_dir() -> Path:
     """Where sparsa caches traced graphs and demo-model artifacts (``$SPARSA_CACHE_DIR``,
     default ``~/.cache/sparsa``)."""
-    root = os.environ.get("SPARSA_CACHE_DIR")
-    return Path(root) if root else Path.home() / ".cache" / "sparsa"
+    return files.cache_dir()
 
 _FORMAT = "sparsa-graph/1"
 

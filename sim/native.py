@@ -4,9 +4,9 @@
 configuration and compiles it with ``native/harness.cpp`` into one executable (``verilator --cc
 --exe --build -O3 --x-assign fast --x-initial fast --noassert``, C++ ``-O3``; ``WAVES=1`` adds
 VCD tracing, see :class:`NativeAccelerator`). Executables are cached under :func:`cache_root`
-(``$SPARSA_CACHE/native``, else ``$XDG_CACHE_HOME/sparsa/native``, else
-``~/.cache/sparsa/native``), one folder per
-(configuration, exported Verilog, harness source, build options, Verilator version).
+(``$SPARSA_CACHE_DIR/native``, default ``~/.cache/sparsa/native``:
+:func:`sparsa.files.cache_dir`), one folder per (configuration, exported Verilog, harness source,
+build options, Verilator version).
 
 :class:`NativeAccelerator` runs a program: it writes the instruction words, the ``data_in`` rows
 and the pacing of :class:`~sparsa.sim.accel_driver.AcceleratorDriver` (ideal streams, or DRAM
@@ -39,6 +39,7 @@ import numpy as np
 import sparsa
 from sparsa import hw, isa
 from sparsa.config import ArrayConfig
+from sparsa.files import cache_dir
 from sparsa.hw import layouts
 from sparsa.hw.export import TOPS, export_verilog
 from sparsa.isa import Instruction
@@ -47,10 +48,9 @@ from sparsa.sw.accel_timing import beat_bytes, port_caps
 from .accel_driver import COUNTER_LAYOUT, AccelRun, counter_increments, decode_counters
 from .tools import require, tool_env, verilator_root
 
-__all__ = ["CACHE_ENV", "HARNESS", "NativeAccelerator", "NativeResult", "Pace", "build",
+__all__ = ["HARNESS", "NativeAccelerator", "NativeResult", "Pace", "build",
            "build_harness", "cache_root"]
 
-CACHE_ENV = "SPARSA_CACHE"
 HARNESS = Path(__file__).resolve().parent / "native" / "harness.cpp"
 BINARY = "harness"
 RESET_CYCLES = 2   # as the other backends reset
@@ -70,10 +70,7 @@ _MAKE_VARS = ("OPT_FAST=-O3", "OPT_GLOBAL=-O2", "OPT_SLOW=-O1")
 
 def cache_root() -> Path:
     """Where the executables are cached (see the module docstring)."""
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV]).expanduser() / "native"
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base).expanduser() / "sparsa" / "native"
+    return cache_dir("native")
 
 
 def _words(bits: int) -> int:

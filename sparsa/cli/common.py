@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from sparsa.config import PRESETS, ArrayConfig, preset
+from sparsa.files import umask
 from sparsa.nm import parse_nm
 
 __all__ = ["MARKER", "Parser", "UsageError", "add_command", "add_config_args", "add_prune_args",
@@ -149,12 +150,6 @@ def check_output_file(path: str | Path, suffix: str, option: str = "-o") -> Path
     return path
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _make_parents(path: Path) -> list[Path]:
     """Create the missing parents of ``path``; return them, innermost first."""
     made = []
@@ -186,7 +181,7 @@ def output_dir(path: Path, command: str) -> Iterator[Path]:
     try:
         yield tmp
         (tmp / MARKER).write_text(f"written by sparsa {command}; replaced whole by the next run\n")
-        os.chmod(tmp, 0o777 & ~_umask())
+        os.chmod(tmp, 0o777 & ~umask())
         if path.exists():
             old = tmp.with_suffix(".old")
             os.rename(path, old)
@@ -214,7 +209,7 @@ def output_file(path: Path) -> Iterator[Path]:
     tmp = Path(name)
     try:
         yield tmp
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, 0o666 & ~umask())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
