@@ -82,9 +82,10 @@ class DmaReader(wiring.Component):
     ``max_outstanding + 1`` rows (offset, length) carries each row from the planner to the
     aligner.
 
-    Cost of a descriptor: the planner accepts it in one cycle and issues one row per cycle plus
-    one cycle per burst; the data side takes ``beats + 1`` cycles per row (``beats`` = output
-    beats, ``ceil(row_bytes / B)``) at full rate, so with rows of several beats the address
+    Cost of a descriptor: the planner accepts it in one cycle and issues one burst per cycle
+    (a row with its first); the data side takes ``beats + 1`` cycles per row (``beats`` = output
+    beats, ``ceil(row_bytes / B)``) at full rate, ``beats`` when the row follows one whose
+    input beats are as many as its output beats, so with rows of several beats the address
     phase hides under the data. The next descriptor is accepted as soon as the planner has
     issued the previous one's last burst (descriptors pipeline).
     """

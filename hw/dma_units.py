@@ -70,12 +70,11 @@ def burst_layout(cfg: ArrayConfig) -> data.StructLayout:
     return data.StructLayout({"addr": unsigned(cfg.axi_addr_bits), "len": unsigned(8)})
 
 
-class _Walk(enum.Enum, shape=2):
-    """The burst planner's state: waiting for a descriptor, offering a row, issuing bursts."""
+class _Walk(enum.Enum, shape=1):
+    """The burst planner's state: waiting for a descriptor, issuing bursts."""
 
     IDLE = 0
-    ROW = 1
-    BURST = 2
+    BURST = 1
 
 
 def _check_cfg(cfg) -> None:
@@ -86,12 +85,14 @@ def _check_cfg(cfg) -> None:
 class BurstPlanner(wiring.Component):
     """Walks a descriptor (``desc``) row by row and cuts each row into AXI4 INCR bursts.
 
-    For each row it first offers the row on ``row`` (one cycle when accepted), then its bursts
-    on ``burst``, one per cycle at best. A row covers the bus beats from the one holding its
-    first byte to the one holding its last; a burst is as long as the beats left in the row,
-    at most 256 beats and never past the next 4 KiB boundary. So a descriptor costs one cycle to
-    accept, and per row one cycle plus one per burst; rows of at most 4 KiB that do not cross a
-    page boundary are a single burst. ``idle`` is high when no descriptor is being walked.
+    Each burst is offered on ``burst``, one per cycle at best; a row's first burst also
+    offers the row on ``row``, and the two are taken together (``burst.valid`` waits for
+    ``row.ready`` and ``row.valid`` for ``burst.ready`` in that cycle, so neither is taken
+    without the other). A row covers the bus beats from the one holding its first byte to the
+    one holding its last; a burst is as long as the beats left in the row, at most 256 beats
+    and never past the next 4 KiB boundary. So a descriptor costs one cycle to accept and one
+    per burst; rows of at most 4 KiB that do not cross a page boundary are a single burst.
+    ``idle`` is high when no descriptor is being walked.
     """
 
     def __init__(self, cfg: ArrayConfig):
@@ -109,8 +110,15 @@ class BurstPlanner(wiring.Component):
         shift = exact_log2(_bus_bytes(cfg))
         a = cfg.axi_addr_bits
         desc = Signal(descriptor_layout(cfg))     # the walk: base = current row, rows = left
-        beat = Signal(a - shift)                  # next burst's address, in beats
-        beats_left = Signal(a - shift + 1)        # beats of the current row not yet requested
+        fresh = Signal()                          # the next burst is the current row's first
+        next_beat = Signal(a - shift)             # the next burst's address, in beats, and
+        next_left = Signal(a - shift + 1)         # the row's beats left, after its first burst
+        row_end = Signal(a)
+        m.d.comb += row_end.eq(desc.base + desc.row_bytes - 1)
+        beat, beats_left = Signal.like(next_beat), Signal.like(next_left)
+        m.d.comb += [beat.eq(Mux(fresh, desc.base[shift:], next_beat)),
+                     beats_left.eq(Mux(fresh, row_end[shift:] - desc.base[shift:] + 1,
+                                       next_left))]
         page_beats = PAGE_BYTES >> shift
         to_page = Signal(range(page_beats + 1))
         m.d.comb += to_page.eq(page_beats - beat[:exact_log2(page_beats)])
@@ -118,8 +126,6 @@ class BurstPlanner(wiring.Component):
         m.d.comb += limit.eq(Mux(to_page > MAX_BURST_BEATS, MAX_BURST_BEATS, to_page))
         beats = Signal(range(MAX_BURST_BEATS + 1))
         m.d.comb += beats.eq(Mux(beats_left < limit, beats_left, limit))
-        row_end = Signal(a)
-        m.d.comb += row_end.eq(desc.base + desc.row_bytes - 1)
 
         m.d.comb += [
             self.row.payload.offset.eq(desc.base[:shift]),
@@ -130,22 +136,21 @@ class BurstPlanner(wiring.Component):
         ]
         # A plain state register with its outputs as continuous assignments (see the module).
         state = Signal(_Walk)
-        idle, in_row, in_burst = (state == _Walk.IDLE), (state == _Walk.ROW), (state == _Walk.BURST)
-        m.d.comb += [self.idle.eq(idle), self.desc.ready.eq(idle), self.row.valid.eq(in_row),
-                     self.burst.valid.eq(in_burst)]
+        idle, walking = (state == _Walk.IDLE), (state == _Walk.BURST)
+        m.d.comb += [self.idle.eq(idle), self.desc.ready.eq(idle),
+                     self.row.valid.eq(walking & fresh & self.burst.ready),
+                     self.burst.valid.eq(walking & (~fresh | self.row.ready))]
         nonempty = (self.desc.payload.rows != 0) & (self.desc.payload.row_bytes != 0)
         with m.If(self.desc.valid & self.desc.ready):
-            m.d.sync += [desc.eq(self.desc.payload),
-                         state.eq(Mux(nonempty, _Walk.ROW, _Walk.IDLE))]
-        with m.If(self.row.valid & self.row.ready):
-            m.d.sync += [beat.eq(desc.base[shift:]),
-                         beats_left.eq(row_end[shift:] - desc.base[shift:] + 1),
-                         state.eq(_Walk.BURST)]
+            m.d.sync += [desc.eq(self.desc.payload), fresh.eq(1),
+                         state.eq(Mux(nonempty, _Walk.BURST, _Walk.IDLE))]
         with m.If(self.burst.valid & self.burst.ready):
-            m.d.sync += [beat.eq(beat + beats), beats_left.eq(beats_left - beats)]
+            m.d.sync += [next_beat.eq(beat + beats), next_left.eq(beats_left - beats),
+                         fresh.eq(0)]
             with m.If(beats_left == beats):
                 m.d.sync += [desc.rows.eq(desc.rows - 1), desc.base.eq(desc.base + desc.stride),
-                             state.eq(Mux(desc.rows == 1, _Walk.IDLE, _Walk.ROW))]
+                             fresh.eq(1),
+                             state.eq(Mux(desc.rows == 1, _Walk.IDLE, _Walk.BURST))]
         return m
 
 
@@ -157,9 +162,11 @@ class ReadAligner(wiring.Component):
     output beat is the upper ``B - offset`` bytes of the register followed by the lower
     ``offset`` bytes of the next input beat (a ``2B -> B`` byte shifter), and the input beat
     replaces the register. When the register alone holds the rest of the row, the last output
-    beat is sent without taking an input beat. So a row of ``k`` output beats takes ``k + 1``
-    cycles at full rate, whatever its alignment, and exactly its own input beats are taken.
-    The ``row`` entry is released with the row's last output beat.
+    beat is sent without taking an input beat, and takes the next row's first beat instead
+    (its capture, if the beat is there). So a row of ``k`` output beats and ``n`` input beats
+    takes ``k + 1`` cycles at full rate, and ``k`` when ``n == k`` and the next row's first
+    beat follows at once; exactly its own input beats are taken. The ``row`` entry is needed
+    from the first output beat and released with the row's last.
     """
 
     def __init__(self, cfg: ArrayConfig):
@@ -189,12 +196,15 @@ class ReadAligner(wiring.Component):
             self.out.payload.count.eq(Mux(left < b, left, b)),
             self.out.payload.last.eq(left <= b),
         ]
-        loading = self.row.valid & ~have      # the row's first beat goes into ``held``
+        # A row's first beat goes into ``held`` while nothing is held (beats come in row order,
+        # so it needs no ``row`` entry yet), or with the previous row's last output beat when
+        # that one takes no input beat.
+        loading = ~have
         active = self.row.valid & have
         done = Signal()
         m.d.comb += [
             self.out.valid.eq(active & (held_only | self.beat.valid)),
-            self.beat.ready.eq(loading | (active & self.out.ready & ~held_only)),
+            self.beat.ready.eq(loading | (active & self.out.ready)),
             done.eq(self.out.valid & self.out.ready & self.out.payload.last),
             self.row.ready.eq(done),
         ]
@@ -203,7 +213,7 @@ class ReadAligner(wiring.Component):
         with m.If(self.out.valid & self.out.ready):
             m.d.sync += [held.eq(self.beat.payload), sent.eq(sent + b)]
         with m.If(done):
-            m.d.sync += [sent.eq(0), have.eq(0)]
+            m.d.sync += [sent.eq(0), have.eq(held_only & self.beat.valid)]
         return m
 
 

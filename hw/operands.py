@@ -81,8 +81,9 @@ class OperandTap(wiring.Component):
     Requests: LOAD_ACT reads ``pixels`` rows of ``channels * act_width / 8`` bytes, ``stride``
     apart; LOAD_WEIGHT and LOAD_ACC one row of ``count`` scratchpad rows' bytes; LOAD_SCALE one
     row of the scale row's bytes. One row per load is the better burst: the planner spends a
-    cycle per row and the reader one extra cycle per row, and a row is cut into bursts only at
-    256 beats or a 4 KiB page. An empty transfer (no rows or no bytes) makes no request.
+    cycle per burst (one per row at least), the reader a capture cycle per row after a gap or an
+    unaligned row, and a row is cut into bursts only at 256 beats or a 4 KiB page. An empty
+    transfer (no rows or no bytes) makes no request.
 
     The register cannot be full at a LOAD's dispatch in practice: a LOAD dispatches only once
     the previous LOAD's data is all taken, so its request has left. ``room`` keeps it safe."""

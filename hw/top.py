@@ -61,16 +61,18 @@ means in clock cycle ``t``.
    descriptor's last burst); the load's request first if both are offered. A load's request is
    held in every cycle in which a STORE is pending (dispatched in an earlier cycle, its
    completion handshake not before this cycle); meanwhile fetch descriptors may go.
-2. Planner. A descriptor taken at ``P``: row ``j`` has one ROW cycle, then its bursts, one per
-   cycle: ROW of row 0 at ``P + 1``, each burst in the cycle after the previous planner cycle,
-   and burst ``q`` (counted over all descriptors) not before ``R(q - 4) + 1``, where ``R(q)`` is
-   the cycle the burst's last beat is taken (four bursts in flight). A row covers the bus beats
-   ``floor(a / B) .. floor((a + bytes - 1) / B)``, cut into bursts at 256 beats and at 4 KiB.
+2. Planner. A descriptor taken at ``P``: its bursts, one per cycle, row by row: the first at
+   ``P + 1``, each in the cycle after the previous one, and burst ``q`` (counted over all
+   descriptors) not before ``R(q - 4) + 1``, where ``R(q)`` is the cycle the burst's last beat
+   is taken (four bursts in flight); a row is handed on (``ROW(j)``) with its first burst. A row
+   covers the bus beats ``floor(a / B) .. floor((a + bytes - 1) / B)``, cut into bursts at 256
+   beats and at 4 KiB.
 3. Beats. Beat ``i`` (in request order) is valid from ``max(issue(burst) + L + index in burst,
    taken(i - 1) + 1)``.
 4. Aligner and packer, per row ``j`` (``n`` input beats, ``k = ceil(bytes / B)`` output
-   beats): capture at ``C = max(E(j - 1) + 1, valid(first beat))``, taking the first beat
-   (``E(j - 1)``: the last cycle of the previous row, of any descriptor). Output beat ``t``
+   beats): capture at ``C = max(E(j - 1) + g, valid(first beat))``, taking the first beat
+   (``E(j - 1)``: the last cycle of the previous row, of any descriptor; ``g = 0`` if that row
+   had ``n == k``, its last output beat taking no input beat, else ``g = 1``). Output beat ``t``
    starts at ``S(t) = max(end(t - 1) + 1, valid(input beat t + 1) if t + 1 < n)`` (``end(-1) =
    C``) and lasts one cycle per *piece*: the bytes ``[tB, min((t+1)B, bytes))`` cut at the
    multiples of the chunk size ``S`` (16 for fetch, ``K_pass * act_width / 8`` for LOAD_ACT,
@@ -82,18 +84,19 @@ means in clock cycle ``t``.
    dispatch(previous word) + 1)``; the core decides from there (:mod:`~sparsa.hw.dispatch`).
 
 So a LOAD alone (idle read path, rows of one burst, four bursts enough to cover ``L``) has its
-first ``data_in`` beat at ``D + 4 + L`` and its last at ``D + 2 + L + sum_j (p_j + 1)``, with
-``p_j`` the pieces of row ``j``: ``|{multiples of B or S in (0, bytes_j)}| + 1``. Rows cost
-``p_j + 1`` cycles each; with single-beat rows four bursts in flight cover ``L <= 7``; beyond,
-burst ``q + 4`` waits for the cycle after burst ``q``'s last beat (rule 2).
+first ``data_in`` beat at ``D + 3 + L``; a row costs ``p_j`` cycles (``p_j`` the pieces of row
+``j``: ``|{multiples of B or S in (0, bytes_j)}| + 1``), one more after a row with ``n > k``
+(unaligned, its bytes spill into one more bus beat). With single-beat aligned rows of one piece
+four bursts in flight cover ``L <= 3``; beyond, burst ``q + 4`` waits for the cycle after burst
+``q``'s last beat (rule 2).
 
 *Write path* (one STORE at a time):
 
 1. A STORE dispatched at ``D`` is in the job FIFO's output from ``D + 2`` (or one cycle after
    the previous job leaves); the store unit takes it at ``J`` = that cycle, or the cycle after
    the previous STORE's completion. Its descriptor is taken at ``J + 1``; the writer's planner
-   follows rule 2 (ROW of row 0 at ``J + 2``), with ``R(q)`` the cycle of the burst's ``b``
-   handshake (= its last ``w`` beat + 1).
+   follows rule 2 (row 0 and its first burst at ``J + 2``), with ``R(q)`` the cycle of the
+   burst's ``b`` handshake (= its last ``w`` beat + 1).
 2. Rows. The core's ``data_out`` row ``r`` is taken at ``T(r) = max(offered, J + 1,
    last compactor beat of row r - 1)``; the compactor's beats (``k = ceil(bytes / B)`` per row)
    are ready from ``T(r) + 1``, one after the other.
@@ -105,8 +108,7 @@ burst ``q + 4`` waits for the cycle after burst ``q``'s last beat (rule 2).
 
 An idle core offers a STORE's rows from ``D + 2``, the next one the cycle after a row is taken;
 so a STORE alone of rows that each fit one aligned bus beat takes row 0 at ``D + 3`` and row
-``r >= 1`` at ``D + 5 + 2r`` (the planner's ROW and burst cycles per row), and completes at
-``D + 7 + 2 * count``.
+``r >= 1`` at ``D + 5 + r`` (one planner cycle per row), and completes at ``D + 7 + count``.
 """
 
 from __future__ import annotations

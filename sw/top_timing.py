@@ -88,10 +88,10 @@ def pieces(t: int, nbytes: int, size: int, bus: int) -> list[bool]:
 
 
 class Planner:
-    """Planner cycles: per descriptor accepted in cycle ``accept`` (:meth:`start`), per row a
-    ROW cycle, then its bursts, one per cycle, burst ``q`` (counted over all descriptors) not
-    before ``done[q - 4] + 1`` (four bursts in flight; ``done``: the cycle the burst's last beat
-    (read) or response (write) is taken)."""
+    """Planner cycles: per descriptor accepted in cycle ``accept`` (:meth:`start`), its bursts,
+    one per cycle, burst ``q`` (counted over all descriptors) not before ``done[q - 4] + 1``
+    (four bursts in flight; ``done``: the cycle the burst's last beat (read) or response
+    (write) is taken); a row is handed on (``row_cycle``) with its first burst."""
 
     def __init__(self):
         self.issue: list[int] = []
@@ -107,12 +107,11 @@ class Planner:
     def at(self, q: int) -> int:
         while len(self.issue) <= q:
             b = len(self.issue)
-            if b in self.first:
-                self.cursor += 1
-                self.row_cycle.append(self.cursor)
             t = self.cursor + 1
             if b >= OUTSTANDING:
                 t = max(t, self.done[b - OUTSTANDING] + 1)
+            if b in self.first:
+                self.row_cycle.append(t)
             self.issue.append(t)
             self.cursor = t
         return self.issue[q]
@@ -127,6 +126,7 @@ class ReadPath:
         self.owner: list[tuple[int, int]] = []     # per input beat: (burst, index in it)
         self.taken: list[int] = []
         self.end: int | None = None                # the last row's last cycle
+        self.gap = 1                               # the next row's capture: from end + gap
 
     def _valid(self, i: int) -> int:
         q, index = self.owner[i]
@@ -148,7 +148,7 @@ class ReadPath:
         chunks, first = [], len(self.taken)
         for (_, nbytes), row in zip(rows, plan, strict=True):
             n_in = sum(row)
-            cycle = self._valid(first) if self.end is None else max(self.end + 1,
+            cycle = self._valid(first) if self.end is None else max(self.end + self.gap,
                                                                      self._valid(first))
             self._take(first, cycle)
             for t in range(-(-nbytes // self.bus)):
@@ -160,7 +160,10 @@ class ReadPath:
                 cycle = begin + len(done) - 1
                 if t + 1 < n_in:
                     self._take(first + t + 1, cycle)
+            # the next row's first beat is captured with this row's last piece when that
+            # piece takes no input beat (the row's bytes end in the aligner's register)
             self.end, first = cycle, first + n_in
+            self.gap = 0 if n_in == -(-nbytes // self.bus) else 1
         return chunks
 
     def idle_from(self) -> int:

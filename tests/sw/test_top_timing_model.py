@@ -25,7 +25,7 @@ def _pieces(nbytes: int, size: int) -> int:
 
 def test_a_load_alone(seed_for, request):
     """A LOAD_WEIGHT of one aligned row (one burst) dispatched at D: first ``data_in`` beat at
-    ``D + 4 + L``, last at ``D + 2 + L + p + 1`` (``p`` pieces)."""
+    ``D + 3 + L``, last at ``D + 2 + L + p`` (``p`` pieces)."""
     rng = random.Random(seed_for(request.node.nodeid))
     size = isa.data_in_bytes(CFG, Opcode.LOAD_WEIGHT)
     for _ in range(6):
@@ -34,29 +34,30 @@ def test_a_load_alone(seed_for, request):
         t = top_timing(CFG, [insn], latency=latency)
         (d,) = t.dispatch
         assert len(t.data_in) == count
-        assert t.data_in[0] == d + 4 + latency
-        assert t.data_in[-1] == d + 2 + latency + _pieces(count * size, size) + 1
+        assert t.data_in[0] == d + 3 + latency
+        assert t.data_in[-1] == d + 2 + latency + _pieces(count * size, size)
 
 
 def test_a_load_of_single_beat_pixels(seed_for, request):
-    """A LOAD_ACT of pixels that each fit one aligned bus beat, ``L <= 7`` (four bursts cover
-    it): every row costs its pieces + 1 cycles, the first beat at ``D + 4 + L``."""
+    """A LOAD_ACT of pixels that each fit one aligned bus beat, ``L <= 3`` (four one-beat
+    bursts cover it): every row costs its pieces ``p`` (a row's first beat is captured with the
+    previous row's last piece), row ``j``'s chunk at ``D + 2 + L + (j + 1) p``."""
     rng = random.Random(seed_for(request.node.nodeid))
     kp = CFG.k_per_pass
     for _ in range(6):
         channels, pixels, latency = rng.randint(1, min(kp, BUS)), rng.randint(1, 8), \
-            rng.randint(1, 7)
+            rng.randint(1, 3)
         insn = Instruction(Opcode.LOAD_ACT, count=pixels, channels=channels, pixels=pixels,
                            dram=0x2000, stride=BUS * rng.randint(1, 3))
         t = top_timing(CFG, [insn], latency=latency)
         (d,) = t.dispatch
         p = _pieces(channels, kp)
-        assert t.data_in == [d + 4 + latency + j * (p + 1) + p - 1 for j in range(pixels)]
+        assert t.data_in == [d + 2 + latency + (j + 1) * p for j in range(pixels)]
 
 
 def test_a_store_alone(seed_for, request):
     """A STORE of rows that each fit one aligned bus beat, dispatched at D: row 0 at ``D + 3``,
-    row ``r >= 1`` at ``D + 5 + 2r``, completion at ``D + 7 + 2 * count``."""
+    row ``r >= 1`` at ``D + 5 + r``, completion at ``D + 7 + count``."""
     rng = random.Random(seed_for(request.node.nodeid))
     for _ in range(6):
         count, raw = rng.randint(1, 12), rng.random() < 0.5
@@ -65,8 +66,8 @@ def test_a_store_alone(seed_for, request):
                            dram=0x2000 + BUS * rng.randrange(8), stride=BUS * rng.randint(1, 3))
         t = top_timing(CFG, [insn], latency=rng.randint(1, 20))
         (d,) = t.dispatch
-        assert t.data_out == [d + 3] + [d + 5 + 2 * r for r in range(1, count)]
-        assert t.store_done == [d + 7 + 2 * count]
+        assert t.data_out == [d + 3] + [d + 5 + r for r in range(1, count)]
+        assert t.store_done == [d + 7 + count]
         assert t.run_cycles == t.store_done[0] + 1
 
 
