@@ -13,18 +13,20 @@ Cycles (array clock cycles, from the first dispatch to the last output row):
   ``dram_bytes_per_cycle`` each (token buckets, see :mod:`~sparsa.sw.accel_timing`).
 
 ``total = compute + stall``. A layer's program can have millions of instructions (an LLM's
-projections), but it is made of blocks (:func:`sparsa.sw.schedule.iter_blocks`) that repeat,
-and a block of tiles that repeat. The cost model builds each distinct block once as the cycle
-model sees it (:func:`sparsa.sw.assemble.timing_view`: without the im2col walk's fields and
-activation addresses, which only decide which rows are read; blocks of a conv differ only
-there), reads it as the rules do (:func:`sparsa.sw.accel_timing.annotate`: the scratchpad
-addresses replaced by the hazards they raise, so tiles that differ only in their weight slot or
-accumulator region are equal), splits it into tiles, and :func:`program_cycles` runs the
-program as runs of equal blocks and, inside each block, runs of equal tiles: once the cycle
-model's state relative to the last dispatch (:meth:`AccelTimer.key`) repeats within a run, the
-remaining whole periods are skipped, and a block that starts from a state it started from
-before is replayed, which is exact because the model is invariant under a shift in time. Tests
-compare it with the plain instruction-by-instruction recurrence.
+projections), but it is made of blocks (:func:`sparsa.sw.schedule.iter_blocks`) that repeat, and
+a block of tiles that repeat. The cost model builds each distinct block once as the cycle model
+sees it (:func:`sparsa.sw.assemble.timing_view`: without the im2col walk's fields and activation
+addresses, which only decide which rows are read; blocks of a conv differ only there; the tiles
+of a block that only load weights, preload and compute walked once per run of them,
+:func:`sparsa.sw.assemble.block_view`), reads it as the rules do
+(:func:`sparsa.sw.accel_timing.annotate`: the scratchpad addresses replaced by the hazards they
+raise, so tiles that differ only in their weight slot or accumulator region are equal), splits
+it into tiles, and :func:`program_cycles` runs the program as runs of equal blocks and, inside
+each block, runs of equal tiles: once the cycle model's state relative to the last dispatch
+(:meth:`AccelTimer.key`) repeats within a run, the remaining whole periods are skipped, and a
+block that starts from a state it started from before is replayed, which is exact because the
+model is invariant under a shift in time. Tests compare it with the plain
+instruction-by-instruction recurrence.
 
 Action counts (:class:`Actions`, per layer): the on-chip ones are the counters turned into bytes
 of each row kind (an activation row is ``rows * m`` activations, a weight row ``cols * n`` values
