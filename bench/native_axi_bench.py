@@ -12,15 +12,12 @@ executable, reading the memory and the outputs back). Checked beside it: the who
 afterwards == the golden executor's run on the same image, the counters == the predicted counts,
 and ``run_cycles`` beside the top's cycle model (:func:`sparsa.sw.top_timing.top_timing`).
 
-The assembler leaves a STORE's ``channels`` at 0 (the stream core writes whole rows); such
-STOREs are given every column (``cfg.cols``) before linking.
 Run: ``.venv/bin/python bench/native_axi_bench.py [--layer NAME] [--latency L]``.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -28,7 +25,6 @@ from pathlib import Path
 import numpy as np
 
 from sparsa.config import preset
-from sparsa.isa import Opcode
 from sparsa.sim.golden_accel import GoldenAccelerator
 from sparsa.sim.memory_image import link
 from sparsa.sim.native_axi import PAD_BYTES, NativeAxiAccelerator
@@ -50,9 +46,7 @@ def linked_layer(cfg, name: str, rng: np.random.Generator):
         raise SystemExit(f"unknown ResNet-50 layer {name!r}; expected one of: "
                          f"{', '.join(layers)}")
     asm, sched, _ = layer_program(cfg, layers[name], rng)
-    program = [dataclasses.replace(i, channels=cfg.cols)
-               if i.opcode == Opcode.STORE and not i.channels else i for i in asm.program]
-    return link(cfg, program, asm.data_in, rng=rng), sched
+    return link(cfg, asm.program, asm.data_in, rng=rng), sched
 
 
 def check(cfg, mp, run, latency: int) -> list[str]:

@@ -147,8 +147,9 @@ def _natural(cfg: ArrayConfig, walk: BlockWalk, start: int, stop: int, raw: bool
         elif kind is Store:
             if op.scale:
                 yield _insn(Opcode.LOAD_SCALE), op
+            columns = 0 if view else min(cfg.cols, t.low.cols - op.col_tile * cfg.cols)
             yield _insn(Opcode.STORE, acc_addr=acc_base(op.col_tile), count=op.beats,
-                        raw=raw, relu=relu), op
+                        raw=raw, relu=relu, channels=columns), op
         elif kind is LoadActs:
             if op.slice is None:
                 base, rows_px, real = t.act_base(op.block), cb, channels

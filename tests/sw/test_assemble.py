@@ -10,8 +10,10 @@ import pytest
 
 from sparsa import nm
 from sparsa.config import ArrayConfig
+from sparsa.isa import Opcode
 from sparsa.models.graph import Gemm, Layer
 from sparsa.sim.golden_accel import GoldenAccelerator
+from sparsa.sim.memory_image import link
 from sparsa.sim.stimulus import random_nm_weights
 from sparsa.sw.assemble import assemble_gemm, assemble_layer
 from sparsa.sw.lower import linear_lowering, lower_layer
@@ -172,6 +174,29 @@ def test_assembled_gemm_computes_the_layer(cfg, sparse, rng):
     raw = assemble_gemm(cfg, x, w, sparse=sparse, bias=bias, raw=True)
     got_raw = raw.collect(GoldenAccelerator(cfg).run(raw.program, raw.data_in))
     np.testing.assert_array_equal(got_raw, np.asarray(x) @ np.asarray(w) + bias[None, :])
+
+
+def test_stores_name_their_real_columns_and_run_from_memory(rng):
+    """Each STORE says how many of its columns are the layer's (the AXI top writes only those):
+    over the STOREs, rows x columns is every output once; linked into memory, the program
+    stores exactly the stream program's rows cut to those columns."""
+    cfg = ArrayConfig(rows=2, cols=4, n=2, m=4, **SMALL)
+    p, k, c = 7, 19, 10                       # 10 columns: tiles of 4, 4 and 2
+    w = random_nm_weights(rng, k, c, cfg.n, cfg.m)
+    x = rng.integers(-128, 128, (p, k))
+    asm = assemble_gemm(cfg, x, w, sparse=True, multiplier=np.ones(c, dtype=np.int64),
+                        shift=np.zeros(c, dtype=np.int64))
+    stores = [i for i in asm.program if i.opcode == Opcode.STORE]
+    assert sum(i.count * i.channels for i in stores) == p * c
+    mp = link(cfg, asm.program, asm.data_in, rng=rng)
+    memory = mp.image()
+    GoldenAccelerator(cfg).run_in_memory(mp.program, memory)
+    rows = GoldenAccelerator(cfg).run(asm.program, asm.data_in)
+    per_row = [i for i in stores for _ in range(i.count)]
+    cut = [row[:i.channels] for i, row in zip(per_row, rows, strict=True)]
+    got = mp.read_outputs(cfg, lambda a, n: bytes(memory[a:a + n]))
+    for g, e in zip(got, cut, strict=True):
+        np.testing.assert_array_equal(g, e)
 
 
 @pytest.mark.parametrize("sparse", [True, False])
