@@ -121,7 +121,7 @@ def build_harness(cfg: ArrayConfig, *, top: str, harness: Path, binary: str,
         waves = os.environ.get("WAVES") == "1"
     root = Path(root) if root is not None else cache_root()
     args = _build_args(TOPS[top][0], threads, waves)
-    common = [top, cfg.to_json(), harness.read_bytes(), " ".join(args),
+    common = [top, cfg.to_json(), harness.read_bytes(), *_headers(harness), " ".join(args),
               (verilator_root() / "include" / "verilated.h").read_bytes()]
     index = root / "index" / _digest([*common, *_rtl_sources()])
     if index.is_file():
@@ -139,6 +139,12 @@ def build_harness(cfg: ArrayConfig, *, top: str, harness: Path, binary: str,
     tmp.write_text(out.name + "\n")
     os.replace(tmp, index)
     return out / binary
+
+
+def _headers(harness: Path) -> list[bytes | str]:
+    """The C++ headers beside ``harness`` (shared by the harnesses), names and contents."""
+    return [part for path in sorted(harness.parent.glob("*.h"))
+            for part in (path.name, path.read_bytes())]
 
 
 def _digest(parts) -> str:

@@ -41,12 +41,7 @@
 #include <type_traits>
 #include <vector>
 
-#include "Vtop.h"
-#include "verilated.h"
-
-#if WAVES
-#include "verilated_vcd_c.h"
-#endif
+#include "sim.h"
 
 // Verilator escapes "__" in port names as "___05F".
 #define PORT(bus, ch, sig) bus##___05F##ch##___05F##sig
@@ -325,25 +320,6 @@ struct Host {
         ++next;
         phase = 0;
         aw_done = w_done = false;
-    }
-};
-
-struct Sim {
-    Vtop* top;
-#if WAVES
-    VerilatedVcdC* trace = nullptr;
-    uint64_t time = 0;
-#endif
-    void settle() {
-        top->eval();
-#if WAVES
-        if (trace) trace->dump(time++);
-#endif
-    }
-    void tick() {
-        top->clk = 1;
-        settle();
-        top->clk = 0;
     }
 };
 

@@ -44,12 +44,7 @@
 #include <type_traits>
 #include <vector>
 
-#include "Vtop.h"
-#include "verilated.h"
-
-#if WAVES
-#include "verilated_vcd_c.h"
-#endif
+#include "sim.h"
 
 namespace {
 
@@ -202,26 +197,6 @@ struct Result {
     uint64_t status = 0, last = 0, wall_ns = 0, in_sent = 0;
     std::vector<uint64_t> dispatch, out_cycles;
     std::vector<uint32_t> rows, before, after;
-};
-
-// One rising edge (then the clock low again, for the next cycle's inputs).
-struct Sim {
-    Vtop* top;
-#if WAVES
-    VerilatedVcdC* trace = nullptr;
-    uint64_t time = 0;
-#endif
-    void settle() {
-        top->eval();
-#if WAVES
-        if (trace) trace->dump(time++);
-#endif
-    }
-    void tick() {
-        top->clk = 1;
-        settle();
-        top->clk = 0;
-    }
 };
 
 void run(Sim& sim, const Input& in, Result& r) {
