@@ -68,6 +68,22 @@ def test_scalesim_every_layer(tmp_path, cfg_file, seed_for, request, capsys):
     assert "cycles/s on native" in out
 
 
+def test_a_resnet50_layer(tmp_path, cfg_file, seed_for, request):
+    """A real ResNet-50 layer (stage 4's first 1x1 convolution, 2:4-pruned: about 0.8 M cycles
+    on this array) on the native RTL: its cycles equal the report's for that layer."""
+    seed = str(seed_for(request.node.nodeid))
+    out = tmp_path / "out"
+    assert main(["run", "resnet50", "--sim", "native", "--config", cfg_file, "-o", str(out),
+                 "--layers", "50", "--seed", seed]) == 0
+    (layer,) = LayersRun.from_json((out / "run.json").read_text()).layers
+    report = build_report(load_graph("resnet50"), CFG).layers[50]
+    assert layer.name == report.name
+    assert layer.measured == layer.predicted == report.sparse.cycles.compute
+    assert layer.measured > 500_000
+    assert not layer.counter_diffs
+    assert layer.outputs_exact
+
+
 def test_layers_subset_same_data(tmp_path, cfg_file, seed_for, request):
     """``--layers`` by name and index, with the DRAM memory model; the subset's data equal the
     whole run's (the same gated MACs)."""
