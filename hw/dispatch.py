@@ -7,7 +7,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from sparsa.config import ArrayConfig
-from sparsa.isa import Opcode
+from sparsa.isa import LOADS, Opcode
 
 from . import layouts
 from .engines import (
@@ -23,7 +23,6 @@ from .engines import (
 
 __all__ = ["Dispatcher"]
 
-LOADS = (Opcode.LOAD_ACT, Opcode.LOAD_WEIGHT, Opcode.LOAD_ACC, Opcode.LOAD_SCALE)
 
 
 def _overlap(a_base, a_count, b_base, b_count) -> Value:

@@ -7,14 +7,13 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
-from sparsa import isa
 from sparsa.config import ArrayConfig
+from sparsa.isa import INSN_BYTES
 
 from .dma_units import descriptor_layout
 
-__all__ = ["DEFAULT_FETCH_INSNS", "INSN_BYTES", "Fetcher", "check_fetch"]
+__all__ = ["DEFAULT_FETCH_INSNS", "Fetcher", "check_fetch"]
 
-INSN_BYTES = isa.INSN_BITS // 8
 # Instructions per fetch descriptor. Eight is one 128-byte burst (8 beats at 128 bits): long
 # enough that the descriptor and burst overhead (a few cycles) is small beside the data, short
 # enough that a FIFO of two descriptors' instructions (256 bytes) keeps the next burst in

@@ -19,17 +19,15 @@ from amaranth.lib.wiring import In, Out
 
 from sparsa import isa
 from sparsa.config import ArrayConfig
-from sparsa.isa import Opcode
+from sparsa.isa import INSN_BYTES, Opcode
 
 from . import layouts
 from .dma_units import descriptor_layout, write_beat_layout
-from .fetch import INSN_BYTES
 from .packer import KIND_BITS, RowCompactor, job_layout
 
 __all__ = ["Kind", "OperandTap", "ReadArbiter", "StoreUnit", "chunk_bytes", "chunk_size",
            "read_request", "store_job"]
 
-LOADS = (Opcode.LOAD_ACT, Opcode.LOAD_WEIGHT, Opcode.LOAD_ACC, Opcode.LOAD_SCALE)
 
 
 class Kind(enum.Enum, shape=3):

@@ -22,9 +22,9 @@ import numpy as np
 
 from sparsa import im2col, isa, nm
 from sparsa.config import ArrayConfig
-from sparsa.isa import Instruction, Opcode
+from sparsa.isa import LOADS, Instruction, Opcode
 
-from .memory_image import LOADS, load_rows, store_rows
+from .memory_image import load_rows, store_rows
 
 __all__ = ["GoldenAccelerator", "ProgramError", "zero_selected"]
 

@@ -28,15 +28,13 @@ import numpy as np
 
 from sparsa import isa
 from sparsa.config import ArrayConfig
-from sparsa.isa import Instruction, Opcode
+from sparsa.isa import INSN_BYTES, LOADS, Instruction, Opcode
 
-__all__ = ["INSN_BYTES", "LOADS", "PROG_BASE", "MemoryProgram", "OutputRegion", "link",
+__all__ = ["PROG_BASE", "MemoryProgram", "OutputRegion", "link",
            "load_rows", "store_rows"]
 
-INSN_BYTES = isa.INSN_BITS // 8
 PROG_BASE = 0x1000          # where link() puts the program (address 0 stays unused)
 _ALIGN = 64
-LOADS = (Opcode.LOAD_ACT, Opcode.LOAD_WEIGHT, Opcode.LOAD_ACC, Opcode.LOAD_SCALE)
 
 
 def _values_bytes(values, bits: int) -> bytes:

@@ -63,8 +63,8 @@ from enum import IntEnum
 
 from .config import ADDR_BITS
 
-__all__ = ["DRAM_BITS", "FORMATS", "INSN_BITS", "OPCODE_BITS", "SCALE_MULT_BITS",
-           "SCALE_SHIFT_BITS", "SIGNED_FIELDS", "STRIDE_BITS",
+__all__ = ["DRAM_BITS", "FORMATS", "INSN_BITS", "INSN_BYTES", "LOADS", "OPCODE_BITS",
+           "SCALE_MULT_BITS", "SCALE_SHIFT_BITS", "SIGNED_FIELDS", "STRIDE_BITS",
            "Instruction", "Opcode", "act_row_bytes", "act_rows_per_pixel", "check_load_act",
            "data_in_bytes", "data_out_bytes", "pack_act_row", "pack_psum_row", "pack_scale_row",
            "pack_weight_row",
@@ -83,6 +83,7 @@ class Opcode(IntEnum):
 
 
 INSN_BITS = 128
+INSN_BYTES = INSN_BITS // 8      # an instruction word in memory
 OPCODE_BITS = 4
 OFFSET_BITS = 4      # kernel offsets i, j: kernels up to 16 x 16
 STEP_BITS = 3        # strides and top/left padding: up to 7
@@ -107,6 +108,8 @@ FORMATS: dict[Opcode, tuple[tuple[str, int], ...]] = {
                     ("wrap_y", A), ("wrap_n", A), ("stride_y", STEP_BITS),
                     ("stride_x", STEP_BITS), ("pad_y", STEP_BITS), ("pad_x", STEP_BITS)),
 }
+# The opcodes that move data in (through ``data_in``, or over the AXI port from ``dram``).
+LOADS = (Opcode.LOAD_ACT, Opcode.LOAD_WEIGHT, Opcode.LOAD_ACC, Opcode.LOAD_SCALE)
 # Two's complement fields (input pixel coordinates of a COMPUTE's first beat).
 SIGNED_FIELDS = frozenset({"y", "x"})
 _FLAGS = frozenset({"accumulate", "relu", "raw"})

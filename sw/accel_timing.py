@@ -66,7 +66,7 @@ from typing import NamedTuple
 
 from sparsa import isa
 from sparsa.config import ArrayConfig
-from sparsa.isa import Instruction, Opcode
+from sparsa.isa import LOADS, Instruction, Opcode
 
 from .dram_port import DramPort, Port, Sizes, transfer
 from .timing import array_timing
@@ -77,7 +77,6 @@ __all__ = ["ADDRESS_FIELDS", "RULES", "TIMED_FIELDS", "AccelTimer", "Addresses",
            "program_counts", "program_timing"]
 
 NEVER = -(10**18)
-LOADS = (Opcode.LOAD_ACT, Opcode.LOAD_WEIGHT, Opcode.LOAD_ACC, Opcode.LOAD_SCALE)
 
 
 def _overlap(a: int, na: int, b: int, nb: int) -> bool:

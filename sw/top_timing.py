@@ -38,11 +38,11 @@ from dataclasses import dataclass
 
 from sparsa import isa
 from sparsa.config import ArrayConfig
-from sparsa.isa import Instruction, Opcode
+from sparsa.isa import INSN_BYTES, Instruction, Opcode
 
 from .accel_timing import RULES, AccelTimer, Addresses, TimerState, annotate_all
 
-__all__ = ["DEFAULT_FETCH_INSNS", "INSN_BYTES", "MAX_BURST_BEATS", "OUTSTANDING", "PAGE_BYTES",
+__all__ = ["DEFAULT_FETCH_INSNS", "MAX_BURST_BEATS", "OUTSTANDING", "PAGE_BYTES",
            "Planner", "ReadPath", "TopTimer", "TopTiming", "bursts", "chunk_size", "pieces",
            "top_timing", "write_store"]
 
@@ -51,8 +51,6 @@ MAX_BURST_BEATS = 256       # AXI4 INCR burst
 PAGE_BYTES = 4096           # no burst crosses a 4 KiB boundary
 OUTSTANDING = 4             # bursts in flight per direction
 DEFAULT_FETCH_INSNS = 8     # instruction words per fetch descriptor
-INSN_BYTES = isa.INSN_BITS // 8
-LOADS = (Opcode.LOAD_ACT, Opcode.LOAD_WEIGHT, Opcode.LOAD_ACC, Opcode.LOAD_SCALE)
 STORE_JOBS = 4              # STORE jobs the tap's FIFO holds (a STORE waits for room)
 FAR = 1 << 60               # "never": the data of a LOAD timed as if it did not come
 

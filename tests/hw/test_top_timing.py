@@ -49,7 +49,7 @@ PROG_BASE = 0x100
 
 def run(cfg: ArrayConfig, program: list[Instruction], latency: int):
     memory = bytearray(random.Random(7).randbytes(1 << 15))
-    words = b"".join(i.encode().to_bytes(model.INSN_BYTES, "little") for i in program)
+    words = b"".join(i.encode().to_bytes(isa.INSN_BYTES, "little") for i in program)
     memory[PROG_BASE:PROG_BASE + len(words)] = words
     return run_top(AxiAccelerator(cfg), memory, prog_base=PROG_BASE,
                    prog_len=len(words), latency=latency).events
@@ -151,11 +151,10 @@ def test_the_model_knows_the_tops_constants():
     cfg = CONFIGS["2x3-1of4-axi32"]
     assert (model.MAX_BURST_BEATS, model.PAGE_BYTES, model.OUTSTANDING) == \
         (axi.MAX_BURST_BEATS, axi.PAGE_BYTES, dma.DEFAULT_OUTSTANDING)
-    assert (model.DEFAULT_FETCH_INSNS, model.INSN_BYTES) == \
-        (fetch.DEFAULT_FETCH_INSNS, fetch.INSN_BYTES)
+    assert model.DEFAULT_FETCH_INSNS == fetch.DEFAULT_FETCH_INSNS
     assert OperandTap(cfg).store_depth == model.STORE_JOBS
     assert chunk_size(cfg, None) == hw_chunk_size(cfg, Kind.FETCH)
-    for op in model.LOADS:
+    for op in isa.LOADS:
         assert chunk_size(cfg, op) == hw_chunk_size(cfg, Kind(op.value)), op
 
 
@@ -173,7 +172,7 @@ def check_program(cfg: ArrayConfig, program, image: bytearray, prog_base: int, l
     """``program`` (linked, its words at ``prog_base`` in ``image``) on the RTL and the model:
     every probe's cycles and ``run_cycles`` agree."""
     run = run_top(AxiAccelerator(cfg), bytearray(image), prog_base=prog_base,
-                  prog_len=len(program) * model.INSN_BYTES, latency=latency)
+                  prog_len=len(program) * isa.INSN_BYTES, latency=latency)
     assert run.status & 0b10, f"{what}: the run did not finish"
     assert not run.axi.errors, f"{what}: {run.axi.errors[:3]}"
     events = run.events
