@@ -436,18 +436,8 @@ int main(int argc, char** argv) {
     std::vector<uint64_t> h;
     Mem mem;
     if (!read_input(argv[1], h, mem)) return 2;
-    auto ctx = std::make_unique<VerilatedContext>();
-#if WAVES
-    ctx->traceEverOn(true);
-#endif
-    auto top = std::make_unique<Vtop>(ctx.get());
-    Sim sim{top.get()};
-#if WAVES
-    auto trace = std::make_unique<VerilatedVcdC>();
-    top->trace(trace.get(), 99);
-    trace->open(argc == 4 ? argv[3] : (std::string(argv[2]) + ".vcd").c_str());
-    sim.trace = trace.get();
-#endif
+    Model model(vcd_path(argc, argv));
+    Sim& sim = model.sim;
     reset(sim, h[RESET_CYCLES]);
     Host host;
     Result r;
@@ -456,10 +446,5 @@ int main(int argc, char** argv) {
     if (mem.errors.count > mem.errors.messages.size())
         std::fprintf(stderr, "AXI: ... %llu protocol errors in all\n",
                      (unsigned long long)mem.errors.count);
-    const bool ok = write_output(argv[2], h, mem, host, r);
-    top->final();
-#if WAVES
-    trace->close();
-#endif
-    return ok ? 0 : 1;
+    return write_output(argv[2], h, mem, host, r) ? 0 : 1;
 }

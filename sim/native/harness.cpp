@@ -335,22 +335,6 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "usage: %s INPUT OUTPUT [VCD]\n", argv[0]);
         return 2;
     }
-    auto ctx = std::make_unique<VerilatedContext>();
-#if WAVES
-    ctx->traceEverOn(true);
-#endif
-    auto top = std::make_unique<Vtop>(ctx.get());
-    Sim sim{top.get()};
-#if WAVES
-    auto trace = std::make_unique<VerilatedVcdC>();
-    top->trace(trace.get(), 99);
-    trace->open(argc == 4 ? argv[3] : (std::string(argv[2]) + ".vcd").c_str());
-    sim.trace = trace.get();
-#endif
-    const int code = run_file(sim, argv[1], argv[2]);
-    top->final();
-#if WAVES
-    trace->close();
-#endif
-    return code;
+    Model model(vcd_path(argc, argv));
+    return run_file(model.sim, argv[1], argv[2]);
 }
