@@ -18,6 +18,7 @@ import dataclasses
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -30,7 +31,7 @@ from sparsa.sw.cost import actions_from_counts, program_cycles, tiling_counts
 from sparsa.sw.energy import energy_of, load_table
 from sparsa.sw.schedule import Tiling, schedule_layer, tiling_bytes
 
-__all__ = ["LayerRecord", "ModelRun", "prepare_model", "run_model"]
+__all__ = ["LayerRecord", "LayerTotals", "ModelRun", "prepare_model", "run_model"]
 
 
 @dataclass(frozen=True)
@@ -55,8 +56,42 @@ class LayerRecord:
         return self.measured - self.predicted
 
 
+class LayerTotals:
+    """A run of layers (a dataclass with ``layers``, records of :attr:`RECORD`) and its cycle
+    totals. Its JSON holds the totals beside the fields (:attr:`DERIVED` names them); reading it
+    back drops them."""
+
+    RECORD: ClassVar[type]
+    DERIVED: ClassVar[tuple[str, ...]] = ("measured", "predicted")
+
+    @property
+    def measured(self) -> int:
+        return self.total("measured")
+
+    @property
+    def predicted(self) -> int:
+        return self.total("predicted")
+
+    def total(self, field: str):
+        """Sum of a layer record's field over the layers."""
+        return sum(getattr(r, field) for r in self.layers)
+
+    def to_json(self) -> str:
+        return json.dumps({**asdict(self), **{k: getattr(self, k) for k in self.DERIVED}})
+
+    @classmethod
+    def from_json(cls, text: str):
+        values = json.loads(text)
+        for key in cls.DERIVED:
+            values.pop(key)
+        values["layers"] = [cls.RECORD(**r) for r in values["layers"]]
+        return cls(**values)
+
+
 @dataclass(frozen=True)
-class ModelRun:
+class ModelRun(LayerTotals):
+    RECORD: ClassVar[type] = LayerRecord
+
     model: str
     backend: str
     images: int
@@ -64,29 +99,6 @@ class ModelRun:
     golden_accuracy: float
     bit_exact: bool
     layers: list[LayerRecord]
-
-    @property
-    def measured(self) -> int:
-        return sum(r.measured for r in self.layers)
-
-    @property
-    def predicted(self) -> int:
-        return sum(r.predicted for r in self.layers)
-
-    def total(self, field: str):
-        """Sum of a :class:`LayerRecord` field over the layers."""
-        return sum(getattr(r, field) for r in self.layers)
-
-    def to_json(self) -> str:
-        return json.dumps({**asdict(self), "measured": self.measured,
-                           "predicted": self.predicted})
-
-    @classmethod
-    def from_json(cls, text: str) -> ModelRun:
-        values = json.loads(text)
-        values.pop("measured"), values.pop("predicted")
-        values["layers"] = [LayerRecord(**r) for r in values["layers"]]
-        return cls(**values)
 
 
 def prepare_model(spec: str, cfg: ArrayConfig, images: int, policy=None):

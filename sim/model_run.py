@@ -22,12 +22,12 @@ Per layer (:func:`run_layer`):
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
+from typing import ClassVar
 
 import numpy as np
 
@@ -38,6 +38,8 @@ from sparsa.sw.assemble import assemble_layer
 from sparsa.sw.cost import layer_cost, tiling_counts
 from sparsa.sw.prune import PrunePolicy, mark_pruned
 from sparsa.sw.schedule import LayerSchedule, schedule_layer
+
+from .infer import LayerTotals
 
 __all__ = ["GOLDEN_MACS", "SEED_ENV", "LayerData", "LayerResult", "LayersRun", "PlannedLayer",
            "cpu_seconds", "layer_program", "parse_layers", "plan_layers", "random_nm", "reference",
@@ -304,7 +306,10 @@ async def run_layer(backend, cfg: ArrayConfig, planned: PlannedLayer, seed: int,
 
 
 @dataclass(frozen=True)
-class LayersRun:
+class LayersRun(LayerTotals):
+    RECORD: ClassVar[type] = LayerResult
+    DERIVED: ClassVar[tuple[str, ...]] = ("measured", "predicted", "ok")
+
     model: str
     backend: str
     memory: str                # "ideal" or "DRAM N B/cycle"
@@ -315,18 +320,3 @@ class LayersRun:
     @property
     def ok(self) -> bool:
         return all(r.ok for r in self.layers)
-
-    def total(self, name: str):
-        return sum(getattr(r, name) for r in self.layers)
-
-    def to_json(self) -> str:
-        return json.dumps({**asdict(self), "measured": self.total("measured"),
-                           "predicted": self.total("predicted"), "ok": self.ok})
-
-    @classmethod
-    def from_json(cls, text: str) -> LayersRun:
-        values = json.loads(text)
-        for key in ("measured", "predicted", "ok"):
-            values.pop(key)
-        values["layers"] = [LayerResult(**r) for r in values["layers"]]
-        return cls(**values)
