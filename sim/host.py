@@ -10,6 +10,11 @@ instruction dispatched to the last row out, and the activity-counter increments.
   (:class:`~sparsa.sim.pyverilator_driver.PyVerilatorAccelerator`).
 * :class:`NativeBackend`: the Verilated accelerator run by a compiled C++ harness, no Python
   per cycle (:class:`~sparsa.sim.native.NativeAccelerator`).
+* :class:`NativeAxiBackend`: the memory-mapped accelerator (:mod:`sparsa.hw.top`) run the same
+  way (:class:`~sparsa.sim.native_axi.NativeAxiAccelerator`), its memory in the harness. Its
+  programs address their operands (``in_memory``: ``run(program, data_in, memory)`` with the
+  assembler's :class:`~sparsa.sw.memory_layout.LayerMemory`); cycles are ``run_cycles``, from
+  the start pulse until everything is written back.
 * :class:`~sparsa.sim.tb_run.CocotbBackend`: inside a cocotb test (Verilator or Icarus).
 
 The Python RTL backends run the one accelerator driver (:mod:`.accel_driver`); the native
@@ -29,11 +34,12 @@ import numpy as np
 from sparsa.config import ArrayConfig
 from sparsa.isa import Instruction
 from sparsa.sw.accel_timing import program_counts, program_timing
+from sparsa.sw.memory_layout import LayerMemory
 
 if TYPE_CHECKING:   # the golden backend runs without Amaranth's drivers loaded
     from .accel_driver import AccelRun
 
-__all__ = ["BACKENDS", "GoldenBackend", "NativeBackend", "ProgramRun",
+__all__ = ["BACKENDS", "GoldenBackend", "NativeAxiBackend", "NativeBackend", "ProgramRun",
            "PyVerilatorBackend"]
 
 BACKENDS = ("golden", "native", "pyverilator", "verilator", "icarus")
@@ -96,3 +102,26 @@ class NativeBackend:
 
     async def run(self, program: Sequence[Instruction], data_in: Sequence[int]) -> ProgramRun:
         return ProgramRun.of(self.accelerator.run_program(program, data_in))
+
+
+class NativeAxiBackend:
+    """The memory-mapped accelerator Verilated with its memory in a C++ harness (built once
+    per configuration and cached, :func:`sparsa.sim.native_axi.build`), memory of read latency
+    ``cfg.axi_latency``; ``max_cycles`` bounds each run."""
+
+    name = "native"
+    in_memory = True
+
+    def __init__(self, cfg: ArrayConfig, *, max_cycles: int = 100_000_000):
+        from .native_axi import NativeAxiAccelerator
+
+        self.cfg = cfg
+        self.accelerator = NativeAxiAccelerator(cfg, latency=cfg.axi_latency,
+                                                max_cycles=max_cycles)
+
+    async def run(self, program: Sequence[Instruction], data_in: Sequence[int],
+                  memory: LayerMemory) -> ProgramRun:
+        from .memory_image import place
+
+        run = self.accelerator.run(place(self.cfg, program, data_in, memory))
+        return ProgramRun(outputs=run.outputs, cycles=run.run_cycles, counters=run.counters)

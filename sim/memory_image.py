@@ -29,9 +29,10 @@ import numpy as np
 from sparsa import isa
 from sparsa.config import ArrayConfig
 from sparsa.isa import INSN_BYTES, LOADS, Instruction, Opcode
+from sparsa.sw.memory_layout import LayerMemory
 
-__all__ = ["PROG_BASE", "MemoryProgram", "OutputRegion", "link",
-           "load_rows", "store_rows"]
+__all__ = ["PROG_BASE", "MemoryProgram", "OutputRegion", "link", "load_rows", "place",
+           "store_rows"]
 
 PROG_BASE = 0x1000          # where link() puts the program (address 0 stays unused)
 _ALIGN = 64
@@ -166,6 +167,11 @@ def store_rows(cfg: ArrayConfig, insn: Instruction, rows: Sequence[Sequence[int]
         memory[at:at + len(data)] = data
 
 
+def _load_count(insn: Instruction) -> int:
+    """``data_in`` rows a LOAD takes."""
+    return 1 if insn.opcode == Opcode.LOAD_SCALE else insn.count
+
+
 def _load(cfg: ArrayConfig, insn: Instruction, rows: Sequence[int], mem: _Layout
           ) -> Instruction:
     if insn.opcode == Opcode.LOAD_ACT:
@@ -202,8 +208,7 @@ def link(cfg: ArrayConfig, program: Sequence[Instruction], data_in: Sequence[int
     rows, linked, outputs = iter(data_in), [], []
     for insn in program:
         if insn.opcode in LOADS:
-            count = 1 if insn.opcode == Opcode.LOAD_SCALE else insn.count
-            taken = [next(rows, None) for _ in range(count)]
+            taken = [next(rows, None) for _ in range(_load_count(insn))]
             if None in taken:
                 raise ValueError(f"data_in ends inside {insn}")
             insn = _load(cfg, insn, taken, mem)
@@ -221,3 +226,57 @@ def link(cfg: ArrayConfig, program: Sequence[Instruction], data_in: Sequence[int
     return MemoryProgram(program=tuple(linked), segments=((PROG_BASE, words), *mem.segments),
                          prog_base=PROG_BASE, prog_len=prog_len, outputs=tuple(outputs),
                          size=size)
+
+
+def _operand(cfg: ArrayConfig, insn: Instruction, rows: Sequence[int]
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """A LOAD's rows as ``(addresses, bytes)``, where its ``dram`` (and ``stride``) put them."""
+    if insn.opcode != Opcode.LOAD_ACT:
+        nbytes = isa.data_in_bytes(cfg, insn.opcode)
+        data = b"".join(int(r).to_bytes(nbytes, "little") for r in rows)
+        return insn.dram + np.arange(len(data)), np.frombuffer(data, np.uint8)
+    isa.check_load_act(cfg, insn)
+    size = insn.channels * cfg.act_width // 8
+    row_bytes = cfg.k_per_pass * cfg.act_width // 8
+    raw = b"".join(int(r).to_bytes(row_bytes, "little") for r in rows)
+    per = isa.act_rows_per_pixel(cfg, insn.channels)
+    pixels = np.frombuffer(raw, np.uint8).reshape(insn.pixels, per * row_bytes)
+    if pixels[:, size:].any():
+        raise ValueError(f"LOAD_ACT at 0x{insn.dram:x} holds values beyond its "
+                         f"{insn.channels} channels (memory holds the real ones only)")
+    at = insn.dram + insn.stride * np.arange(insn.pixels)[:, None] + np.arange(size)
+    return at.ravel(), pixels[:, :size].ravel()
+
+
+def place(cfg: ArrayConfig, program: Sequence[Instruction], data_in: Sequence[int],
+          memory: LayerMemory) -> MemoryProgram:
+    """A program whose LOADs and STOREs already address memory (the assembler's ``in_memory``
+    layout, :mod:`sparsa.sw.memory_layout`) with its ``data_in`` rows written where they
+    load from. A tensor several LOADs read is written once; LOADs of the same bytes that
+    disagree are an error (the program and its data do not match)."""
+    if cfg.act_width % 8 or cfg.acc_width % 8:
+        raise ValueError(f"operands in memory need whole bytes: act_width {cfg.act_width} and "
+                         f"acc_width {cfg.acc_width} must be multiples of 8")
+    image = np.zeros(memory.size, np.uint8)
+    written = np.zeros(memory.size, bool)
+    rows, outputs = iter(data_in), []
+    for insn in program:
+        if insn.opcode in LOADS:
+            taken = [next(rows, None) for _ in range(_load_count(insn))]
+            if None in taken:
+                raise ValueError(f"data_in ends inside {insn}")
+            at, data = _operand(cfg, insn, taken)
+            if np.any(written[at] & (image[at] != data)):
+                raise ValueError(f"{insn.opcode.name} at 0x{insn.dram:x} loads bytes that an "
+                                 f"earlier LOAD of the same address saw otherwise")
+            image[at], written[at] = data, True
+        elif insn.opcode == Opcode.STORE:
+            outputs.append(OutputRegion(insn.dram, insn.stride, insn.count, insn.channels,
+                                        insn.raw))
+    if next(rows, None) is not None:
+        raise ValueError("data_in has rows that no LOAD takes")
+    words = b"".join(i.encode().to_bytes(INSN_BYTES, "little") for i in program)
+    image[memory.prog_base:memory.prog_base + len(words)] = np.frombuffer(words, np.uint8)
+    return MemoryProgram(program=tuple(program), segments=((0, image.tobytes()),),
+                         prog_base=memory.prog_base, prog_len=len(words),
+                         outputs=tuple(outputs), size=memory.size)

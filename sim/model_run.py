@@ -38,12 +38,14 @@ from sparsa.sw.assemble import assemble_layer
 from sparsa.sw.cost import layer_cost, tiling_counts
 from sparsa.sw.prune import PrunePolicy, mark_pruned
 from sparsa.sw.schedule import LayerSchedule, schedule_layer
+from sparsa.sw.top_timing import layer_top_cycles
 
 from .infer import LayerTotals
 
-__all__ = ["GOLDEN_MACS", "SEED_ENV", "LayerData", "LayerResult", "LayersRun", "PlannedLayer",
-           "cpu_seconds", "layer_program", "parse_layers", "plan_layers", "random_nm", "reference",
-           "resolve_seed", "run_layer", "weights_line"]
+__all__ = ["GOLDEN_MACS", "MEMORIES", "SEED_ENV", "LayerData", "LayerResult", "LayersRun",
+           "PlannedLayer", "cpu_seconds", "layer_program", "parse_layers", "plan_layers",
+           "predicted_cycles", "random_nm", "reference", "resolve_seed", "run_layer",
+           "weights_line"]
 
 SEED_ENV = "SPARSA_SEED"
 GOLDEN_MACS = 2_000_000   # layers of up to this many MACs are also run on the golden executor
@@ -182,10 +184,26 @@ class PlannedLayer:
     predicted: int         # the report's cycles for the layer
 
 
+MEMORIES = ("ideal", "dram", "axi")
+
+
+def predicted_cycles(sched: LayerSchedule, memory: str) -> int:
+    """The report's cycles of a scheduled layer for a run with ``memory``: its compute cycles
+    with ideal streams, its total with DRAM ports of the configuration's rate, or the
+    memory-mapped top's cycles (:func:`sparsa.sw.top_timing.layer_top_cycles`)."""
+    if memory == "axi":
+        return layer_top_cycles(sched.tiling.cfg, sched.tiling)
+    cycles = layer_cost(sched).cycles
+    return cycles.total if memory == "dram" else cycles.compute
+
+
 def plan_layers(graph, cfg: ArrayConfig, policy: PrunePolicy | None, selection: str | None, *,
-                dram: bool = False, max_cycles: int | None = None) -> list[PlannedLayer]:
-    """The selected GEMM layers, scheduled and costed as the report does, checked before any
-    simulator starts (``max_cycles``: the simulator's limit)."""
+                memory: str = "ideal", max_cycles: int | None = None) -> list[PlannedLayer]:
+    """The selected GEMM layers, scheduled and costed as the report does for ``memory`` (one
+    of :data:`MEMORIES`), checked before any simulator starts (``max_cycles``: the
+    simulator's limit)."""
+    if memory not in MEMORIES:
+        raise ValueError(f"memory must be one of {', '.join(MEMORIES)}, not {memory!r}")
     gemm = mark_pruned(graph, cfg.n, cfg.m, policy).gemm_layers()
     if not gemm:
         raise ValueError(f"model {graph.name!r} has no GEMM layers (conv2d, linear, matmul) to "
@@ -195,8 +213,7 @@ def plan_layers(graph, cfg: ArrayConfig, policy: PrunePolicy | None, selection: 
     planned = []
     for i in indices:
         sched = schedule_layer(gemm[i], cfg)
-        cycles = layer_cost(sched).cycles
-        predicted = cycles.total if dram else cycles.compute
+        predicted = predicted_cycles(sched, memory)
         if max_cycles is not None and predicted > max_cycles:
             raise ValueError(f"layer {i} {gemm[i].name!r}: {predicted:,} predicted cycles, "
                              f"beyond the simulator's limit of {max_cycles:,} (--max-cycles); "
@@ -271,6 +288,8 @@ def _golden(cfg: ArrayConfig, asm, outputs) -> tuple[bool, int]:
 
     golden = GoldenAccelerator(cfg)
     rows = golden.run(asm.program, asm.data_in)
+    if asm.memory is not None:      # rows read back from memory: each STORE's real columns
+        rows = [row[:len(out)] for row, out in zip(rows, outputs, strict=False)]
     same = len(rows) == len(outputs) and all(np.array_equal(a, b)
                                              for a, b in zip(rows, outputs, strict=True))
     return same, golden.gated_macs
@@ -284,9 +303,12 @@ async def run_layer(backend, cfg: ArrayConfig, planned: PlannedLayer, seed: int,
     rng = np.random.default_rng([seed, planned.index])
     data = layer_data(cfg, sched, layer, rng)
     t = sched.tiling
-    asm = assemble_layer(cfg, t, data.x, data.w, multiplier=data.multiplier, shift=data.shift)
+    in_memory = getattr(backend, "in_memory", False)
+    asm = assemble_layer(cfg, t, data.x, data.w, multiplier=data.multiplier, shift=data.shift,
+                         in_memory=in_memory)
     sim_start, cpu_start = time.perf_counter(), cpu_seconds()
-    run = await backend.run(asm.program, asm.data_in)
+    run = await (backend.run(asm.program, asm.data_in, asm.memory) if in_memory
+                 else backend.run(asm.program, asm.data_in))
     sim_seconds, sim_cpu = time.perf_counter() - sim_start, cpu_seconds() - cpu_start
     exact = np.array_equal(asm.collect(run.outputs), reference(layer, data))
     golden = None
@@ -312,7 +334,7 @@ class LayersRun(LayerTotals):
 
     model: str
     backend: str
-    memory: str                # "ideal" or "DRAM N B/cycle"
+    memory: str                # "ideal", "DRAM N B/cycle" or "AXI ... latency N"
     weights: str               # weights_line()
     seed: int
     layers: list[LayerResult] = field(default_factory=list)

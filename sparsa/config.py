@@ -50,7 +50,8 @@ def _positive_int(name: str, value: Any) -> None:
 # (RTL export has its own, lower bound on the PE count: sparsa.hw.export.MAX_PES.)
 LIMITS = {"rows": 4096, "cols": 4096, "m": 1024, "act_width": 32, "weight_width": 32,
           "acc_width": 64, "act_buffer_kib": 1 << 20, "weight_buffer_kib": 1 << 20,
-          "acc_buffer_kib": 1 << 20, "dram_bytes_per_cycle": 1 << 16, "clock_mhz": 100_000}
+          "acc_buffer_kib": 1 << 20, "dram_bytes_per_cycle": 1 << 16, "clock_mhz": 100_000,
+          "axi_latency": 100_000}
 
 
 def _bounded(name: str, value: Any) -> None:
@@ -96,11 +97,14 @@ class ArrayConfig:
     # The AXI4 memory port of the memory-mapped accelerator: data and address widths in bits.
     axi_data_bits: int = 128
     axi_addr_bits: int = 32
+    # Read latency of the memory behind that port, in cycles from a burst's address to its first
+    # beat (the top's cycle model and the native harness; 20 cycles = 100 ns at 200 MHz).
+    axi_latency: int = 20
 
     def __post_init__(self) -> None:
         for name in ("rows", "cols", "n", "m", "act_width", "weight_width", "acc_width",
                      "act_buffer_kib", "weight_buffer_kib", "acc_buffer_kib",
-                     "dram_bytes_per_cycle"):
+                     "dram_bytes_per_cycle", "axi_latency"):
             _positive_int(name, getattr(self, name))
         _positive_number("clock_mhz", self.clock_mhz)
         for name in LIMITS:

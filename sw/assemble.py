@@ -45,12 +45,13 @@ from sparsa.models.graph import Gemm
 from . import timing
 from .accel_timing import ADDRESS_FIELDS, TIMED_FIELDS
 from .lower import Lowering
+from .memory_layout import LayerMemory, addressed_program
 from .ops import Compute, LoadActs, LoadWeights, Op, PreloadWeights, Store
 from .schedule import Block, BlockWalk, Tiling, iter_blocks, load_plan, schedule_gemm
 
 __all__ = ["AssembledGemm", "AssembledLayer", "assemble_gemm", "assemble_layer",
-           "block_instructions", "block_view", "gemm_instructions", "host_input",
-           "layer_weights", "shifted", "store_delay", "timing_view", "view_key", "weight_tile"]
+           "block_instructions", "block_view", "gemm_instructions", "host_input", "layer_weights",
+           "program_pairs", "shifted", "store_delay", "timing_view", "view_key", "weight_tile"]
 
 _MASK = (1 << ADDR_BITS) - 1
 
@@ -65,6 +66,7 @@ class AssembledLayer:
     tiling: Tiling
     p: int
     cols: int
+    memory: LayerMemory | None = None   # in_memory: where the program and tensors live
 
     def collect(self, rows: list[np.ndarray]) -> np.ndarray:
         """Reassemble the ``data_out`` rows into the ``(P, cols)`` result (P in ``(n, oy, ox)``
@@ -413,7 +415,7 @@ def store_delay(cfg: ArrayConfig, t: Tiling) -> tuple[int, int, int]:
     return min(delay, limit), space, limit
 
 
-def _program_pairs(cfg: ArrayConfig, tiling: Tiling, *, raw: bool,
+def program_pairs(cfg: ArrayConfig, tiling: Tiling, *, raw: bool,
                    relu: bool) -> Iterator[tuple[Instruction, Op]]:
     carry: tuple[Held, ...] = ()
     for block in iter_blocks(tiling):
@@ -426,7 +428,7 @@ def _program_pairs(cfg: ArrayConfig, tiling: Tiling, *, raw: bool,
 def gemm_instructions(cfg: ArrayConfig, tiling: Tiling, *, raw: bool = False,
                       relu: bool = False) -> Iterator[Instruction]:
     """The whole instruction stream of a tiled layer (no data)."""
-    for insn, _ in _program_pairs(cfg, tiling, raw=raw, relu=relu):
+    for insn, _ in program_pairs(cfg, tiling, raw=raw, relu=relu):
         yield insn
 
 
@@ -519,11 +521,12 @@ def _scale_row(cfg: ArrayConfig, col_tile: int, bias, multiplier, shift) -> int:
 def assemble_layer(cfg: ArrayConfig, tiling: Tiling, x: np.ndarray, w: np.ndarray, *,
                    bias: np.ndarray | None = None, multiplier: np.ndarray | None = None,
                    shift: np.ndarray | None = None, raw: bool = False,
-                   relu: bool = False) -> AssembledLayer:
+                   relu: bool = False, in_memory: bool = False) -> AssembledLayer:
     """``requantize(conv(x, w) + bias)`` (or the raw sums) of the tiled layer for its int8
     input ``x`` (NHWC for a conv, ``(P, K)`` otherwise) and weights ``w`` ``(groups, K_g,
     cols_g)`` (``Layer.gemm_weight``'s layout); the result's rows are output pixels in ``(n,
-    oy, ox)`` order, its columns all groups' output channels."""
+    oy, ox)`` order, its columns all groups' output channels. ``in_memory``: every LOAD and
+    STORE addresses its tensor in memory (:mod:`sparsa.sw.memory_layout`)."""
     low = tiling.low
     xs = host_input(low, x)
     wfull = layer_weights(cfg, low, w)
@@ -541,7 +544,12 @@ def assemble_layer(cfg: ArrayConfig, tiling: Tiling, x: np.ndarray, w: np.ndarra
     program: list[Instruction] = []
     data: list[int] = []
     stores: list[tuple[slice, slice]] = []
-    for insn, op in _program_pairs(cfg, tiling, raw=raw, relu=relu):
+    pairs = list(program_pairs(cfg, tiling, raw=raw, relu=relu))
+    memory = None
+    if in_memory:
+        addressed, memory = addressed_program(cfg, tiling, pairs, raw=raw)
+        pairs = list(zip(addressed, (op for _, op in pairs), strict=True))
+    for insn, op in pairs:
         program.append(insn)
         if insn.opcode == Opcode.LOAD_ACT:
             chunk = rows[op.first:op.first + op.pixels]
@@ -559,7 +567,7 @@ def assemble_layer(cfg: ArrayConfig, tiling: Tiling, x: np.ndarray, w: np.ndarra
             stores.append((slice(start, start + op.beats),
                            slice(first_col, min(first_col + cfg.cols, c_total))))
     return AssembledLayer(program=program, data_in=data, stores=stores, tiling=tiling,
-                          p=low.geom.p, cols=c_total)
+                          p=low.geom.p, cols=c_total, memory=memory)
 
 
 def assemble_gemm(cfg: ArrayConfig, x: np.ndarray, w: np.ndarray, *, sparse: bool,

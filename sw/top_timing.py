@@ -33,6 +33,7 @@ response, and STOREs with no rows (rejected).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -41,10 +42,13 @@ from sparsa.config import ArrayConfig
 from sparsa.isa import INSN_BYTES, Instruction, Opcode
 
 from .accel_timing import RULES, AccelTimer, Addresses, TimerState, annotate_all
+from .assemble import program_pairs
+from .memory_layout import addressed_program
+from .tiling import Tiling
 
 __all__ = ["DEFAULT_FETCH_INSNS", "MAX_BURST_BEATS", "OUTSTANDING", "PAGE_BYTES",
-           "Planner", "ReadPath", "TopTimer", "TopTiming", "bursts", "chunk_size", "pieces",
-           "top_timing", "write_store"]
+           "Planner", "ReadPath", "TopTimer", "TopTiming", "bursts", "chunk_size",
+           "layer_top_cycles", "pieces", "top_timing", "write_store"]
 
 # The top's constants (sparsa.hw: axi, dma, fetch; a test checks they agree).
 MAX_BURST_BEATS = 256       # AXI4 INCR burst
@@ -398,3 +402,13 @@ def top_timing(cfg: ArrayConfig, program: Sequence[Instruction], *, latency: int
     """Time ``program`` (linked: its LOADs and STOREs carry their memory fields) on the
     memory-mapped top with memory of read latency ``latency``, the start pulse in ``start``."""
     return TopTimer(cfg, program, latency=latency, start=start, prog_base=prog_base).run()
+
+
+@functools.lru_cache(maxsize=256)
+def layer_top_cycles(cfg: ArrayConfig, tiling: Tiling, *, raw: bool = False) -> int:
+    """``run_cycles`` of a tiled layer on the memory-mapped top: the assembler's program with
+    its operands in memory (:mod:`sparsa.sw.memory_layout`), memory of read latency
+    ``cfg.axi_latency``. What ``sparsa run --memory axi`` measures on the RTL."""
+    pairs = program_pairs(cfg, tiling, raw=raw, relu=False)
+    program, mem = addressed_program(cfg, tiling, pairs, raw=raw)
+    return top_timing(cfg, program, latency=cfg.axi_latency, prog_base=mem.prog_base).run_cycles

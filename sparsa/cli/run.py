@@ -210,13 +210,20 @@ def _print_gating(console, result) -> None:
 
 def _layer_backend(args, cfg, bar, task):
     """The in-process backend for the layer-by-layer run."""
-    from sparsa.sim.host import GoldenBackend, NativeBackend, PyVerilatorBackend
+    from sparsa.sim.host import (
+        GoldenBackend,
+        NativeAxiBackend,
+        NativeBackend,
+        PyVerilatorBackend,
+    )
     from sparsa.sim.runner import build_dir_for
 
     if args.sim == "golden":
         return GoldenBackend(cfg)
     if args.sim == "native":
         bar.update(task, description="building the native simulator (cached after the first run)")
+        if args.memory == "axi":
+            return NativeAxiBackend(cfg, max_cycles=args.max_cycles)
         backend = NativeBackend(cfg, dram_bytes_per_cycle=cfg.dram_bytes_per_cycle
                                 if args.memory == "dram" else None)
         backend.accelerator.max_cycles = args.max_cycles
@@ -228,13 +235,14 @@ def _layer_backend(args, cfg, bar, task):
 def _plan(args, graph, cfg, policy):
     from sparsa.sim.model_run import plan_layers
 
-    if args.memory == "dram" and args.sim != "native":
-        raise UsageError(f"--memory dram runs on the native backend only, not {args.sim}")
+    if args.memory != "ideal" and args.sim != "native":
+        raise UsageError(f"--memory {args.memory} runs on the native backend only, not "
+                         f"{args.sim}")
     if args.max_cycles < 1:
         raise UsageError(f"--max-cycles must be a positive number of cycles, not "
                          f"{args.max_cycles}")
     try:
-        return plan_layers(graph, cfg, policy, args.layers, dram=args.memory == "dram",
+        return plan_layers(graph, cfg, policy, args.layers, memory=args.memory,
                            max_cycles=args.max_cycles)
     except ValueError as e:
         if str(e).startswith("--layers"):
@@ -268,7 +276,8 @@ def _run_layers(args: argparse.Namespace) -> int:
     seed = resolve_seed(args.seed)
     graph = load_model(args.model, batch=args.batch or 1, seq=args.seq)
     planned = _plan(args, graph, cfg, policy)   # everything checked before any simulator starts
-    memory = "ideal" if args.memory == "ideal" else f"DRAM {cfg.dram_bytes_per_cycle} B/cycle"
+    memory = {"ideal": "ideal", "dram": f"DRAM {cfg.dram_bytes_per_cycle} B/cycle",
+              "axi": f"AXI {cfg.axi_data_bits}-bit, latency {cfg.axi_latency}"}[args.memory]
     result = LayersRun(model=graph.name, backend=args.sim, memory=memory,
                        weights=weights_line(graph, cfg, policy, seed), seed=seed)
     print(result.weights, flush=True)
@@ -333,8 +342,9 @@ def _print_layers(result, cfg, seconds: tuple[float, float], golden_macs: int) -
     table.add_row("", "total", "", "", str(measured), str(predicted),
                   str(measured - predicted), "", "", f"{result.total('sim_seconds'):.1f}")
     console.print(table)
-    kind = "compute cycles (ideal memory)" if result.memory == "ideal" else \
-        f"total cycles ({result.memory})"
+    kind = ("compute cycles (ideal memory)" if result.memory == "ideal" else
+            "cycles on the memory-mapped accelerator (--memory axi)"
+            if result.memory.startswith("AXI") else f"total cycles ({result.memory})")
     where = ("the RTL" if result.backend != "golden"
              else "the golden executor, which takes them from the cycle model")
     console.print(f"Cycles. measured: on {where}; report: "
@@ -379,10 +389,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="images or sequences per inference, as 'sparsa report' (default: 1)")
     group.add_argument("--seq", type=int, default=None,
                        help="tokens per sequence of transformers, as 'sparsa report'")
-    group.add_argument("--memory", choices=("ideal", "dram"), default="ideal",
-                       help="ideal streams (cycles == the report's compute cycles) or DRAM "
-                            "ports of the configuration's rate (== the report's total cycles; "
-                            "native only)")
+    group.add_argument("--memory", choices=("ideal", "dram", "axi"), default="ideal",
+                       help="ideal streams (cycles == the report's compute cycles), DRAM "
+                            "ports of the configuration's rate (== the report's total cycles), "
+                            "or axi: the memory-mapped accelerator fetching its program and "
+                            "tensors over AXI from memory of latency axi_latency (== the "
+                            "report's --memory axi cycles); dram and axi: native only")
     group.add_argument("--max-cycles", type=int, default=50_000_000,
                        help="the simulator's limit per layer program; larger layers are refused "
                             "before anything runs")
