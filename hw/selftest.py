@@ -4,8 +4,9 @@
 generators: every stream payload is a shift register that takes 32 new pseudo-random bits each
 time its beat is accepted, so payloads stay stable while ``valid`` waits for ``ready``. Beats
 carry a random ``swap`` (a new weight tile), and ``psum.ready`` is random too, so the array sees
-backpressure. Every accepted output beat is folded into a 32-bit checksum; its XOR-folded byte is
-the ``leds`` output. Nothing of the array can be optimised away.
+backpressure. Every accepted output beat is folded into a 32-bit checksum (:func:`checksum_step`);
+its XOR-folded byte (:func:`fold_byte`) is the ``leds`` output. Nothing of the array can be
+optimised away.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from sparsa.config import ArrayConfig
 
 from .array import SystolicArray
 
-__all__ = ["SelfTest", "xorshift32"]
+__all__ = ["SelfTest", "checksum_step", "fold_byte", "xorshift32"]
 
 
 def xorshift32(x):
@@ -26,6 +27,20 @@ def xorshift32(x):
     x = (x ^ (x << 13))[:32]
     x = x ^ (x >> 17)
     return (x ^ (x << 5))[:32]
+
+
+def checksum_step(checksum, word):
+    """One step of a running checksum: rotate the 32-bit ``checksum`` left by one and XOR in the
+    XOR of ``word``'s 32-bit lanes (the last one zero-extended)."""
+    fold = Const(0, 32)
+    for i in range(0, len(word), 32):
+        fold = fold ^ word[i:i + 32]
+    return Cat(checksum[31], checksum[:31]) ^ fold
+
+
+def fold_byte(value):
+    """The XOR of the four bytes of a 32-bit value (what the LEDs show)."""
+    return value[:8] ^ value[8:16] ^ value[16:24] ^ value[24:]
 
 
 class SelfTest(wiring.Component):
@@ -69,12 +84,8 @@ class SelfTest(wiring.Component):
         m.d.sync += ctrl.eq(xorshift32(ctrl))
         m.d.comb += array.psum.ready.eq(ctrl[0] | ctrl[1])
 
-        psum = array.psum.payload.as_value()
-        fold = Const(0, 32)
-        for i in range(0, len(psum), 32):
-            fold = fold ^ psum[i:i + 32]
         with m.If(array.psum.valid & array.psum.ready):
-            m.d.sync += self.checksum.eq(Cat(self.checksum[31], self.checksum[:31]) ^ fold)
-        m.d.comb += self.leds.eq(self.checksum[:8] ^ self.checksum[8:16]
-                                 ^ self.checksum[16:24] ^ self.checksum[24:])
+            m.d.sync += self.checksum.eq(checksum_step(self.checksum,
+                                                       array.psum.payload.as_value()))
+        m.d.comb += self.leds.eq(fold_byte(self.checksum))
         return m
