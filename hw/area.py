@@ -18,17 +18,21 @@ PE module synthesized for one array is reused by all the others (8x8 2:4 in 7 s,
 Every synthesis is cached under ``$SPARSA_CACHE_DIR/area`` (default ``~/.cache/sparsa/area``)
 keyed by the SHA-256 of its Verilog and script, so the same RTL is synthesized once, whichever
 configuration fields produced it. An index keyed by (configuration, hash of the RTL's sources)
-spares even the elaboration of a configuration seen before.
+spares even the elaboration of a configuration seen before (configurations that differ only in
+fields no RTL depends on, :data:`RTL_NEUTRAL`, share one entry). Workers that need the same
+synthesis at once wait for the first (a lock file per entry).
 
 :func:`accelerator_area` adds up the whole accelerator, each part shown apart: the array (as
 above), the accelerator's own logic (engines, dispatcher, im2col, requantizers, counters:
 :func:`logic_cells`, every module of the exported accelerator but the array synthesized on its own,
-the scratchpads left out) and the scratchpad SRAM (:mod:`sparsa.hw.sram`: a CACTI table, in µm²
+the scratchpads left out; the requantizer, one equal lane per column, as one lane times the columns:
+:func:`lane_parts`) and the scratchpad SRAM (:mod:`sparsa.hw.sram`: a CACTI table, in µm²
 and in gate equivalents of the same NAND2).
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -38,24 +42,28 @@ import subprocess
 import sys
 import tempfile
 import tomllib
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Iterator, Mapping
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field, fields
 from importlib import resources
 from importlib.metadata import version
 from pathlib import Path
 
+from amaranth.back import verilog as verilog_backend
+
 from sparsa.config import ArrayConfig
 from sparsa.files import cache_dir
 
+from .engines import Requantizer
 from .export import check_export_size, export_verilog
 from .fpga import ToolError, yowasp_env
 from .sram import SramTable, load_sram_table, scratchpad_areas
 
-__all__ = ["GLUE_SCRIPT", "LOGIC_SCRIPT", "METHODS", "SCRIPT", "AreaResult", "GateTable",
-           "GateTableError", "accelerator_area", "area_cache_dir", "area_kge", "array_area",
-           "cached_cells", "export_text", "gate_equivalents", "index_path", "load_gate_table",
-           "logic_cells", "logic_parts", "modular_cells", "pe_modules", "rtl_fingerprint",
-           "synthesize_cells", "write_json"]
+__all__ = ["GLUE_SCRIPT", "LOGIC_SCRIPT", "METHODS", "RTL_NEUTRAL", "SCRIPT", "AreaResult",
+           "GateTable", "GateTableError", "accelerator_area", "area_cache_dir", "area_kge",
+           "array_area", "cached_cells", "export_text", "gate_equivalents", "index_path",
+           "lane_parts", "load_gate_table", "logic_cells", "logic_parts", "modular_cells",
+           "pe_modules", "rtl_config", "rtl_fingerprint", "synthesize_cells", "write_json"]
 
 # {top} is the Verilog module, {stats} the JSON statistics file Yosys writes.
 SCRIPT = ("read_verilog {top}.v; synth -flatten -noabc -top {top}; "
@@ -208,15 +216,44 @@ def cached_cells(verilog: str, module: str, script: str, cache: bool = True,
     extra = "".join(f"\0{name}\0{text}" for name, text in sorted((files or {}).items()))
     digest = hashlib.sha256(f"{verilog}\0{module}\0{script}{extra}".encode()).hexdigest()
     path = area_cache_dir() / f"{digest}.json"
-    if cache and path.is_file():
-        try:
-            return {str(k): int(v) for k, v in json.loads(path.read_text()).items()}, True
-        except (OSError, ValueError, AttributeError):
-            pass   # a damaged entry is synthesized again below
-    cells = synthesize_cells(verilog, module, script, files)
-    if cache:
+    if not cache:
+        return synthesize_cells(verilog, module, script, files), False
+    found = _read_cells(path)
+    if found is not None:
+        return found, True
+    # Processes that need the same module at once (a sweep's workers) synthesize it once: the
+    # first holds the entry's lock, the others wait for it and read its result.
+    with _locked(path.with_suffix(".lock")):
+        found = _read_cells(path)
+        if found is not None:
+            return found, True
+        cells = synthesize_cells(verilog, module, script, files)
         write_json(path, cells)
     return cells, False
+
+
+def _read_cells(path: Path) -> dict[str, int] | None:
+    """The cell counts cached at ``path``, or None (none, or a damaged entry)."""
+    try:
+        return {str(k): int(v) for k, v in json.loads(path.read_text()).items()}
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on the file ``path`` for the block; none where it cannot be taken (a
+    read-only cache, a file system without locks): the block then runs unlocked."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a")   # noqa: SIM115 - held for the block
+    except OSError:
+        yield
+        return
+    with handle:
+        with suppress(OSError):
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
 
 
 _MODULE = re.compile(r"^module (\\?\S+)\s*\((.*?)^endmodule$", re.S | re.M)
@@ -262,15 +299,17 @@ _MEMORY = re.compile(r"^\s*reg \[\d+:0\] (\w+) \[\d+:0\];$", re.M)
 _PORT_DECL = re.compile(r"^\s*(?:input|output|inout)\b[^;]*;$", re.M)
 
 
-def logic_parts(verilog: str, top: str) -> list[str]:
-    """Every module of an exported accelerator but its array, each as standalone Verilog of a
-    module named ``part`` whose direct submodules (``part.NAME``) are black boxes (only their
-    ports declared), with the memories' all-zero ``initial`` contents dropped (Yosys' Verilog
-    reader takes minutes over them; they are no logic)."""
+def logic_parts(verilog: str, top: str, skip: Collection[str] = ()) -> list[str]:
+    """Every module of an exported accelerator but its array (and the modules ``skip``, named
+    under ``top``: ``"store.requantizer"``), each as standalone Verilog of a module named
+    ``part`` whose direct submodules (``part.NAME``) are black boxes (only their ports declared),
+    with the memories' all-zero ``initial`` contents dropped (Yosys' Verilog reader takes minutes
+    over them; they are no logic)."""
     modules = {name.lstrip("\\"): body for name, body in _MODULE.findall(verilog)}
+    skipped = {f"{top}.{name}" for name in skip}
     parts = []
     for name, body in modules.items():
-        if name == f"{top}.array" or name.startswith(f"{top}.array."):
+        if name == f"{top}.array" or name.startswith(f"{top}.array.") or name in skipped:
             continue
         children = [c for c in modules
                     if c.startswith(f"{name}.") and "." not in c[len(name) + 1:]]
@@ -290,18 +329,34 @@ def logic_parts(verilog: str, top: str) -> list[str]:
     return parts
 
 
-def logic_cells(verilog: str, top: str, cache: bool = True) -> tuple[dict[str, int], bool]:
+def logic_cells(verilog: str, top: str, cache: bool = True,
+                lanes: Mapping[str, tuple[str, int]] | None = None,
+                ) -> tuple[dict[str, int], bool]:
     """Cell counts of an exported accelerator's logic without its array and its scratchpads:
     each module (:func:`logic_parts`) synthesized on its own and cached, so a module whose RTL
-    another configuration shares is synthesized once."""
+    another configuration shares is synthesized once. ``lanes`` (module under ``top`` -> (its
+    one-lane Verilog as a module ``part``, lanes); :func:`lane_parts`) stand in for modules
+    made of equal, independent lanes: one lane synthesized, times the lanes."""
     total, all_cached = {}, True
-    for text in logic_parts(verilog, top):
+    lanes = dict(lanes or {})
+    parts = [(text, 1) for text in logic_parts(verilog, top, skip=lanes)]
+    for text, count in [*parts, *lanes.values()]:
         cells, cached = cached_cells(text, "part", LOGIC_SCRIPT, cache)
         all_cached &= cached
         for cell, n in cells.items():
             if not cell.startswith("part."):   # the black-boxed submodules are counted apart
-                total[cell] = total.get(cell, 0) + n
+                total[cell] = total.get(cell, 0) + n * count
     return dict(sorted(total.items())), all_cached
+
+
+def lane_parts(cfg: ArrayConfig) -> dict[str, tuple[str, int]]:
+    """The accelerator's modules made of one equal, independent lane per column, for
+    :func:`logic_cells`: the requantizer (a 32 x 17 multiplier per column, most of the logic
+    outside the array and most of its synthesis time), elaborated for one column. Its Verilog
+    depends only on the widths, so a whole sweep synthesizes it once; one lane times 8 is within
+    1 % of the 8-column module (``bench/area_bench.py --logic`` measures it)."""
+    one = verilog_backend.convert(Requantizer(cfg.replace(cols=1)), name="part", emit_src=False)
+    return {"store.requantizer": (one, cfg.cols)}
 
 
 def export_text(cfg: ArrayConfig, top: str = "array") -> tuple[str, str]:
@@ -322,6 +377,19 @@ def rtl_fingerprint() -> str:
     for path in sources:
         h.update(path.name.encode() + b"\0" + path.read_bytes())
     return h.hexdigest()
+
+
+# Configuration fields no generated RTL depends on (the cost model's memory port, the clock the
+# cost model and place and route use): configurations that differ only in them share their ASIC
+# area (tests/hw/test_area.py exports both and compares the Verilog).
+RTL_NEUTRAL = ("clock_mhz", "dram_bytes_per_cycle")
+_DEFAULTS = {f.name: f.default for f in fields(ArrayConfig)}
+
+
+def rtl_config(cfg: ArrayConfig) -> ArrayConfig:
+    """``cfg`` with its :data:`RTL_NEUTRAL` fields at their defaults: the configuration whose
+    area stands for every configuration of the same RTL."""
+    return cfg.replace(**{name: _DEFAULTS[name] for name in RTL_NEUTRAL})
 
 
 def index_path(cfg: ArrayConfig, top: str, method: str) -> Path:
@@ -356,7 +424,7 @@ def _indexed_area(cfg: ArrayConfig, top: str, method: str, table: GateTable, cac
                   counter: Callable[[str, str], tuple[dict[str, int], bool]]) -> AreaResult:
     """The area of the exported ``top`` of ``cfg`` with the cell counts of ``counter(Verilog,
     module)``, remembered in the index under (``cfg``, ``top``, ``method``)."""
-    index = index_path(cfg, top, method)
+    index = index_path(rtl_config(cfg), top, method)
     if cache and index.is_file():
         try:
             entry = json.loads(index.read_text())
@@ -378,7 +446,7 @@ def _logic_result(cfg: ArrayConfig, table: GateTable, cache: bool) -> AreaResult
     """The accelerator's logic without array and scratchpads (:func:`logic_cells`), cached by
     configuration like :func:`array_area`."""
     return _indexed_area(cfg, "accelerator", "logic", table, cache,
-                         lambda text, module: logic_cells(text, module, cache))
+                         lambda text, module: logic_cells(text, module, cache, lane_parts(cfg)))
 
 
 def accelerator_area(cfg: ArrayConfig, *, table: GateTable | None = None,
@@ -402,5 +470,9 @@ def accelerator_area(cfg: ArrayConfig, *, table: GateTable | None = None,
 
 def area_kge(cfg: ArrayConfig) -> dict[str, float | None]:
     """The accelerator's area in kGE by part (:func:`accelerator_area`, default tables: what
-    ``sparsa explore`` uses)."""
+    ``sparsa explore`` uses). Its ``same_hardware`` (:func:`rtl_config`) tells a sweep which
+    configurations share one area task."""
     return accelerator_area(cfg)
+
+
+area_kge.same_hardware = rtl_config

@@ -156,9 +156,7 @@ def _submit(client, todo: Mapping[tuple[ArrayConfig, str], str], shared: Mapping
     its hardware tasks; (evaluation futures -> point, the hardware futures)."""
     configs = list(dict.fromkeys(cfg for cfg, _ in todo))
     home = _homes(client, configs)
-    done_by = {name: {cfg: client.submit(f, cfg, key=_task_key(
-                   name, f"{area_name}\0{cfg.to_json()}"), pure=True, retries=2)
-                   for cfg in configs}
+    done_by = {name: _hardware_tasks(client, name, f, configs, area_name)
                for name, f in hardware.items()}
     futures = {}
     for (cfg, label), key in todo.items():
@@ -169,6 +167,23 @@ def _submit(client, todo: Mapping[tuple[ArrayConfig, str], str], shared: Mapping
                                workers=home[cfg], allow_other_workers=True)
         futures[future] = (cfg, label)
     return futures, [f for by_cfg in done_by.values() for f in by_cfg.values()]
+
+
+def _hardware_tasks(client, name: str, f: Callable, configs: Sequence[ArrayConfig],
+                    area_name: str) -> dict:
+    """One task of the hardware callable ``f`` per configuration, or per configuration its
+    ``same_hardware`` attribute maps them to (configurations of the same RTL share one task;
+    two tasks would elaborate and synthesize the same design at once on two workers)."""
+    same = getattr(f, "same_hardware", lambda cfg: cfg)
+    tasks: dict[ArrayConfig, object] = {}
+    done_by = {}
+    for cfg in configs:
+        stand_in = same(cfg)
+        if stand_in not in tasks:
+            tasks[stand_in] = client.submit(f, stand_in, key=_task_key(
+                name, f"{area_name}\0{stand_in.to_json()}"), pure=True, retries=2)
+        done_by[cfg] = tasks[stand_in]
+    return done_by
 
 
 def _homes(client, configs: Sequence[ArrayConfig]) -> dict[ArrayConfig, list[str]]:

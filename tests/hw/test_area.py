@@ -296,6 +296,31 @@ def test_logic_parts_cover_the_accelerator_but_its_array(tmp_path):
     assert "\\part.array" in top    # the array is a black box of the top's part
 
 
+@pytest.mark.rtl
+def test_requantizer_lanes_and_rtl_neutral_fields(tmp_path):
+    """The requantizer synthesized as one lane times the columns (what accelerator_area does)
+    is within 1 % of the whole module synthesized; the fields rtl_config resets do not change
+    the exported Verilog, so configurations that differ only in them may share their area."""
+    cfg = ArrayConfig(rows=2, cols=3, n=2, m=4, act_width=4, weight_width=4, acc_width=8,
+                      act_buffer_kib=1, weight_buffer_kib=1, acc_buffer_kib=1)
+    module, text = area.export_text(cfg, "accelerator")
+    other = cfg.replace(clock_mhz=123.0, dram_bytes_per_cycle=3)
+    assert area.rtl_config(other) == area.rtl_config(cfg) != other
+    assert area.export_text(other, "accelerator") == (module, text)
+    assert area.export_text(other, "array") == area.export_text(cfg, "array")
+    parts = area.logic_parts(text, module)
+    rest = area.logic_parts(text, module, skip=["store.requantizer"])
+    (whole,) = [p for p in parts if p not in rest]
+    (lane, lanes), = area.lane_parts(cfg).values()
+    assert lanes == 3
+    table = area.load_gate_table()
+    one = area.gate_equivalents(area.synthesize_cells(lane, "part", area.LOGIC_SCRIPT), table)
+    all_lanes = area.gate_equivalents(area.synthesize_cells(whole, "part", area.LOGIC_SCRIPT),
+                                      table)
+    assert lanes * one == pytest.approx(all_lanes, rel=0.01)
+    assert one < all_lanes / 2
+
+
 def test_fmax_estimate_fits_log2_pes_per_pe_kind(cache_dir):
     """The stand-in for place and route: a least-squares line of Fmax against log2(PEs) over the
     arrays of the same PE placed before; its leave-one-out error is what explore prints."""

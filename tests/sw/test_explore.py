@@ -272,6 +272,21 @@ def test_a_failing_point_is_named(client, topology, tmp_path):
         run_sweep(spec, graphs_of(spec), store, client, table=load_table(), area=broken)
 
 
+def test_configurations_of_the_same_hardware_share_one_area_task(client, topology, tmp_path):
+    """An area callable's ``same_hardware`` maps each configuration to the one whose area task
+    stands for it (the real one: configurations that differ only in fields the RTL ignores):
+    here the memory port, so both ports get the area computed for the 16-byte one."""
+    area = lambda cfg: float(cfg.dram_bytes_per_cycle)  # noqa: E731
+    area.same_hardware = lambda cfg: cfg.replace(dram_bytes_per_cycle=16)
+    spec = parse_spec(spec_of(topology, models=[{"name": str(topology)}],
+                              space={"rows": [2], "cols": [2], "nm": ["2:4"],
+                                     "dram_bytes_per_cycle": [4, 16]}))
+    with ResultStore(tmp_path / "e.sqlite") as store:
+        result = run_sweep(spec, graphs_of(spec), store, client, table=load_table(), area=area)
+    assert sorted(e.config.dram_bytes_per_cycle for e in result.evaluations) == [4, 16]
+    assert [e.area_kge for e in result.evaluations] == [16.0, 16.0]
+
+
 class StopSweepError(Exception):
     pass
 
