@@ -217,7 +217,9 @@ def estimated_cycles(t: Tiling) -> int:
     dispatches a PRELOAD after its weight load and the COMPUTE after the PRELOAD's last row,
     a few cycles past the array's own period) or, when longer, the LOAD engine's
     (the next block's activation rows, the block's weight tiles, its scale rows); a single
-    region's loads wait for the block's end; then the drain. Stacked GEMMs count alike."""
+    region's loads wait for the block's end; then the drain. Stacked GEMMs count alike. The
+    first block's loads come first: its footprint, or a sliced layer's first slice (one row per
+    pixel; the other slices load while the tiles before them compute)."""
     cfg, cb = t.cfg, t.c_blocks
     fixed = timing.array_timing(cfg)
     period = fixed.tile_period + CONTROL_CYCLES
@@ -233,7 +235,8 @@ def estimated_cycles(t: Tiling) -> int:
         weights = tiles * cfg.rows if pb == 0 or not t.weights_resident else 0
         total += compute + acts if t.acts == "single" else \
             max(compute, acts + weights + t.block_cols(c))
-    return (total * t.stack + (first[1] * cb if first else 0) + cfg.rows + fixed.latency
+    up_front = first[1] * (1 if t.sliced else cb) if first else 0
+    return (total * t.stack + up_front + cfg.rows + fixed.latency
             + t.block_beats(t.p_blocks - 1))
 
 
