@@ -100,11 +100,13 @@ class Actions:
     dram_acc_bytes: int = 0         # LOAD_ACC rows
     dram_scale_bytes: int = 0       # LOAD_SCALE rows (bias, multiplier, shift per column)
     dram_out_bytes: int = 0
+    dram_program_bytes: int = 0     # instruction words the memory-mapped top fetches
 
     @property
     def dram_bytes(self) -> int:
         return (self.dram_act_bytes + self.dram_weight_bytes + self.dram_metadata_bytes
-                + self.dram_acc_bytes + self.dram_scale_bytes + self.dram_out_bytes)
+                + self.dram_acc_bytes + self.dram_scale_bytes + self.dram_out_bytes
+                + self.dram_program_bytes)
 
     __add__ = _add
 

@@ -22,9 +22,11 @@ from .energy import Energy, EnergyTable, energy_of, load_table
 from .lower import lower_layer
 from .prune import PrunePolicy, mark_pruned
 from .schedule import schedule_layer
+from .top_timing import layer_top_cost
 
 __all__ = [
     "ENERGY_LABELS",
+    "MEMORIES",
     "SHORTFALL_TOLERANCE",
     "WORKLOAD_KEYS",
     "LayerReport",
@@ -119,6 +121,7 @@ class ModelReport:
     # synthesize): kind "asic" (design/baseline in kGE) or "fpga" (dicts of resources).
     area: Mapping[str, Any] = field(default_factory=dict)
     gating: Any = None              # a sparsa.sw.activity.Gating when densities are known
+    memory: str = "dram"            # the memory model costed (layer_report)
 
     def area_lines(self, prefix: str = "") -> list[str]:
         """The lines stating the area (none when it was not measured)."""
@@ -232,18 +235,27 @@ class ModelReport:
                 f"in {c.compute}")
 
 
+MEMORIES = ("dram", "axi")
+
+
 def layer_report(layer: Layer, cfg: ArrayConfig, dense_cfg: ArrayConfig, table: EnergyTable,
-                 memo: dict | None = None) -> LayerReport:
+                 memo: dict | None = None, memory: str = "dram") -> LayerReport:
     """One GEMM layer scheduled and costed on ``cfg`` and on ``dense_cfg``. ``memo`` (a dict the
     caller keeps) holds the reports of layers seen before by lowering (geometry, groups, weight
-    tiles), so repeated shapes (an LLM's decoder layers, its decode steps) are costed once."""
-    key = (lower_layer(layer, cfg), lower_layer(layer, dense_cfg))
+    tiles), so repeated shapes (an LLM's decoder layers, its decode steps) are costed once.
+    ``memory``: ``"dram"``, the stream-fed core with DRAM ports of ``dram_bytes_per_cycle``
+    (:func:`~sparsa.sw.cost.layer_cost`), or ``"axi"``, the memory-mapped accelerator
+    fetching its program and tensors over AXI (:func:`~sparsa.sw.top_timing.layer_top_cost`)."""
+    if memory not in MEMORIES:
+        raise ValueError(f"memory must be one of {', '.join(MEMORIES)}, not {memory!r}")
+    key = (lower_layer(layer, cfg), lower_layer(layer, dense_cfg), memory)
     got = memo.get(key) if memo is not None else None
     if got is not None:
         return got if got.name == layer.name else dataclasses.replace(got, name=layer.name)
     sched = schedule_layer(layer, cfg)
     dense_sched = schedule_layer(layer, dense_cfg)
-    cost, dense = layer_cost(sched), layer_cost(dense_sched)
+    costed = layer_top_cost if memory == "axi" else layer_cost
+    cost, dense = costed(sched), costed(dense_sched)
     t = sched.tiling
     got = LayerReport(
         name=layer.name, kind=layer.kind, p=t.gemm.p, k=t.gemm.k, cols=t.gemm.cols,
@@ -269,9 +281,9 @@ def workload_of(graph: LayerGraph) -> dict[str, Any]:
 def build_report(graph: LayerGraph, cfg: ArrayConfig, *, table: EnergyTable | None = None,
                  policy: PrunePolicy | None = None, table_name: str = "",
                  progress: Callable[[int, int], None] | None = None,
-                 memo: dict | None = None) -> ModelReport:
-    """Schedule and cost every GEMM layer on ``cfg`` and on its dense baseline (``memo``: see
-    :func:`layer_report`)."""
+                 memo: dict | None = None, memory: str = "dram") -> ModelReport:
+    """Schedule and cost every GEMM layer on ``cfg`` and on its dense baseline (``memo`` and
+    ``memory``: see :func:`layer_report`)."""
     table = table or load_table()
     dense_cfg = dense_baseline(cfg)
     policy = policy or PrunePolicy()
@@ -283,13 +295,13 @@ def build_report(graph: LayerGraph, cfg: ArrayConfig, *, table: EnergyTable | No
     memo = {} if memo is None else memo
     rows = []
     for i, layer in enumerate(gemm_layers):
-        rows.append(layer_report(layer, cfg, dense_cfg, table, memo))
+        rows.append(layer_report(layer, cfg, dense_cfg, table, memo, memory))
         if progress is not None:
             progress(i + 1, len(gemm_layers))
     return ModelReport(model=graph.name, source=graph.source, cfg=cfg, dense_cfg=dense_cfg,
                        prune_policy=policy.describe(graph), table=table_name or table.name,
                        layers=tuple(rows), workload=workload_of(graph),
-                       weights_absent=graph.meta.get("weights") == "absent")
+                       weights_absent=graph.meta.get("weights") == "absent", memory=memory)
 
 
 # Compact numbers and layer names, for narrow places (a terminal column, a plot's labels).

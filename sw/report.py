@@ -73,7 +73,7 @@ def report_to_dict(report: ModelReport) -> dict[str, Any]:
         "design_name": report.design_name, "baseline_name": report.baseline_name,
         "config": report.cfg.to_dict(),
         "dense_config": report.dense_cfg.to_dict(), "prune_policy": report.prune_policy,
-        "energy_table": report.table, "ideal_speedup": report.ideal,
+        "energy_table": report.table, "ideal_speedup": report.ideal, "memory": report.memory,
         "workload": dict(report.workload), "weights_absent": report.weights_absent,
         "area": dict(report.area),
         "phase": phase_to_dict(report.phase) if report.phase is not None else None,

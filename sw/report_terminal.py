@@ -115,6 +115,15 @@ def _table(columns: Sequence[_Column], rows: int, rest: bool) -> Table:
     return table
 
 
+def memory_line(report: ModelReport) -> str:
+    """The memory model the cycles are of (:data:`sparsa.sw.model_report.MEMORIES`)."""
+    c = report.cfg
+    if report.memory == "axi":
+        return (f"memory-mapped accelerator: program and tensors fetched over "
+                f"{c.axi_data_bits}-bit AXI from memory of latency {c.axi_latency} cycles")
+    return f"stream-fed core, {c.dram_bytes_per_cycle} B/cycle DRAM ports"
+
+
 def summary_lines(report: ModelReport) -> list[str]:
     """The summary as plain sentences (no final stop): the terminal indents them, the Markdown
     file makes them a list."""
@@ -123,7 +132,7 @@ def summary_lines(report: ModelReport) -> list[str]:
     dram, floor = t.actions.dram_bytes, t.compulsory_bytes
     return [
         f"{report.model}: {len(report.layers)} GEMM layers; {c.rows}x{c.cols} array of "
-        f"{c.nm} PEs, {c.clock_mhz:g} MHz, {c.dram_bytes_per_cycle} B/cycle DRAM",
+        f"{c.nm} PEs, {c.clock_mhz:g} MHz, " + memory_line(report),
         f"{report.design_name} vs {report.baseline_name}",
         f"the baseline is the same grid as {report.dense_cfg.nm} hardware, without index "
         f"multiplexers or N:M metadata",

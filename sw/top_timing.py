@@ -43,12 +43,14 @@ from sparsa.isa import INSN_BYTES, Instruction, Opcode
 
 from .accel_timing import RULES, AccelTimer, Addresses, TimerState, annotate_all
 from .assemble import program_pairs
+from .cost import Cycles, LayerCost, layer_cost
 from .memory_layout import addressed_program
+from .schedule import LayerSchedule
 from .tiling import Tiling
 
 __all__ = ["DEFAULT_FETCH_INSNS", "MAX_BURST_BEATS", "OUTSTANDING", "PAGE_BYTES",
            "Planner", "ReadPath", "TopTimer", "TopTiming", "bursts", "chunk_size",
-           "layer_top_cycles", "pieces", "top_timing", "write_store"]
+           "layer_top_cost", "layer_top_cycles", "pieces", "top_timing", "write_store"]
 
 # The top's constants (sparsa.hw: axi, dma, fetch; a test checks they agree).
 MAX_BURST_BEATS = 256       # AXI4 INCR burst
@@ -405,10 +407,27 @@ def top_timing(cfg: ArrayConfig, program: Sequence[Instruction], *, latency: int
 
 
 @functools.lru_cache(maxsize=256)
+def _layer_top(cfg: ArrayConfig, tiling: Tiling, raw: bool) -> tuple[int, int]:
+    pairs = program_pairs(cfg, tiling, raw=raw, relu=False)
+    program, mem = addressed_program(cfg, tiling, pairs, raw=raw)
+    timing = top_timing(cfg, program, latency=cfg.axi_latency, prog_base=mem.prog_base)
+    return timing.run_cycles, len(program)
+
+
 def layer_top_cycles(cfg: ArrayConfig, tiling: Tiling, *, raw: bool = False) -> int:
     """``run_cycles`` of a tiled layer on the memory-mapped top: the assembler's program with
     its operands in memory (:mod:`sparsa.sw.memory_layout`), memory of read latency
     ``cfg.axi_latency``. What ``sparsa run --memory axi`` measures on the RTL."""
-    pairs = program_pairs(cfg, tiling, raw=raw, relu=False)
-    program, mem = addressed_program(cfg, tiling, pairs, raw=raw)
-    return top_timing(cfg, program, latency=cfg.axi_latency, prog_base=mem.prog_base).run_cycles
+    return _layer_top(cfg, tiling, raw)[0]
+
+
+def layer_top_cost(schedule: LayerSchedule) -> LayerCost:
+    """:func:`~sparsa.sw.cost.layer_cost` on the memory-mapped top: the cycles of
+    :func:`layer_top_cycles` (``compute`` stays the core's with ideal streams, ``stall`` is the
+    rest) and the program's instruction words among the DRAM bytes."""
+    cost = layer_cost(schedule)
+    cycles, instructions = _layer_top(schedule.cfg, schedule.tiling, False)
+    actions = dataclasses.replace(cost.actions, dram_program_bytes=instructions * INSN_BYTES)
+    return dataclasses.replace(cost, cycles=Cycles(compute=cost.cycles.compute,
+                                                   stall=cycles - cost.cycles.compute),
+                               actions=actions)

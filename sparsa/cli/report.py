@@ -62,6 +62,9 @@ def _check_workload(args: argparse.Namespace) -> None:
         raise UsageError("--tokens applies to --phase generate")
     if args.phase == "generate" and args.tokens == 0:
         raise UsageError("--tokens must be at least 1 for --phase generate")
+    if args.phase is not None and args.memory != "dram":
+        raise UsageError(f"--memory {args.memory} costs one pass of the model; --phase "
+                         f"reports are costed with --memory dram only")
 
 
 def _build(args: argparse.Namespace, graph, cfg, table, policy, progress):
@@ -69,7 +72,8 @@ def _build(args: argparse.Namespace, graph, cfg, table, policy, progress):
     from sparsa.sw.report import build_report
 
     if args.phase is None:
-        return build_report(graph, cfg, table=table, policy=policy, progress=progress)
+        return build_report(graph, cfg, table=table, policy=policy, progress=progress,
+                            memory=args.memory)
     return phase_report(graph, cfg, args.phase, context=args.context,
                         tokens=args.tokens or DEFAULT_TOKENS if args.phase == "generate" else 0,
                         table=table, policy=policy, progress=progress)
@@ -226,6 +230,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="comma-separated outputs: table (terminal), md, csv, json, png")
     p.add_argument("--energy-table", metavar="FILE", default=None,
                    help="TOML technology table (default: 45 nm, Horowitz ISSCC 2014)")
+    p.add_argument("--memory", choices=("dram", "axi"), default="dram",
+                   help="dram: the stream-fed core with DRAM ports of dram_bytes_per_cycle "
+                        "(default); axi: the memory-mapped accelerator, which fetches its "
+                        "program and tensors over the AXI port from memory of latency "
+                        "axi_latency (the cycles 'sparsa run --memory axi' measures; slower "
+                        "to cost: every instruction is timed)")
     p.add_argument("--area", choices=AREAS, default="asic",
                    help="area of the array and its dense baseline from Yosys synthesis of the "
                         "RTL: ASIC gate equivalents, or ECP5 LUTs/FFs/DSPs (cached per "
