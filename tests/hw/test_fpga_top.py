@@ -143,3 +143,32 @@ def test_bitstream_ulx3s_accelerator(tmp_path):
     report = (tmp_path / "sparsa_soc.rpt").read_text()
     assert f"{TINY.multipliers + TINY.cols}   MULT18X18D" in report
     assert "DP16KD" in report
+
+
+def test_bitstream_command_prints_the_golden_checksum(tmp_path, monkeypatch, capsys):
+    """``sparsa bitstream --top accelerator`` builds the board design from the image of
+    :func:`board_image` and prints its golden checksum and LED byte (the build itself is
+    replaced here; :func:`test_bitstream_ulx3s_accelerator` runs it)."""
+    from sparsa.hw import bitstream
+
+    built = {}
+
+    def fake_build(cfg, board, out_dir, *, soc=None, name=None):
+        built.update(cfg=cfg, board=board, soc=soc)
+        bit = out_dir / "sparsa_soc.bit"
+        bit.write_bytes(b"")
+        return bitstream.Bitstream(board=board, bitstream=bit, fmax_mhz=30.0, clock_mhz=25.0,
+                                   seconds=1.0)
+
+    monkeypatch.setattr(bitstream, "build_bitstream", fake_build)
+    config = tmp_path / "tiny.json"
+    config.write_text(TINY.to_json())
+    assert main(["bitstream", "--config", str(config), "--top", "accelerator", "--board",
+                 "ulx3s-85f", "--seed", "3", "-o", str(tmp_path / "out")]) == 0
+    image = board_image(TINY, seed=3)
+    assert built["cfg"] == TINY
+    assert built["soc"] == image.soc_args()
+    out = capsys.readouterr().out
+    assert f"checksum {image.checksum:#010x}" in out
+    assert f"LEDs {image.leds:#04x} = {image.leds:08b}" in out
+    assert (tmp_path / "out" / "sparsa_soc.bit").is_file()
