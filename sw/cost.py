@@ -529,7 +529,33 @@ def _counts_and_cycles(cfg: ArrayConfig, t: Tiling) -> tuple[Cycles, dict[str, i
     return Cycles(compute=compute, stall=total - compute), tiling_counts(cfg, t, program=prog)
 
 
-_program_cost = functools.lru_cache(maxsize=4096)(_counts_and_cycles)
+# Configuration fields a tiling's program, its compute cycles and its counters do not depend on:
+# the DRAM ports' rate only paces the streams (program_cycles' dram_bytes_per_cycle), the clock
+# nothing. Configurations that differ only in them (a sweep over memory ports) build each program
+# once and time it again only at their own rate.
+TIMING_NEUTRAL = ("clock_mhz", "dram_bytes_per_cycle")
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(ArrayConfig)}
+
+
+@functools.lru_cache(maxsize=512)
+def _rate_free(cfg: ArrayConfig, t: Tiling) -> tuple[_Program, int, dict[str, int]]:
+    """The program of ``t`` on ``cfg`` (both with :data:`TIMING_NEUTRAL` at their defaults),
+    its cycles with ideal streams and its counters."""
+    prog = _program(cfg, t, raw=False)
+    return prog, program_cycles(cfg, t, program=prog), tiling_counts(cfg, t, program=prog)
+
+
+def _shared_counts_and_cycles(cfg: ArrayConfig, t: Tiling) -> tuple[Cycles, dict[str, int]]:
+    """:func:`_counts_and_cycles`, the program and its compute cycles shared by configurations
+    that differ only in :data:`TIMING_NEUTRAL` fields."""
+    base = cfg.replace(**{name: _DEFAULTS[name] for name in TIMING_NEUTRAL})
+    bt = t if base == cfg else dataclasses.replace(t, cfg=base)
+    prog, compute, counts = _rate_free(base, bt)
+    total = program_cycles(base, bt, dram_bytes_per_cycle=cfg.dram_bytes_per_cycle, program=prog)
+    return Cycles(compute=compute, stall=total - compute), counts
+
+
+_program_cost = functools.lru_cache(maxsize=4096)(_shared_counts_and_cycles)
 
 
 def _cost(cfg: ArrayConfig, t: Tiling, cycles: Cycles, counts: dict[str, int]) -> LayerCost:

@@ -188,14 +188,16 @@ def _hardware_tasks(client, name: str, f: Callable, configs: Sequence[ArrayConfi
 
 def _homes(client, configs: Sequence[ArrayConfig]) -> dict[ArrayConfig, list[str]]:
     """A preferred worker for each configuration: those that share a dense baseline (1:4 and
-    1:1 of one grid, 2:4 and 2:2) or differ only in the clock go to the same worker, whose
-    cost-model cache then costs their common programs once; groups spread evenly. Only a
-    preference: Dask may run a task elsewhere (a busy or lost worker)."""
+    1:1 of one grid, 2:4 and 2:2) or differ only in the clock or the DRAM ports' rate go to the
+    same worker, whose cost-model cache then builds their common programs once
+    (:data:`sparsa.sw.cost.TIMING_NEUTRAL`); groups spread evenly. Only a preference: Dask may
+    run a task elsewhere (a busy or lost worker)."""
     workers = sorted(client.scheduler_info()["workers"])
     groups: dict[str, list[ArrayConfig]] = {}
     for cfg in dict.fromkeys(configs):
-        # the cycle counts do not depend on the clock: one group across clocks too
-        groups.setdefault(cfg.replace(m=cfg.n, clock_mhz=1.0).to_json(), []).append(cfg)
+        # the programs depend on neither the clock nor the rate: one group across them too
+        groups.setdefault(cfg.replace(m=cfg.n, clock_mhz=1.0, dram_bytes_per_cycle=1).to_json(),
+                          []).append(cfg)
     load = dict.fromkeys(workers, 0)
     home = {}
     for members in sorted(groups.values(), key=len, reverse=True):
