@@ -135,6 +135,24 @@ def figures(ratios: list[tuple[str, int, int]], resnet) -> list[tuple[str, str, 
     return rows
 
 
+def memory_mapped_lines(graph, core) -> list[str]:
+    """ResNet-50 costed on the memory-mapped accelerator (``sparsa report --memory axi``) beside
+    the stream-fed core with DRAM ports (the figures above)."""
+    cfg = preset("default")
+    top = build_report(graph, cfg, memory="axi")
+    lines = [f"\n== ResNet-50 2:4 default on the memory-mapped accelerator (--memory axi: "
+             f"{cfg.axi_data_bits}-bit AXI, latency {cfg.axi_latency}) beside the core with "
+             f"DRAM ports =="]
+    for name, r in (("core, DRAM ports", core), ("memory-mapped top", top)):
+        t = r.total
+        lines.append(f"{name:18s} cycles 2:4 {t.cycles.total:>11,}  dense "
+                     f"{r.dense_total.cycles.total:>11,}  speedup {r.speedup:.3f}x  energy "
+                     f"2:4/dense {1 / r.energy_ratio:.3f}  DRAM/compulsory "
+                     f"{t.actions.dram_bytes / t.compulsory_bytes:.3f}x "
+                     f"(program {t.actions.dram_program_bytes / 1e6:.2f} MB)")
+    return lines
+
+
 def main() -> int:
     print("== memory system goals (issue 10) ==")
     ratios = scalesim_ratios()
@@ -149,6 +167,7 @@ def main() -> int:
         print("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip())
     print("\n== ResNet-50 2:4 default: DRAM bytes above compulsory, by cause (2:4 / dense) ==")
     print("\n".join(excess_lines(resnet, graph)))
+    print("\n".join(memory_mapped_lines(graph, resnet)))
     print("\n== SCALE-Sim ResNet-18, dense 1:1 32x32, ideal memory: per layer ==")
     for name, ours, theirs in ratios:
         print(f"{name:10s} {ours:>10,} cycles  formula {theirs:>10,}  ratio {ours / theirs:.3f}")
