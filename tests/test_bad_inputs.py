@@ -97,6 +97,9 @@ CASES = [
     ("report-seq-for-csv", ["report", "{d}/ok.csv", "--seq", "64"], 1, ["ok.csv", "seq"]),
     ("report-seq-for-image-model", ["report", "digits_cnn", "--seq", "64"], 1,
      ["digits_cnn", "seq"]),
+    ("report-axi-with-phase", ["report", "gpt2", "--phase", "decode", "--memory", "axi"], 2,
+     ["--memory axi", "--phase"]),
+    ("report-axi-typo", ["report", "{d}/ok.csv", "--memory", "axi4"], 2, ["axi4", "dram"]),
     ("report-phase-not-llm", ["report", "{d}/ok.csv", "--phase", "decode"], 1,
      ["LLM phases"]),
     ("report-broken-config-json", ["report", "{d}/broken/config.json"], 1,
@@ -132,6 +135,8 @@ CASES = [
      ["--layers", "'99'"]),
     ("run-layers-for-a-demo", ["run", "digits_cnn", "--sim", "golden", "--layers", "0"], 2,
      ["--layers", "digits demos"]),
+    ("run-axi-on-golden", ["run", "{d}/ok.csv", "--sim", "golden", "--memory", "axi"], 2,
+     ["--memory axi", "native", "golden"]),
     ("run-out-is-file", ["run", "digits_cnn", "--sim", "golden", "-o", "{d}/ok.csv"], 2,
      ["ok.csv", "expected a directory"]),
     # verilog, synth, bitstream

@@ -35,7 +35,7 @@ def test_non_positive_n_or_m(n, m, field, bad):
 
 
 @pytest.mark.parametrize("field", ["rows", "cols", "act_buffer_kib", "weight_buffer_kib",
-                                   "acc_buffer_kib", "dram_bytes_per_cycle"])
+                                   "acc_buffer_kib", "dram_bytes_per_cycle", "axi_latency"])
 @pytest.mark.parametrize("bad", [0, -3])
 def test_non_positive_sizes_rejected(field, bad):
     with pytest.raises(ConfigError, match=rf"^{field} must be a positive integer, not {bad}$"):
@@ -342,7 +342,7 @@ def test_every_preset_is_consistent():
 @pytest.mark.parametrize(("field", "value"), [("rows", 100_000), ("cols", 4097), ("m", 2048),
                                               ("acc_width", 65), ("act_buffer_kib", 1 << 21),
                                               ("dram_bytes_per_cycle", 1 << 17),
-                                              ("clock_mhz", 1e6)])
+                                              ("clock_mhz", 1e6), ("axi_latency", 10**6)])
 def test_absurd_sizes_refused_with_the_bound(field, value):
     with pytest.raises(ConfigError, match=rf"{field} = .* bound of") as info:
         ArrayConfig(**{field: value})
