@@ -30,6 +30,7 @@ from sparsa.sw.assemble import assemble_layer
 from sparsa.sw.cost import actions_from_counts, program_cycles, tiling_counts
 from sparsa.sw.energy import energy_of, load_table
 from sparsa.sw.schedule import Tiling, schedule_layer, tiling_bytes
+from sparsa.sw.top_timing import layer_top_cycles
 
 __all__ = ["LayerRecord", "LayerTotals", "ModelRun", "prepare_model", "run_model"]
 
@@ -161,9 +162,11 @@ async def _run_layer(backend, cfg: ArrayConfig, layer, ql, act: np.ndarray, last
     sched = schedule_layer(layer, cfg)
     t = sched.tiling
     x = _layer_input(act, layer)
+    in_memory = getattr(backend, "in_memory", False)   # the memory-mapped top (sim.host)
     asm = assemble_layer(cfg, t, x, ql.weight, bias=ql.bias, multiplier=ql.multiplier,
-                         shift=ql.shift, raw=last)
-    run = await backend.run(asm.program, asm.data_in)
+                         shift=ql.shift, raw=last, in_memory=in_memory)
+    run = await (backend.run(asm.program, asm.data_in, asm.memory) if in_memory
+                 else backend.run(asm.program, asm.data_in))
     y = asm.collect(run.outputs)                      # (P, all groups' columns)
     if last:  # the classifier's int16 requantization happens on the host
         y = nm.requantize(y, ql.multiplier.ravel(), ql.shift.ravel(), out_width=ql.out_width)
@@ -179,7 +182,8 @@ async def _run_layer(backend, cfg: ArrayConfig, layer, ql, act: np.ndarray, last
     record = LayerRecord(
         name=layer.name, gemm=f"{g.p}x{g.k}x{g.cols}" + (f" g{g.groups}" if g.groups > 1 else ""),
         pattern=sched.pattern, instructions=len(asm.program), measured=run.cycles,
-        predicted=program_cycles(cfg, t, raw=last), counters_match=not diffs,
+        predicted=layer_top_cycles(cfg, t, raw=last) if in_memory
+        else program_cycles(cfg, t, raw=last), counters_match=not diffs,
         counter_diffs=diffs, macs=expected["macs"], gated_macs=run.counters.get("gated_macs", 0),
         gated_predicted=expected["gated_macs"], act_density=density_of(x),
         **_energies(cfg, t, expected, raw=last))

@@ -32,7 +32,7 @@ BACKENDS = ("golden", "native", "pyverilator", "verilator", "icarus")
 
 def _in_process(args, cfg, prepared, bar, task):
     """golden, native and pyverilator: the model runner in this process."""
-    from sparsa.sim.host import GoldenBackend, NativeBackend, PyVerilatorBackend
+    from sparsa.sim.host import GoldenBackend, NativeAxiBackend, NativeBackend, PyVerilatorBackend
     from sparsa.sim.infer import run_model
     from sparsa.sim.runner import build_dir_for
 
@@ -41,7 +41,7 @@ def _in_process(args, cfg, prepared, bar, task):
         backend = GoldenBackend(cfg)
     elif args.sim == "native":
         bar.update(task, description="building the native simulator (cached after the first run)")
-        backend = NativeBackend(cfg)
+        backend = NativeAxiBackend(cfg) if args.memory == "axi" else NativeBackend(cfg)
     else:
         bar.update(task, description="building the Verilated accelerator")
         backend = PyVerilatorBackend(cfg, build_dir_for(cfg, "accelerator", "pyverilator"))
@@ -120,10 +120,12 @@ def _run(args: argparse.Namespace) -> int:
     if not _is_demo(args.model):
         return _run_layers(args)
     given = [f"--{name}" for name in LAYER_OPTIONS if getattr(args, name) is not None]
-    if given or args.memory != "ideal":
-        raise UsageError(f"{', '.join(given) or '--memory'}: the digits demos run end to end "
-                         f"on their test images; these options apply to the other models, "
+    if given or args.memory == "dram":
+        raise UsageError(f"{', '.join(given) or '--memory dram'}: the digits demos run end to "
+                         f"end on their test images; these options apply to the other models, "
                          f"run layer by layer")
+    if args.memory == "axi" and args.sim != "native":
+        raise UsageError(f"--memory axi runs on the native backend only, not {args.sim}")
     return _run_demo(args)
 
 
@@ -148,14 +150,14 @@ def _run_demo(args: argparse.Namespace) -> int:
         else:
             result = _in_simulator(args, cfg, policy, bar, task, tmp)
         (tmp / "run.json").write_text(result.to_json())
-    _print(result, cfg, time.perf_counter() - start)
+    _print(result, cfg, time.perf_counter() - start, args.memory)
     print(f"wrote {out / 'run.json'}")
     ok = result.bit_exact and all(r.measured == r.predicted and r.counters_match
                                   for r in result.layers)
     return 0 if ok else 1
 
 
-def _print(result, cfg, seconds: float) -> None:
+def _print(result, cfg, seconds: float, memory: str) -> None:
     from rich import box
     from rich.console import Console
     from rich.table import Table
@@ -178,9 +180,11 @@ def _print(result, cfg, seconds: float) -> None:
     console.print(table)
     where = ("the RTL" if result.backend != "golden"
              else "the golden executor, which takes them from the cycle model")
+    how = ("with ideal memory (the report's compute cycles)" if memory == "ideal" else
+           f"on the memory-mapped accelerator, its program and tensors in memory of latency "
+           f"{cfg.axi_latency} ('sparsa report --memory axi')")
     console.print(f"Cycles. measured: on {where}; model: the cycle model of 'sparsa report' "
-                  f"for the same layer and batch with ideal memory (the report's compute "
-                  f"cycles).")
+                  f"for the same layer and batch {how}.")
     _print_gating(console, result)
     console.print(f"Accuracy {result.accuracy:.2%} over {result.images} digits test images "
                   f"(golden integer model {result.golden_accuracy:.2%}); outputs "

@@ -123,13 +123,16 @@ def test_build_is_cached(native):
     assert binary.stat().st_mtime_ns == stamp
 
 
-def test_digits_cnn_native(tmp_path):
+@pytest.mark.parametrize("memory", ["ideal", "axi"])
+def test_digits_cnn_native(tmp_path, memory):
     """``sparsa run --sim native``: outputs bit-exact with the golden integer network, every
-    layer's measured cycles == the report's cycle model, counters == predicted counts."""
+    layer's measured cycles == the report's cycle model, counters == predicted counts. With
+    ``--memory axi`` the memory-mapped accelerator fetches every layer's program and tensors
+    from memory (the classifier's raw int32 rows included)."""
     cfg_file = tmp_path / "cfg.json"
     cfg_file.write_text(CONFIGS["4x4-2of4"].to_json())
     code = main(["run", "digits_cnn", "--sim", "native", "--images", "10", "--config",
-                 str(cfg_file), "-o", str(tmp_path / "out")])
+                 str(cfg_file), "-o", str(tmp_path / "out"), "--memory", memory])
     result = ModelRun.from_json((tmp_path / "out" / "run.json").read_text())
     assert code == 0
     assert result.bit_exact
