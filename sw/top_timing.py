@@ -209,6 +209,18 @@ def write_store(rows: Sequence[tuple[int, int]], bus: int, job: int, offer: int
     return handshakes, max(planner.done.values()) + 1
 
 
+@functools.lru_cache(maxsize=1 << 14)
+def _store_shape(offset: int, stride: int, count: int, size: int, bus: int, delay: int
+                 ) -> tuple[tuple[int, ...], int]:
+    """:func:`write_store` of ``count`` rows of ``size`` bytes from ``offset`` (the address in
+    its 4 KiB page: bursts and beats depend on nothing else), job taken in cycle 0, rows offered
+    from ``delay``. Every rule is a maximum of earlier cycles plus constants, so a STORE taken
+    at ``job`` is this shifted by ``job``."""
+    rows = [(offset + r * stride, size) for r in range(count)]
+    handshakes, done = write_store(rows, bus, 0, delay)
+    return tuple(handshakes), done
+
+
 def load_rows(cfg: ArrayConfig, insn: Instruction) -> list[tuple[int, int]]:
     """The rows ``(address, bytes)`` of a LOAD's read request (:class:`~sparsa.hw.operands.
     OperandTap`): a LOAD_ACT's pixels, the others' rows back to back as one row."""
@@ -352,8 +364,11 @@ class TopTimer:
         """The STORE being timed, dispatched at ``d``: its job taken two cycles later or the
         cycle after the previous STORE's completion; its rows' handshakes."""
         job = d + 2 if not self.store_done else max(d + 2, self.store_done[-1] + 1)
-        handshakes, done = write_store(store_rows(self.cfg, self.program[self.index]), self.bus,
-                                       job, offer)
+        insn = self.program[self.index]
+        size = insn.channels * (self.cfg.acc_width if insn.raw else self.cfg.act_width) // 8
+        shape, end = _store_shape(insn.dram % PAGE_BYTES, insn.stride, insn.count, size,
+                                  self.bus, offer - job)
+        handshakes, done = [job + h for h in shape], job + end
         self.jobs.append(job)
         self.data_out += handshakes
         self.store_done.append(done)
