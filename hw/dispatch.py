@@ -154,6 +154,7 @@ class Dispatcher(wiring.Component):
                                   Mux(op == Opcode.LOAD_ACT, a.load_act.count,
                                       a.load_weight.count)))),
             load.tag.eq(a.load_act.tag),
+            load.phase.eq(Mux(op == Opcode.LOAD_WEIGHT, a.load_weight.phase, 0)),
             self.preload.payload.addr.eq(a.preload.addr),
             self.preload.payload.count.eq(self.cfg.rows),
             feed.walk.compute.eq(a.compute), feed.walk.swap.eq(1), feed.chain.eq(chain),

@@ -19,7 +19,7 @@ reached through :mod:`amaranth.lib.memory` ports, connected with ``wiring.connec
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import ReadPort, WritePort
 from amaranth.lib.wiring import In, Out
@@ -28,6 +28,7 @@ from amaranth.utils import ceil_log2
 from sparsa import isa
 from sparsa.config import ADDR_BITS, ArrayConfig
 from sparsa.isa import Opcode
+from sparsa.nm import phase_indices
 
 from . import layouts
 from .im2col import Im2colFeeder, command_layout, row_layout
@@ -43,9 +44,22 @@ A = ADDR_BITS
 
 def load_command() -> data.StructLayout:
     """A LOAD: which one (``op``), the first row, the beats to take (1 for LOAD_SCALE), the
-    LOAD_ACT's hazard tag."""
+    LOAD_ACT's hazard tag, a LOAD_WEIGHT's ``phase`` (:mod:`sparsa.isa`)."""
     return data.StructLayout({"op": unsigned(isa.OPCODE_BITS), "addr": unsigned(A),
-                              "count": unsigned(A), "tag": unsigned(1)})
+                              "count": unsigned(A), "tag": unsigned(1),
+                              "phase": unsigned(isa.PHASE_BITS)})
+
+
+def phase_rows(cfg: ArrayConfig, beat: Value) -> dict[int, Value]:
+    """For each dense phase ``p`` (1 .. ``ceil(m/n)``), the weight row a phase LOAD_WEIGHT
+    writes for ``beat`` (:func:`sparsa.isa.pack_weight_values`: values only): each PE's ``n``
+    values with the phase's fixed indices (:func:`sparsa.nm.phase_indices`)."""
+    n, ww, iw = cfg.n, cfg.weight_width, cfg.index_width
+    rows = {}
+    for p in range(1, -(-cfg.m // n) + 1):
+        fixed = Cat(*(Const(i, iw) for i in phase_indices(n, cfg.m, p - 1)))
+        rows[p] = Cat(*(Cat(beat[c * n * ww:(c + 1) * n * ww], fixed) for c in range(cfg.cols)))
+    return rows
 
 
 def reader_command() -> data.StructLayout:
@@ -110,6 +124,7 @@ class LoadEngine(wiring.Component):
     accept. ``data_in.ready`` is high while beats are left."""
 
     def __init__(self, cfg: ArrayConfig):
+        self.cfg = cfg
         depth = cfg.scratchpad_rows
         super().__init__({
             "cmd": In(stream.Signature(load_command())),
@@ -126,6 +141,7 @@ class LoadEngine(wiring.Component):
         state, beat = self.state, self.data_in
         op, addr = Signal.like(state.op), Signal(A)
         left = Signal(A)   # beats still to take
+        phase = Signal(isa.PHASE_BITS)
         fire = beat.valid & beat.ready
         m.d.comb += [
             state.busy.eq(left != 0), state.op.eq(op),
@@ -134,18 +150,34 @@ class LoadEngine(wiring.Component):
         ]
         for port, kind in ((self.act_wr, Opcode.LOAD_ACT), (self.weight_wr, Opcode.LOAD_WEIGHT),
                            (self.acc_wr, Opcode.LOAD_ACC)):
-            m.d.comb += [port.addr.eq(addr), port.data.eq(beat.payload),
-                         port.en.eq(fire & (op == kind))]
+            m.d.comb += [port.addr.eq(addr), port.en.eq(fire & (op == kind))]
+            if kind != Opcode.LOAD_WEIGHT:
+                m.d.comb += port.data.eq(beat.payload)
+        self._weight_data(m, phase)
         with m.If(fire):
             m.d.sync += [addr.eq(addr + 1), left.eq(left - 1)]
             with m.If(op == Opcode.LOAD_SCALE):
                 m.d.sync += self.scales.eq(beat.payload)
         with m.If(self.cmd.valid & self.cmd.ready):
             cmd = self.cmd.payload
-            m.d.sync += [op.eq(cmd.op), addr.eq(cmd.addr), left.eq(cmd.count),
+            m.d.sync += [op.eq(cmd.op), addr.eq(cmd.addr), left.eq(cmd.count), phase.eq(cmd.phase),
                          state.base.eq(cmd.addr), state.count.eq(cmd.count),
                          state.tag.eq(cmd.tag)]
         return m
+
+    def _weight_data(self, m: Module, phase: Signal) -> None:
+        """The weight row written: the beat as it is, or (a phase LOAD_WEIGHT) its values with
+        the phase's fixed indices."""
+        beat, port = self.data_in.payload, self.weight_wr
+        if self.cfg.is_dense:         # no indices to write
+            m.d.comb += port.data.eq(beat)
+            return
+        with m.Switch(phase):
+            for p, row in phase_rows(self.cfg, beat).items():
+                with m.Case(p):
+                    m.d.comb += port.data.eq(row)
+            with m.Default():
+                m.d.comb += port.data.eq(beat)
 
 
 class RowReader(wiring.Component):

@@ -39,6 +39,7 @@ class Kind(enum.Enum, shape=3):
     LOAD_WEIGHT = Opcode.LOAD_WEIGHT.value
     LOAD_ACC = Opcode.LOAD_ACC.value
     LOAD_SCALE = Opcode.LOAD_SCALE.value
+    WEIGHT_VALUES = 7       # a phase LOAD_WEIGHT: rows of values only (sparsa.isa)
 
 
 def chunk_size(cfg: ArrayConfig, kind: Kind) -> int:
@@ -49,6 +50,8 @@ def chunk_size(cfg: ArrayConfig, kind: Kind) -> int:
         return INSN_BYTES
     if kind == Kind.LOAD_ACT:
         return cfg.k_per_pass * cfg.act_width // 8
+    if kind == Kind.WEIGHT_VALUES:
+        return isa.weight_values_bytes(cfg)
     return isa.data_in_bytes(cfg, Opcode(kind.value))
 
 
@@ -77,8 +80,9 @@ class OperandTap(wiring.Component):
     ``busy``: a request or a job is waiting; ``stores_queued``: a job is waiting.
 
     Requests: LOAD_ACT reads ``pixels`` rows of ``channels * act_width / 8`` bytes, ``stride``
-    apart; LOAD_WEIGHT and LOAD_ACC one row of ``count`` scratchpad rows' bytes; LOAD_SCALE one
-    row of the scale row's bytes. One row per load is the better burst: the planner spends a
+    apart; LOAD_WEIGHT and LOAD_ACC one row of ``count`` scratchpad rows' bytes (a phase
+    LOAD_WEIGHT's values only, :attr:`Kind.WEIGHT_VALUES`); LOAD_SCALE one row of the scale
+    row's bytes. One row per load is the better burst: the planner spends a
     cycle per burst (one per row at least), the reader a capture cycle per row after a gap or an
     unaligned row, and a row is cut into bursts only at 256 beats or a 4 KiB page. An empty
     transfer (no rows or no bytes) makes no request.
@@ -106,11 +110,14 @@ class OperandTap(wiring.Component):
         is_load = Signal()
         m.d.comb += is_load.eq((op >= Opcode.LOAD_ACT) & (op <= Opcode.LOAD_SCALE))
         req = Signal(read_request(cfg))
+        values = Signal()       # a phase LOAD_WEIGHT (sparse hardware): values only
+        m.d.comb += values.eq((op == Opcode.LOAD_WEIGHT) & (a.load_weight.phase != 0)
+                              & (cfg.index_width > 0))
         # per LOAD opcode: (dram, bytes per row); the fields sit at different bits in each
         fields = {
             Opcode.LOAD_ACT: (a.load_act.dram, a.load_act.channels * (cfg.act_width // 8)),
-            Opcode.LOAD_WEIGHT: (a.load_weight.dram, a.load_weight.count *
-                                 isa.data_in_bytes(cfg, Opcode.LOAD_WEIGHT)),
+            Opcode.LOAD_WEIGHT: (a.load_weight.dram, a.load_weight.count * Mux(
+                values, isa.weight_values_bytes(cfg), isa.data_in_bytes(cfg, Opcode.LOAD_WEIGHT))),
             Opcode.LOAD_ACC: (a.load_acc.dram, a.load_acc.count *
                               isa.data_in_bytes(cfg, Opcode.LOAD_ACC)),
             Opcode.LOAD_SCALE: (a.load_scale.dram, isa.data_in_bytes(cfg, Opcode.LOAD_SCALE)),
@@ -119,7 +126,8 @@ class OperandTap(wiring.Component):
         for code, (dram, nbytes) in fields.items():
             base, row_bytes = Mux(op == code, dram, base), Mux(op == code, nbytes, row_bytes)
         m.d.comb += [
-            req.kind.eq(op), req.desc.base.eq(base), req.desc.row_bytes.eq(row_bytes),
+            req.kind.eq(Mux(values, Kind.WEIGHT_VALUES, op)), req.desc.base.eq(base),
+            req.desc.row_bytes.eq(row_bytes),
             req.desc.stride.eq(Mux(op == Opcode.LOAD_ACT, a.load_act.stride, 0)),
             req.desc.rows.eq(Mux(op == Opcode.LOAD_ACT, a.load_act.pixels, 1)),
         ]

@@ -129,7 +129,14 @@ class GoldenAccelerator:
 
     def _load_weight(self, insn: Instruction, take) -> None:
         for r in self._rows("weight", insn.addr, insn.count, insn):
-            self.weight[r] = isa.unpack_weight_row(self.cfg, take(insn))
+            beat = take(insn)
+            if insn.phase and not self.cfg.is_dense:    # values only, the phase's indices
+                if insn.phase > -(-self.cfg.m // self.cfg.n):
+                    raise ValueError(f"LOAD_WEIGHT: phase {insn.phase} is beyond the "
+                                     f"{-(-self.cfg.m // self.cfg.n)} dense phases of "
+                                     f"{self.cfg.nm} (0: rows with their indices)")
+                beat = isa.phase_weight_row(self.cfg, beat, insn.phase)
+            self.weight[r] = isa.unpack_weight_row(self.cfg, beat)
 
     def _load_acc(self, insn: Instruction, take) -> None:
         for r in self._rows("acc", insn.acc_addr, insn.count, insn):

@@ -150,7 +150,7 @@ def load_rows(cfg: ArrayConfig, insn: Instruction, memory: bytes | bytearray) ->
         return rows
     if insn.opcode not in LOADS:
         raise ValueError(f"{insn.opcode.name} loads nothing")
-    nbytes = isa.data_in_bytes(cfg, insn.opcode)
+    nbytes = isa.row_bytes(cfg, insn)
     count = 1 if insn.opcode == Opcode.LOAD_SCALE else insn.count
     return [int.from_bytes(memory[insn.dram + r * nbytes:insn.dram + (r + 1) * nbytes], "little")
             for r in range(count)]
@@ -181,7 +181,7 @@ def _load(cfg: ArrayConfig, insn: Instruction, rows: Sequence[int], mem: _Layout
                                      pixels=len(pixels))
         isa.check_load_act(cfg, loaded)
         return loaded
-    nbytes = isa.data_in_bytes(cfg, insn.opcode)
+    nbytes = isa.row_bytes(cfg, insn)
     block = b"".join(int(r).to_bytes(nbytes, "little") for r in rows)
     return dataclasses.replace(insn, dram=mem.rows([block], len(block)))
 
@@ -232,7 +232,7 @@ def _operand(cfg: ArrayConfig, insn: Instruction, rows: Sequence[int]
              ) -> tuple[np.ndarray, np.ndarray]:
     """A LOAD's rows as ``(addresses, bytes)``, where its ``dram`` (and ``stride``) put them."""
     if insn.opcode != Opcode.LOAD_ACT:
-        nbytes = isa.data_in_bytes(cfg, insn.opcode)
+        nbytes = isa.row_bytes(cfg, insn)
         data = b"".join(int(r).to_bytes(nbytes, "little") for r in rows)
         return insn.dram + np.arange(len(data)), np.frombuffer(data, np.uint8)
     isa.check_load_act(cfg, insn)

@@ -111,8 +111,11 @@ def act_rows(cfg: ArrayConfig, pixels: np.ndarray) -> list[int]:
     return [isa.pack_act_row(cfg, row) for row in padded.reshape(-1, kp)]
 
 
-def weight_rows(cfg: ArrayConfig, packed: nm.CompressedNM) -> list[int]:
-    """A compressed weight tile -> its ``rows`` weight scratchpad rows (one PE row each)."""
+def weight_rows(cfg: ArrayConfig, packed: nm.CompressedNM, phase: int = 0) -> list[int]:
+    """A compressed weight tile -> its ``rows`` weight scratchpad rows (one PE row each), or
+    with ``phase`` (a dense phase's LOAD_WEIGHT, :mod:`sparsa.isa`) their values only."""
+    if phase:
+        return [isa.pack_weight_values(cfg, packed.values[r]) for r in range(cfg.rows)]
     return [isa.pack_weight_row(cfg, packed.values[r], packed.indices[r])
             for r in range(cfg.rows)]
 
@@ -332,7 +335,8 @@ def conv_program(cfg: ArrayConfig, rng: np.random.Generator, *, geometry: ConvGe
     psum0 = rng.integers(-(1 << 31), 1 << 31, size=(geom.p, out_channels)) if load_acc else \
         np.zeros((geom.p, out_channels), dtype=np.int64)
     builder = _ConvBuilder(cfg, geom, rng, x=x, tiles=tiles, p_block=p_block, order=order,
-                           load_acc=load_acc, psum0=psum0, upfront=weights_upfront)
+                           load_acc=load_acc, psum0=psum0, upfront=weights_upfront,
+                           phases=_phases(cfg, dense))
     builder.build(scales=(mult, shift, b), relu=relu, out_channels=out_channels)
     return ConvProgram(program=builder.prog, data_in=builder.data, stores=tuple(builder.stores),
                        shape=(geom.p, out_channels), geometry=geom, x=x.reshape(
@@ -346,8 +350,10 @@ class _ConvBuilder:
 
     RING = 3   # weight slots when the tiles are loaded just in time
 
-    def __init__(self, cfg, geom, rng, *, x, tiles, p_block, order, load_acc, psum0, upfront):
+    def __init__(self, cfg, geom, rng, *, x, tiles, p_block, order, load_acc, psum0, upfront,
+                 phases):
         self.cfg, self.geom, self.rng, self.x, self.tiles = cfg, geom, rng, x, tiles
+        self.phases = phases
         self.order, self.load_acc, self.psum0, self.upfront = order, load_acc, psum0, upfront
         self.blocks = _p_blocks(geom.p, p_block)
         self.p_block = p_block
@@ -395,14 +401,20 @@ class _ConvBuilder:
         most = max(len(ts) for ts in self.tiles.values())
         return [(t, k) for k in range(most) for t, ts in self.tiles.items() if k < len(ts)]
 
+    def load_weight(self, addr: int, t: int, k: int) -> None:
+        """Tile ``k`` of column tile ``t`` into weight rows ``addr ..``: a dense phase's values
+        only (LOAD_WEIGHT ``phase``), as the assembler loads them."""
+        phase = k % self.phases + 1 if self.phases > 1 else 0
+        self.emit(Instruction(Opcode.LOAD_WEIGHT, addr=addr, count=self.cfg.rows, phase=phase),
+                  weight_rows(self.cfg, self.tiles[t][k][1], phase))
+
     def preload(self, t: int, k: int) -> None:
         rows = self.cfg.rows
         if self.upfront:
             addr = self.slot[t, k]
         else:
             addr, self.ring = (self.ring % self.RING) * rows, self.ring + 1
-            self.emit(Instruction(Opcode.LOAD_WEIGHT, addr=addr, count=rows),
-                      weight_rows(self.cfg, self.tiles[t][k][1]))
+            self.load_weight(addr, t, k)
         self.emit(Instruction(Opcode.PRELOAD, addr=addr))
 
     def build(self, *, scales, relu: bool, out_channels: int) -> None:
@@ -410,10 +422,9 @@ class _ConvBuilder:
         self.emit(im2col.config_instruction(cfg, geom))
         if self.upfront:
             for t, ts in self.tiles.items():
-                for k, (_, packed) in enumerate(ts):
+                for k in range(len(ts)):
                     self.slot[t, k] = len(self.slot) * cfg.rows
-                    self.emit(Instruction(Opcode.LOAD_WEIGHT, addr=self.slot[t, k],
-                                          count=cfg.rows), weight_rows(cfg, packed))
+                    self.load_weight(self.slot[t, k], t, k)
         self.load_block(0)
         for q, (first, count) in enumerate(self.blocks):
             steps = self.steps()

@@ -14,7 +14,11 @@ LOAD_ACT       ``count`` beats of ``data_in`` -> activation scratchpad rows ``ad
                :mod:`sparsa.im2col`); the tensor has ``channels`` channels per pixel, so ``count``
                is a multiple of ``ceil(channels / K_pass)`` and the off-chip bytes of a row are its
                real channels only (:func:`act_row_bytes`). ``tag``: the hazard tag (below).
-LOAD_WEIGHT    ``count`` beats -> weight scratchpad rows ``addr ..`` (one PE row each)
+LOAD_WEIGHT    ``count`` beats -> weight scratchpad rows ``addr ..`` (one PE row each).
+               ``phase`` > 0: the rows of dense phase ``phase - 1`` (:func:`sparsa.nm.
+               pack_phase`, a dense layer on N:M hardware): each beat holds the values only
+               (:func:`pack_weight_values`) and the loader writes that phase's fixed indices
+               (:func:`sparsa.nm.phase_indices`), so no index metadata crosses the bus
 LOAD_ACC       ``count`` beats -> accumulator rows ``acc_addr ..`` (e.g. biases)
 LOAD_SCALE     one beat -> per-column bias, requantization multiplier and shift
 PRELOAD        weight scratchpad rows ``addr .. addr+rows-1`` -> the PEs' shadow bank
@@ -42,8 +46,9 @@ AXI port; the stream-fed core ignores these fields). ``dram`` is a byte address,
   scratchpad rows of ``K_pass`` values, the last one of each pixel zero-filled. A slice of a wider
   tensor's channels is ``dram`` at the slice's first channel with ``stride`` the pixel's bytes.
 - LOAD_WEIGHT, LOAD_ACC and LOAD_SCALE read ``count`` (LOAD_SCALE: one) rows packed back to back
-  from ``dram``, each of its scratchpad row's bytes (:func:`data_in_bytes`), the bits of
-  :func:`pack_weight_row`, :func:`pack_psum_row` or :func:`pack_scale_row` little-endian.
+  from ``dram``, each of :func:`row_bytes` (its scratchpad row's bytes, :func:`data_in_bytes`; a
+  phase LOAD_WEIGHT's values only), the bits of :func:`pack_weight_row` (or
+  :func:`pack_weight_values`), :func:`pack_psum_row` or :func:`pack_scale_row` little-endian.
 - STORE writes ``count`` rows: the first ``channels`` columns of each, ``act_width / 8`` bytes
   (requantized) or ``acc_width / 8`` bytes (``raw``) each, little-endian, row ``r`` at
   ``dram + r * stride``: an NHWC output whose column tile starts ``dram`` bytes in.
@@ -62,13 +67,15 @@ from dataclasses import dataclass, fields
 from enum import IntEnum
 
 from .config import ADDR_BITS
+from .nm import phase_indices
 
 __all__ = ["DRAM_BITS", "FORMATS", "INSN_BITS", "INSN_BYTES", "LOADS", "OPCODE_BITS",
-           "SCALE_MULT_BITS", "SCALE_SHIFT_BITS", "SIGNED_FIELDS", "STRIDE_BITS",
+           "PHASE_BITS", "SCALE_MULT_BITS", "SCALE_SHIFT_BITS", "SIGNED_FIELDS", "STRIDE_BITS",
            "Instruction", "Opcode", "act_row_bytes", "act_rows_per_pixel", "check_load_act",
            "data_in_bytes", "data_out_bytes", "pack_act_row", "pack_psum_row", "pack_scale_row",
-           "pack_weight_row",
-           "unpack_act_row", "unpack_psum_row", "unpack_scale_row", "unpack_weight_row"]
+           "pack_weight_row", "pack_weight_values", "phase_weight_row", "row_bytes",
+           "unpack_act_row", "unpack_psum_row", "unpack_scale_row", "unpack_weight_row",
+           "weight_values_bytes"]
 
 
 class Opcode(IntEnum):
@@ -88,6 +95,7 @@ OPCODE_BITS = 4
 OFFSET_BITS = 4      # kernel offsets i, j: kernels up to 16 x 16
 STEP_BITS = 3        # strides and top/left padding: up to 7
 DRAM_BITS = 32       # byte addresses in memory (zero-extended to a wider AXI address)
+PHASE_BITS = 8       # a LOAD_WEIGHT's dense phase + 1 (0: the rows carry their indices)
 STRIDE_BITS = 24     # bytes between the DRAM rows of a LOAD_ACT or a STORE
 A, D, S = ADDR_BITS, DRAM_BITS, STRIDE_BITS
 
@@ -95,7 +103,7 @@ A, D, S = ADDR_BITS, DRAM_BITS, STRIDE_BITS
 FORMATS: dict[Opcode, tuple[tuple[str, int], ...]] = {
     Opcode.LOAD_ACT: (("addr", A), ("count", A), ("channels", A), ("tag", 1), ("dram", D),
                      ("stride", S), ("pixels", A)),
-    Opcode.LOAD_WEIGHT: (("addr", A), ("count", A), ("dram", D)),
+    Opcode.LOAD_WEIGHT: (("addr", A), ("count", A), ("dram", D), ("phase", PHASE_BITS)),
     Opcode.LOAD_ACC: (("acc_addr", A), ("count", A), ("dram", D)),
     Opcode.LOAD_SCALE: (("dram", D),),
     Opcode.PRELOAD: (("addr", A),),
@@ -153,6 +161,7 @@ class Instruction:
     dram: int = 0
     stride: int = 0
     pixels: int = 0
+    phase: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.opcode, Opcode):
@@ -251,6 +260,39 @@ def pack_weight_row(cfg, values, indices) -> int:
             word |= (int(indices[j][c]) & ((1 << iw) - 1)) << shift
             shift += iw
     return word
+
+
+def weight_values_bytes(cfg) -> int:
+    """Bytes of a phase LOAD_WEIGHT's row: the ``n`` values of each of ``cols`` PEs."""
+    return -(-cfg.cols * cfg.n * cfg.weight_width // 8)
+
+
+def pack_weight_values(cfg, values) -> int:
+    """A phase LOAD_WEIGHT's row: for each of ``cols`` PEs its ``n`` values (``[n][cols]``),
+    :func:`pack_weight_row` without the indices."""
+    word, shift, ww = 0, 0, cfg.weight_width
+    for c in range(cfg.cols):
+        for j in range(cfg.n):
+            word |= (int(values[j][c]) & ((1 << ww) - 1)) << shift
+            shift += ww
+    return word
+
+
+def phase_weight_row(cfg, word: int, phase: int) -> int:
+    """The scratchpad row a LOAD_WEIGHT of ``phase`` (> 0) writes for beat ``word``."""
+    ww = cfg.weight_width
+    values = [[_unpack(int(word) >> ((c * cfg.n) * ww), ww, cfg.n, signed=True)[j]
+               for c in range(cfg.cols)] for j in range(cfg.n)]
+    fixed = phase_indices(cfg.n, cfg.m, phase - 1)
+    return pack_weight_row(cfg, values, [[fixed[j]] * cfg.cols for j in range(cfg.n)])
+
+
+def row_bytes(cfg, insn: Instruction) -> int:
+    """Bytes in memory of one row of a LOAD other than LOAD_ACT (:func:`data_in_bytes`; a phase
+    LOAD_WEIGHT's values only)."""
+    if insn.opcode == Opcode.LOAD_WEIGHT and insn.phase:
+        return weight_values_bytes(cfg)
+    return data_in_bytes(cfg, insn.opcode)
 
 
 def unpack_weight_row(cfg, word: int) -> tuple[list[list[int]], list[list[int]]]:

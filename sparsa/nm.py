@@ -42,6 +42,7 @@ __all__ = [
     "pack_phase",
     "parse_nm",
     "pattern_fits",
+    "phase_indices",
     "requantize",
     "unpack_nm",
     "validate_nm",
@@ -253,6 +254,13 @@ def gemm_dense(x: np.ndarray, w: np.ndarray, psum_in: np.ndarray | None = None, 
     return wrap(acc, acc_width)
 
 
+def phase_indices(n: int, m: int, phase: int) -> list[int]:
+    """The ``n`` fixed indices of dense phase ``phase`` (:func:`pack_phase`): lanes ``phase*n ..
+    phase*n+n-1`` of the group, the slots past ``m`` taking the lowest other lanes, sorted."""
+    lanes = list(range(phase * n, min(m, phase * n + n)))
+    return sorted(lanes + [i for i in range(m) if i not in lanes][:n - len(lanes)])
+
+
 def pack_phase(tile: np.ndarray, n: int, m: int, phase: int) -> CompressedNM:
     """Phase ``phase`` (of ``ceil(m/n)``) of a dense ``(K, C)`` tile (``K`` a multiple of ``m``)
     on N:M hardware: the weights of lanes ``phase*n .. phase*n+n-1`` of every group of ``m``,
@@ -264,8 +272,8 @@ def pack_phase(tile: np.ndarray, n: int, m: int, phase: int) -> CompressedNM:
     if k % m or not 0 <= phase < -(-m // n):
         raise ValueError(f"a phase tile needs K a multiple of {m} (not {k}) and a phase in "
                          f"0..{-(-m // n) - 1} (not {phase})")
-    lanes = list(range(phase * n, min(m, phase * n + n)))
-    indices = sorted(lanes + [i for i in range(m) if i not in lanes][:n - len(lanes)])
+    indices = phase_indices(n, m, phase)
+    lanes = range(phase * n, min(m, phase * n + n))
     groups = tile.reshape(k // m, m, cols)
     values = np.where(np.isin(indices, lanes)[None, :, None], groups[:, indices, :], 0)
     idx = np.broadcast_to(np.array(indices)[None, :, None], values.shape).astype(np.int64)

@@ -90,9 +90,11 @@ def port_caps(cfg: ArrayConfig, rate: int) -> tuple[int, int]:
 
 
 @functools.lru_cache(maxsize=1024)
-def _in_sizes(cfg: ArrayConfig, opcode: Opcode, channels: int) -> Sizes:
+def _in_sizes(cfg: ArrayConfig, opcode: Opcode, channels: int, phase: int = 0) -> Sizes:
     """Bytes of the ``data_in`` beats of a LOAD (periodic per pixel for a LOAD_ACT of pixels of
-    ``channels`` channels)."""
+    ``channels`` channels; a phase LOAD_WEIGHT's values only)."""
+    if opcode == Opcode.LOAD_WEIGHT and phase:
+        return Sizes.uniform(isa.weight_values_bytes(cfg))
     if opcode == Opcode.LOAD_ACT:
         blocks = isa.act_rows_per_pixel(cfg, channels)
         return Sizes(isa.act_row_bytes(cfg, channels, 0),
@@ -106,7 +108,7 @@ def beat_bytes(cfg: ArrayConfig, program: Sequence[Instruction]) -> tuple[list[i
     outs: list[int] = []
     for i in program:
         if i.opcode in LOADS:
-            sizes = _in_sizes(cfg, i.opcode, i.channels)
+            sizes = _in_sizes(cfg, i.opcode, i.channels, i.phase)
             ins += [sizes.size(j) for j in range(1 if i.opcode == Opcode.LOAD_SCALE
                                                  else i.count)]
         elif i.opcode == Opcode.STORE:
@@ -274,7 +276,7 @@ def _unflatten(cls, items: tuple, at: int, delta: int):
 # others, such as the im2col walk's, only decide which rows are read).
 TIMED_FIELDS: dict[Opcode, tuple[str, ...]] = {
     Opcode.LOAD_ACT: ("count", "channels", "tag"),
-    Opcode.LOAD_WEIGHT: ("count",),
+    Opcode.LOAD_WEIGHT: ("count", "phase"),
     Opcode.LOAD_ACC: ("count",),
     Opcode.LOAD_SCALE: (),
     Opcode.PRELOAD: (),
@@ -311,6 +313,7 @@ class Timed(NamedTuple):
     on_last: bool = False     # COMPUTE, STORE: overlap the latest COMPUTE's rows
     chain: bool = False       # COMPUTE: accumulates onto exactly the latest COMPUTE's rows
     on_before: bool = False   # STORE: overlaps the rows of the COMPUTE before the latest
+    phase: int = 0            # LOAD_WEIGHT: 1 if a dense phase's (values-only beats), else 0
 
 
 class Addresses(NamedTuple):
@@ -342,7 +345,8 @@ def annotate(rows: int, at: Addresses, insn: Instruction) -> tuple[Timed, Addres
                 Addresses(weight_load, own, store, writes))
     if op == Opcode.LOAD_WEIGHT:
         own = (insn.addr, count)
-        timed = Timed(op, count, 0, 0, False, False, _overlap(*own, *preload))
+        timed = Timed(op, count, 0, 0, False, False, _overlap(*own, *preload),
+                      phase=int(insn.phase > 0))
         return timed, (Addresses(own, preload, store, writes) if count else at)
     if op in LOADS:
         timed = Timed(op, count, insn.channels, insn.tag)
@@ -406,7 +410,7 @@ def _in_beats(p: Params, s: TimerState, insn: Instruction, first: int, count: in
         return first + count - 1, None
     port = s.din
     last, t, c = _load_beats(p.rate, p.caps[0], port.credit_at(first, p.rate, p.caps[0]), count,
-                             _in_sizes(p.cfg, insn.opcode, insn.channels))
+                             _in_sizes(p.cfg, insn.opcode, insn.channels, insn.phase))
     return first + last, _new(Port, t=first + t, c=c)
 
 

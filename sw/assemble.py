@@ -145,7 +145,9 @@ def _natural(cfg: ArrayConfig, walk: BlockWalk, start: int, stop: int, raw: bool
         elif kind is PreloadWeights:
             yield _insn(Opcode.PRELOAD, addr=op.slot * rows), op
         elif kind is LoadWeights:
-            yield _insn(Opcode.LOAD_WEIGHT, addr=op.slot * rows, count=rows), op
+            phase = t.low.load_phase(op.k_pass)
+            yield _insn(Opcode.LOAD_WEIGHT, addr=op.slot * rows, count=rows,
+                        phase=min(phase, 1) if view else phase), op
         elif kind is Store:
             if op.scale:
                 yield _insn(Opcode.LOAD_SCALE), op
@@ -277,7 +279,8 @@ def _regular(cfg: ArrayConfig, walk: BlockWalk):
         weights = slots.get(slot)
         if weights is None:
             weights = slots[slot] = (
-                (_insn(Opcode.LOAD_WEIGHT, addr=slot * rows, count=rows),) if load else ()
+                (_insn(Opcode.LOAD_WEIGHT, addr=slot * rows, count=rows,
+                       phase=int(t.low.values_only)),) if load else ()
             ) + (_insn(Opcode.PRELOAD, addr=slot * rows),)
         return (*weights, got)
 
@@ -297,7 +300,7 @@ def shifted(insns: list[Instruction], step: int) -> list[Instruction]:
     ``step``."""
     if not step:
         return insns
-    return [_insn(Opcode.LOAD_WEIGHT, addr=i.addr + step, count=i.count)
+    return [_insn(Opcode.LOAD_WEIGHT, addr=i.addr + step, count=i.count, phase=i.phase)
             if i.opcode is Opcode.LOAD_WEIGHT else _insn(Opcode.PRELOAD, addr=i.addr + step)
             if i.opcode is Opcode.PRELOAD else i for i in insns]
 
@@ -558,7 +561,8 @@ def assemble_layer(cfg: ArrayConfig, tiling: Tiling, x: np.ndarray, w: np.ndarra
             data += [isa.pack_act_row(cfg, r) for r in chunk.reshape(-1, kp)]
         elif insn.opcode == Opcode.LOAD_WEIGHT:
             packed = weight_tile(cfg, low, wfull[op.group], op.col_tile, op.k_pass)
-            data += [isa.pack_weight_row(cfg, packed.values[r], packed.indices[r])
+            data += [isa.pack_weight_values(cfg, packed.values[r]) if insn.phase else
+                     isa.pack_weight_row(cfg, packed.values[r], packed.indices[r])
                      for r in range(cfg.rows)]
         elif insn.opcode == Opcode.LOAD_SCALE:
             data.append(_scale_row(cfg, op.col_tile, bias, multiplier, shift))

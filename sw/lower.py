@@ -149,6 +149,17 @@ class Lowering:
     def host_im2col(self) -> bool:
         return self.how.startswith("host im2col")
 
+    @property
+    def values_only(self) -> bool:
+        """Dense phases whose LOAD_WEIGHTs carry the values only, the loader writing each
+        phase's fixed indices (:mod:`sparsa.isa`, LOAD_WEIGHT ``phase``)."""
+        return not self.nm_tiles and self.phases < 1 << isa.PHASE_BITS
+
+    def load_phase(self, k_pass: int) -> int:
+        """The ``phase`` field of K pass ``k_pass``'s LOAD_WEIGHT: its dense phase + 1, or 0
+        (N:M tiles: rows with their indices)."""
+        return k_pass % self.phases + 1 if self.values_only else 0
+
     def runs_sparse(self, cfg: ArrayConfig) -> bool:
         """Whether the weight tiles use the hardware's N:M (the report's pattern)."""
         return self.nm_tiles and cfg.n < cfg.m

@@ -13,8 +13,8 @@ Memory, from :data:`PROG_BASE` up, each region starting on a 4 KiB page (:data:`
   pixels (a sliced layer's LOAD_ACT one channel block of each), so an input pixel crosses the
   bus once per LOAD_ACT that needs it, and never as an im2col row;
 * the weights: each weight tile (stacked GEMM, column tile, K pass) once, ``rows`` packed N:M
-  rows back to back, in the order of their first LOAD_WEIGHT (a tile loaded again is read from
-  the same place);
+  rows back to back (a dense phase's values only), in the order of their first LOAD_WEIGHT (a
+  tile loaded again is read from the same place);
 * the scale rows, one per column tile, in the order of their first LOAD_SCALE;
 * the output in its natural layout: ``(pixels, columns)`` int8 (int32 when raw), a STORE
   writing its column tile of ``beats`` consecutive output pixels, one row every
@@ -63,6 +63,12 @@ class LayerMemory:
     size: int               # bytes the layer spans
 
 
+def _weight_row(cfg: ArrayConfig, tiling: Tiling) -> int:
+    """Bytes of a weight row in memory (values only for dense phases: :mod:`sparsa.isa`)."""
+    phase = int(tiling.low.values_only)
+    return isa.row_bytes(cfg, Instruction(Opcode.LOAD_WEIGHT, phase=phase))
+
+
 def layer_memory(cfg: ArrayConfig, tiling: Tiling, instructions: int, *, raw: bool,
                  weight_tiles: int, scale_rows: int) -> LayerMemory:
     """The regions of a layer of ``instructions`` instructions that loads ``weight_tiles``
@@ -70,7 +76,7 @@ def layer_memory(cfg: ArrayConfig, tiling: Tiling, instructions: int, *, raw: bo
     low = tiling.low
     act_stride = low.geom.channels * cfg.act_width // 8
     out_stride = low.cols * (cfg.acc_width if raw else cfg.act_width) // 8
-    weight_tile = cfg.rows * isa.data_in_bytes(cfg, Opcode.LOAD_WEIGHT)
+    weight_tile = cfg.rows * _weight_row(cfg, tiling)
     prog_len = instructions * INSN_BYTES
     act = _page(PROG_BASE + prog_len)
     weights = _page(act + low.geom.in_pixels * act_stride)
@@ -106,7 +112,7 @@ def _address(cfg: ArrayConfig, mem: LayerMemory, insn: Instruction, op: Op, tile
                                    stride=mem.act_stride)
     if opcode == Opcode.LOAD_WEIGHT:
         assert isinstance(op, LoadWeights)
-        tile = cfg.rows * isa.data_in_bytes(cfg, Opcode.LOAD_WEIGHT)
+        tile = cfg.rows * isa.row_bytes(cfg, insn)
         return dataclasses.replace(
             insn, dram=mem.weight_base + tiles[op.group, op.col_tile, op.k_pass] * tile)
     if opcode == Opcode.LOAD_SCALE:

@@ -298,13 +298,15 @@ def _pixel_bytes(cfg: ArrayConfig, channels: int) -> int:
 def tiling_bytes(t: Tiling, *, raw: bool = False) -> Traffic:
     """The bytes the tiling's program moves between DRAM and the accelerator, by kind: exactly
     the sum over its instructions (LOAD_ACT rows' real channels, whole weight rows of every
-    LOAD_WEIGHT, one LOAD_SCALE row per STORE, STORE rows of ``cols`` outputs)."""
+    LOAD_WEIGHT (values only for dense phases), one LOAD_SCALE row per STORE, STORE rows of
+    ``cols`` outputs)."""
     cfg = t.cfg
     # every stacked GEMM and every column block loads alike (resident: the first only)
     pixels = sum(got[1] for i in range(t.p_blocks) if (got := t.block_loads(i)) is not None)
     pixels *= t.stack * (1 if t.acts_resident else t.col_blocks)
-    w_values = -(-cfg.cols * cfg.n * cfg.weight_width // 8)
-    w_meta = isa.data_in_bytes(cfg, Opcode.LOAD_WEIGHT) - w_values
+    w_values = isa.weight_values_bytes(cfg)
+    # dense phases load values only (the loader writes their fixed indices)
+    w_meta = 0 if t.low.values_only else isa.data_in_bytes(cfg, Opcode.LOAD_WEIGHT) - w_values
     loads = t.stack * t.layer_tiles * (1 if t.weights_resident else t.p_blocks) * cfg.rows
     return Traffic(act=pixels * _pixel_bytes(cfg, t.low.geom.channels),
                    weight=loads * w_values, metadata=loads * w_meta,

@@ -61,13 +61,16 @@ STORE_JOBS = 4              # STORE jobs the tap's FIFO holds (a STORE waits for
 FAR = 1 << 60               # "never": the data of a LOAD timed as if it did not come
 
 
-def chunk_size(cfg: ArrayConfig, opcode: Opcode | None) -> int:
+def chunk_size(cfg: ArrayConfig, opcode: Opcode | None, *, values: bool = False) -> int:
     """Bytes of one packer chunk: an instruction word (``None``: fetch), a LOAD_ACT row of
-    ``K_pass`` activations or the other loads' scratchpad row."""
+    ``K_pass`` activations or the other loads' scratchpad row (``values``: a phase LOAD_WEIGHT's
+    values, :func:`sparsa.isa.row_bytes`)."""
     if opcode is None:
         return INSN_BYTES
     if opcode == Opcode.LOAD_ACT:
         return cfg.k_per_pass * cfg.act_width // 8
+    if values and opcode == Opcode.LOAD_WEIGHT and cfg.index_width:
+        return isa.weight_values_bytes(cfg)
     return isa.data_in_bytes(cfg, opcode)
 
 
@@ -228,7 +231,7 @@ def load_rows(cfg: ArrayConfig, insn: Instruction) -> list[tuple[int, int]]:
         size = insn.channels * cfg.act_width // 8
         return [(insn.dram + p * insn.stride, size) for p in range(insn.pixels)]
     count = 1 if insn.opcode == Opcode.LOAD_SCALE else insn.count
-    return [(insn.dram, count * isa.data_in_bytes(cfg, insn.opcode))]
+    return [(insn.dram, count * isa.row_bytes(cfg, insn))]
 
 
 def store_rows(cfg: ArrayConfig, insn: Instruction) -> list[tuple[int, int]]:
@@ -328,7 +331,8 @@ class TopTimer:
                 break
             self._take_fetch(first, n, accept)
         insn = self.program[self.index]
-        chunks = self.read.descriptor(load_rows(self.cfg, insn), chunk_size(self.cfg, insn.opcode),
+        size = chunk_size(self.cfg, insn.opcode, values=insn.phase > 0)
+        chunks = self.read.descriptor(load_rows(self.cfg, insn), size,
                                       max(offer, self.read.idle_from()))
         if len(chunks) != count:
             raise ValueError(f"instruction {self.index}: {insn.opcode.name} reads {len(chunks)} "
