@@ -60,11 +60,18 @@ bench-fpga: install   # about 17 minutes: nine place-and-route runs
 	$(PY) bench/fpga_bench.py
 
 # Random tiles and programs on the native harness against golden (not part of `make test`):
-# 10^6 tiles and 10^4 programs by default; FUZZ_SCALE=0.01 for a quick run, FUZZ_SEED to
-# replay a campaign. Mismatches are shrunk to build/fuzz/repro-*.json.
+# Two campaigns: the stream-fed core (10^6 tiles and 10^4 programs by default), then the
+# memory-mapped accelerator over AXI (10^4 programs, at most FUZZ_AXI_BUDGET seconds, builds
+# included). FUZZ_SCALE=0.01 for a quick run, FUZZ_SEED to replay a campaign; both run even if
+# the first finds a mismatch. Mismatches are shrunk to build/fuzz/repro-*.json (core) and
+# build/fuzz/axi-repro-*.json (AXI).
 FUZZ_SCALE ?= 1
+FUZZ_AXI_BUDGET ?= 600
+FUZZ_ARGS = --scale $(FUZZ_SCALE) --workers $(JOBS) $(if $(FUZZ_SEED),--seed $(FUZZ_SEED))
 fuzz: install
-	$(PY) -m sparsa.sim.fuzz --scale $(FUZZ_SCALE) --workers $(JOBS) $(if $(FUZZ_SEED),--seed $(FUZZ_SEED))
+	$(PY) -m sparsa.sim.fuzz $(FUZZ_ARGS); core=$$?; \
+	$(PY) -m sparsa.sim.fuzz_axi $(FUZZ_ARGS) --budget $(FUZZ_AXI_BUDGET); axi=$$?; \
+	test $$core = 0 && test $$axi = 0
 
 report: install
 	$(VENV)/bin/sparsa report resnet50 --preset default --nm 2:4 -o build/report

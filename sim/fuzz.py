@@ -28,6 +28,7 @@ ideal) and written to ``build/fuzz/repro-<seed>.json``, replayed by
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -50,8 +51,8 @@ from .native import NativeAccelerator, Pace
 from .programs import act_rows, psum_rows, random_conv_program, random_gemm_program, weight_rows
 from .stimulus import random_acts
 
-__all__ = ["CONFIGS", "Case", "Stats", "check", "main", "replay", "run_campaign", "shrink",
-           "tile_program"]
+__all__ = ["CONFIGS", "Case", "Stats", "check", "main", "minimize", "random_cases", "replay",
+           "run_campaign", "run_jobs", "shrink", "tile_program"]
 
 _BUF = dict(act_buffer_kib=2, weight_buffer_kib=2, acc_buffer_kib=2)
 CONFIGS: dict[str, ArrayConfig] = {
@@ -212,9 +213,10 @@ def random_pace(rng: np.random.Generator, seed: int) -> Pace | None:
     return Pace(idle=idle, backpressure=bp, seed=seed)
 
 
-def batch_cases(cfg: ArrayConfig, rng: np.random.Generator, *, tile_programs: int,
-                other_programs: int, tiles: int, rate: int | None) -> list[Case]:
-    """One batch: ``tile_programs`` tile batches and ``other_programs`` GEMM/conv programs."""
+def random_cases(cfg: ArrayConfig, rng: np.random.Generator, *, tile_programs: int,
+                 other_programs: int, tiles: int) -> list[Case]:
+    """``tile_programs`` tile batches of ``tiles`` tiles and ``other_programs`` random GEMM/conv
+    programs (half each), unpaced."""
     cases = [tile_program(cfg, rng, tiles=tiles) for _ in range(tile_programs)]
     for _ in range(other_programs):
         if rng.random() < 0.5:
@@ -224,6 +226,14 @@ def batch_cases(cfg: ArrayConfig, rng: np.random.Generator, *, tile_programs: in
             prog = random_conv_program(cfg, rng, zero_fraction=float(rng.random() * 0.5),
                                        max_computes=60, max_compute_beats=300)
         cases.append(Case(prog.program, prog.data_in, reference=prog))
+    return cases
+
+
+def batch_cases(cfg: ArrayConfig, rng: np.random.Generator, *, tile_programs: int,
+                other_programs: int, tiles: int, rate: int | None) -> list[Case]:
+    """One batch: :func:`random_cases`, at DRAM rate ``rate`` or (None) randomly paced."""
+    cases = random_cases(cfg, rng, tile_programs=tile_programs, other_programs=other_programs,
+                         tiles=tiles)
     for case in cases:
         case.rate = rate
         if rate is None:
@@ -302,7 +312,7 @@ def _beats(insn: Instruction) -> int:
     return 1 if insn.opcode == Opcode.LOAD_SCALE else 0
 
 
-def _units(case: Case) -> list[tuple[Instruction, list[int]]]:
+def _units(case) -> list[tuple[Instruction, list[int]]]:
     units, pos = [], 0
     for insn in case.program:
         n = _beats(insn)
@@ -311,7 +321,7 @@ def _units(case: Case) -> list[tuple[Instruction, list[int]]]:
     return units
 
 
-def _from_units(case: Case, units) -> Case:
+def _from_units(case, units):
     return replace(case, program=[u[0] for u in units],
                    data_in=[b for u in units for b in u[1]], reference=None)
 
@@ -342,14 +352,11 @@ def _kind(problems: list[str]) -> set[str]:
 
 def shrink(cfg: ArrayConfig, case: Case, runner: Runner, *, max_tries: int = 2000) -> Case:
     """A smaller case that still fails the same way (same kinds of mismatch, :func:`check`):
-    the pacing made ideal and the DRAM port removed, chunks of instructions removed with their
-    data beats (halving the chunk, then every window of 4, 3, 2 and 1 instructions, until none
-    can go), then data beats zeroed. At most ``max_tries`` runs."""
+    :func:`minimize` with the pacing made ideal and the DRAM port removed first. At most
+    ``max_tries`` runs."""
     kind = _kind(check(cfg, case, runner(cfg, [case])[0]))
-    tries = [0]
 
     def fails(candidate: Case) -> bool:
-        tries[0] += 1
         if reads_unwritten(candidate.program):
             return False
         try:   # a program the golden model rejects may hang the hardware: not run
@@ -359,10 +366,26 @@ def shrink(cfg: ArrayConfig, case: Case, runner: Runner, *, max_tries: int = 200
             return False
         return bool(problems) and _kind(problems) >= kind
 
-    case = replace(case, reference=None)
-    for simpler in ({"pace": None}, {"rate": None}):
-        candidate = replace(case, **simpler)
-        if candidate != case and fails(candidate):
+    return minimize(replace(case, reference=None), fails,
+                    simpler=({"pace": None}, {"rate": None}), max_tries=max_tries)
+
+
+def minimize(case, fails: Callable[[object], bool], *, simpler: Sequence[dict] = (),
+             max_tries: int = 2000):
+    """The smallest ``case`` (a :class:`Case` or any dataclass with ``program``, ``data_in`` and
+    ``reference`` fields) found for which ``fails`` stays true: each field change of
+    ``simpler`` kept if it still fails, then chunks of instructions removed with their data
+    beats (halving the chunk, then every window of 4, 3, 2 and 1 instructions, until none can
+    go), then data beats zeroed. At most ``max_tries`` calls of ``fails``."""
+    tries = [0]
+
+    def counted(candidate) -> bool:
+        tries[0] += 1
+        return fails(candidate)
+
+    for change in simpler:
+        candidate = replace(case, **change)
+        if candidate != case and counted(candidate):
             case = candidate
     units = _units(case)
     chunk = max(1, len(units) // 2)
@@ -375,7 +398,7 @@ def shrink(cfg: ArrayConfig, case: Case, runner: Runner, *, max_tries: int = 200
             if tries[0] >= max_tries or start + chunk > len(units):
                 continue
             candidate = units[:start] + units[start + chunk:]
-            if candidate and fails(_from_units(case, candidate)):
+            if candidate and counted(_from_units(case, candidate)):
                 units, removed = candidate, True
         if removed and chunk <= 4:
             chunk = 4                  # the small windows again, from the largest
@@ -383,7 +406,7 @@ def shrink(cfg: ArrayConfig, case: Case, runner: Runner, *, max_tries: int = 200
             break
         elif not removed:
             chunk //= 2
-    return _zero_beats(_from_units(case, units), fails, max_tries - tries[0])
+    return _zero_beats(_from_units(case, units), counted, max_tries - tries[0])
 
 
 def _zero_beats(case: Case, fails, budget: int) -> Case:
@@ -425,6 +448,9 @@ def save_repro(path: Path, cfg: ArrayConfig, case: Case, problems: list[str], se
 
 def load_repro(path: Path) -> tuple[ArrayConfig, Case]:
     raw = json.loads(Path(path).read_text())
+    if raw.get("campaign") == "axi":
+        raise ValueError("a reproducer of the AXI campaign: python -m sparsa.sim.fuzz_axi "
+                         "--replay replays it")
     cfg = ArrayConfig.from_json(json.dumps(raw["config"]))
     case = Case(program=[Instruction.decode(int(w, 16)) for w in raw["program"]],
                 data_in=[int(b, 16) for b in raw["data_in"]],
@@ -463,6 +489,23 @@ class Stats:
         self.mismatches += other.mismatches
         self.errors += other.errors
 
+    def breakdown(self, unit: str) -> list[str]:
+        """Report lines: each configuration's count (of ``unit``), then programs per kind."""
+        return [f"  {name}: {n:,} {unit}" for name, n in self.per_config.items()] + \
+            [f"  {kind}: {n:,} programs" for kind, n in sorted(self.kinds.items())]
+
+    def record(self, kind: str, config: str, per_config: int, case, cycles: int,
+               mismatch: tuple | None) -> None:
+        """One program checked: its stimulus ``kind``, ``per_config`` added to its
+        configuration's count, its ``cycles``, and its ``mismatch`` if any."""
+        self.kinds[kind] = self.kinds.get(kind, 0) + 1
+        self.per_config[config] = self.per_config.get(config, 0) + per_config
+        self.programs += 1
+        self.tiles += case.tiles
+        self.cycles += cycles
+        if mismatch is not None:
+            self.mismatches.append(mismatch)
+
 
 def job_seed(seed: int, name: str, index: int) -> int:
     return zlib.crc32(f"{seed}:{name}:{index}".encode())
@@ -484,24 +527,15 @@ def run_job(name: str, seed: int, tile_programs: int, other_programs: int, tiles
         kind = ("tile batch" if case.reference is None else type(case.reference).__name__) + \
             ("" if case.exact else ", random pacing") + (f", DRAM {case.rate} B/cycle"
                                                           if case.rate else "")
-        stats.kinds[kind] = stats.kinds.get(kind, 0) + 1
-        stats.programs += 1
-        stats.tiles += case.tiles
-        stats.per_config[name] = stats.per_config.get(name, 0) + case.tiles
-        stats.cycles += 0 if isinstance(result, Exception) else result.cycles
-        if problems:
-            stats.mismatches.append((name, seed, i, case, problems))
+        stats.record(kind, name, case.tiles, case, 0 if isinstance(result, Exception) else
+                     result.cycles, (name, seed, i, case, problems) if problems else None)
     return stats
 
 
-_RUNNER: NativeRunner | None = None
-
-
+@functools.cache
 def _runner() -> NativeRunner:
-    global _RUNNER
-    if _RUNNER is None:
-        _RUNNER = NativeRunner()
-    return _RUNNER
+    """The worker process's runner (its executables stay open across jobs)."""
+    return NativeRunner()
 
 
 def _report_mismatches(stats: Stats, out_dir: Path, runner: Runner) -> None:
@@ -526,15 +560,30 @@ def run_campaign(*, seed: int, tiles: int, programs: int, budget: float, workers
         NativeAccelerator(CONFIGS[name])
     print(f"fuzz: seed {seed}, {workers} workers, configurations: {', '.join(configs)} "
           f"(executables ready after {time.monotonic() - start:.0f} s)", flush=True)
-    stats, submitted, last, jobs = Stats(), 0, 0.0, {}
+    stats = run_jobs(run_job, configs, seed, batch, stats=Stats(), workers=workers,
+                     deadline=start + budget,
+                     enough=lambda s: s.tiles >= tiles and s.programs >= programs)
+    stats.seconds = time.monotonic() - start
+    if stats.mismatches:
+        _report_mismatches(stats, out_dir, _runner())
+    return stats
+
+
+def run_jobs(job: Callable[..., Stats], names: Sequence[str], seed: int, args: tuple, *,
+             stats: Stats, workers: int, deadline: float, enough: Callable[[Stats], bool]
+             ) -> Stats:
+    """``job(name, job_seed, *args)`` round-robin over ``names`` on ``workers`` processes, each
+    job's :class:`Stats` added to ``stats``, until ``enough(stats)`` or the ``deadline``
+    (:func:`time.monotonic`); a progress line every 30 s. A job that raises is an error
+    naming its seed."""
+    submitted, last, jobs, start = 0, 0.0, {}, time.monotonic()
     with ProcessPoolExecutor(workers) as pool:
         pending = set()
         while True:
-            enough = stats.tiles >= tiles and stats.programs >= programs
-            late = time.monotonic() - start > budget
-            while not enough and not late and len(pending) < 2 * workers:
-                name = configs[submitted % len(configs)]
-                future = pool.submit(run_job, name, job_seed(seed, name, submitted), *batch)
+            stop = enough(stats) or time.monotonic() > deadline
+            while not stop and len(pending) < 2 * workers:
+                name = names[submitted % len(names)]
+                future = pool.submit(job, name, job_seed(seed, name, submitted), *args)
                 pending.add(future)
                 jobs[future] = f"{name}, job seed {job_seed(seed, name, submitted)}"
                 submitted += 1
@@ -552,9 +601,6 @@ def run_campaign(*, seed: int, tiles: int, programs: int, budget: float, workers
                 print(f"  {time.monotonic() - start:6.0f} s: {stats.tiles:,} tiles, "
                       f"{stats.programs:,} programs, {len(stats.mismatches)} mismatches",
                       flush=True)
-    stats.seconds = time.monotonic() - start
-    if stats.mismatches:
-        _report_mismatches(stats, out_dir, _runner())
     return stats
 
 
@@ -574,45 +620,66 @@ def _args(argv):
     return ap.parse_args(argv)
 
 
+def env_scale(scale: float | None) -> float:
+    """``scale``, else ``FUZZ_SCALE``, else 1 (-1 when ``FUZZ_SCALE`` is not a number)."""
+    if scale is not None:
+        return scale
+    try:
+        return float(os.environ.get("FUZZ_SCALE") or 1)
+    except ValueError:
+        return -1.0
+
+
+def campaign_seed(seed: int | None) -> int:
+    """``seed``, else ``SPARSA_SEED``, else the time."""
+    return seed if seed is not None else int(os.environ.get("SPARSA_SEED") or time.time())
+
+
+def replay_command(path: Path, replay_file: Callable[[Path], list[str]], module: str) -> int:
+    """``--replay``: the mismatches printed (exit 1), or that it passes now (exit 0); a file
+    that is no reproducer of ``module`` is one line (exit 2)."""
+    try:
+        problems = replay_file(path)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        print(f"error: {path} is not a readable reproducer of {module} "
+              f"({type(exc).__name__}: {exc})", file=sys.stderr)
+        return 2
+    print("\n".join(problems) if problems else f"{path}: no mismatch (now passes)")
+    return 1 if problems else 0
+
+
+def config_names(text: str, known: dict) -> list[str] | None:
+    """The comma-separated names of ``text``; None (with one line) when one is not ``known``."""
+    names = [c for c in text.split(",") if c]
+    unknown = [c for c in names if c not in known]
+    if unknown:
+        print(f"error: unknown configuration {unknown[0]!r}, expected one of "
+              f"{', '.join(known)}", file=sys.stderr)
+        return None
+    return names
+
+
 def main(argv=None) -> int:
     args = _args(argv)
     if args.replay is not None:
-        try:
-            problems = replay(args.replay)
-        except (OSError, ValueError, KeyError) as exc:
-            print(f"error: {args.replay} is not a readable reproducer of sparsa.sim.fuzz "
-                  f"({type(exc).__name__}: {exc})", file=sys.stderr)
-            return 2
-        print("\n".join(problems) if problems else f"{args.replay}: no mismatch (now passes)")
-        return 1 if problems else 0
-    if args.scale is None:
-        try:
-            args.scale = float(os.environ.get("FUZZ_SCALE") or 1)
-        except ValueError:
-            args.scale = -1.0
+        return replay_command(args.replay, replay, "sparsa.sim.fuzz")
+    args.scale = env_scale(args.scale)
     if not args.scale > 0 or args.workers < 1 or not args.budget > 0:
         print(f"error: scale (FUZZ_SCALE) and budget must be positive numbers and workers a "
               f"positive integer, not scale {os.environ.get('FUZZ_SCALE', args.scale)!r}, "
               f"budget {args.budget}, workers {args.workers}", file=sys.stderr)
         return 2
-    configs = [c for c in args.configs.split(",") if c]
-    unknown = [c for c in configs if c not in CONFIGS]
-    if unknown:
-        print(f"error: unknown configuration {unknown[0]!r}, expected one of "
-              f"{', '.join(CONFIGS)}", file=sys.stderr)
+    configs = config_names(args.configs, CONFIGS)
+    if configs is None:
         return 2
-    seed = args.seed if args.seed is not None else int(os.environ.get("SPARSA_SEED") or
-                                                       time.time())
+    seed = campaign_seed(args.seed)
     stats = run_campaign(seed=seed, tiles=round(1e6 * args.scale),
                          programs=round(1e4 * args.scale), budget=args.budget,
                          workers=args.workers, configs=configs)
     print(f"fuzz: {len(configs)} configurations, {stats.tiles:,} tiles and {stats.programs:,} "
           f"programs checked ({stats.cycles:,} simulated cycles) in {stats.seconds:.0f} s; "
           f"seed {seed}; {len(stats.mismatches)} mismatches, {len(stats.errors)} errors")
-    for name, n in stats.per_config.items():
-        print(f"  {name}: {n:,} tiles")
-    for kind, n in sorted(stats.kinds.items()):
-        print(f"  {kind}: {n:,} programs")
+    print("\n".join(stats.breakdown("tiles")))
     if stats.mismatches or stats.errors:
         print(f"rerun: python -m sparsa.sim.fuzz --seed {seed}")
     return 1 if stats.mismatches or stats.errors else 0
