@@ -44,7 +44,9 @@ def test_accelerator_scratchpads_are_block_ram(tmp_path):
     # Not in fabric: fewer flip-flops than the scratchpads hold bits, no LUT RAM for them.
     assert result.array.ffs < memory_bits
     assert 64 * result.array.cells.get("TRELLIS_DPR16X4", 0) < memory_bits // 10
-    assert result.array.dsps == TINY.multipliers + TINY.cols   # the array, the requantizers
+    # the array's multipliers, and per column the requantizer's 32 x 16-bit product: two
+    # 18 x 18 blocks (the 32-bit operand in two pieces)
+    assert result.array.dsps == TINY.multipliers + 2 * TINY.cols
     assert result.pe.cells == {}                               # no PE alone for a whole top
     header, rows = fpga.result_rows(result)
     assert header[4] == "BRAMs"
