@@ -3,7 +3,9 @@
 1. Sweeps one space (36 configurations x zoo CNNs and transformers, area off so the cost model is
    the whole inner loop) on a LocalCluster of 1 and then 2 worker processes, each time into a
    fresh result store, after the workers have imported sparsa, and prints the wall time,
-   evaluations per second per core and the scaling from 1 to 2 workers.
+   evaluations per second per core and the scaling from 1 to 2 workers; also each worker's CPU
+   seconds in the sweep, whose sum over the largest is the speedup the spread of the work
+   allows on an idle machine (wall time also counts whatever else the machine runs).
 2. ``--sample K``: the in-process cost of one evaluation of each model of a wider mix (zoo CNNs
    and transformers, ResNet-50 included) on ``K`` configurations drawn from a wider space, and
    from it the time of a 1,000-point sweep of that mix on 2 cores, clearly marked as an
@@ -54,15 +56,23 @@ def _spec(models, space, search=None):
 
 
 def sweep(spec, graphs, workers: int) -> tuple[int, float]:
+    """Points computed and wall seconds; also prints each worker's CPU seconds in the sweep (how
+    evenly the work was spread, whatever else the machine runs)."""
     from distributed import Client, LocalCluster
 
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                       dashboard_address=":0") as cluster, Client(cluster) as client:
         client.run(_warm)
         with tempfile.TemporaryDirectory() as tmp, ResultStore(Path(tmp) / "r.sqlite") as store:
+            before = client.run(time.process_time)
             start = time.perf_counter()
             result = run_sweep(spec, graphs, store, client, table=load_table())
-            return result.computed, time.perf_counter() - start
+            wall = time.perf_counter() - start
+            cpu = {w: t - before[w] for w, t in client.run(time.process_time).items()}
+    print(f"  workers' CPU seconds: {', '.join(f'{t:.1f}' for t in cpu.values())} "
+          f"(sum {sum(cpu.values()):.1f}; the sum over the largest: "
+          f"{sum(cpu.values()) / max(cpu.values()):.2f}, the speedup an idle machine allows)")
+    return result.computed, wall
 
 
 def scaling(models: list[str], workers: list[int]) -> None:
