@@ -313,7 +313,7 @@ class Timed(NamedTuple):
     on_last: bool = False     # COMPUTE, STORE: overlap the latest COMPUTE's rows
     chain: bool = False       # COMPUTE: accumulates onto exactly the latest COMPUTE's rows
     on_before: bool = False   # STORE: overlaps the rows of the COMPUTE before the latest
-    phase: int = 0            # LOAD_WEIGHT: 1 if a dense phase's (values-only beats), else 0
+    phase: int = 0            # LOAD_WEIGHT: a dense phase's + 1 (values-only beats), else 0
 
 
 class Addresses(NamedTuple):
@@ -346,7 +346,7 @@ def annotate(rows: int, at: Addresses, insn: Instruction) -> tuple[Timed, Addres
     if op == Opcode.LOAD_WEIGHT:
         own = (insn.addr, count)
         timed = Timed(op, count, 0, 0, False, False, _overlap(*own, *preload),
-                      phase=int(insn.phase > 0))
+                      phase=insn.phase)
         return timed, (Addresses(own, preload, store, writes) if count else at)
     if op in LOADS:
         timed = Timed(op, count, insn.channels, insn.tag)

@@ -94,9 +94,14 @@ def timing_view(insn: Instruction) -> Instruction:
     """``insn`` with only the fields the cycle model reads
     (:data:`sparsa.sw.accel_timing.TIMED_FIELDS`, and the scratchpad addresses its hazards are
     worked out from, :data:`~sparsa.sw.accel_timing.ADDRESS_FIELDS`; the others, the im2col
-    walk's and activation addresses, only decide which rows are read)."""
+    walk's and activation addresses, only decide which rows are read). A LOAD_WEIGHT's
+    ``phase`` becomes 1 for any dense phase: the rules read only whether its beats are values
+    only."""
     names = TIMED_FIELDS[insn.opcode] + ADDRESS_FIELDS.get(insn.opcode, ())
-    return Instruction(insn.opcode, **{f: getattr(insn, f) for f in names})
+    fields = {f: getattr(insn, f) for f in names}
+    if "phase" in fields:
+        fields["phase"] = min(fields["phase"], 1)
+    return Instruction(insn.opcode, **fields)
 
 
 def view_key(tiling: Tiling, block: Block) -> tuple:
@@ -145,7 +150,7 @@ def _natural(cfg: ArrayConfig, walk: BlockWalk, start: int, stop: int, raw: bool
         elif kind is PreloadWeights:
             yield _insn(Opcode.PRELOAD, addr=op.slot * rows), op
         elif kind is LoadWeights:
-            phase = t.low.load_phase(op.k_pass)
+            phase = t.low.load_phase(op.k_pass)    # a view: whether values only
             yield _insn(Opcode.LOAD_WEIGHT, addr=op.slot * rows, count=rows,
                         phase=min(phase, 1) if view else phase), op
         elif kind is Store:
@@ -265,6 +270,7 @@ def _regular(cfg: ArrayConfig, walk: BlockWalk):
     first_acc = (block.index % t.acc_sets) * t.col_block
     tiles, load, w_slot = walk.tiles, walk.load, walk.w_slot
     slots: dict[int, tuple[Instruction, ...]] = {}
+    values = int(t.low.values_only)     # a view's LOAD_WEIGHT phase: whether values only
     computes: dict[tuple[int, int], Instruction] = {}
 
     def tile(s: int) -> tuple[Instruction, ...]:
@@ -279,8 +285,8 @@ def _regular(cfg: ArrayConfig, walk: BlockWalk):
         weights = slots.get(slot)
         if weights is None:
             weights = slots[slot] = (
-                (_insn(Opcode.LOAD_WEIGHT, addr=slot * rows, count=rows,
-                       phase=int(t.low.values_only)),) if load else ()
+                (_insn(Opcode.LOAD_WEIGHT, addr=slot * rows, count=rows, phase=values),)
+                if load else ()
             ) + (_insn(Opcode.PRELOAD, addr=slot * rows),)
         return (*weights, got)
 

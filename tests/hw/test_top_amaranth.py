@@ -81,7 +81,7 @@ def expected_beats(cfg: ArrayConfig, mp) -> tuple[int, int]:
                          for p in range(i.pixels))
         elif i.opcode in (Opcode.LOAD_WEIGHT, Opcode.LOAD_ACC, Opcode.LOAD_SCALE):
             count = 1 if i.opcode == Opcode.LOAD_SCALE else i.count
-            reads += _beats(i.dram, count * isa.data_in_bytes(cfg, i.opcode), bus)
+            reads += _beats(i.dram, count * isa.row_bytes(cfg, i), bus)
         elif i.opcode == Opcode.STORE:
             size = i.channels * (cfg.acc_width if i.raw else cfg.act_width) // 8
             writes += sum(_beats(i.dram + r * i.stride, size, bus) for r in range(i.count))

@@ -156,6 +156,8 @@ def test_the_model_knows_the_tops_constants():
     assert chunk_size(cfg, None) == hw_chunk_size(cfg, Kind.FETCH)
     for op in isa.LOADS:
         assert chunk_size(cfg, op) == hw_chunk_size(cfg, Kind(op.value)), op
+    assert chunk_size(cfg, isa.Opcode.LOAD_WEIGHT, values=True) == \
+        hw_chunk_size(cfg, Kind.WEIGHT_VALUES) == isa.weight_values_bytes(cfg)
 
 
 # ---- whole programs ----------------------------------------------------------------------

@@ -82,7 +82,7 @@ def program_bytes(cfg: ArrayConfig, program) -> dict[str, int]:
         if i.opcode == Opcode.LOAD_ACT:
             out["act"] += sum(isa.act_row_bytes(cfg, i.channels, r) for r in range(i.count))
         elif i.opcode == Opcode.LOAD_WEIGHT:
-            out["weight"] += i.count * isa.data_in_bytes(cfg, Opcode.LOAD_WEIGHT)
+            out["weight"] += i.count * isa.row_bytes(cfg, i)     # a dense phase: values only
         elif i.opcode == Opcode.LOAD_SCALE:
             out["scale"] += isa.data_in_bytes(cfg, Opcode.LOAD_SCALE)
         elif i.opcode == Opcode.STORE:
