@@ -76,9 +76,10 @@ means in clock cycle ``t``.
    starts at ``S(t) = max(end(t - 1) + 1, valid(input beat t + 1) if t + 1 < n)`` (``end(-1) =
    C``) and lasts one cycle per *piece*: the bytes ``[tB, min((t+1)B, bytes))`` cut at the
    multiples of the chunk size ``S`` (16 for fetch, ``K_pass * act_width / 8`` for LOAD_ACT,
-   :func:`sparsa.isa.row_bytes` for the others: a phase LOAD_WEIGHT's values). Input beat ``t + 1`` is taken in its last
-   cycle. A chunk leaves in the cycle of each piece that ends at a multiple of ``S`` or at the
-   row's end (``data_in`` is always ready during its LOAD, and the instruction FIFO has room).
+   :func:`sparsa.isa.row_bytes` for the others: a phase LOAD_WEIGHT's values). Input beat
+   ``t + 1`` is taken in its last cycle. A chunk leaves in the cycle of each piece that ends at
+   a multiple of ``S`` or at the row's end (``data_in`` is always ready during its LOAD, and the
+   instruction FIFO has room).
    ``E(j)`` is the end of output beat ``k - 1``.
 5. Dispatch. A fetched word written at ``c`` is at the FIFO's output from ``max(c + 2,
    dispatch(previous word) + 1)``; the core decides from there (:mod:`~sparsa.hw.dispatch`).
