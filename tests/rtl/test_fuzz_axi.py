@@ -166,3 +166,19 @@ def test_shrinker_on_native_axi(tmp_path, node_seed):
     fuzz_axi.save_repro(path, CFG, small, problems, node_seed, len(case.program))
     assert fuzz_axi.replay(path, runner=runner) == problems
     assert fuzz_axi.replay(path) == []
+
+
+def test_bad_input_is_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("FUZZ_SCALE", "lots")
+    assert fuzz_axi.main(["--seed", "1"]) == 2
+    assert "not scale 'lots'" in capsys.readouterr().err
+    assert fuzz_axi.main(["--configs", "4x4-dense-d1-axi32,9x9-axi512", "--scale", "1"]) == 2
+    assert "unknown configuration '9x9-axi512', expected one of 4x4-dense-d1-axi32" in \
+        capsys.readouterr().err
+    core = tmp_path / "core.json"
+    core.write_text('{"config": {}, "program": []}')
+    for path in (tmp_path / "missing.json", core):
+        assert fuzz_axi.main(["--replay", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1
+        assert "is not a readable reproducer of sparsa.sim.fuzz_axi" in err
