@@ -114,11 +114,15 @@ class AxiRunner:
     def __init__(self):
         self.sims: dict[str, NativeAxiAccelerator] = {}
 
-    def __call__(self, cfg: ArrayConfig, mp: MemoryProgram, latency: int) -> Result:
+    def sim(self, cfg: ArrayConfig) -> NativeAxiAccelerator:
+        """``cfg``'s executable, built (or found) on first use and kept."""
         key = cfg.to_json()
         if key not in self.sims:
             self.sims[key] = NativeAxiAccelerator(cfg, max_cycles=MAX_CYCLES)
-        sim = self.sims[key]
+        return self.sims[key]
+
+    def __call__(self, cfg: ArrayConfig, mp: MemoryProgram, latency: int) -> Result:
+        sim = self.sim(cfg)
         sim.latency = latency
         try:
             return sim.run(mp)
@@ -177,12 +181,15 @@ def run_case(cfg: ArrayConfig, case: AxiCase, runner: AxiRun
 def shrink(cfg: ArrayConfig, case: AxiCase, runner: AxiRun, *, max_tries: int = 1000
            ) -> AxiCase:
     """A smaller case that still fails the same way (the same kinds of mismatch): latency 1 and
-    a dense layout if they still fail, then :func:`sparsa.sim.fuzz.minimize`. Every try is
-    relinked and run (at most ``max_tries``)."""
+    a dense layout if they still fail, then :func:`sparsa.sim.fuzz.minimize` over programs not
+    :func:`~sparsa.sim.fuzz.undefined`. Every try is relinked and run (at most ``max_tries``);
+    ``case`` itself if it passes now."""
     kind = fuzz._kind(run_case(cfg, case, runner)[2])
+    if not kind:            # no longer fails: nothing to shrink towards
+        return case
 
     def fails(candidate: AxiCase) -> bool:
-        if fuzz.reads_unwritten(candidate.program):
+        if fuzz.undefined(candidate.program):
             return False
         try:   # a program the golden model rejects may hang the hardware: not run
             GoldenAccelerator(cfg).run(candidate.program, candidate.data_in)
@@ -276,7 +283,7 @@ def _runner() -> AxiRunner:
 
 
 def _build(name: str) -> str:
-    return str(NativeAxiAccelerator(AXI_CONFIGS[name]).binary)
+    return str(_runner().sim(AXI_CONFIGS[name]).binary)
 
 
 def report_mismatches(stats: AxiStats, out_dir: Path, runner: AxiRun,
@@ -290,9 +297,9 @@ def report_mismatches(stats: AxiStats, out_dir: Path, runner: AxiRun,
         small = shrink(cfg, case, runner)
         small_problems = run_case(cfg, small, runner)[2]
         cmd = save_repro(out_dir / f"axi-repro-{seed}-{index}.json", cfg, small,
-                         small_problems, seed, len(case.program))
-        print(f"  shrunk from {len(case.program)} to {len(small.program)} instructions, "
-              f"{len(small.data_in)} data beats, latency {small.latency}; replay: {cmd}")
+                         small_problems or problems, seed, len(case.program))
+        print(f"  {fuzz.shrunk(case, small, bool(small_problems))}, latency {small.latency}; "
+              f"replay: {cmd}", flush=True)
         commands.append(cmd)
     return commands
 
@@ -306,6 +313,8 @@ def run_axi_campaign(*, seed: int, programs: int, budget: float, workers: int,
     start = time.monotonic()
     with ProcessPoolExecutor(workers) as pool:    # build (or find) every executable first
         list(pool.map(_build, configs))
+    for name in configs:      # the (forked) jobs and the shrinking run these, whatever changes
+        _runner().sim(AXI_CONFIGS[name])
     print(f"fuzz (AXI): seed {seed}, {workers} workers, configurations: {', '.join(configs)} "
           f"(executables ready after {time.monotonic() - start:.0f} s)", flush=True)
     stats = fuzz.run_jobs(run_axi_job, configs, seed, job, stats=AxiStats(), workers=workers,

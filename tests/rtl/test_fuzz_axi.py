@@ -182,3 +182,31 @@ def test_bad_input_is_one_line(tmp_path, capsys, monkeypatch):
         err = capsys.readouterr().err
         assert err.count("\n") == 1
         assert "is not a readable reproducer of sparsa.sim.fuzz_axi" in err
+
+
+def test_a_mismatch_that_no_longer_fails_is_saved_unshrunk(tmp_path, node_seed, capsys):
+    """(The tree changed during the campaign.) No shrinking towards some other failure."""
+    case = _failing_case(np.random.default_rng(node_seed))
+    problems = fuzz_axi.run_case(CFG, case, fake_runner)[2]
+    stats = fuzz_axi.AxiStats(mismatches=[("small", node_seed, 3, case, problems)])
+
+    def fixed(cfg, mp, latency):
+        return fake_runner(cfg, mp, latency, fault=None)
+
+    assert fuzz_axi.shrink(CFG, case, fixed) is case
+    fuzz_axi.report_mismatches(stats, tmp_path, fixed, configs={"small": CFG})
+    assert "PASSES when rerun now" in capsys.readouterr().out
+    path = tmp_path / f"axi-repro-{node_seed}-3.json"
+    assert len(fuzz_axi.load_repro(path)[1].program) == len(case.program)
+    assert fuzz_axi.replay(path, runner=fake_runner) == problems
+
+
+def test_undefined_programs_are_no_reproducers():
+    """A program ending with a PRELOAD no COMPUTE takes: the hardware reads the weight rows,
+    the cycle models count nothing (the shrinker must not drift there)."""
+    case = _failing_case(np.random.default_rng(0))
+    ops = [i.opcode for i in case.program]
+    last = len(ops) - 1 - ops[::-1].index(Opcode.COMPUTE)
+    assert not fuzz.undefined(case.program)
+    assert fuzz.undefined(case.program[:last])
+    assert not fuzz.undefined([i for i in case.program[:last] if i.opcode != Opcode.PRELOAD])
