@@ -286,15 +286,19 @@ class NativeRunner:
     def __init__(self):
         self.sims: dict[tuple[str, int | None], NativeAccelerator] = {}
 
+    def sim(self, cfg: ArrayConfig, rate: int | None) -> NativeAccelerator:
+        """The executable for ``cfg`` at DRAM rate ``rate``, built (or found) on first use."""
+        key = (cfg.to_json(), rate)
+        if key not in self.sims:
+            self.sims[key] = NativeAccelerator(cfg, dram_bytes_per_cycle=rate,
+                                               max_cycles=MAX_CYCLES)
+        return self.sims[key]
+
     def __call__(self, cfg: ArrayConfig, cases: Sequence[Case]) -> list:
         out = []
         for rate in dict.fromkeys(c.rate for c in cases):
-            key = (cfg.to_json(), rate)
-            if key not in self.sims:
-                self.sims[key] = NativeAccelerator(cfg, dram_bytes_per_cycle=rate,
-                                                   max_cycles=MAX_CYCLES)
             group = [c for c in cases if c.rate == rate]
-            res = self.sims[key].execute_batch([(c.program, c.data_in) for c in group],
+            res = self.sim(cfg, rate).execute_batch([(c.program, c.data_in) for c in group],
                                                [c.pace for c in group])
             out += [(c, r if isinstance(r, Exception) else r.run) for c, r in zip(group, res,
                                                                                   strict=True)]
@@ -593,8 +597,9 @@ def run_campaign(*, seed: int, tiles: int, programs: int, budget: float, workers
     """Jobs round-robin over ``configs`` on ``workers`` processes until ``tiles`` tiles and
     ``programs`` programs are checked or ``budget`` seconds have passed."""
     start = time.monotonic()
-    for name in configs:                    # build (or find) every executable first
-        NativeAccelerator(CONFIGS[name])
+    for name in configs:     # build (or find) every executable first: the (forked) jobs and
+        for rate in RATES:   # the shrinking run these, whatever changes in the tree meanwhile
+            _runner().sim(CONFIGS[name], rate)
     print(f"fuzz: seed {seed}, {workers} workers, configurations: {', '.join(configs)} "
           f"(executables ready after {time.monotonic() - start:.0f} s)", flush=True)
     stats = run_jobs(run_job, configs, seed, batch, stats=Stats(), workers=workers,
