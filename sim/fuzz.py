@@ -23,6 +23,8 @@ GEMM and conv programs also against their independent reference. A mismatch is s
 (:func:`shrink`: instructions with their data beats removed, data beats zeroed, pacing made
 ideal) and written to ``build/fuzz/repro-<seed>.json``, replayed by
 ``python -m sparsa.sim.fuzz --replay FILE``. A "tile" counted is one COMPUTE checked.
+:mod:`sparsa.sim.fuzz_axi` is the memory-mapped accelerator's campaign (``make fuzz`` runs
+both); it shares this module's stimulus, :func:`minimize` and :func:`run_jobs`.
 """
 
 from __future__ import annotations
