@@ -56,7 +56,7 @@ def phase_rows(cfg: ArrayConfig, beat: Value) -> dict[int, Value]:
     values with the phase's fixed indices (:func:`sparsa.nm.phase_indices`)."""
     n, ww, iw = cfg.n, cfg.weight_width, cfg.index_width
     rows = {}
-    for p in range(1, -(-cfg.m // n) + 1):
+    for p in range(1, min(-(-cfg.m // n), (1 << isa.PHASE_BITS) - 1) + 1):
         fixed = Cat(*(Const(i, iw) for i in phase_indices(n, cfg.m, p - 1)))
         rows[p] = Cat(*(Cat(beat[c * n * ww:(c + 1) * n * ww], fixed) for c in range(cfg.cols)))
     return rows
