@@ -288,8 +288,9 @@ def _golden(cfg: ArrayConfig, asm, outputs) -> tuple[bool, int]:
 
     golden = GoldenAccelerator(cfg)
     rows = golden.run(asm.program, asm.data_in)
-    if asm.memory is not None:      # rows read back from memory: each STORE's real columns
-        rows = [row[:len(out)] for row, out in zip(rows, outputs, strict=False)]
+    # rows read back from memory hold each STORE's real columns only
+    if asm.memory is not None and len(rows) == len(outputs):
+        rows = [row[:len(out)] for row, out in zip(rows, outputs, strict=True)]
     same = len(rows) == len(outputs) and all(np.array_equal(a, b)
                                              for a, b in zip(rows, outputs, strict=True))
     return same, golden.gated_macs
