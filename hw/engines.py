@@ -52,7 +52,7 @@ def load_command() -> data.StructLayout:
 
 def phase_rows(cfg: ArrayConfig, beat: Value) -> dict[int, Value]:
     """For each dense phase ``p`` (1 .. ``ceil(m/n)``), the weight row a phase LOAD_WEIGHT
-    writes for ``beat`` (:func:`sparsa.isa.pack_weight_values`: values only): each PE's ``n``
+    writes for ``beat`` (:func:`sparsa.isa.pack_weight_row` without indices): each PE's ``n``
     values with the phase's fixed indices (:func:`sparsa.nm.phase_indices`)."""
     n, ww, iw = cfg.n, cfg.weight_width, cfg.index_width
     rows = {}

@@ -151,9 +151,8 @@ def load_rows(cfg: ArrayConfig, insn: Instruction, memory: bytes | bytearray) ->
     if insn.opcode not in LOADS:
         raise ValueError(f"{insn.opcode.name} loads nothing")
     nbytes = isa.row_bytes(cfg, insn)
-    count = 1 if insn.opcode == Opcode.LOAD_SCALE else insn.count
     return [int.from_bytes(memory[insn.dram + r * nbytes:insn.dram + (r + 1) * nbytes], "little")
-            for r in range(count)]
+            for r in range(_load_count(insn))]
 
 
 def store_rows(cfg: ArrayConfig, insn: Instruction, rows: Sequence[Sequence[int]],

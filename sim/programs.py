@@ -115,7 +115,7 @@ def weight_rows(cfg: ArrayConfig, packed: nm.CompressedNM, phase: int = 0) -> li
     """A compressed weight tile -> its ``rows`` weight scratchpad rows (one PE row each), or
     with ``phase`` (a dense phase's LOAD_WEIGHT, :mod:`sparsa.isa`) their values only."""
     if phase:
-        return [isa.pack_weight_values(cfg, packed.values[r]) for r in range(cfg.rows)]
+        return [isa.pack_weight_row(cfg, packed.values[r]) for r in range(cfg.rows)]
     return [isa.pack_weight_row(cfg, packed.values[r], packed.indices[r])
             for r in range(cfg.rows)]
 

@@ -17,8 +17,9 @@ LOAD_ACT       ``count`` beats of ``data_in`` -> activation scratchpad rows ``ad
 LOAD_WEIGHT    ``count`` beats -> weight scratchpad rows ``addr ..`` (one PE row each).
                ``phase`` > 0: the rows of dense phase ``phase - 1`` (:func:`sparsa.nm.
                pack_phase`, a dense layer on N:M hardware): each beat holds the values only
-               (:func:`pack_weight_values`) and the loader writes that phase's fixed indices
-               (:func:`sparsa.nm.phase_indices`), so no index metadata crosses the bus
+               (:func:`pack_weight_row` without indices) and the loader writes that phase's
+               fixed indices (:func:`sparsa.nm.phase_indices`), so no index metadata crosses
+               the bus
 LOAD_ACC       ``count`` beats -> accumulator rows ``acc_addr ..`` (e.g. biases)
 LOAD_SCALE     one beat -> per-column bias, requantization multiplier and shift
 PRELOAD        weight scratchpad rows ``addr .. addr+rows-1`` -> the PEs' shadow bank
@@ -47,8 +48,8 @@ AXI port; the stream-fed core ignores these fields). ``dram`` is a byte address,
   tensor's channels is ``dram`` at the slice's first channel with ``stride`` the pixel's bytes.
 - LOAD_WEIGHT, LOAD_ACC and LOAD_SCALE read ``count`` (LOAD_SCALE: one) rows packed back to back
   from ``dram``, each of :func:`row_bytes` (its scratchpad row's bytes, :func:`data_in_bytes`; a
-  phase LOAD_WEIGHT's values only), the bits of :func:`pack_weight_row` (or
-  :func:`pack_weight_values`), :func:`pack_psum_row` or :func:`pack_scale_row` little-endian.
+  phase LOAD_WEIGHT's values only), the bits of :func:`pack_weight_row`, :func:`pack_psum_row`
+  or :func:`pack_scale_row` little-endian.
 - STORE writes ``count`` rows: the first ``channels`` columns of each, ``act_width / 8`` bytes
   (requantized) or ``acc_width / 8`` bytes (``raw``) each, little-endian, row ``r`` at
   ``dram + r * stride``: an NHWC output whose column tile starts ``dram`` bytes in.
@@ -73,7 +74,7 @@ __all__ = ["DRAM_BITS", "FORMATS", "INSN_BITS", "INSN_BYTES", "LOADS", "OPCODE_B
            "PHASE_BITS", "SCALE_MULT_BITS", "SCALE_SHIFT_BITS", "SIGNED_FIELDS", "STRIDE_BITS",
            "Instruction", "Opcode", "act_row_bytes", "act_rows_per_pixel", "check_load_act",
            "data_in_bytes", "data_out_bytes", "pack_act_row", "pack_psum_row", "pack_scale_row",
-           "pack_weight_row", "pack_weight_values", "phase_weight_row", "row_bytes",
+           "pack_weight_row", "phase_weight_row", "row_bytes",
            "unpack_act_row", "unpack_psum_row", "unpack_scale_row", "unpack_weight_row",
            "weight_values_bytes"]
 
@@ -247,11 +248,13 @@ def unpack_act_row(cfg, word: int) -> list[int]:
     return _unpack(word, cfg.act_width, cfg.act_vector_width, signed=True)
 
 
-def pack_weight_row(cfg, values, indices) -> int:
+def pack_weight_row(cfg, values, indices=None) -> int:
     """One PE row: for each of ``cols`` PEs, ``n`` values then (sparse hardware) ``n`` indices;
-    ``values``/``indices`` are ``[n][cols]``."""
+    ``values``/``indices`` are ``[n][cols]``. ``indices=None``: the values only (a phase
+    LOAD_WEIGHT's row, :func:`weight_values_bytes`)."""
     word, shift = 0, 0
-    n, ww, iw = cfg.n, cfg.weight_width, cfg.index_width    # properties: read them once
+    n, ww = cfg.n, cfg.weight_width    # properties: read them once
+    iw = cfg.index_width if indices is not None else 0
     for c in range(cfg.cols):
         for j in range(n):
             word |= (int(values[j][c]) & ((1 << ww) - 1)) << shift
@@ -267,24 +270,14 @@ def weight_values_bytes(cfg) -> int:
     return -(-cfg.cols * cfg.n * cfg.weight_width // 8)
 
 
-def pack_weight_values(cfg, values) -> int:
-    """A phase LOAD_WEIGHT's row: for each of ``cols`` PEs its ``n`` values (``[n][cols]``),
-    :func:`pack_weight_row` without the indices."""
-    word, shift, ww = 0, 0, cfg.weight_width
-    for c in range(cfg.cols):
-        for j in range(cfg.n):
-            word |= (int(values[j][c]) & ((1 << ww) - 1)) << shift
-            shift += ww
-    return word
-
-
 def phase_weight_row(cfg, word: int, phase: int) -> int:
     """The scratchpad row a LOAD_WEIGHT of ``phase`` (> 0) writes for beat ``word``."""
-    ww = cfg.weight_width
-    values = [[_unpack(int(word) >> ((c * cfg.n) * ww), ww, cfg.n, signed=True)[j]
-               for c in range(cfg.cols)] for j in range(cfg.n)]
+    per_pe = cfg.n * cfg.weight_width
+    pes = [_unpack(int(word) >> (c * per_pe), cfg.weight_width, cfg.n, signed=True)
+           for c in range(cfg.cols)]
     fixed = phase_indices(cfg.n, cfg.m, phase - 1)
-    return pack_weight_row(cfg, values, [[fixed[j]] * cfg.cols for j in range(cfg.n)])
+    return pack_weight_row(cfg, [[pe[j] for pe in pes] for j in range(cfg.n)],
+                           [[fixed[j]] * cfg.cols for j in range(cfg.n)])
 
 
 def row_bytes(cfg, insn: Instruction) -> int:

@@ -567,7 +567,7 @@ def assemble_layer(cfg: ArrayConfig, tiling: Tiling, x: np.ndarray, w: np.ndarra
             data += [isa.pack_act_row(cfg, r) for r in chunk.reshape(-1, kp)]
         elif insn.opcode == Opcode.LOAD_WEIGHT:
             packed = weight_tile(cfg, low, wfull[op.group], op.col_tile, op.k_pass)
-            data += [isa.pack_weight_values(cfg, packed.values[r]) if insn.phase else
+            data += [isa.pack_weight_row(cfg, packed.values[r]) if insn.phase else
                      isa.pack_weight_row(cfg, packed.values[r], packed.indices[r])
                      for r in range(cfg.rows)]
         elif insn.opcode == Opcode.LOAD_SCALE:

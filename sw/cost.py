@@ -133,7 +133,7 @@ def _ceil_div(a: int, b: int) -> int:
 def weight_row_split(cfg: ArrayConfig) -> tuple[int, int]:
     """Bytes of a weight row's values and of its index metadata (together one ``data_in``
     beat)."""
-    values = _ceil_div(cfg.cols * cfg.n * cfg.weight_width, 8)
+    values = isa.weight_values_bytes(cfg)
     return values, isa.data_in_bytes(cfg, Opcode.LOAD_WEIGHT) - values
 
 
