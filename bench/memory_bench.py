@@ -9,7 +9,9 @@
    (goal <= 1.0 on every layer).
 4. MobileNet-v2 2:4 vs dense, default preset (goal >= 1.8x).
 5. Every zoo model, N:M vs dense, default preset (goal: minimum >= 1.0x).
-6. ResNet-50 and BERT-base 2:4 on the large preset (goal: stay >= 1.94x).
+6. ResNet-50 and BERT-base 2:4 on the large preset (goal: stay >= 1.94x), with every weight
+   layer pruned (how the issue's figures were measured: the report then pruned every layer of a
+   zoo model) and under today's default policy (stem and classifier dense).
 
 Then where ResNet-50's DRAM bytes above the compulsory ones come from, 2:4 beside dense, and the
 energy ratio had every layer moved only its compulsory bytes (the DRAM term alone changed).
@@ -129,9 +131,15 @@ def figures(ratios: list[tuple[str, int, int]], resnet) -> list[tuple[str, str, 
     low = min(zoo_speedups, key=zoo_speedups.get)
     rows.append(("any zoo model, N:M vs dense, default: minimum", "0.87x",
                  f"{zoo_speedups[low]:.3f}x ({low})", ">= 1.0x", zoo_speedups[low] >= 1.0))
-    big = [build_report(load_graph(name), large).speedup for name in ("resnet50", "bert_base")]
-    rows.append(("ResNet-50 / BERT-base 2:4 large preset", "1.978x / 1.947x",
-                 f"{big[0]:.3f}x / {big[1]:.3f}x", ">= 1.94x", min(big) >= 1.94))
+    # The issue's figures were measured when the report pruned every weight layer of a zoo
+    # model; the report's policy now keeps the stem and the classifier dense by default.
+    every = PrunePolicy(keep_first_conv=False, keep_classifier=False)
+    for label, policy in (("every layer pruned, as measured then", every),
+                          ("policy: stem and classifier dense", PrunePolicy())):
+        big = [build_report(load_graph(name), large, policy=policy).speedup
+               for name in ("resnet50", "bert_base")]
+        rows.append((f"ResNet-50 / BERT-base 2:4 large preset ({label})", "1.978x / 1.947x",
+                     f"{big[0]:.3f}x / {big[1]:.3f}x", ">= 1.94x", min(big) >= 1.94))
     return rows
 
 
