@@ -41,7 +41,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import tomllib
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, fields
@@ -52,7 +51,7 @@ from pathlib import Path
 from amaranth.back import verilog as verilog_backend
 
 from sparsa.config import ArrayConfig
-from sparsa.files import cache_dir
+from sparsa.files import cache_dir, read_table
 
 from .engines import Requantizer
 from .export import check_export_size, export_verilog
@@ -121,19 +120,8 @@ class AreaResult:
 
 def load_gate_table(path: str | Path | None = None) -> GateTable:
     """The default table (45 nm NanGate cells over NAND2) or a TOML file of the same form."""
-    if path is None:
-        text = resources.files("sparsa.hw").joinpath("data", DEFAULT_TABLE).read_text()
-        source = DEFAULT_TABLE
-    else:
-        try:
-            text = Path(path).read_text()
-        except (OSError, UnicodeDecodeError) as e:
-            raise GateTableError(f"cannot read gate-equivalent table {str(path)!r}: {e}") from None
-        source = str(path)
-    try:
-        values = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise GateTableError(f"{source}: malformed TOML: {e}") from None
+    values, source = read_table("sparsa.hw", DEFAULT_TABLE, path, "gate-equivalent table",
+                                GateTableError)
     cells = values.get("cells")
     if not isinstance(cells, dict) or not cells:
         raise GateTableError(f"{source}: expected a [cells] table of cell type = gate "

@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import bisect
 import math
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 from sparsa.config import ArrayConfig
+from sparsa.files import read_table
 
 __all__ = ["SCRATCHPAD_PORTS", "Scratchpad", "SramTable", "SramTableError", "load_sram_table",
            "scratchpad_areas", "scratchpads", "sram_area_um2"]
@@ -98,19 +97,8 @@ def _grid(source: str, name: str, entry: object, shape: tuple[int, int]) -> tupl
 
 def load_sram_table(path: str | Path | None = None) -> SramTable:
     """The default table (CACTI 7.0, 45 nm) or a TOML file of the same form."""
-    if path is None:
-        text = resources.files("sparsa.hw").joinpath("data", DEFAULT_TABLE).read_text()
-        source = DEFAULT_TABLE
-    else:
-        source = str(path)
-        try:
-            text = Path(path).read_text()
-        except (OSError, UnicodeDecodeError) as e:
-            raise _err(repr(source), f"cannot be read: {e}") from None
-    try:
-        values = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise _err(source, f"malformed TOML: {e}") from None
+    values, source = read_table("sparsa.hw", DEFAULT_TABLE, path, "SRAM area table",
+                                SramTableError)
     widths = _ascending(source, "widths_bits", values.get("widths_bits"))
     depths = _ascending(source, "depths_rows", values.get("depths_rows"))
     nand2 = values.get("nand2_um2")

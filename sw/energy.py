@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import tomllib
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 from sparsa.config import ArrayConfig
+from sparsa.files import read_table
 
 from .cost import Actions
 
@@ -122,19 +121,8 @@ def _gating(source: str, gating) -> float:
 
 def load_table(path: str | Path | None = None) -> EnergyTable:
     """The default 45 nm table, or a user's TOML file."""
-    if path is None:
-        text = resources.files("sparsa.sw").joinpath("data", DEFAULT_TABLE).read_text()
-        source = DEFAULT_TABLE
-    else:
-        source = str(path)
-        try:
-            text = Path(path).read_text()
-        except OSError as e:
-            raise EnergyTableError(f"cannot read energy table {source!r}: {e.strerror}") from None
-    try:
-        values = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise EnergyTableError(f"{source}: malformed TOML: {e}") from None
+    values, source = read_table("sparsa.sw", DEFAULT_TABLE, path, "energy table",
+                                EnergyTableError)
     return table_from_dict(values, source=source)
 
 

@@ -213,7 +213,7 @@ def test_bad_sram_tables(tmp_path, text, message):
     assert message in str(e.value)
     assert str(path) in str(e.value)
     assert "\n" not in str(e.value)
-    with pytest.raises(sram.SramTableError, match="cannot be read"):
+    with pytest.raises(sram.SramTableError, match="cannot read SRAM area table"):
         sram.load_sram_table(tmp_path / "missing.toml")
 
 
