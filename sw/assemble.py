@@ -311,6 +311,25 @@ def shifted(insns: list[Instruction], step: int) -> list[Instruction]:
             if i.opcode is Opcode.PRELOAD else i for i in insns]
 
 
+def _pair_span(t: Tiling, walk: BlockWalk) -> tuple[int, int, int] | None:
+    """A sliced layer's channel blocks that repeat two by two: ``(per, first, stop)``, the
+    tiles of a channel block and the channel blocks ``first .. stop - 1`` (None: too few).
+
+    Without groups and with one kernel offset, channel block ``b`` is ``per`` consecutive
+    tiles (its K passes' phases x the column tiles). Its view depends on ``b`` only through:
+    whether it is the first (its first pass does not accumulate) or the last (its STOREs, the
+    next block's first slice); its tag, ``b``'s parity; and the slice it loads, ``b + 1``
+    (placed alike in every channel block, real channels ``k_per_pass`` unless it is the last
+    one, partial). So channel blocks from 1 to the one loading the last full slice repeat
+    with period two, the weight slots moved."""
+    if not t.sliced or t.low.groups > 1 or t.low.offsets != 1:
+        return None
+    per = walk.count // t.c_blocks
+    full = t.low.geom.channels % t.cfg.k_per_pass == 0
+    stop = t.c_blocks - (1 if full else 2)     # loads slice stop - 1 + 1: full
+    return (per, 1, stop) if stop - 1 >= 6 else None
+
+
 def block_view(cfg: ArrayConfig, tiling: Tiling, block: Block, *, carry: tuple[Held, ...] = (),
                raw: bool = False) -> tuple[list[Segment], tuple[Held, ...]]:
     """:func:`block_instructions` with ``view=True`` as segments: repetition ``r`` of a segment
@@ -323,7 +342,8 @@ def block_view(cfg: ArrayConfig, tiling: Tiling, block: Block, *, carry: tuple[H
     worth of them (from any column tile) repeats the one before with the weight slots moved
     (resident: by the row's tiles; two alternating slots: not at all, over an even number of
     tiles): such a stretch is walked once per run, and the tiles after its last whole
-    repetition are the first ones of it, moved."""
+    repetition are the first ones of it, moved. A sliced layer's middle channel blocks repeat
+    two by two (:func:`_pair_span`) once no STORE is held: walked once."""
     t, cb = tiling, block.col_block
     walk = BlockWalk(t, block)
     ncols, count = t.block_cols(cb), walk.count
@@ -340,13 +360,32 @@ def block_view(cfg: ArrayConfig, tiling: Tiling, block: Block, *, carry: tuple[H
     marks = sorted({*special, ncols, count} | ({
         s for s in range(ncols, count, ncols) if walk.tiles[s][3] != walk.tiles[s - 1][3]}
         if t.sliced else set()))
+    span = _pair_span(t, walk)
     deferral = _Deferral(cfg, t, carry)
     out: list[Segment] = []
     plain: list[Instruction] = []
     regular = _regular(cfg, walk)
+
+    def natural(start: int, stop: int) -> list[Instruction]:
+        pairs: list[tuple[Instruction, Op]] = []
+        for insn, op in _natural(cfg, walk, start, stop, raw, False, True):
+            deferral.push(insn, op, pairs)
+        return [i for i, _ in pairs]
+
     s = 0
     while s < count:
         quiet = deferral.quiet()
+        if span and not deferral.held and s % span[0] == 0 and \
+                span[1] <= s // span[0] <= span[2] - 6:
+            if plain:
+                out.append((plain, 1, 0))
+                plain = []
+            reps = (span[2] - s // span[0]) // 2
+            out.append((natural(s, s + 2 * span[0]), reps,
+                        2 * span[0] * cfg.rows if t.weights_resident else 0))
+            deferral.skip(2 * span[0] * (reps - 1))
+            s += 2 * span[0] * reps
+            continue
         if not quiet and s not in special:    # a tile that emits held instructions
             insns = regular(s, s + 1)
             plain += [*insns[:-2], *(i for i, _ in deferral.due()), *insns[-2:]]
@@ -357,10 +396,7 @@ def block_view(cfg: ArrayConfig, tiling: Tiling, block: Block, *, carry: tuple[H
             stop = s + 1
             while stop < count and stop in special:
                 stop += 1
-            pairs: list[tuple[Instruction, Op]] = []
-            for insn, op in _natural(cfg, walk, s, stop, raw, False, True):
-                deferral.push(insn, op, pairs)
-            plain += [i for i, _ in pairs]
+            plain += natural(s, stop)
             s = stop
             continue
         end = min(marks[bisect.bisect_right(marks, s)], s + quiet)

@@ -354,10 +354,30 @@ def deep_layer(rng: random.Random, cfg: ArrayConfig) -> Layer:
                 nm=(cfg.n, cfg.m) if rng.random() < 0.5 and not cfg.is_dense else None)
 
 
+def check_view(cfg: ArrayConfig, t, context) -> list:
+    """Each block's view segments of ``t``, expanded repetition by repetition, are its view
+    instructions, with the same stores carried; the cycles costed from them equal the plain
+    recurrence over the whole program. The segments repeated, of every block."""
+    carry = view_carry = ()
+    repeated = []
+    for block in iter_blocks(t):
+        pairs, carry = block_instructions(cfg, t, block, carry=carry, view=True)
+        segments, view_carry = block_view(cfg, t, block, carry=view_carry)
+        flat = [i for insns, count, step in segments for r in range(count)
+                for i in shifted(insns, r * step)]
+        assert flat == [i for i, _ in pairs], (context, t, block)
+        assert view_carry == carry
+        repeated += [insns for insns, count, _ in segments if count > 1]
+    prog = list(gemm_instructions(cfg, t))
+    for rate in (None, cfg.dram_bytes_per_cycle):
+        flat_cycles = program_timing(cfg, prog, trace=False, dram_bytes_per_cycle=rate).cycles
+        assert program_cycles(cfg, t, dram_bytes_per_cycle=rate) == flat_cycles, (context, t)
+    assert tiling_counts(cfg, t) == program_counts(cfg, prog)
+    return repeated
+
+
 def test_block_view_repeats_the_blocks_instructions(node_seed):
-    """Deep random layers, every candidate tiling: each block's view segments, expanded
-    repetition by repetition, are its view instructions, with the same stores carried; and the
-    cycles costed from them equal the plain recurrence over the whole program."""
+    """Deep random layers, every candidate tiling: :func:`check_view`."""
     rng = random.Random(node_seed)
     checked = repeated = 0
     while checked < 10:
@@ -368,24 +388,31 @@ def test_block_view_repeats_the_blocks_instructions(node_seed):
         except ScheduleError:
             continue
         for t in tilings:
-            carry = view_carry = ()
-            for block in iter_blocks(t):
-                pairs, carry = block_instructions(cfg, t, block, carry=carry, view=True)
-                segments, view_carry = block_view(cfg, t, block, carry=view_carry)
-                flat = [i for insns, count, step in segments for r in range(count)
-                        for i in shifted(insns, r * step)]
-                assert flat == [i for i, _ in pairs], (cfg, layer, t, block)
-                assert view_carry == carry
-                repeated += sum(count > 1 for _, count, _ in segments)
-            prog = list(gemm_instructions(cfg, t))
-            for rate in (None, cfg.dram_bytes_per_cycle):
-                flat_cycles = program_timing(cfg, prog, trace=False,
-                                             dram_bytes_per_cycle=rate).cycles
-                assert program_cycles(cfg, t, dram_bytes_per_cycle=rate) == flat_cycles, \
-                    (cfg, layer, t)
-            assert tiling_counts(cfg, t) == program_counts(cfg, prog)
+            repeated += len(check_view(cfg, t, (cfg, layer)))
         checked += 1
     assert repeated > 0
+
+
+def test_sliced_view_repeats_channel_blocks_two_by_two(node_seed):
+    """Random linear layers of many channel blocks, sliced: the view's repeated units that load
+    activations (only pairs of channel blocks do) expand to the blocks' view instructions
+    (:func:`check_view`)."""
+    rng = random.Random(node_seed)
+    checked = paired = 0
+    while checked < 8:
+        cfg = random_cfg(rng)
+        k = rng.randint(8 * cfg.k_per_pass - 1, 16 * cfg.k_per_pass)
+        layer = Layer("fc", "linear", (rng.randint(1, 40), k), (1, rng.randint(1, 4 * cfg.cols)),
+                      nm=rng.choice([None, (cfg.n, cfg.m)]))
+        try:
+            tilings = candidate_tilings(lower_layer(layer, cfg), cfg, gemm=layer.gemm)
+        except ScheduleError:
+            continue
+        for t in (t for t in tilings if t.sliced):
+            paired += sum(any(i.opcode == Opcode.LOAD_ACT for i in insns)
+                          for insns in check_view(cfg, t, (cfg, layer)))
+            checked += 1
+    assert paired > 0
 
 
 def test_annotate_is_invariant_under_moving_weight_rows(node_seed):
