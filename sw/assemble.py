@@ -330,6 +330,26 @@ def _pair_span(t: Tiling, walk: BlockWalk) -> tuple[int, int, int] | None:
     return (per, 1, stop) if stop - 1 >= 6 else None
 
 
+def _walked(cfg: ArrayConfig, walk: BlockWalk, deferral: _Deferral, start: int, stop: int,
+            raw: bool) -> list[Instruction]:
+    """The view instructions of tiles ``start .. stop - 1``, walked, the STOREs deferred."""
+    pairs: list[tuple[Instruction, Op]] = []
+    for insn, op in _natural(cfg, walk, start, stop, raw, False, True):
+        deferral.push(insn, op, pairs)
+    return [i for i, _ in pairs]
+
+
+def _paired(cfg: ArrayConfig, walk: BlockWalk, deferral: _Deferral, s: int,
+            span: tuple[int, int, int], raw: bool) -> Segment:
+    """The segment of the channel block pairs from tile ``s`` (a channel block's first, no
+    STORE held) to the end of :func:`_pair_span`: the first pair walked."""
+    per, _, stop = span
+    reps = (stop - s // per) // 2
+    insns = _walked(cfg, walk, deferral, s, s + 2 * per, raw)
+    deferral.skip(2 * per * (reps - 1))
+    return insns, reps, 2 * per * cfg.rows if walk.t.weights_resident else 0
+
+
 def block_view(cfg: ArrayConfig, tiling: Tiling, block: Block, *, carry: tuple[Held, ...] = (),
                raw: bool = False) -> tuple[list[Segment], tuple[Held, ...]]:
     """:func:`block_instructions` with ``view=True`` as segments: repetition ``r`` of a segment
@@ -366,12 +386,6 @@ def block_view(cfg: ArrayConfig, tiling: Tiling, block: Block, *, carry: tuple[H
     plain: list[Instruction] = []
     regular = _regular(cfg, walk)
 
-    def natural(start: int, stop: int) -> list[Instruction]:
-        pairs: list[tuple[Instruction, Op]] = []
-        for insn, op in _natural(cfg, walk, start, stop, raw, False, True):
-            deferral.push(insn, op, pairs)
-        return [i for i, _ in pairs]
-
     s = 0
     while s < count:
         quiet = deferral.quiet()
@@ -380,11 +394,8 @@ def block_view(cfg: ArrayConfig, tiling: Tiling, block: Block, *, carry: tuple[H
             if plain:
                 out.append((plain, 1, 0))
                 plain = []
-            reps = (span[2] - s // span[0]) // 2
-            out.append((natural(s, s + 2 * span[0]), reps,
-                        2 * span[0] * cfg.rows if t.weights_resident else 0))
-            deferral.skip(2 * span[0] * (reps - 1))
-            s += 2 * span[0] * reps
+            out.append(_paired(cfg, walk, deferral, s, span, raw))
+            s += 2 * span[0] * out[-1][1]
             continue
         if not quiet and s not in special:    # a tile that emits held instructions
             insns = regular(s, s + 1)
@@ -396,7 +407,7 @@ def block_view(cfg: ArrayConfig, tiling: Tiling, block: Block, *, carry: tuple[H
             stop = s + 1
             while stop < count and stop in special:
                 stop += 1
-            plain += natural(s, stop)
+            plain += _walked(cfg, walk, deferral, s, stop, raw)
             s = stop
             continue
         end = min(marks[bisect.bisect_right(marks, s)], s + quiet)
