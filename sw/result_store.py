@@ -3,6 +3,13 @@
 Rows are keyed by the point's content hash (:func:`sparsa.sw.evaluate.point_key`), inserted with
 ``INSERT OR IGNORE`` and committed one by one as results arrive, so an interrupted sweep loses
 nothing already received and a re-run never duplicates a point. Only the client process writes.
+
+The file is in SQLite's write-ahead-log mode with ``synchronous=NORMAL``: a commit survives the
+process being killed at any point; after a power failure or an OS crash the last commits may be
+rolled back (never half-written), and a re-run computes those points again. A commit then costs
+microseconds instead of a disk flush (17 ms each here, 3.5 s of a 9.4 s sweep of 144 points,
+all of it on the client's one thread). A file system without the shared memory WAL needs (some
+network file systems) keeps the rollback journal with full flushes.
 """
 
 from __future__ import annotations
@@ -37,6 +44,8 @@ class ResultStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._db = sqlite3.connect(self.path)
+            if self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0].lower() == "wal":
+                self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute(_SCHEMA)
             self._db.commit()
         except sqlite3.DatabaseError as e:
