@@ -28,6 +28,7 @@ y = i - ph, addr += wrap_n``. A beat reads the scratchpad only when ``0 <= y < H
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -57,7 +58,7 @@ class ConvGeometry:
     pixels: int | None = None
     out: tuple[int, int] | None = None
 
-    @property
+    @functools.cached_property
     def out_size(self) -> tuple[int, int]:
         """``out`` when given (e.g. SCALE-Sim's ``ceil((H - F + S) / S)``, which reads past the
         bottom/right edge: those reads are padding beats), else the floor formula with the
@@ -68,7 +69,14 @@ class ConvGeometry:
                                                 self.padding)
         return (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
 
-    @property
+    @functools.cached_property
+    def reads_own_pixels(self) -> bool:
+        """Output pixel ``p`` reads input pixel ``p`` only: a 1x1, stride-1 conv without
+        padding whose output is its input's size, such as a linear layer."""
+        return self.kernel == (1, 1) and self.stride == (1, 1) and self.padding == (0, 0) and \
+            self.out_size == self.in_size
+
+    @functools.cached_property
     def p(self) -> int:
         ho, wo = self.out_size
         return self.images * ho * wo if self.pixels is None else self.pixels
@@ -150,11 +158,10 @@ def footprint(geom: ConvGeometry, first: int, count: int) -> tuple[int, int]:
     first+count-1`` read: whole input rows, from the first one the block's first output row
     needs to the last one its last output row needs (exactly the block's pixels for a 1x1,
     stride-1 conv without padding whose output is its input's size, such as a linear layer)."""
+    if geom.reads_own_pixels:
+        return first, first + count    # output pixel p reads input pixel p: exactly those
     (h, w), (kh, _), (sh, _), (ph, _) = geom.in_size, geom.kernel, geom.stride, geom.padding
     ho, wo = geom.out_size
-    if geom.kernel == (1, 1) and geom.stride == (1, 1) and geom.padding == (0, 0) and \
-            (ho, wo) == (h, w):
-        return first, first + count    # output pixel p reads input pixel p: exactly those
     n0, oy0 = divmod(first // wo, ho)
     n1, oy1 = divmod((first + count - 1) // wo, ho)
     lo_row = min(h, max(0, oy0 * sh - ph))

@@ -212,7 +212,8 @@ class _Deferral:
         if not due and held[0][2] >= self.delay - 1 and self.since >= self.space:
             due = [h for h in held if h[1] is held[0][1]]     # its LOAD_SCALE and STORE
         if due:
-            self.held = [h for h in held if h not in due]
+            gone = set(map(id, due))
+            self.held = [h for h in held if id(h) not in gone]
             self.since = 0
         self.emitted = True
         return [(i, o) for i, o, _ in due]

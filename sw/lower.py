@@ -56,6 +56,7 @@ scale/bias entry per output channel and its outputs once: what any schedule must
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass
 
@@ -177,7 +178,7 @@ class Lowering:
         return [((o * cb + b) * ph + q, o, b) for o in range(self.offsets) for b in blocks
                 for q in range(ph)]
 
-    @property
+    @functools.cached_property
     def stack_p(self) -> int:
         """Output pixels of one stacked GEMM."""
         return self.geom.p // self.stack

@@ -58,11 +58,13 @@ __all__ = [
     "iter_blocks",
     "layer_runs_sparse",
     "load_plan",
+    "ring_need",
     "schedule_gemm",
     "schedule_graph",
     "schedule_layer",
     "schedule_lowering",
     "tiling_bytes",
+    "widest_footprint",
 ]
 
 
@@ -87,14 +89,34 @@ def _footprints(geom: ConvGeometry, size: int, p: int) -> tuple[tuple[int, int],
 
 
 def _max_footprint(low: Lowering, size: int) -> int:
-    """Input pixels of the largest footprint among P blocks of ``size`` output pixels."""
-    return max(hi - lo for lo, hi in _footprints(low.geom, size, low.stack_p))
+    return widest_footprint(low.geom, size, low.stack_p)
+
+
+@functools.lru_cache(maxsize=1 << 12)
+def widest_footprint(geom: ConvGeometry, size: int, p: int) -> int:
+    """Input pixels of the largest footprint among P blocks of ``size`` of the first ``p``
+    output pixels (blocks that read their own pixels: the first, the last has the rest)."""
+    if geom.reads_own_pixels:
+        return min(size, p)
+    return max(hi - lo for lo, hi in _footprints(geom, size, p))
 
 
 def _ring_need(low: Lowering, size: int, wrap: bool) -> int:
-    """Ring pixels P blocks of ``size`` need: a block's footprint and the next block's new
-    pixels, loaded while it computes (``wrap``: the next column block starts over)."""
-    fps = _footprints(low.geom, size, low.stack_p)
+    return ring_need(low.geom, size, low.stack_p, wrap)
+
+
+@functools.lru_cache(maxsize=1 << 12)
+def ring_need(geom: ConvGeometry, size: int, p: int, wrap: bool) -> int:
+    """Ring pixels P blocks of ``size`` of the first ``p`` output pixels need: a block's
+    footprint and the next block's new pixels, loaded while it computes (``wrap``: the next
+    column block starts over). Blocks that read their own pixels are adjacent, ``size`` wide
+    but the last (the rest): counted, not walked."""
+    if geom.reads_own_pixels:
+        n = -(-p // size)
+        first, last = min(size, p), p - (n - 1) * size
+        need = max(first, size + min(size, p - size)) if n > 1 else first
+        return max(need, last + first) if wrap else need
+    fps = _footprints(geom, size, p)
     need = max([hi - lo for lo, hi in fps] + [b[1] - a[0] for a, b in itertools.pairwise(fps)])
     if wrap:
         need = max(need, fps[-1][1] - fps[-1][0] + fps[0][1] - fps[0][0])

@@ -13,6 +13,7 @@ import pytest
 
 from sparsa import isa
 from sparsa.config import ArrayConfig
+from sparsa.im2col import ConvGeometry, footprint, linear_geometry
 from sparsa.isa import Opcode
 from sparsa.models.graph import Gemm, Layer
 from sparsa.sw import timing
@@ -31,9 +32,11 @@ from sparsa.sw.schedule import (
     ScheduleError,
     candidate_tilings,
     iter_blocks,
+    ring_need,
     schedule_gemm,
     schedule_layer,
     tiling_bytes,
+    widest_footprint,
 )
 
 SMALL = dict(act_buffer_kib=1, weight_buffer_kib=1, acc_buffer_kib=1)
@@ -448,3 +451,28 @@ def test_annotate_is_invariant_under_moving_weight_rows(node_seed):
         moved_timed, moved_after = annotate_all(rows, start, shifted(program, step))
         assert moved_timed == timed
         assert moved_after == moved(after, step)
+
+
+def test_footprint_widths_equal_the_blocks_footprints(node_seed):
+    """The widest P block footprint and the ring's need (counted for blocks that read their
+    own pixels) against every block's footprint, walked here."""
+    rng = random.Random(node_seed)
+    own = 0
+    for _ in range(300):
+        if rng.random() < 0.5:
+            geom = linear_geometry(rng.randint(1, 300), rng.randint(1, 40))
+        else:
+            k = rng.choice([1, 3])
+            geom = ConvGeometry(images=rng.randint(1, 3), in_size=(rng.randint(k, 9),
+                                rng.randint(k, 9)), channels=8, kernel=(k, k),
+                                stride=(rng.randint(1, 2),) * 2, padding=(rng.randint(0, 1),) * 2)
+        p, size = geom.p, rng.randint(1, geom.p)
+        fps = [footprint(geom, f, min(size, p - f)) for f in range(0, p, size)]
+        widths = [hi - lo for lo, hi in fps]
+        assert widest_footprint(geom, size, p) == max(widths)
+        pairs = [b[1] - a[0] for a, b in itertools.pairwise(fps)]
+        for wrap in (False, True):
+            want = max(widths + pairs + ([widths[-1] + widths[0]] if wrap else []))
+            assert ring_need(geom, size, p, wrap) == want, (geom, size, wrap)
+        own += geom.reads_own_pixels
+    assert own > 100
