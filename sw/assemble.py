@@ -116,8 +116,11 @@ def view_key(tiling: Tiling, block: Block) -> tuple:
         loads = tuple((slot, op.pixels, op.tag) for slot in sorted(plan) for op in plan[slot])
     weights = None if t.weights_resident else t.weight_loads_before(i) % 2
     cols = block.col_block if t.low.groups > 1 else t.block_cols(block.col_block)
-    return (t.block_beats(block.p_block), block.p_block == 0, cols, i % 2, i == 0, loads,
-            weights)
+    # what the block's index reaches besides: its accumulator set, and its hazard tags (a
+    # sliced layer's: its first slice's; the other slices' and the next block's follow)
+    tag = t.slice_load(i, 0) % 2 if t.sliced else t.block_tag(i)
+    return (t.block_beats(block.p_block), block.p_block == 0, cols, i % t.acc_sets, tag,
+            i == 0, loads, weights)
 
 
 # A STORE (with its LOAD_SCALE) waiting to be emitted: (instruction, its operation, COMPUTEs

@@ -18,7 +18,13 @@ from sparsa.isa import Opcode
 from sparsa.models.graph import Gemm, Layer
 from sparsa.sw import timing
 from sparsa.sw.accel_timing import Addresses, annotate_all, program_counts, program_timing
-from sparsa.sw.assemble import block_instructions, block_view, gemm_instructions, shifted
+from sparsa.sw.assemble import (
+    block_instructions,
+    block_view,
+    gemm_instructions,
+    shifted,
+    view_key,
+)
 from sparsa.sw.cost import (
     actions_from_counts,
     layer_cost,
@@ -359,16 +365,20 @@ def deep_layer(rng: random.Random, cfg: ArrayConfig) -> Layer:
 
 def check_view(cfg: ArrayConfig, t, context) -> list:
     """Each block's view segments of ``t``, expanded repetition by repetition, are its view
-    instructions, with the same stores carried; the cycles costed from them equal the plain
-    recurrence over the whole program. The segments repeated, of every block."""
+    instructions, with the same stores carried; blocks of equal :func:`view_key` after equal
+    carried stores have equal views; the cycles costed from them equal the plain recurrence
+    over the whole program. The segments repeated, of every block."""
     carry = view_carry = ()
     repeated = []
+    by_key: dict = {}
     for block in iter_blocks(t):
+        key = (view_key(t, block), tuple((i, n) for i, _, n in carry))
         pairs, carry = block_instructions(cfg, t, block, carry=carry, view=True)
         segments, view_carry = block_view(cfg, t, block, carry=view_carry)
         flat = [i for insns, count, step in segments for r in range(count)
                 for i in shifted(insns, r * step)]
         assert flat == [i for i, _ in pairs], (context, t, block)
+        assert by_key.setdefault(key, flat) == flat, (context, t, block)
         assert view_carry == carry
         repeated += [insns for insns, count, _ in segments if count > 1]
     prog = list(gemm_instructions(cfg, t))
@@ -396,13 +406,39 @@ def test_block_view_repeats_the_blocks_instructions(node_seed):
     assert repeated > 0
 
 
+def test_blocks_of_equal_view_keys_have_equal_views(node_seed):
+    """What the cost model builds each distinct block's view once on: random layers (deep
+    ones, and linear ones of odd and even channel blocks, sliced), every candidate tiling:
+    blocks of equal :func:`view_key` after equal carried stores have equal view instructions."""
+    rng = random.Random(node_seed)
+    compared = 0
+    for _ in range(150):
+        cfg = random_cfg(rng)
+        layer = deep_layer(rng, cfg) if rng.random() < 0.5 else Layer(
+            "fc", "linear", (rng.randint(1, 40), rng.randint(2, 9) * cfg.k_per_pass),
+            (1, rng.randint(3, 5 * cfg.cols)))
+        try:
+            tilings = candidate_tilings(lower_layer(layer, cfg), cfg, gemm=layer.gemm)
+        except ScheduleError:
+            continue
+        for t in tilings:
+            carry, by_key = (), {}
+            for block in iter_blocks(t):
+                key = (view_key(t, block), tuple((i, n) for i, _, n in carry))
+                pairs, carry = block_instructions(cfg, t, block, carry=carry, view=True)
+                flat = [i for i, _ in pairs]
+                assert by_key.setdefault(key, flat) == flat, (cfg, layer, t, block)
+            compared += t.blocks - len(by_key)
+    assert compared > 0
+
+
 def test_sliced_view_repeats_channel_blocks_two_by_two(node_seed):
     """Random linear layers of many channel blocks, sliced: the view's repeated units that load
     activations (only pairs of channel blocks do) expand to the blocks' view instructions
     (:func:`check_view`)."""
     rng = random.Random(node_seed)
     checked = paired = 0
-    while checked < 8:
+    while checked < 16:
         cfg = random_cfg(rng)
         k = rng.randint(8 * cfg.k_per_pass - 1, 16 * cfg.k_per_pass)
         layer = Layer("fc", "linear", (rng.randint(1, 40), k), (1, rng.randint(1, 4 * cfg.cols)),
