@@ -343,13 +343,41 @@ def _walked(cfg: ArrayConfig, walk: BlockWalk, deferral: _Deferral, start: int, 
     return [i for i, _ in pairs]
 
 
+def _tiles(cfg: ArrayConfig, walk: BlockWalk, deferral: _Deferral, start: int, stop: int,
+           raw: bool, regular) -> list[Instruction]:
+    """:func:`_walked`, the tiles without an activation load (nor the program's CONFIG) read
+    as :func:`_regular` gives them and their STOREs (with LOAD_SCALEs) from
+    :meth:`~sparsa.sw.schedule.BlockWalk.store`, without walking their operations."""
+    t, plan, last, tiles = walk.t, walk.plan, walk.last, walk.tiles
+    first_acc = (walk.block.index % t.acc_sets) * t.col_block
+    out: list[tuple[Instruction, Op | None]] = []
+    tail = stop == walk.count and stop in plan     # the loads after the block's last COMPUTE
+    for s in range(start, stop):
+        if s in plan or s == walk.block.index == 0:    # walked (the last: with the tail)
+            out += [(i, None) for i in _walked(cfg, walk, deferral, s, s + 1, raw)]
+            tail = tail and s + 1 < stop
+            continue
+        for insn in regular(s, s + 1):
+            deferral.push(insn, None, out)
+        k, c, _, _ = tiles[s]
+        if last[c] == k:
+            op = walk.store(s)
+            if op.scale:
+                deferral.push(_insn(Opcode.LOAD_SCALE), op, out)
+            deferral.push(_insn(Opcode.STORE, acc_addr=(first_acc + c % t.col_block) * t.p_block,
+                                count=op.beats, raw=raw, relu=False, channels=0), op, out)
+    if tail:
+        out += [(i, None) for i in _walked(cfg, walk, deferral, stop, stop, raw)]
+    return [i for i, _ in out]
+
+
 def _paired(cfg: ArrayConfig, walk: BlockWalk, deferral: _Deferral, s: int,
-            span: tuple[int, int, int], raw: bool) -> Segment:
+            span: tuple[int, int, int], raw: bool, regular) -> Segment:
     """The segment of the channel block pairs from tile ``s`` (a channel block's first, no
     STORE held) to the end of :func:`_pair_span`: the first pair walked."""
     per, _, stop = span
     reps = (stop - s // per) // 2
-    insns = _walked(cfg, walk, deferral, s, s + 2 * per, raw)
+    insns = _tiles(cfg, walk, deferral, s, s + 2 * per, raw, regular)
     deferral.skip(2 * per * (reps - 1))
     return insns, reps, 2 * per * cfg.rows if walk.t.weights_resident else 0
 
@@ -398,7 +426,7 @@ def block_view(cfg: ArrayConfig, tiling: Tiling, block: Block, *, carry: tuple[H
             if plain:
                 out.append((plain, 1, 0))
                 plain = []
-            out.append(_paired(cfg, walk, deferral, s, span, raw))
+            out.append(_paired(cfg, walk, deferral, s, span, raw, regular))
             s += 2 * span[0] * out[-1][1]
             continue
         if not quiet and s not in special:    # a tile that emits held instructions
@@ -411,7 +439,7 @@ def block_view(cfg: ArrayConfig, tiling: Tiling, block: Block, *, carry: tuple[H
             stop = s + 1
             while stop < count and stop in special:
                 stop += 1
-            plain += _walked(cfg, walk, deferral, s, stop, raw)
+            plain += _tiles(cfg, walk, deferral, s, stop, raw, regular)
             s = stop
             continue
         end = min(marks[bisect.bisect_right(marks, s)], s + quiet)

@@ -466,8 +466,6 @@ class BlockWalk:
         t, block, tiles, pb = self.t, self.block, self.tiles, self.block.p_block
         if block.index == 0 and start == 0:
             yield Configure()
-        at = bisect.bisect_left(self.stores, start)
-        prev = (block.group, tiles[self.stores[at - 1]][1]) if at else self.prev
         tag, base, slices = self.tag, self.base, {}
         for s in range(start, stop):
             k, c, offset, b = tiles[s]
@@ -484,12 +482,19 @@ class BlockWalk:
                           beats=self.beats, accumulate=s > self.first_at[c], tag=tag,
                           first=self.first, base=base)
             if self.last[c] == k:
-                yield Store(p_block=pb, col_tile=c, beats=self.beats,
-                            scale=(block.group, c) != prev, first=self.first,
-                            group=block.group)
-                prev = (block.group, c)
+                yield self.store(s)
         if stop == self.count:
             yield from self.plan.get(self.count, ())
+
+    def store(self, s: int) -> Store:
+        """The STORE after tile ``s`` (the last K pass of its column tile): with a LOAD_SCALE
+        unless the STORE before it (the previous block's last, for the block's first) is of
+        the same column tile."""
+        g, c = self.block.group, self.tiles[s][1]
+        at = bisect.bisect_left(self.stores, s)
+        prev = (g, self.tiles[self.stores[at - 1]][1]) if at else self.prev
+        return Store(p_block=self.block.p_block, col_tile=c, beats=self.beats,
+                     scale=(g, c) != prev, first=self.first, group=g)
 
 
 @functools.lru_cache(maxsize=256)
