@@ -1,8 +1,11 @@
 """The memory-mapped accelerator's operand movers (:mod:`sparsa.hw.top`), one component each.
 
+:class:`LoadQueue`
+    turns each fetched LOAD into a read request, from the instruction's memory fields
+    (:mod:`sparsa.isa`, "Operands in memory"), and offers the requests in program order ahead
+    of their LOADs' dispatch, once the STOREs before them are complete.
 :class:`OperandTap`
-    watches the core's dispatches and turns each LOAD into a read request and each STORE into
-    a write job, from the instruction's memory fields (:mod:`sparsa.isa`, "Operands in memory").
+    watches the core's dispatches and turns each STORE into a write job.
 :class:`ReadArbiter`
     one DMA reader for two sources: the loads' requests first, then instruction fetch; records
     each descriptor's :class:`Kind` for the :class:`~sparsa.hw.packer.ChunkPacker`.
@@ -13,9 +16,10 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, enum, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
+from amaranth.utils import bits_for
 
 from sparsa import isa
 from sparsa.config import ArrayConfig
@@ -25,10 +29,11 @@ from . import layouts
 from .dma_units import descriptor_layout, write_beat_layout
 from .packer import KIND_BITS, RowCompactor, job_layout
 
-__all__ = ["Kind", "OperandTap", "ReadArbiter", "StoreUnit", "chunk_bytes", "chunk_size",
-           "read_request", "store_job"]
+__all__ = ["DEFAULT_LOADS_AHEAD", "Kind", "LoadQueue", "OperandTap", "ReadArbiter", "StoreUnit",
+           "chunk_bytes", "chunk_size", "read_request", "store_job"]
 
-
+# Read requests the LoadQueue may issue for LOADs not yet dispatched (see LoadQueue).
+DEFAULT_LOADS_AHEAD = 1
 
 class Kind(enum.Enum, shape=3):
     """What a read descriptor brings: instruction words, or the operand of a LOAD (the same
@@ -72,81 +77,159 @@ def store_job(cfg: ArrayConfig) -> data.StructLayout:
                               "count": unsigned(a), "channels": unsigned(a), "raw": unsigned(1)})
 
 
+def load_request(m: Module, cfg: ArrayConfig, insn) -> tuple[Signal, Signal]:
+    """The read request of the instruction ``insn`` (a :func:`~sparsa.hw.layouts.instruction`
+    view), combinationally, and whether it makes one (a LOAD with rows and bytes).
+
+    LOAD_ACT reads ``pixels`` rows of ``channels * act_width / 8`` bytes, ``stride`` apart;
+    LOAD_WEIGHT and LOAD_ACC one row of ``count`` scratchpad rows' bytes (a phase LOAD_WEIGHT's
+    values only, :attr:`Kind.WEIGHT_VALUES`); LOAD_SCALE one row of the scale row's bytes. One
+    row per load is the better burst: the planner spends a cycle per burst (one per row at
+    least), the reader a capture cycle per row after a gap or an unaligned row, and a row is cut
+    into bursts only at 256 beats or a 4 KiB page. An empty transfer (no pixels, channels or
+    rows) makes no request."""
+    op, a = insn.opcode, insn.args
+    req, makes = Signal(read_request(cfg)), Signal()
+    values = Signal()       # a phase LOAD_WEIGHT (sparse hardware): values only
+    m.d.comb += values.eq((op == Opcode.LOAD_WEIGHT) & (a.load_weight.phase != 0)
+                          & (cfg.index_width > 0))
+    # per LOAD opcode: (dram, bytes per row, non-empty); the fields sit at different bits in each
+    fields = {
+        Opcode.LOAD_ACT: (a.load_act.dram, a.load_act.channels * (cfg.act_width // 8),
+                          (a.load_act.pixels != 0) & (a.load_act.channels != 0)),
+        Opcode.LOAD_WEIGHT: (a.load_weight.dram, a.load_weight.count * Mux(
+            values, isa.weight_values_bytes(cfg), isa.data_in_bytes(cfg, Opcode.LOAD_WEIGHT)),
+            a.load_weight.count != 0),
+        Opcode.LOAD_ACC: (a.load_acc.dram, a.load_acc.count *
+                          isa.data_in_bytes(cfg, Opcode.LOAD_ACC), a.load_acc.count != 0),
+        Opcode.LOAD_SCALE: (a.load_scale.dram, isa.data_in_bytes(cfg, Opcode.LOAD_SCALE), 1),
+    }
+    base, row_bytes, nonempty = 0, 0, 0
+    for code, (dram, nbytes, some) in fields.items():
+        base, row_bytes = Mux(op == code, dram, base), Mux(op == code, nbytes, row_bytes)
+        nonempty = Mux(op == code, some, nonempty)
+    m.d.comb += [
+        req.kind.eq(Mux(values, Kind.WEIGHT_VALUES, op)), req.desc.base.eq(base),
+        req.desc.row_bytes.eq(row_bytes),
+        req.desc.stride.eq(Mux(op == Opcode.LOAD_ACT, a.load_act.stride, 0)),
+        req.desc.rows.eq(Mux(op == Opcode.LOAD_ACT, a.load_act.pixels, 1)),
+        makes.eq(nonempty),
+    ]
+    return req, makes
+
+
+class LoadQueue(wiring.Component):
+    """Read requests of the fetched LOADs, in program order, issued ahead of their dispatch.
+
+    Ports: ``word``/``written`` (an instruction word written into the instruction FIFO this
+    cycle), ``insn``/``dispatch`` (the word dispatched this cycle), ``store_done`` (a STORE's
+    write completed this cycle), ``load`` (requests to the :class:`ReadArbiter`), ``busy`` (a
+    request is held).
+
+    A written word is registered, then a LOAD's request (:func:`load_request`) enters a FIFO of
+    ``depth + 2`` entries with the number of STOREs written before it. The head is offered
+    (``load.valid``) once
+
+    * every STORE before it in program order has completed (read after write: a program may
+      load what it stored), counted by completions, not by address: a STORE still in the
+      instruction FIFO or the job FIFO counts; and
+    * fewer than ``ahead`` of the requests issued belong to LOADs not yet dispatched.
+
+    Why ahead of dispatch: the core dispatches a LOAD only once the previous LOAD's data is all
+    in, so a request made at dispatch pays the whole read latency every time. Issued early, the
+    next LOAD's latency overlaps the work between the two. Its data waits on the read path until
+    the LOAD dispatches (``data_in`` is ready only then): the AXI ``r`` channel is held, and so
+    is fetch data behind it. That cannot deadlock: the LOAD was fetched, so every instruction
+    before it is in the instruction FIFO; earlier LOADs' data comes first on the in-order read
+    path; a STORE completes without the read path; fetch data held behind it belongs to words
+    after it. Why ``ahead`` = 1 by default (:data:`DEFAULT_LOADS_AHEAD`): one request ahead
+    hides the latency when the next LOAD dispatches at least about ``L + 3`` cycles after this
+    one, which covers the weight loads of a tile loop; more would hold more bursts in the
+    memory's ``r`` channel without buffering of our own (a data buffer per LOAD ahead, up to a
+    scratchpad's worth of rows), for loads that follow each other closely and are bound by the
+    bus anyway.
+
+    Sizes: the FIFO never fills: its entries are LOADs fetched and not issued, at most the
+    ``depth`` words fetched and not dispatched (the :class:`~sparsa.hw.fetch.Fetcher`'s
+    reservation) plus one dispatched LOAD (the next LOAD waits for its data). The STORE counts
+    wrap at a power of two above the STOREs that can be fetched and not complete (``depth``
+    words, ``store_depth`` jobs and one in the write path).
+
+    Timing: a LOAD written in cycle ``c`` is at the FIFO's head from ``c + 3`` (or the cycle
+    after the previous request is issued); a completion or a dispatch in cycle ``t`` counts
+    from ``t + 1``."""
+
+    def __init__(self, cfg: ArrayConfig, *, depth: int, ahead: int = DEFAULT_LOADS_AHEAD,
+                 store_depth: int = 4):
+        for name, value in (("depth", depth), ("ahead", ahead), ("store_depth", store_depth)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise TypeError(f"{name} must be a positive integer, not {value!r}")
+        self.cfg, self.depth, self.ahead, self.store_depth = cfg, depth, ahead, store_depth
+        super().__init__({
+            "word": In(layouts.instruction()),
+            "written": In(1),
+            "insn": In(layouts.instruction()),
+            "dispatch": In(1),
+            "store_done": In(1),
+            "load": Out(stream.Signature(read_request(cfg))),
+            "busy": Out(1),
+        })
+
+    def elaborate(self, platform):
+        cfg, m = self.cfg, Module()
+        count_bits = bits_for(self.depth + self.store_depth + 2)
+        entry = data.StructLayout({"req": read_request(cfg), "stores": unsigned(count_bits)})
+        m.submodules.queue = queue = fifo.SyncFIFOBuffered(width=entry.size, depth=self.depth + 2)
+        held, held_valid = Signal(layouts.instruction()), Signal()
+        fetched, done = Signal(count_bits), Signal(count_bits)     # STOREs written, completed
+        m.d.sync += [held.eq(self.word), held_valid.eq(self.written),
+                     fetched.eq(fetched + (self.written & (self.word.opcode == Opcode.STORE))),
+                     done.eq(done + self.store_done)]
+        req, makes = load_request(m, cfg, held)
+        head = entry(queue.r_data)
+        _, dispatched = load_request(m, cfg, self.insn)
+        ahead = Signal(range(-1, self.ahead + 1))   # requests issued - their LOADs dispatched
+        issued = self.load.valid & self.load.ready
+        m.d.comb += [
+            queue.w_data.eq(Cat(req, fetched)), queue.w_en.eq(held_valid & makes),
+            self.load.payload.eq(head.req),
+            self.load.valid.eq(queue.r_rdy & (head.stores == done) & (ahead < self.ahead)),
+            queue.r_en.eq(issued),
+            self.busy.eq(held_valid | queue.r_rdy),
+        ]
+        m.d.sync += ahead.eq(ahead + issued - (self.dispatch & dispatched))
+        return m
+
+
 class OperandTap(wiring.Component):
-    """At each dispatch (``dispatch`` high with the instruction on ``insn``) of a LOAD, a read
-    request into a one-entry register (``load``); of a STORE, a write job into a FIFO
-    (``store``, ``store_depth`` entries). ``room``: the instruction on ``insn`` may dispatch as
-    far as these are concerned (its request or job has a place; always, for other opcodes).
-    ``busy``: a request or a job is waiting; ``stores_queued``: a job is waiting.
-
-    Requests: LOAD_ACT reads ``pixels`` rows of ``channels * act_width / 8`` bytes, ``stride``
-    apart; LOAD_WEIGHT and LOAD_ACC one row of ``count`` scratchpad rows' bytes (a phase
-    LOAD_WEIGHT's values only, :attr:`Kind.WEIGHT_VALUES`); LOAD_SCALE one row of the scale
-    row's bytes. One row per load is the better burst: the planner spends a
-    cycle per burst (one per row at least), the reader a capture cycle per row after a gap or an
-    unaligned row, and a row is cut into bursts only at 256 beats or a 4 KiB page. An empty
-    transfer (no rows or no bytes) makes no request.
-
-    The register cannot be full at a LOAD's dispatch in practice: a LOAD dispatches only once
-    the previous LOAD's data is all taken, so its request has left. ``room`` keeps it safe."""
+    """At each dispatch (``dispatch`` high with the instruction on ``insn``) of a STORE, a write
+    job into a FIFO (``store``, ``store_depth`` entries). ``room``: the instruction on ``insn``
+    may dispatch as far as the tap is concerned (a STORE's job has a place; always, for other
+    opcodes). ``busy``: a job is waiting."""
 
     def __init__(self, cfg: ArrayConfig, *, store_depth: int = 4):
         self.cfg, self.store_depth = cfg, store_depth
         super().__init__({
             "insn": In(layouts.instruction()),
             "dispatch": In(1),
-            "load": Out(stream.Signature(read_request(cfg))),
             "store": Out(stream.Signature(store_job(cfg))),
             "room": Out(1),
             "busy": Out(1),
-            "stores_queued": Out(1),
         })
 
     def elaborate(self, platform):
         cfg, m = self.cfg, Module()
         m.submodules.stores = stores = fifo.SyncFIFOBuffered(width=store_job(cfg).size,
                                                              depth=self.store_depth)
-        op, a = self.insn.opcode, self.insn.args
-        is_load = Signal()
-        m.d.comb += is_load.eq((op >= Opcode.LOAD_ACT) & (op <= Opcode.LOAD_SCALE))
-        req = Signal(read_request(cfg))
-        values = Signal()       # a phase LOAD_WEIGHT (sparse hardware): values only
-        m.d.comb += values.eq((op == Opcode.LOAD_WEIGHT) & (a.load_weight.phase != 0)
-                              & (cfg.index_width > 0))
-        # per LOAD opcode: (dram, bytes per row); the fields sit at different bits in each
-        fields = {
-            Opcode.LOAD_ACT: (a.load_act.dram, a.load_act.channels * (cfg.act_width // 8)),
-            Opcode.LOAD_WEIGHT: (a.load_weight.dram, a.load_weight.count * Mux(
-                values, isa.weight_values_bytes(cfg), isa.data_in_bytes(cfg, Opcode.LOAD_WEIGHT))),
-            Opcode.LOAD_ACC: (a.load_acc.dram, a.load_acc.count *
-                              isa.data_in_bytes(cfg, Opcode.LOAD_ACC)),
-            Opcode.LOAD_SCALE: (a.load_scale.dram, isa.data_in_bytes(cfg, Opcode.LOAD_SCALE)),
-        }
-        base, row_bytes = 0, 0
-        for code, (dram, nbytes) in fields.items():
-            base, row_bytes = Mux(op == code, dram, base), Mux(op == code, nbytes, row_bytes)
-        m.d.comb += [
-            req.kind.eq(Mux(values, Kind.WEIGHT_VALUES, op)), req.desc.base.eq(base),
-            req.desc.row_bytes.eq(row_bytes),
-            req.desc.stride.eq(Mux(op == Opcode.LOAD_ACT, a.load_act.stride, 0)),
-            req.desc.rows.eq(Mux(op == Opcode.LOAD_ACT, a.load_act.pixels, 1)),
-        ]
-        nonempty = (req.desc.rows != 0) & (req.desc.row_bytes != 0)
-        free = ~self.load.valid | self.load.ready
-        m.d.comb += self.room.eq(Mux(is_load, free, Mux(op == Opcode.STORE, stores.w_rdy, 1)))
-        with m.If(self.load.ready):
-            m.d.sync += self.load.valid.eq(0)
-        with m.If(self.dispatch & is_load & nonempty):
-            m.d.sync += [self.load.valid.eq(1), self.load.payload.eq(req)]
-        st, job = a.store, Signal(store_job(cfg))
+        op, st, job = self.insn.opcode, self.insn.args.store, Signal(store_job(cfg))
         m.d.comb += [
             job.dram.eq(st.dram), job.stride.eq(st.stride), job.count.eq(st.count),
             job.channels.eq(st.channels), job.raw.eq(st.raw),
             stores.w_data.eq(job), stores.w_en.eq(self.dispatch & (op == Opcode.STORE)),
             self.store.payload.eq(stores.r_data), self.store.valid.eq(stores.r_rdy),
             stores.r_en.eq(self.store.ready),
-            self.busy.eq(self.load.valid | (stores.r_level != 0)),
-            self.stores_queued.eq(stores.r_level != 0),
+            self.room.eq((op != Opcode.STORE) | stores.w_rdy),
+            self.busy.eq(stores.r_level != 0),
         ]
         return m
 
@@ -156,16 +239,14 @@ class ReadArbiter(wiring.Component):
     fetch descriptor (``fetch``), fixed priority. Each descriptor given to the reader is
     recorded in a FIFO of ``depth`` jobs (``job``, :func:`~sparsa.hw.packer.job_layout`: its
     kind, chunk size and rows) for the packer; a descriptor waits while the FIFO is full.
-    Loads go first because they are already dispatched: the core waits for their data.
-    ``hold_loads``: load requests wait (fetch may go). ``busy``: a job is recorded (its data
-    not all packed)."""
+    Loads go first: the core waits for their data sooner than for words fetched ahead. ``busy``:
+    a job is recorded (its data not all packed)."""
 
     def __init__(self, cfg: ArrayConfig, *, depth: int = 8):
         self.cfg, self.depth, self.width = cfg, depth, chunk_bytes(cfg)
         super().__init__({
             "load": In(stream.Signature(read_request(cfg))),
             "fetch": In(stream.Signature(descriptor_layout(cfg))),
-            "hold_loads": In(1),
             "desc": Out(stream.Signature(descriptor_layout(cfg))),
             "job": Out(stream.Signature(job_layout(cfg, self.width))),
             "busy": Out(1),
@@ -179,13 +260,12 @@ class ReadArbiter(wiring.Component):
         size = 0
         for kind in Kind:
             size = Mux(load.kind == kind, chunk_size(cfg, kind), size)
-        pick_load = Signal()
-        m.d.comb += pick_load.eq(self.load.valid & ~self.hold_loads)
+        pick_load = self.load.valid
         job = Signal(layout)
         m.d.comb += [
             self.desc.payload.eq(Mux(pick_load, load.desc, self.fetch.payload)),
             self.desc.valid.eq((pick_load | self.fetch.valid) & jobs.w_rdy),
-            self.load.ready.eq(self.desc.ready & jobs.w_rdy & ~self.hold_loads),
+            self.load.ready.eq(self.desc.ready & jobs.w_rdy),
             self.fetch.ready.eq(self.desc.ready & jobs.w_rdy & ~pick_load),
             job.kind.eq(Mux(pick_load, load.kind, Kind.FETCH)),
             job.size.eq(Mux(pick_load, size, INSN_BYTES)),

@@ -9,28 +9,35 @@ instructions' memory fields say (:mod:`sparsa.isa`, "Operands in memory").
 Structure (each block its own component, joined with ``wiring.connect``)::
 
     CSR start -> Fetcher --fetch desc--> ReadArbiter --desc--> DmaReader <-- AXI ar/r
-    core dispatch -> OperandTap --load request--^   |job FIFO      |beats
+    fetched words -> LoadQueue --load request--^    |job FIFO      |beats
                                                      +--------> ChunkPacker --chunks-->
         FETCH chunks -> instruction FIFO -> core.insn;  LOAD chunks -> core.data_in
-    OperandTap --STORE jobs--> StoreUnit <-- core.data_out;  StoreUnit -> DmaWriter --> AXI aw/w/b
+    core dispatch -> OperandTap --STORE jobs--> StoreUnit <-- core.data_out
+                                                StoreUnit -> DmaWriter --> AXI aw/w/b
 
 Why one read path, in order: a single :class:`~sparsa.hw.dma.DmaReader` (one AXI ID, data in
 request order) serves instruction fetch and the four loads, so the packer needs no reordering and
 the port's read bandwidth is shared without a crossbar. The only hazard of sharing is deadlock:
-fetched words must never block load data behind them. The :class:`~sparsa.hw.fetch.Fetcher`
-issues a descriptor only when the instruction FIFO has room for all its words counting those in
-flight, so fetch data always drains; load data is taken by the core's LOAD engine, which is busy
-with exactly the LOAD whose request produced it (a LOAD dispatches only when the previous LOAD's
-data is all in). The :class:`~sparsa.hw.operands.ReadArbiter` gives loads priority: they are
-already dispatched and the core waits for them, while fetch runs ahead anyway.
+fetched words must never block load data behind them, nor load data the words its LOAD waits
+for. The :class:`~sparsa.hw.fetch.Fetcher` issues a descriptor only when the instruction FIFO
+has room for all its words counting those in flight, so fetch data always drains. A LOAD's
+request is made when the LOAD is fetched (:class:`~sparsa.hw.operands.LoadQueue`), issued in
+program order up to one LOAD ahead of dispatch, so the next LOAD's read latency overlaps the
+work before it; its data waits in the read path (``r`` held) until the core dispatches the LOAD
+and takes it. Everything the LOAD's dispatch waits for is already fetched (it comes before the
+LOAD) or comes before its data on the in-order read path (earlier LOADs' data), or does not use
+the read path (STOREs), so the held data never blocks what would release it. The
+:class:`~sparsa.hw.operands.ReadArbiter` gives loads priority: the core waits for them sooner
+than for words fetched ahead.
 
 Stores: :class:`~sparsa.hw.operands.StoreUnit` writes one STORE at a time (the DMA writer
 completes a descriptor before taking the next); STORE jobs wait in a FIFO filled at dispatch.
 
-Memory ordering: a LOAD's read waits until every STORE dispatched before it has completed
-(its last write response is in), so a program may load what it stored (a layer's output as the
-next layer's input). The check is by time, not by address: it is cheap, and a LOAD rarely
-follows a STORE closely (the next block's loads are dispatched before this block's STOREs).
+Memory ordering: a LOAD's read waits until every STORE before it in program order has
+completed (its last write response is in), a STORE not yet dispatched included, so a program
+may load what it stored (a layer's output as the next layer's input). The check is by time, not
+by address: it is cheap, and a LOAD rarely follows a STORE closely (the next block's loads come
+before this block's STOREs).
 Writes are not ordered after earlier reads: a STORE must not overwrite bytes a LOAD dispatched
 before it may still be reading (its data not all in, i.e. the LOAD engine still busy with it).
 Instruction fetch is not ordered against writes either (no self-modifying programs).
@@ -53,14 +60,16 @@ means in clock cycle ``t``.
 
 *Read path* (fetch and loads share it, in the order the reader takes their descriptors):
 
-1. Requests. A LOAD dispatched at ``D`` (core ``insn`` handshake) offers its descriptor from
-   ``D + 1``; a fetch descriptor is offered from the cycle after the start pulse, and after that
-   from the cycle after the previous fetch descriptor is taken, once the words it brings fit the
-   FIFO: descriptor of words ``f .. f+n-1`` not before ``dispatch(word f + n - 17) + 1``. The
+1. Requests. A LOAD whose word is written into the instruction FIFO at ``c`` (its chunk)
+   offers its descriptor from ``c + 3``, not before ``D' + 1`` (``D'``: the dispatch of the
+   previous LOAD with a request: one request ahead) nor before ``W + 1`` (``W``: the
+   completion of the last STORE before it in program order). A fetch descriptor is offered
+   from the cycle after the start pulse, and after that from the cycle after the previous
+   fetch descriptor is taken, once the words it brings fit the FIFO: descriptor of words
+   ``f .. f+n-1`` not before ``dispatch(word f + n - 17) + 1``. The
    reader takes a descriptor when its planner is idle (from the cycle after the previous
-   descriptor's last burst); the load's request first if both are offered. A load's request is
-   held in every cycle in which a STORE is pending (dispatched in an earlier cycle, its
-   completion handshake not before this cycle); meanwhile fetch descriptors may go.
+   descriptor's last burst); the load's request first if both are offered (fetch descriptors go
+   while it waits for ``D'`` or ``W``).
 2. Planner. A descriptor taken at ``P``: its bursts, one per cycle, row by row: the first at
    ``P + 1``, each in the cycle after the previous one, and burst ``q`` (counted over all
    descriptors) not before ``R(q - 4) + 1``, where ``R(q)`` is the cycle the burst's last beat
@@ -78,14 +87,18 @@ means in clock cycle ``t``.
    multiples of the chunk size ``S`` (16 for fetch, ``K_pass * act_width / 8`` for LOAD_ACT,
    :func:`sparsa.isa.row_bytes` for the others: a phase LOAD_WEIGHT's values). Input beat
    ``t + 1`` is taken in its last cycle. A chunk leaves in the cycle of each piece that ends at
-   a multiple of ``S`` or at the row's end (``data_in`` is always ready during its LOAD, and the
-   instruction FIFO has room).
+   a multiple of ``S`` or at the row's end (the instruction FIFO has room); a LOAD's chunk, not
+   before ``D + 1`` (``D``: the LOAD's dispatch, from which ``data_in`` is ready: the piece
+   and the packer behind it wait).
    ``E(j)`` is the end of output beat ``k - 1``.
 5. Dispatch. A fetched word written at ``c`` is at the FIFO's output from ``max(c + 2,
    dispatch(previous word) + 1)``; the core decides from there (:mod:`~sparsa.hw.dispatch`).
 
-So a LOAD alone (idle read path, rows of one burst, four bursts enough to cover ``L``) has its
-first ``data_in`` beat at ``D + 3 + L``; a row costs ``p_j`` cycles (``p_j`` the pieces of row
+So a LOAD alone (idle read path, dispatched as soon as its word is at the FIFO's output,
+rows of one burst, four bursts enough to cover ``L``) has its first ``data_in`` beat at
+``D + 3 + L``. The next LOAD, if fetched, is requested from ``D + 1``: its data is there when
+it dispatches (taken from its ``D + 1``) if that is at least about ``L + 3`` cycles after ``D``
+and after this LOAD's data. A row costs ``p_j`` cycles (``p_j`` the pieces of row
 ``j``: ``|{multiples of B or S in (0, bytes_j)}| + 1``), one more after a row with ``n > k``
 (unaligned, its bytes spill into one more bus beat). With single-beat aligned rows of one piece
 four bursts in flight cover ``L <= 3``; beyond, burst ``q + 4`` waits for the cycle after burst
@@ -127,7 +140,15 @@ from .axi import AxiManagerSignature
 from .csr import CsrBlock, lite_signature
 from .dma import DmaReader, DmaWriter
 from .fetch import DEFAULT_FETCH_INSNS, Fetcher, check_fetch
-from .operands import Kind, OperandTap, ReadArbiter, StoreUnit, chunk_bytes
+from .operands import (
+    DEFAULT_LOADS_AHEAD,
+    Kind,
+    LoadQueue,
+    OperandTap,
+    ReadArbiter,
+    StoreUnit,
+    chunk_bytes,
+)
 from .packer import ChunkPacker
 
 __all__ = ["ALL_COUNTERS", "TOP_COUNTERS", "AxiAccelerator"]
@@ -148,7 +169,8 @@ class AxiAccelerator(wiring.Component):
     ``data_out_valid``, ``store_done``) for testbenches that check the cycle costs."""
 
     def __init__(self, cfg: ArrayConfig, *, fetch_insns: int = DEFAULT_FETCH_INSNS,
-                 insn_depth: int = 2 * DEFAULT_FETCH_INSNS):
+                 insn_depth: int = 2 * DEFAULT_FETCH_INSNS,
+                 loads_ahead: int = DEFAULT_LOADS_AHEAD):
         if not isinstance(cfg, ArrayConfig):
             raise TypeError(f"cfg must be an ArrayConfig, not {cfg!r}")
         if cfg.act_width % 8 or cfg.acc_width % 8:
@@ -156,7 +178,10 @@ class AxiAccelerator(wiring.Component):
                              f"({cfg.act_width}) and acc_width ({cfg.acc_width}) must be "
                              f"multiples of 8")
         check_fetch(fetch_insns, insn_depth)
+        if isinstance(loads_ahead, bool) or not isinstance(loads_ahead, int) or loads_ahead < 1:
+            raise TypeError(f"loads_ahead must be a positive integer, not {loads_ahead!r}")
         self.cfg, self.fetch_insns, self.insn_depth = cfg, fetch_insns, insn_depth
+        self.loads_ahead = loads_ahead
         self.counter_layout = layouts.counters(ALL_COUNTERS)
         super().__init__({
             "axi": Out(AxiManagerSignature.for_config(cfg)),
@@ -171,6 +196,8 @@ class AxiAccelerator(wiring.Component):
         sub.csr = csr = CsrBlock(cfg, counters=self.counter_layout)
         sub.fetch = fetch = Fetcher(cfg, insns=self.fetch_insns, depth=self.insn_depth)
         sub.tap = tap = OperandTap(cfg)
+        sub.loads = loads = LoadQueue(cfg, depth=self.insn_depth, ahead=self.loads_ahead,
+                                      store_depth=tap.store_depth)
         sub.arbiter = arbiter = ReadArbiter(cfg)
         sub.reader = reader = DmaReader(cfg)
         sub.packer = packer = ChunkPacker(cfg, chunk_bytes=chunk_bytes(cfg))
@@ -187,7 +214,7 @@ class AxiAccelerator(wiring.Component):
                 wiring.connect(m, getattr(half.axi, name), wiring.flipped(getattr(self.axi, name)))
         # the read path: fetch and load descriptors -> reader -> packer -> insn FIFO / data_in
         wiring.connect(m, fetch.desc, arbiter.fetch)
-        wiring.connect(m, tap.load, arbiter.load)
+        wiring.connect(m, loads.load, arbiter.load)
         wiring.connect(m, arbiter.desc, reader.desc)
         wiring.connect(m, arbiter.job, packer.job)
         wiring.connect(m, reader.data, packer.beat)
@@ -199,12 +226,16 @@ class AxiAccelerator(wiring.Component):
             core.data_in.valid.eq(chunk.valid & ~is_fetch),
             chunk.ready.eq((is_fetch & insns.w_rdy) | (~is_fetch & core.data_in.ready)),
         ]
-        # dispatch: the instruction FIFO -> the core; the tap sees every dispatch
-        dispatch = Signal()
+        # dispatch: the instruction FIFO -> the core; the tap and the load queue see every
+        # dispatch, the load queue every word written
+        dispatch, store_done = Signal(), Signal()
         m.d.comb += [
             core.insn.payload.eq(insns.r_data), core.insn.valid.eq(insns.r_rdy & tap.room),
             dispatch.eq(core.insn.valid & core.insn.ready), insns.r_en.eq(dispatch),
             tap.insn.eq(insns.r_data), tap.dispatch.eq(dispatch), fetch.popped.eq(dispatch),
+            loads.word.eq(insns.w_data), loads.written.eq(insns.w_en & insns.w_rdy),
+            loads.insn.eq(insns.r_data), loads.dispatch.eq(dispatch),
+            store_done.eq(writer.done.valid & writer.done.ready), loads.store_done.eq(store_done),
         ]
         # the write path: STORE jobs and data_out rows -> writer
         wiring.connect(m, tap.store, store.job)
@@ -212,17 +243,15 @@ class AxiAccelerator(wiring.Component):
         wiring.connect(m, store.desc, writer.desc)
         wiring.connect(m, store.data, writer.data)
         wiring.connect(m, writer.done, store.done)
-        # read after write: a load waits until every STORE dispatched before it is complete
-        m.d.comb += arbiter.hold_loads.eq(tap.stores_queued | store.busy)
 
         # handshakes a testbench may watch (the cycle costs above are measured on these)
         self.probes = {"start": csr.start, "dispatch": dispatch,
                        "data_in": core.data_in.valid & core.data_in.ready,
                        "data_out": core.data_out.valid & core.data_out.ready,
                        "data_out_valid": core.data_out.valid,
-                       "store_done": writer.done.valid & writer.done.ready}
-        finished = (~fetch.busy & (insns.r_level == 0) & core.idle & ~tap.busy & ~arbiter.busy
-                    & ~reader.busy & ~store.busy & ~writer.busy)
+                       "store_done": store_done}
+        finished = (~fetch.busy & (insns.r_level == 0) & core.idle & ~tap.busy & ~loads.busy
+                    & ~arbiter.busy & ~reader.busy & ~store.busy & ~writer.busy)
         running = self._status(m, csr, fetch, finished, reader.error | writer.error)
         self._counters(m, core, csr, running, insns)
         return m

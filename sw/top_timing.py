@@ -12,20 +12,28 @@ documented in :mod:`sparsa.hw.top` ("Cycle costs") written as code here:
 * fetch, in :class:`TopTimer`: a descriptor of ``fetch_insns`` words offered
   once the instruction FIFO has room for them (``insn_depth`` words), loads first when both are
   offered, a word at the FIFO's output two cycles after its chunk;
-* a LOAD's request is held while a STORE dispatched before it is pending;
+* a LOAD's request, made when the LOAD is fetched: offered once the previous LOAD with a
+  request has dispatched (one request ahead) and every STORE before it in program order has
+  completed; its chunks taken from the cycle after its dispatch;
 * :func:`write_store`: one STORE at a time through the job FIFO, the store unit and the writer.
 
 One step per instruction, in program order: dispatch is in order, so every decision of the read
-path before a dispatch depends on earlier instructions only. One exception is looked ahead: a
-LOAD's request held behind a STORE may find a fetch descriptor offered before it whose FIFO room
-was made by instructions *after* the LOAD; those are timed as if the LOAD's data never came
-(whatever dispatches before the request is taken cannot depend on it), without side effects.
+path before a dispatch depends on earlier instructions only. A LOAD's request is placed on the
+read path when the LOAD is timed: it is offered after the previous LOAD's dispatch and its own
+fetch, so every descriptor taken before it is placed already, and it needs its own dispatch
+(when its chunks are taken), which its rule gives before its data. Every descriptor after it
+holds words after the LOAD, timed later. One exception is looked ahead: a LOAD's request held
+(behind a STORE, or the previous LOAD's dispatch) may find a fetch descriptor offered before it
+whose FIFO room was made by instructions *after* the LOAD; those are timed as if the LOAD's data
+never came (whatever dispatches before the request is taken cannot depend on it), without side
+effects.
 
 Covered: memory of a fixed read latency ``L >= 1`` that never pauses (``arready``, ``rvalid``,
 ``awready``, ``wready``, ``bvalid`` as soon as the protocol allows; a write response the cycle
 after its last beat), so the bandwidth is one bus beat per cycle (``cfg.axi_data_bits``) each
 way; any alignment, stride and 4 KiB crossing of the operands; the top's default
-``fetch_insns`` and ``insn_depth`` (others are parameters here, unchecked against the RTL).
+``fetch_insns`` and ``insn_depth`` (others are parameters here, unchecked against the RTL);
+``loads_ahead`` 1 (the default) and 2.
 Not covered: random memory pauses or back-pressure (the testbenches' ``pause``), a DMA error
 response, and STOREs with no rows (rejected).
 """
@@ -48,7 +56,7 @@ from .memory_layout import addressed_program
 from .schedule import LayerSchedule
 from .tiling import Tiling
 
-__all__ = ["DEFAULT_FETCH_INSNS", "MAX_BURST_BEATS", "OUTSTANDING", "PAGE_BYTES",
+__all__ = ["DEFAULT_FETCH_INSNS", "LOADS_AHEAD", "MAX_BURST_BEATS", "OUTSTANDING", "PAGE_BYTES",
            "Planner", "ReadPath", "TopTimer", "TopTiming", "bursts", "chunk_size",
            "layer_top_cost", "layer_top_cycles", "pieces", "top_timing", "write_store"]
 
@@ -57,6 +65,7 @@ MAX_BURST_BEATS = 256       # AXI4 INCR burst
 PAGE_BYTES = 4096           # no burst crosses a 4 KiB boundary
 OUTSTANDING = 4             # bursts in flight per direction
 DEFAULT_FETCH_INSNS = 8     # instruction words per fetch descriptor
+LOADS_AHEAD = 1             # read requests issued for LOADs not yet dispatched
 STORE_JOBS = 4              # STORE jobs the tap's FIFO holds (a STORE waits for room)
 FAR = 1 << 60               # "never": the data of a LOAD timed as if it did not come
 
@@ -125,8 +134,9 @@ class Planner:
 
 
 class ReadPath:
-    """The read path's rules (see :mod:`sparsa.hw.top`) over a sequence of descriptors; the
-    consumer of chunks is always ready."""
+    """The read path's rules (see :mod:`sparsa.hw.top`) over a sequence of descriptors, each
+    descriptor's chunks taken from a given cycle on (``ready``), then as soon as they are
+    complete."""
 
     def __init__(self, bus: int, latency: int):
         self.bus, self.latency, self.planner = bus, latency, Planner()
@@ -145,8 +155,11 @@ class ReadPath:
         if i + 1 == len(self.owner) or self.owner[i + 1][0] != self.owner[i][0]:
             self.planner.done[self.owner[i][0]] = cycle
 
-    def descriptor(self, rows: Sequence[tuple[int, int]], size: int, accept: int) -> list[int]:
-        """The chunk cycles of a descriptor accepted in cycle ``accept``."""
+    def descriptor(self, rows: Sequence[tuple[int, int]], size: int, accept: int,
+                   ready: int = 0) -> list[int]:
+        """The chunk cycles of a descriptor accepted in cycle ``accept``, its consumer ready
+        from cycle ``ready`` (a piece that completes a chunk waits for it, and the packer with
+        it)."""
         plan = bursts(rows, self.bus)
         q0 = self.planner.planned
         self.planner.start(plan, accept)
@@ -162,9 +175,11 @@ class ReadPath:
                 begin = cycle + 1
                 if t + 1 < n_in:
                     begin = max(begin, self._valid(first + t + 1))
-                done = pieces(t, nbytes, size, self.bus)
-                chunks += [begin + p for p, complete in enumerate(done) if complete]
-                cycle = begin + len(done) - 1
+                cycle = begin - 1
+                for complete in pieces(t, nbytes, size, self.bus):
+                    cycle = max(cycle + 1, ready) if complete else cycle + 1
+                    if complete:
+                        chunks.append(cycle)
                 if t + 1 < n_in:
                     self._take(first + t + 1, cycle)
             # the next row's first beat is captured with this row's last piece when that
@@ -269,12 +284,15 @@ class TopTimer:
 
     def __init__(self, cfg: ArrayConfig, program: Sequence[Instruction], *, latency: int,
                  start: int = 0, prog_base: int = 0, fetch_insns: int = DEFAULT_FETCH_INSNS,
-                 insn_depth: int = 2 * DEFAULT_FETCH_INSNS):
+                 insn_depth: int = 2 * DEFAULT_FETCH_INSNS, loads_ahead: int = LOADS_AHEAD):
         if isinstance(latency, bool) or not isinstance(latency, int) or latency < 1:
             raise ValueError(f"latency must be a whole number of cycles >= 1, not {latency!r}")
+        if isinstance(loads_ahead, bool) or not isinstance(loads_ahead, int) or loads_ahead < 1:
+            raise ValueError(f"loads_ahead must be a whole number >= 1, not {loads_ahead!r}")
         self.cfg, self.program, self.prog_base = cfg, list(program), prog_base
         self.bus = cfg.axi_data_bits // 8
         self.fetch_insns, self.insn_depth, self.start = fetch_insns, insn_depth, start
+        self.loads_ahead = loads_ahead
         self.core = AccelTimer(cfg)
         self.timed, _ = annotate_all(cfg.rows, Addresses(), self.program)
         self.core.params = dataclasses.replace(self.core.params, arrivals=self._arrivals,
@@ -287,6 +305,7 @@ class TopTimer:
         self.data_out: list[int] = []
         self.store_done: list[int] = []
         self.jobs: list[int] = []       # the cycle each STORE's job is taken
+        self.requests: list[int] = []   # the dispatch of each LOAD with a read request
         self.index, self._d = 0, 0      # the instruction being timed, its dispatch (in a rule)
 
     # -- instruction fetch ----------------------------------------------------------------------
@@ -316,10 +335,13 @@ class TopTimer:
 
     def _arrivals(self, d: int, count: int) -> int:
         """The LOAD being timed, dispatched at ``d``: its request after any fetch descriptor
-        taken before it; the cycle of its last ``data_in`` beat."""
+        taken before it, its chunks taken from ``d + 1``; the cycle of its last ``data_in``
+        beat."""
         self._d = d
-        offer = d + 1
-        if self.store_done:       # held while a STORE dispatched before it is pending
+        offer = self.words[self.index] + 3         # at the load queue's head
+        if len(self.requests) >= self.loads_ahead:  # the request so many before: dispatched
+            offer = max(offer, self.requests[-self.loads_ahead] + 1)
+        if self.store_done:       # every STORE before it complete
             offer = max(offer, self.store_done[-1] + 1)
         while (nxt := self._next_fetch()) is not None:
             first, n, gate = nxt
@@ -333,11 +355,12 @@ class TopTimer:
         insn = self.program[self.index]
         size = chunk_size(self.cfg, insn.opcode, values=insn.phase > 0)
         chunks = self.read.descriptor(load_rows(self.cfg, insn), size,
-                                      max(offer, self.read.idle_from()))
+                                      max(offer, self.read.idle_from()), d + 1)
         if len(chunks) != count:
             raise ValueError(f"instruction {self.index}: {insn.opcode.name} reads {len(chunks)} "
                              f"rows from memory, its count says {count}")
         self.data_in += chunks
+        self.requests.append(d)
         return chunks[-1]
 
     def _dispatch_before(self, word: int, limit: int) -> int | None:
@@ -419,10 +442,11 @@ class TopTimer:
 
 
 def top_timing(cfg: ArrayConfig, program: Sequence[Instruction], *, latency: int,
-               start: int = 0, prog_base: int = 0) -> TopTiming:
+               start: int = 0, prog_base: int = 0, loads_ahead: int = LOADS_AHEAD) -> TopTiming:
     """Time ``program`` (linked: its LOADs and STOREs carry their memory fields) on the
     memory-mapped top with memory of read latency ``latency``, the start pulse in ``start``."""
-    return TopTimer(cfg, program, latency=latency, start=start, prog_base=prog_base).run()
+    return TopTimer(cfg, program, latency=latency, start=start, prog_base=prog_base,
+                    loads_ahead=loads_ahead).run()
 
 
 @functools.lru_cache(maxsize=256)

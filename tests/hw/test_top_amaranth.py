@@ -53,6 +53,8 @@ def test_constructor_checks_its_arguments():
         AxiAccelerator(ArrayConfig(), fetch_insns=0)
     with pytest.raises(ValueError, match="whole fetch descriptor"):
         AxiAccelerator(ArrayConfig(), fetch_insns=8, insn_depth=4)
+    with pytest.raises(TypeError, match="loads_ahead must be a positive integer, not 0"):
+        AxiAccelerator(ArrayConfig(), loads_ahead=0)
 
 
 def test_ports_are_the_axi_port_the_csr_port_and_irq():

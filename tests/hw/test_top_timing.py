@@ -10,12 +10,14 @@ pulse's cycle.
   (:class:`~sparsa.sw.top_timing.ReadPath`);
 * instruction fetch: CONFIG-only programs (dispatched as soon as they arrive): every dispatch;
 * the write path alone: a STORE: every ``data_out`` handshake and the writer's completion
-  (:func:`~sparsa.sw.top_timing.write_store`); a LOAD after a STORE waits for it;
+  (:func:`~sparsa.sw.top_timing.write_store`); a LOAD after a STORE waits for it, also when
+  the STORE is not yet dispatched;
+* a LOAD requested ahead of its dispatch: its data waits for it;
 * whole programs: random GEMM and conv programs (:mod:`sparsa.sim.programs`) linked with random
-  offsets and gaps, at ``L`` = 1, 5 and 20 on 64- and 128-bit buses: every dispatch, ``data_in``
-  and ``data_out`` handshake, STORE completion and ``run_cycles`` == the model
-  (:func:`~sparsa.sw.top_timing.top_timing`), and the read-back program (a LOAD right after a
-  STORE of its bytes)."""
+  offsets and gaps, at ``L`` = 1, 5 and 20 on 64- and 128-bit buses (and with two requests
+  ahead): every dispatch, ``data_in`` and ``data_out`` handshake, STORE completion and
+  ``run_cycles`` == the model (:func:`~sparsa.sw.top_timing.top_timing`), and the read-back
+  program (a LOAD right after a STORE of its bytes)."""
 
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ import pytest
 
 from sparsa import isa
 from sparsa.config import ArrayConfig
-from sparsa.hw import axi, dma, fetch
+from sparsa.hw import axi, dma, fetch, operands
 from sparsa.hw.operands import Kind, OperandTap
 from sparsa.hw.operands import chunk_size as hw_chunk_size
 from sparsa.hw.top import AxiAccelerator
@@ -146,6 +148,47 @@ def test_a_load_after_a_store_waits_for_it(name, seed_for, request):
     assert events["data_in"] == expected
 
 
+def test_the_next_load_is_requested_before_it_dispatches():
+    """A LOAD_WEIGHT, a PRELOAD of its rows and a LOAD_WEIGHT of the same rows (dispatched only
+    once the PRELOAD has read them): the second LOAD's request goes at the first one's dispatch,
+    so its data waits for its dispatch (taken from the next cycle), sooner than a request made
+    at dispatch could bring it (``D + 3 + L``); every cycle == the model."""
+    cfg = CONFIGS["2x2-2of4-axi64"]
+    program = [Instruction(Opcode.LOAD_WEIGHT, addr=0, count=2, dram=0x2000),
+               Instruction(Opcode.PRELOAD, addr=0),
+               Instruction(Opcode.LOAD_WEIGHT, addr=0, count=2, dram=0x2403)]
+    for latency in (5, 20):
+        events = run(cfg, program, latency)
+        second = events["dispatch"][2]
+        assert events["data_in"][2] == second + 1, f"L={latency}: the data was not there"
+        assert events["data_in"][2] < second + 3 + latency
+        (start,) = events["start"]
+        timing = top_timing(cfg, program, latency=latency, start=start, prog_base=PROG_BASE)
+        for name in ("dispatch", "data_in"):
+            assert events[name] == getattr(timing, name), f"{name}, L={latency}"
+
+
+def test_a_load_waits_for_a_store_before_it_not_yet_dispatched():
+    """A LOAD_SCALE, a STORE (dispatched once the scales are in) and a LOAD_WEIGHT: the LOAD's
+    request could go at the LOAD_SCALE's dispatch, while the STORE is still in the instruction
+    FIFO; it waits for the STORE's completion (read after write in program order), so its data
+    comes ``L`` cycles after that; every cycle == the model."""
+    cfg = CONFIGS["2x2-2of4-axi64"]
+    program = [Instruction(Opcode.LOAD_SCALE, dram=0x2000),
+               Instruction(Opcode.STORE, count=3, channels=2, dram=0x2800, stride=8),
+               Instruction(Opcode.LOAD_WEIGHT, addr=0, count=2, dram=0x2403)]
+    for latency in (5, 20):
+        events = run(cfg, program, latency)
+        scale, store, _ = events["dispatch"]
+        (done,) = events["store_done"]
+        assert store > scale + 1, "the STORE was dispatched before the LOAD could be requested"
+        assert events["data_in"][1] >= done + 1 + latency
+        (start,) = events["start"]
+        timing = top_timing(cfg, program, latency=latency, start=start, prog_base=PROG_BASE)
+        for name in ("dispatch", "data_in", "data_out", "store_done"):
+            assert events[name] == getattr(timing, name), f"{name}, L={latency}"
+
+
 def test_the_model_knows_the_tops_constants():
     """The constants :mod:`sparsa.sw.top_timing` keeps (sw does not import hw) are the RTL's."""
     cfg = CONFIGS["2x3-1of4-axi32"]
@@ -153,6 +196,7 @@ def test_the_model_knows_the_tops_constants():
         (axi.MAX_BURST_BEATS, axi.PAGE_BYTES, dma.DEFAULT_OUTSTANDING)
     assert model.DEFAULT_FETCH_INSNS == fetch.DEFAULT_FETCH_INSNS
     assert OperandTap(cfg).store_depth == model.STORE_JOBS
+    assert AxiAccelerator(cfg).loads_ahead == operands.DEFAULT_LOADS_AHEAD == model.LOADS_AHEAD
     assert chunk_size(cfg, None) == hw_chunk_size(cfg, Kind.FETCH)
     for op in isa.LOADS:
         assert chunk_size(cfg, op) == hw_chunk_size(cfg, Kind(op.value)), op
@@ -170,16 +214,17 @@ LATENCIES = [1, 5, 20]
 
 
 def check_program(cfg: ArrayConfig, program, image: bytearray, prog_base: int, latency: int,
-                  what: str) -> None:
+                  what: str, loads_ahead: int = operands.DEFAULT_LOADS_AHEAD) -> None:
     """``program`` (linked, its words at ``prog_base`` in ``image``) on the RTL and the model:
     every probe's cycles and ``run_cycles`` agree."""
-    run = run_top(AxiAccelerator(cfg), bytearray(image), prog_base=prog_base,
-                  prog_len=len(program) * isa.INSN_BYTES, latency=latency)
+    run = run_top(AxiAccelerator(cfg, loads_ahead=loads_ahead), bytearray(image),
+                  prog_base=prog_base, prog_len=len(program) * isa.INSN_BYTES, latency=latency)
     assert run.status & 0b10, f"{what}: the run did not finish"
     assert not run.axi.errors, f"{what}: {run.axi.errors[:3]}"
     events = run.events
     (start,) = events["start"]
-    timing = top_timing(cfg, program, latency=latency, start=start, prog_base=prog_base)
+    timing = top_timing(cfg, program, latency=latency, start=start, prog_base=prog_base,
+                        loads_ahead=loads_ahead)
     for name in ("dispatch", "data_in", "data_out", "store_done"):
         got, want = events[name], getattr(timing, name)
         if got != want:
@@ -210,6 +255,16 @@ def test_program_cycles(name, latency, seed_for, request):
     conv = random_conv_program(cfg, rng, zero_fraction=0.3, max_computes=16,
                                max_compute_beats=120)
     check_program(cfg, *_linked(cfg, conv, rng), latency, "conv")
+
+
+def test_two_loads_ahead_program_cycles(seed_for, request):
+    """The top with two read requests ahead of dispatch (``loads_ahead=2``): a random conv at
+    ``L`` = 20, every cycle == the model with the same parameter."""
+    cfg = PROGRAM_CONFIGS["2x2-2of4-axi64"]
+    rng = np.random.default_rng(seed_for(request.node.nodeid))
+    conv = random_conv_program(cfg, rng, zero_fraction=0.3, max_computes=16,
+                               max_compute_beats=120)
+    check_program(cfg, *_linked(cfg, conv, rng), 20, "conv", loads_ahead=2)
 
 
 @pytest.mark.parametrize("latency", [1, 20])

@@ -56,8 +56,9 @@ def test_a_load_of_single_beat_pixels(seed_for, request):
 
 
 def test_a_store_alone(seed_for, request):
-    """A STORE of rows that each fit one aligned bus beat, dispatched at D: row 0 at ``D + 3``,
-    row ``r >= 1`` at ``D + 5 + r``, completion at ``D + 7 + count``."""
+    """A STORE of rows that each fit one aligned bus beat, dispatched at D: row ``r`` at
+    ``D + 2 + S + r`` (``S`` the core's STORE pipeline stages), completion at
+    ``D + 4 + S + count``."""
     rng = random.Random(seed_for(request.node.nodeid))
     for _ in range(6):
         count, raw = rng.randint(1, 12), rng.random() < 0.5
@@ -75,6 +76,12 @@ def test_a_store_alone(seed_for, request):
 def test_bad_latency(latency):
     with pytest.raises(ValueError, match="latency must be a whole number of cycles >= 1"):
         top_timing(CFG, [Instruction(Opcode.CONFIG)], latency=latency)
+
+
+@pytest.mark.parametrize("ahead", [0, 1.0, True])
+def test_bad_loads_ahead(ahead):
+    with pytest.raises(ValueError, match="loads_ahead must be a whole number >= 1"):
+        top_timing(CFG, [Instruction(Opcode.CONFIG)], latency=1, loads_ahead=ahead)
 
 
 def test_a_store_with_no_rows_is_rejected():
