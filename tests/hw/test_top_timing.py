@@ -38,6 +38,7 @@ from sparsa.sim.memory_image import link
 from sparsa.sim.native_axi import NativeAxiAccelerator
 from sparsa.sim.programs import random_conv_program, random_gemm_program
 from sparsa.sw import top_timing as model
+from sparsa.sw.accel_timing import STORE_STAGES
 from sparsa.sw.top_timing import ReadPath, chunk_size, top_timing, write_store
 
 SMALL = dict(act_buffer_kib=1, weight_buffer_kib=1, acc_buffer_kib=1)
@@ -111,7 +112,8 @@ def test_fetch_costs(name, seed_for, request):
 @pytest.mark.parametrize("name", CONFIGS)
 def test_store_costs(name, seed_for, request):
     """A STORE dispatched in cycle D: its job is taken in D + 2, the core offers its rows from
-    D + 2, and the write path's rules give the ``data_out`` handshakes and the completion."""
+    D + 2 + STORE_STAGES, and the write path's rules give the ``data_out`` handshakes and the
+    completion."""
     cfg, rng = CONFIGS[name], random.Random(seed_for(request.node.nodeid))
     bus = cfg.axi_data_bits // 8
     for _ in range(4):
@@ -124,7 +126,7 @@ def test_store_costs(name, seed_for, request):
         events = run(cfg, [insn], 1)
         (dispatch,) = events["dispatch"]
         rows = [(dram + r * stride, size) for r in range(count)]
-        handshakes, done = write_store(rows, bus, dispatch + 2, dispatch + 2)
+        handshakes, done = write_store(rows, bus, dispatch + 2, dispatch + 2 + STORE_STAGES)
         assert events["data_out"] == handshakes, str(insn)
         assert events["store_done"] == [done], str(insn)
 

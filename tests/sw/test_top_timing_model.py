@@ -11,6 +11,7 @@ import pytest
 from sparsa import isa
 from sparsa.config import ArrayConfig
 from sparsa.isa import Instruction, Opcode
+from sparsa.sw.accel_timing import STORE_STAGES
 from sparsa.sw.top_timing import top_timing
 
 SMALL = dict(act_buffer_kib=1, weight_buffer_kib=1, acc_buffer_kib=1)
@@ -67,8 +68,8 @@ def test_a_store_alone(seed_for, request):
                            dram=0x2000 + BUS * rng.randrange(8), stride=BUS * rng.randint(1, 3))
         t = top_timing(CFG, [insn], latency=rng.randint(1, 20))
         (d,) = t.dispatch
-        assert t.data_out == [d + 3] + [d + 5 + r for r in range(1, count)]
-        assert t.store_done == [d + 7 + count]
+        assert t.data_out == [d + 2 + STORE_STAGES + r for r in range(count)]
+        assert t.store_done == [d + 4 + STORE_STAGES + count]
         assert t.run_cycles == t.store_done[0] + 1
 
 
