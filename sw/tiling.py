@@ -288,6 +288,7 @@ def _block_tiles(cfg: ArrayConfig, low: Lowering, col_block: int, cb: int,
                          for k, o, b in _tile_passes(cfg, low, c)), key=lambda x: (x[0], x[1])))
 
 
+@functools.lru_cache(maxsize=1 << 10)
 def _pixel_bytes(cfg: ArrayConfig, channels: int) -> int:
     """Off-chip bytes of one pixel (its ``C_blocks`` rows' real channels)."""
     return sum(isa.act_row_bytes(cfg, channels, r)
