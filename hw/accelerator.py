@@ -38,11 +38,13 @@ class Accelerator(wiring.Component):
     Engines (:mod:`sparsa.hw.engines`) run concurrently: LOAD (data_in -> a scratchpad or the
     scale register), PRELOAD (weight scratchpad -> the PEs' shadow bank), FEED (on-chip im2col
     over the activation scratchpad and the accumulator rows -> the array), WRITE (array results
-    -> accumulator rows) and STORE (accumulators + column bias -> requantize -> data_out). An
-    engine takes its next instruction in the cycle it reads its last row, so back-to-back tiles
-    stream without a bubble. The :class:`~sparsa.hw.dispatch.Dispatcher` holds the CONFIG
-    registers and every hazard rule: an instruction leaves the ``insn`` stream (is dispatched)
-    when its engine is free and it has no hazard with work in flight.
+    -> accumulator rows) and STORE (accumulators + column bias -> requantize -> data_out; the
+    requantizer is pipelined, so a row read in cycle ``c`` is offered on ``data_out`` from
+    ``c + 1 +`` :data:`~sparsa.hw.engines.STORE_STAGES`, and STORE reads ahead into an output
+    FIFO). An engine takes its next instruction in the cycle it reads its last row, so
+    back-to-back tiles stream without a bubble. The :class:`~sparsa.hw.dispatch.Dispatcher`
+    holds the CONFIG registers and every hazard rule: an instruction leaves the ``insn`` stream
+    (is dispatched) when its engine is free and it has no hazard with work in flight.
     """
 
     def __init__(self, cfg: ArrayConfig):
