@@ -72,10 +72,10 @@ means in clock cycle ``t``.
    while it waits for ``D'`` or ``W``).
 2. Planner. A descriptor taken at ``P``: its bursts, one per cycle, row by row: the first at
    ``P + 1``, each in the cycle after the previous one, and burst ``q`` (counted over all
-   descriptors) not before ``R(q - 4) + 1``, where ``R(q)`` is the cycle the burst's last beat
-   is taken (four bursts in flight); a row is handed on (``ROW(j)``) with its first burst. A row
-   covers the bus beats ``floor(a / B) .. floor((a + bytes - 1) / B)``, cut into bursts at 256
-   beats and at 4 KiB.
+   descriptors) not before ``R(q - n) + 1``, where ``R(q)`` is the cycle the burst's last beat
+   is taken (``n`` = :data:`READ_BURSTS` = 8 bursts in flight); a row is handed on
+   (``ROW(j)``) with its first burst. A row covers the bus beats ``floor(a / B) .. floor((a +
+   bytes - 1) / B)``, cut into bursts at 256 beats and at 4 KiB.
 3. Beats. Beat ``i`` (in request order) is valid from ``max(issue(burst) + L + index in burst,
    taken(i - 1) + 1)``.
 4. Aligner and packer, per row ``j`` (``n`` input beats, ``k = ceil(bytes / B)`` output
@@ -95,13 +95,13 @@ means in clock cycle ``t``.
    dispatch(previous word) + 1)``; the core decides from there (:mod:`~sparsa.hw.dispatch`).
 
 So a LOAD alone (idle read path, dispatched as soon as its word is at the FIFO's output,
-rows of one burst, four bursts enough to cover ``L``) has its first ``data_in`` beat at
+rows of one burst, eight bursts enough to cover ``L``) has its first ``data_in`` beat at
 ``D + 3 + L``. The next LOAD, if fetched, is requested from ``D + 1``: its data is there when
 it dispatches (taken from its ``D + 1``) if that is at least about ``L + 3`` cycles after ``D``
 and after this LOAD's data. A row costs ``p_j`` cycles (``p_j`` the pieces of row
 ``j``: ``|{multiples of B or S in (0, bytes_j)}| + 1``), one more after a row with ``n > k``
 (unaligned, its bytes spill into one more bus beat). With single-beat aligned rows of one piece
-four bursts in flight cover ``L <= 3``; beyond, burst ``q + 4`` waits for the cycle after burst
+eight bursts in flight cover ``L <= 7``; beyond, burst ``q + 8`` waits for the cycle after burst
 ``q``'s last beat (rule 2).
 
 *Write path* (one STORE at a time):
@@ -109,8 +109,8 @@ four bursts in flight cover ``L <= 3``; beyond, burst ``q + 4`` waits for the cy
 1. A STORE dispatched at ``D`` is in the job FIFO's output from ``D + 2`` (or one cycle after
    the previous job leaves); the store unit takes it at ``J`` = that cycle, or the cycle after
    the previous STORE's completion. Its descriptor is taken at ``J + 1``; the writer's planner
-   follows rule 2 (row 0 and its first burst at ``J + 2``), with ``R(q)`` the cycle of the
-   burst's ``b`` handshake (= its last ``w`` beat + 1).
+   follows rule 2 (row 0 and its first burst at ``J + 2``), with ``n = 4`` bursts in flight and
+   ``R(q)`` the cycle of the burst's ``b`` handshake (= its last ``w`` beat + 1).
 2. Rows. The core's ``data_out`` row ``r`` is taken at ``T(r) = max(offered, J + 1,
    last compactor beat of row r - 1)``; the compactor's beats (``k = ceil(bytes / B)`` per row)
    are ready from ``T(r) + 1``, one after the other.
@@ -153,12 +153,18 @@ from .operands import (
 )
 from .packer import ChunkPacker
 
-__all__ = ["ALL_COUNTERS", "TOP_COUNTERS", "AxiAccelerator"]
+__all__ = ["ALL_COUNTERS", "READ_BURSTS", "TOP_COUNTERS", "AxiAccelerator"]
 
 # The top's own counters: cycles with status.busy, AXI read and write data beats, instruction
 # words fetched.
 TOP_COUNTERS = ("run_cycles", "axi_read_beats", "axi_write_beats", "insns_fetched")
 ALL_COUNTERS = COUNTERS + TOP_COUNTERS
+# Read bursts in flight (the DmaReader's max_outstanding). A LOAD_ACT reads one burst per pixel,
+# often of a few beats (a pixel's channels): with ``n`` bursts of ``b`` beats in flight the
+# port streams if about ``n * b >= L + 3``, so eight cover a read latency of 20 with 64-channel
+# pixels at 128 bits (four left it at two thirds of the bus: ResNet-50 stage0.2.2 at L = 20,
+# 239,169 -> 223,425 run_cycles). It costs a FIFO entry of row bookkeeping per burst.
+READ_BURSTS = 8
 
 
 class AxiAccelerator(wiring.Component):
@@ -201,7 +207,7 @@ class AxiAccelerator(wiring.Component):
         sub.loads = loads = LoadQueue(cfg, depth=self.insn_depth, ahead=self.loads_ahead,
                                       store_depth=tap.store_depth)
         sub.arbiter = arbiter = ReadArbiter(cfg)
-        sub.reader = reader = DmaReader(cfg)
+        sub.reader = reader = DmaReader(cfg, max_outstanding=READ_BURSTS)
         sub.packer = packer = ChunkPacker(cfg, chunk_bytes=chunk_bytes(cfg))
         # one place more than the fetcher counts: a buffered FIFO's ``w_rdy`` ignores its
         # output register, so a write never waits even while a word moves into it

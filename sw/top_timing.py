@@ -7,7 +7,7 @@ It composes the stream-fed core's rules (:mod:`sparsa.sw.accel_timing`, through 
 documented in :mod:`sparsa.hw.top` ("Cycle costs") written as code here:
 
 * :class:`ReadPath`: fetch descriptors and LOAD requests through the one in-order reader
-  (planner with four bursts in flight, read latency ``L``, one beat per cycle, the aligner and
+  (planner with eight bursts in flight, read latency ``L``, one beat per cycle, the aligner and
   packer's pieces);
 * fetch, in :class:`TopTimer`: a descriptor of ``fetch_insns`` words offered
   once the instruction FIFO has room for them (``insn_depth`` words), loads first when both are
@@ -57,13 +57,15 @@ from .schedule import LayerSchedule
 from .tiling import Tiling
 
 __all__ = ["DEFAULT_FETCH_INSNS", "LOADS_AHEAD", "MAX_BURST_BEATS", "OUTSTANDING", "PAGE_BYTES",
+           "READ_OUTSTANDING",
            "Planner", "ReadPath", "TopTimer", "TopTiming", "bursts", "chunk_size",
            "layer_top_cost", "layer_top_cycles", "pieces", "top_timing", "write_store"]
 
 # The top's constants (sparsa.hw: axi, dma, fetch; a test checks they agree).
 MAX_BURST_BEATS = 256       # AXI4 INCR burst
 PAGE_BYTES = 4096           # no burst crosses a 4 KiB boundary
-OUTSTANDING = 4             # bursts in flight per direction
+OUTSTANDING = 4             # write bursts in flight
+READ_OUTSTANDING = 8        # read bursts in flight (the top's reader)
 DEFAULT_FETCH_INSNS = 8     # instruction words per fetch descriptor
 LOADS_AHEAD = 1             # read requests issued for LOADs not yet dispatched
 STORE_JOBS = 4              # STORE jobs the tap's FIFO holds (a STORE waits for room)
@@ -105,11 +107,12 @@ def pieces(t: int, nbytes: int, size: int, bus: int) -> list[bool]:
 
 class Planner:
     """Planner cycles: per descriptor accepted in cycle ``accept`` (:meth:`start`), its bursts,
-    one per cycle, burst ``q`` (counted over all descriptors) not before ``done[q - 4] + 1``
-    (four bursts in flight; ``done``: the cycle the burst's last beat (read) or response
-    (write) is taken); a row is handed on (``row_cycle``) with its first burst."""
+    one per cycle, burst ``q`` (counted over all descriptors) not before ``done[q - n] + 1``
+    (``n = outstanding`` bursts in flight; ``done``: the cycle the burst's last beat (read) or
+    response (write) is taken); a row is handed on (``row_cycle``) with its first burst."""
 
-    def __init__(self):
+    def __init__(self, outstanding: int = OUTSTANDING):
+        self.outstanding = outstanding
         self.issue: list[int] = []
         self.done: dict[int, int] = {}
         self.first: set[int] = set()
@@ -124,8 +127,8 @@ class Planner:
         while len(self.issue) <= q:
             b = len(self.issue)
             t = self.cursor + 1
-            if b >= OUTSTANDING:
-                t = max(t, self.done[b - OUTSTANDING] + 1)
+            if b >= self.outstanding:
+                t = max(t, self.done[b - self.outstanding] + 1)
             if b in self.first:
                 self.row_cycle.append(t)
             self.issue.append(t)
@@ -139,7 +142,7 @@ class ReadPath:
     complete."""
 
     def __init__(self, bus: int, latency: int):
-        self.bus, self.latency, self.planner = bus, latency, Planner()
+        self.bus, self.latency, self.planner = bus, latency, Planner(READ_OUTSTANDING)
         self.owner: list[tuple[int, int]] = []     # per input beat: (burst, index in it)
         self.taken: list[int] = []
         self.end: int | None = None                # the last row's last cycle

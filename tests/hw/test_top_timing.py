@@ -6,7 +6,7 @@
 pulse's cycle.
 
 * the read path alone: a LOAD (random kind, rows, stride, alignment, 4 KiB crossings, ``L`` from
-  1 to 20 so the four-burst limit binds): every ``data_in`` beat's cycle after its dispatch
+  1 to 20 so the eight-burst limit binds): every ``data_in`` beat's cycle after its dispatch
   (:class:`~sparsa.sw.top_timing.ReadPath`);
 * instruction fetch: CONFIG-only programs (dispatched as soon as they arrive): every dispatch;
 * the write path alone: a STORE: every ``data_out`` handshake and the writer's completion
@@ -31,7 +31,7 @@ from sparsa.config import ArrayConfig
 from sparsa.hw import axi, dma, fetch, operands
 from sparsa.hw.operands import Kind, OperandTap
 from sparsa.hw.operands import chunk_size as hw_chunk_size
-from sparsa.hw.top import AxiAccelerator
+from sparsa.hw.top import READ_BURSTS, AxiAccelerator
 from sparsa.isa import Instruction, Opcode
 from sparsa.sim.axi_memory import run_top, with_readback
 from sparsa.sim.memory_image import link
@@ -59,8 +59,8 @@ def run(cfg: ArrayConfig, program: list[Instruction], latency: int):
 
 
 def random_load(cfg: ArrayConfig, rng: random.Random, case: int) -> tuple[Instruction, list]:
-    """A LOAD and its rows ``(address, bytes)``: case 0 a LOAD_ACT of 8 short pixels (slow
-    memory makes the four-burst limit bind), case 1 a LOAD_WEIGHT across a 4 KiB boundary,
+    """A LOAD and its rows ``(address, bytes)``: case 0 a LOAD_ACT of 12 short pixels (slow
+    memory makes the eight-burst limit bind), case 1 a LOAD_WEIGHT across a 4 KiB boundary,
     then random ones."""
     op = [Opcode.LOAD_ACT, Opcode.LOAD_WEIGHT][case] if case < 2 else rng.choice(
         [Opcode.LOAD_ACT, Opcode.LOAD_ACT, Opcode.LOAD_WEIGHT, Opcode.LOAD_ACC, Opcode.LOAD_SCALE])
@@ -69,7 +69,7 @@ def random_load(cfg: ArrayConfig, rng: random.Random, case: int) -> tuple[Instru
     if op == Opcode.LOAD_ACT:
         kp = cfg.k_per_pass
         channels = rng.randint(1, kp if case == 0 else 3 * kp)
-        pixels = 8 if case == 0 else rng.randint(1, 8)
+        pixels = 12 if case == 0 else rng.randint(1, 8)
         stride = channels * cfg.act_width // 8 + rng.randint(0, 9)
         insn = Instruction(op, count=pixels * -(-channels // kp), channels=channels, dram=dram,
                            stride=stride, pixels=pixels)
@@ -194,8 +194,8 @@ def test_a_load_waits_for_a_store_before_it_not_yet_dispatched():
 def test_the_model_knows_the_tops_constants():
     """The constants :mod:`sparsa.sw.top_timing` keeps (sw does not import hw) are the RTL's."""
     cfg = CONFIGS["2x3-1of4-axi32"]
-    assert (model.MAX_BURST_BEATS, model.PAGE_BYTES, model.OUTSTANDING) == \
-        (axi.MAX_BURST_BEATS, axi.PAGE_BYTES, dma.DEFAULT_OUTSTANDING)
+    assert (model.MAX_BURST_BEATS, model.PAGE_BYTES, model.OUTSTANDING, model.READ_OUTSTANDING) \
+        == (axi.MAX_BURST_BEATS, axi.PAGE_BYTES, dma.DEFAULT_OUTSTANDING, READ_BURSTS)
     assert model.DEFAULT_FETCH_INSNS == fetch.DEFAULT_FETCH_INSNS
     assert OperandTap(cfg).store_depth == model.STORE_JOBS
     assert AxiAccelerator(cfg).loads_ahead == operands.DEFAULT_LOADS_AHEAD == model.LOADS_AHEAD

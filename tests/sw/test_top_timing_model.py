@@ -40,14 +40,14 @@ def test_a_load_alone(seed_for, request):
 
 
 def test_a_load_of_single_beat_pixels(seed_for, request):
-    """A LOAD_ACT of pixels that each fit one aligned bus beat, ``L <= 3`` (four one-beat
+    """A LOAD_ACT of pixels that each fit one aligned bus beat, ``L <= 7`` (eight one-beat
     bursts cover it): every row costs its pieces ``p`` (a row's first beat is captured with the
     previous row's last piece), row ``j``'s chunk at ``D + 2 + L + (j + 1) p``."""
     rng = random.Random(seed_for(request.node.nodeid))
     kp = CFG.k_per_pass
     for _ in range(6):
-        channels, pixels, latency = rng.randint(1, min(kp, BUS)), rng.randint(1, 8), \
-            rng.randint(1, 3)
+        channels, pixels, latency = rng.randint(1, min(kp, BUS)), rng.randint(1, 12), \
+            rng.randint(1, 7)
         insn = Instruction(Opcode.LOAD_ACT, count=pixels, channels=channels, pixels=pixels,
                            dram=0x2000, stride=BUS * rng.randint(1, 3))
         t = top_timing(CFG, [insn], latency=latency)
