@@ -47,7 +47,7 @@ import numpy as np
 
 from sparsa import isa
 from sparsa.config import ArrayConfig
-from sparsa.isa import Opcode
+from sparsa.isa import LOADS, Opcode
 from sparsa.models.graph import Gemm
 
 from .accel_timing import NEVER, AccelTimer, Addresses, Timed, annotate_all, program_counts
@@ -56,8 +56,8 @@ from .lower import Traffic, program_key
 from .schedule import Block, LayerSchedule, Tiling, tiling_bytes
 
 __all__ = ["Actions", "Cycles", "LayerCost", "actions_from_counts", "block_runs", "direct_cost",
-           "layer_cost", "moved", "program_cycles", "program_tiling", "tiling_counts",
-           "timing_view"]
+           "layer_cost", "moved", "paced_cycles", "program_cycles", "program_tiling",
+           "tiling_counts", "timing_view"]
 
 
 def _add(a, b):
@@ -445,17 +445,49 @@ def program_cycles(cfg: ArrayConfig, t: Tiling, *, dram_bytes_per_cycle: int | N
     (:func:`_repeat`); a block that starts from a state it started from before is replayed
     (its key after it and its times, shifted); ``program``: :func:`_program`'s, if already
     built."""
+    return paced_cycles(cfg, t, dram_bytes_per_cycle=dram_bytes_per_cycle, raw=raw,
+                        program=program)[0]
+
+
+def _watched(timer: AccelTimer, chunk: tuple[Timed, ...]) -> bool:
+    """Run ``chunk`` one instruction at a time; whether the ``data_in`` port delayed a LOAD's
+    beats (its last beat later than ``count`` cycles after its dispatch: the beats of an
+    ideal stream)."""
+    paced = False
+    for insn in chunk:
+        timer.run_timed((insn,))
+        if insn.opcode in LOADS and (insn.count or insn.opcode is Opcode.LOAD_SCALE):
+            s = timer.state
+            paced = paced or s.load.last != s.last_dispatch + max(1, insn.count)
+    return paced
+
+
+def paced_cycles(cfg: ArrayConfig, t: Tiling, *, dram_bytes_per_cycle: int | None = None,
+                 raw: bool = False, program: _Program | None = None) -> tuple[int, bool]:
+    """:func:`program_cycles`, and whether the DRAM ports may have paced the program. False:
+    they never delayed a beat, so the cycles are those with ideal streams. The ``data_in``
+    port is watched (every LOAD its chunks run, until one is delayed; the runs skipped or
+    replayed repeat, shifted, runs that were watched); the ``data_out`` port never delays a
+    row when every row is smaller than the rate (requantized rows: its credit stays above a
+    row's bytes, :mod:`sparsa.sw.dram_port`)."""
     prog = program if program is not None else _program(cfg, t, raw)
-    timer = AccelTimer(cfg, dram_bytes_per_cycle=dram_bytes_per_cycle)
+    rate = dram_bytes_per_cycle
+    timer = AccelTimer(cfg, dram_bytes_per_cycle=rate)
     inner: dict[int, list] = {}     # each block's runs of chunks
     seen: dict[tuple, tuple] = {}   # (block, key at its start) -> (key after, shift, end)
     memo: dict[tuple, tuple] = {}   # the same for runs of units (see _repeat)
     chunks = prog.chunks
+    paced = rate is not None and (raw or isa.data_out_bytes(cfg, raw=False) > rate)
+    watch = [rate is not None and any(i.opcode in LOADS for i in c) for c in chunks]
 
     def run(ids) -> int:
+        nonlocal paced
         timer.end = NEVER
         for c in ids:
-            timer.run_timed(chunks[c])
+            if watch[c] and not paced:
+                paced = _watched(timer, chunks[c])
+            else:
+                timer.run_timed(chunks[c])
         return timer.end
 
     def runs(split: list, step) -> int:
@@ -494,7 +526,7 @@ def program_cycles(cfg: ArrayConfig, t: Tiling, *, dram_bytes_per_cycle: int | N
         return runs(units(np.array(unit, dtype=np.int64), prog.chunk_periods[:PERIODS]), each)
 
     end = runs(units(prog.blocks, prog.block_periods), blocks)
-    return end + 1
+    return end + 1, paced
 
 
 def tiling_counts(cfg: ArrayConfig, t: Tiling, *, raw: bool = False,
@@ -538,20 +570,29 @@ _DEFAULTS = {f.name: f.default for f in dataclasses.fields(ArrayConfig)}
 
 
 @functools.lru_cache(maxsize=512)
-def _rate_free(cfg: ArrayConfig, t: Tiling) -> tuple[_Program, int, dict[str, int]]:
-    """The program of ``t`` on ``cfg`` (both with :data:`TIMING_NEUTRAL` at their defaults),
-    its cycles with ideal streams and its counters."""
+def _rate_free(cfg: ArrayConfig, t: Tiling) -> tuple[_Program, dict[str, int]]:
+    """The program of ``t`` on ``cfg`` (both with :data:`TIMING_NEUTRAL` at their defaults)
+    and its counters."""
     prog = _program(cfg, t, raw=False)
-    return prog, program_cycles(cfg, t, program=prog), tiling_counts(cfg, t, program=prog)
+    return prog, tiling_counts(cfg, t, program=prog)
+
+
+@functools.lru_cache(maxsize=512)
+def _ideal_cycles(cfg: ArrayConfig, t: Tiling) -> int:
+    """:func:`_rate_free`'s program's cycles with ideal streams."""
+    return program_cycles(cfg, t, program=_rate_free(cfg, t)[0])
 
 
 def _shared_counts_and_cycles(cfg: ArrayConfig, t: Tiling) -> tuple[Cycles, dict[str, int]]:
     """:func:`_counts_and_cycles`, the program and its compute cycles shared by configurations
-    that differ only in :data:`TIMING_NEUTRAL` fields."""
+    that differ only in :data:`TIMING_NEUTRAL` fields; the compute cycles are the total when
+    the ports paced nothing (:func:`paced_cycles`)."""
     base = cfg.replace(**{name: _DEFAULTS[name] for name in TIMING_NEUTRAL})
     bt = t if base == cfg else dataclasses.replace(t, cfg=base)
-    prog, compute, counts = _rate_free(base, bt)
-    total = program_cycles(base, bt, dram_bytes_per_cycle=cfg.dram_bytes_per_cycle, program=prog)
+    prog, counts = _rate_free(base, bt)
+    total, paced = paced_cycles(base, bt, dram_bytes_per_cycle=cfg.dram_bytes_per_cycle,
+                                program=prog)
+    compute = _ideal_cycles(base, bt) if paced else total
     return Cycles(compute=compute, stall=total - compute), counts
 
 

@@ -29,6 +29,7 @@ from sparsa.sw.cost import (
     actions_from_counts,
     layer_cost,
     moved,
+    paced_cycles,
     program_cycles,
     tiling_counts,
 )
@@ -512,3 +513,32 @@ def test_footprint_widths_equal_the_blocks_footprints(node_seed):
             assert ring_need(geom, size, p, wrap) == want, (geom, size, wrap)
         own += geom.reads_own_pixels
     assert own > 100
+
+
+def test_unpaced_programs_take_their_ideal_cycles(node_seed):
+    """Random layers, every candidate tiling, random port rates: the cycles paced_cycles gives
+    are the plain recurrence's at that rate, and when it says the ports paced nothing they are
+    also the recurrence's with ideal streams (also for programs whose scale rows are larger
+    than the rate: the data_in port is watched, not bounded)."""
+    rng = random.Random(node_seed)
+    unpaced = paced = watched = 0
+    while unpaced < 20 or paced < 20:
+        cfg = random_cfg(rng)
+        cfg = cfg.replace(dram_bytes_per_cycle=rng.choice([1, 4, 8, 16, 32, 64]))
+        layer = random_layer(rng, cfg)
+        try:
+            tilings = candidate_tilings(lower_layer(layer, cfg), cfg, gemm=layer.gemm)
+        except ScheduleError:
+            continue
+        for t in tilings:
+            prog = list(gemm_instructions(cfg, t))
+            rate = cfg.dram_bytes_per_cycle
+            got, was_paced = paced_cycles(cfg, t, dram_bytes_per_cycle=rate)
+            assert got == program_timing(cfg, prog, trace=False,
+                                         dram_bytes_per_cycle=rate).cycles, (cfg, layer, t)
+            if not was_paced:
+                assert got == program_timing(cfg, prog, trace=False).cycles, (cfg, layer, t)
+                watched += isa.data_in_bytes(cfg, Opcode.LOAD_SCALE) > rate
+            unpaced += not was_paced
+            paced += was_paced
+    assert watched > 0
