@@ -188,35 +188,45 @@ def _compute(acc_addr: int, count: int, accumulate: bool, tag: int,
 class _Deferral:
     """The deferred STOREs of :func:`block_instructions`: :meth:`push` passes the block's
     instructions in their natural order and emits them, each held STORE (with its LOAD_SCALE)
-    where it is due."""
+    where it is due. :attr:`held` holds ``(instruction, operation, COMPUTEs pushed when it
+    was held)``, oldest first (so the COMPUTEs since, :meth:`carried`, never increase along
+    it); :attr:`computes` counts the COMPUTEs pushed (and tiles skipped)."""
 
     def __init__(self, cfg: ArrayConfig, tiling: Tiling, carry: tuple[Held, ...]):
-        self.held = list(carry)
+        self.computes = 0
+        self.held = [(i, o, -n) for i, o, n in carry]
         self.delay, self.space, self.limit = store_delay(cfg, tiling)
         self.since = self.space     # tiles since the last STORE was emitted
         self.emitted = False        # this tile's chance to emit one has passed
 
+    def carried(self) -> tuple[Held, ...]:
+        """The held instructions with the COMPUTEs since each was held."""
+        return tuple((i, o, self.computes - at) for i, o, at in self.held)
+
     def push(self, insn: Instruction, op: Op, out: list[tuple[Instruction, Op]]) -> None:
         if insn.opcode in (Opcode.LOAD_SCALE, Opcode.STORE):
-            self.held.append((insn, op, 0))
+            self.held.append((insn, op, self.computes))
             return
         if insn.opcode in (Opcode.PRELOAD, Opcode.LOAD_ACT) and self.held and not self.emitted:
             out += self.due()
         out.append((insn, op))
         if insn.opcode == Opcode.COMPUTE:
-            self.held = [(i, o, n + 1) for i, o, n in self.held]
+            self.computes += 1
             self.since, self.emitted = self.since + 1, False
 
     def due(self) -> list[tuple[Instruction, Op]]:
         """The tile's check (at its first PRELOAD or LOAD_ACT): the held instructions due
-        now, no longer held."""
-        held = self.held
-        due = [h for h in held if h[2] >= self.limit - 1]
-        if not due and held[0][2] >= self.delay - 1 and self.since >= self.space:
-            due = [h for h in held if h[1] is held[0][1]]     # its LOAD_SCALE and STORE
+        now, no longer held (the oldest ones: those held ``limit - 1`` COMPUTEs or more, else
+        the oldest STORE with its LOAD_SCALE once ``delay - 1`` and ``space`` allow)."""
+        held, done = self.held, self.computes
+        if done - held[0][2] >= self.limit - 1:
+            due = [h for h in held if done - h[2] >= self.limit - 1]
+        elif done - held[0][2] >= self.delay - 1 and self.since >= self.space:
+            due = [h for h in held[:2] if h[1] is held[0][1]]   # its LOAD_SCALE and STORE
+        else:
+            due = []
         if due:
-            gone = set(map(id, due))
-            self.held = [h for h in held if id(h) not in gone]
+            self.held = held[len(due):]
             self.since = 0
         self.emitted = True
         return [(i, o) for i, o, _ in due]
@@ -227,13 +237,13 @@ class _Deferral:
         after): the tiles' checks with ``n`` and ``since`` grown by one each."""
         if not self.held:
             return 1 << 62
-        n = self.held[0][2]     # the oldest: the most COMPUTEs since held
+        n = self.computes - self.held[0][2]     # the oldest: the most COMPUTEs since held
         return min(max(0, self.limit - 1 - n), max(0, self.delay - 1 - n, self.space - self.since))
 
     def skip(self, tiles: int) -> None:
         """As :meth:`push` of ``tiles`` tiles that hold no STORE and emit none (at most
         :meth:`quiet`)."""
-        self.held = [(i, o, n + tiles) for i, o, n in self.held]
+        self.computes += tiles
         self.since, self.emitted = self.since + tiles, False
 
 
@@ -262,7 +272,7 @@ def block_instructions(cfg: ArrayConfig, tiling: Tiling, block: Block, *,
     walk = BlockWalk(tiling, block)
     for insn, op in _natural(cfg, walk, 0, walk.count, raw, relu, view):
         deferral.push(insn, op, out)
-    return out, tuple(deferral.held)
+    return out, deferral.carried()
 
 
 def _regular(cfg: ArrayConfig, walk: BlockWalk):
@@ -460,7 +470,7 @@ def block_view(cfg: ArrayConfig, tiling: Tiling, block: Block, *, carry: tuple[H
         s = end
     if plain:
         out.append((plain, 1, 0))
-    return out, tuple(deferral.held)
+    return out, deferral.carried()
 
 
 @functools.lru_cache(maxsize=256)
