@@ -364,6 +364,14 @@ def deep_layer(rng: random.Random, cfg: ArrayConfig) -> Layer:
                 nm=(cfg.n, cfg.m) if rng.random() < 0.5 and not cfg.is_dense else None)
 
 
+def tilings_of(cfg: ArrayConfig, layer: Layer) -> list:
+    """Every candidate tiling of ``layer`` on ``cfg`` (none when it does not fit)."""
+    try:
+        return candidate_tilings(lower_layer(layer, cfg), cfg, gemm=layer.gemm)
+    except ScheduleError:
+        return []
+
+
 def check_view(cfg: ArrayConfig, t, context) -> list:
     """Each block's view segments of ``t``, expanded repetition by repetition, are its view
     instructions, with the same stores carried; blocks of equal :func:`view_key` after equal
@@ -397,13 +405,10 @@ def test_block_view_repeats_the_blocks_instructions(node_seed):
     while checked < 10:
         cfg = random_cfg(rng)
         layer = deep_layer(rng, cfg)
-        try:
-            tilings = candidate_tilings(lower_layer(layer, cfg), cfg, gemm=layer.gemm)
-        except ScheduleError:
-            continue
+        tilings = tilings_of(cfg, layer)
         for t in tilings:
             repeated += len(check_view(cfg, t, (cfg, layer)))
-        checked += 1
+        checked += bool(tilings)
     assert repeated > 0
 
 
@@ -418,11 +423,7 @@ def test_blocks_of_equal_view_keys_have_equal_views(node_seed):
         layer = deep_layer(rng, cfg) if rng.random() < 0.5 else Layer(
             "fc", "linear", (rng.randint(1, 40), rng.randint(2, 9) * cfg.k_per_pass),
             (1, rng.randint(3, 5 * cfg.cols)))
-        try:
-            tilings = candidate_tilings(lower_layer(layer, cfg), cfg, gemm=layer.gemm)
-        except ScheduleError:
-            continue
-        for t in tilings:
+        for t in tilings_of(cfg, layer):
             carry, by_key = (), {}
             for block in iter_blocks(t):
                 key = (view_key(t, block), tuple((i, n) for i, _, n in carry))
@@ -444,11 +445,7 @@ def test_sliced_view_repeats_channel_blocks_two_by_two(node_seed):
         k = rng.randint(8 * cfg.k_per_pass - 1, 16 * cfg.k_per_pass)
         layer = Layer("fc", "linear", (rng.randint(1, 40), k), (1, rng.randint(1, 4 * cfg.cols)),
                       nm=rng.choice([None, (cfg.n, cfg.m)]))
-        try:
-            tilings = candidate_tilings(lower_layer(layer, cfg), cfg, gemm=layer.gemm)
-        except ScheduleError:
-            continue
-        for t in (t for t in tilings if t.sliced):
+        for t in (t for t in tilings_of(cfg, layer) if t.sliced):
             paired += sum(any(i.opcode == Opcode.LOAD_ACT for i in insns)
                           for insns in check_view(cfg, t, (cfg, layer)))
             checked += 1
@@ -526,11 +523,7 @@ def test_unpaced_programs_take_their_ideal_cycles(node_seed):
         cfg = random_cfg(rng)
         cfg = cfg.replace(dram_bytes_per_cycle=rng.choice([1, 4, 8, 16, 32, 64]))
         layer = random_layer(rng, cfg)
-        try:
-            tilings = candidate_tilings(lower_layer(layer, cfg), cfg, gemm=layer.gemm)
-        except ScheduleError:
-            continue
-        for t in tilings:
+        for t in tilings_of(cfg, layer):
             prog = list(gemm_instructions(cfg, t))
             rate = cfg.dram_bytes_per_cycle
             got, was_paced = paced_cycles(cfg, t, dram_bytes_per_cycle=rate)
