@@ -63,6 +63,18 @@ def test_ecp5_fmax_and_json(ecp5):
 
 
 @pytest.mark.rtl
+def test_ecp5_placed_only(tmp_path):
+    """``route=False``: nextpnr places only; the Fmax is its estimate after placement, read from
+    its log (the report has no timing then), and there is no critical path."""
+    placed = fpga.synthesize(TINY, "ecp5", tmp_path, pe=False, route=False)
+    assert 10 < placed.fmax_mhz < 1000
+    assert placed.placed.critical_path == ()
+    assert placed.placed.utilisation["MULT18X18D"][0] == TINY.multipliers
+    assert "Max frequency for clock" in (tmp_path / "nextpnr.log").read_text()
+    assert "Routing" not in (tmp_path / "nextpnr.log").read_text()
+
+
+@pytest.mark.rtl
 def test_synth_command(tmp_path, capsys):
     out = tmp_path / "ice40"
     assert main(["synth", "--rows", "2", "--cols", "2", "--nm", "2:4", "--target", "ice40",
