@@ -343,26 +343,28 @@ def _program(cfg: ArrayConfig, t: Tiling, raw: bool) -> _Program:
 PERIODS = 16
 
 
-def _runs(seq: np.ndarray, periods: tuple[int, ...]) -> list[tuple[int, int, int]]:
+def _runs(seq, periods: tuple[int, ...]) -> list[tuple[int, int, int]]:
     """``seq`` as runs ``(start, period, count)``: ``seq[start:start+period]`` repeated
     ``count`` times; greedily the run covering most chunks from each position (count 1:
     irregular stretches)."""
+    seq = seq.tolist() if isinstance(seq, np.ndarray) else seq
     n = len(seq)
     streaks = {}
     for p in periods:
         if 2 * p > n:
             continue
-        breaks = np.flatnonzero(seq[p:] != seq[:-p])    # seq[i + p] != seq[i]
-        nxt = np.searchsorted(breaks, np.arange(n - p))
-        ends = np.append(breaks, n - p)[nxt]
-        streaks[p] = ends - np.arange(n - p)            # equal pairs from i on
+        streak, equal = [0] * (n - p), 0    # equal pairs seq[j + p] == seq[j] from i on
+        for i in range(n - p - 1, -1, -1):
+            equal = equal + 1 if seq[i + p] == seq[i] else 0
+            streak[i] = equal
+        streaks[p] = streak
     out: list[tuple[int, int, int]] = []
     i = single = 0
     while i < n:
         best, period = 1, 1
         for p, streak in streaks.items():
             if i < len(streak):
-                count = 1 + int(streak[i]) // p
+                count = 1 + streak[i] // p
                 if count >= 3 and count * p > best:
                     best, period = count * p, p
         if best == 1:
@@ -382,7 +384,7 @@ def _runs(seq: np.ndarray, periods: tuple[int, ...]) -> list[tuple[int, int, int
 def _split(items: tuple[int, ...], periods: tuple[int, ...]) -> tuple:
     """``items`` as its runs: ``(unit, count)`` (cached: a program is timed at two rates)."""
     return tuple((items[start:start + period], count)
-                 for start, period, count in _runs(np.array(items, dtype=np.int64), periods))
+                 for start, period, count in _runs(items, periods))
 
 
 def block_runs(cfg: ArrayConfig, t: Tiling, *, raw: bool = False) -> list[tuple[int, int]]:
@@ -498,9 +500,6 @@ def paced_cycles(cfg: ArrayConfig, t: Tiling, *, dram_bytes_per_cycle: int | Non
                               (step is run, unit)))
         return end
 
-    def units(seq: np.ndarray, periods) -> tuple:
-        return _split(tuple(seq.tolist()), periods)
-
     def block(bid: int) -> int:
         """One block; replayed when it starts from a state (key) it started from before."""
         start, ref = timer.key(), timer.last_dispatch
@@ -523,9 +522,9 @@ def paced_cycles(cfg: ArrayConfig, t: Tiling, *, dram_bytes_per_cycle: int | Non
         """A unit of blocks; a long one (a stacked GEMM's) in runs of its own."""
         if len(unit) <= 2 * PERIODS:
             return each(unit)
-        return runs(units(np.array(unit, dtype=np.int64), prog.chunk_periods[:PERIODS]), each)
+        return runs(_split(unit, prog.chunk_periods[:PERIODS]), each)
 
-    end = runs(units(prog.blocks, prog.block_periods), blocks)
+    end = runs(_split(tuple(prog.blocks.tolist()), prog.block_periods), blocks)
     return end + 1, paced
 
 
