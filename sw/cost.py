@@ -12,8 +12,11 @@ Cycles (array clock cycles, from the first dispatch to the last output row):
 * ``stall``: the cycles added when ``data_in`` and ``data_out`` are DRAM ports of
   ``dram_bytes_per_cycle`` each (token buckets, see :mod:`~sparsa.sw.accel_timing`).
 
-``total = compute + stall``. A layer's program can have millions of instructions (an LLM's
-projections), but it is made of blocks (:func:`sparsa.sw.schedule.iter_blocks`) that repeat, and
+``total = compute + stall``. The program is timed at the ports' rate, watching whether they
+delay any beat (:func:`paced_cycles`); only when they do is it timed again with ideal streams.
+
+A layer's program can have millions of instructions (an LLM's projections), but it is made of
+blocks (:func:`sparsa.sw.schedule.iter_blocks`) that repeat, and
 a block of tiles that repeat. The cost model builds each distinct block once as the cycle model
 sees it (:func:`sparsa.sw.assemble.timing_view`: without the im2col walk's fields and activation
 addresses, which only decide which rows are read; blocks of a conv differ only there; the tiles
