@@ -77,9 +77,14 @@ def store_job(cfg: ArrayConfig) -> data.StructLayout:
                               "count": unsigned(a), "channels": unsigned(a), "raw": unsigned(1)})
 
 
-def load_request(m: Module, cfg: ArrayConfig, insn) -> tuple[Signal, Signal]:
+# Bits of a byte span's end (one past its last byte): a DRAM address plus rows x stride plus a row.
+SPAN_BITS = isa.DRAM_BITS + isa.STRIDE_BITS + isa.ADDR_BITS + 2
+
+
+def load_request(m: Module, cfg: ArrayConfig, insn) -> tuple[Signal, Signal, Signal]:
     """The read request of the instruction ``insn`` (a :func:`~sparsa.hw.layouts.instruction`
-    view), combinationally, and whether it makes one (a LOAD with rows and bytes).
+    view), combinationally, whether it makes one (a LOAD with rows and bytes) and the end of
+    the bytes it reads (one past the last: ``base + (rows - 1) * stride + row_bytes``).
 
     LOAD_ACT reads ``pixels`` rows of ``channels * act_width / 8`` bytes, ``stride`` apart;
     LOAD_WEIGHT and LOAD_ACC one row of ``count`` scratchpad rows' bytes (a phase LOAD_WEIGHT's
@@ -89,7 +94,7 @@ def load_request(m: Module, cfg: ArrayConfig, insn) -> tuple[Signal, Signal]:
     into bursts only at 256 beats or a 4 KiB page. An empty transfer (no pixels, channels or
     rows) makes no request."""
     op, a = insn.opcode, insn.args
-    req, makes = Signal(read_request(cfg)), Signal()
+    req, makes, end = Signal(read_request(cfg)), Signal(), Signal(SPAN_BITS)
     values = Signal()       # a phase LOAD_WEIGHT (sparse hardware): values only
     m.d.comb += values.eq((op == Opcode.LOAD_WEIGHT) & (a.load_weight.phase != 0)
                           & (cfg.index_width > 0))
@@ -114,8 +119,20 @@ def load_request(m: Module, cfg: ArrayConfig, insn) -> tuple[Signal, Signal]:
         req.desc.stride.eq(Mux(op == Opcode.LOAD_ACT, a.load_act.stride, 0)),
         req.desc.rows.eq(Mux(op == Opcode.LOAD_ACT, a.load_act.pixels, 1)),
         makes.eq(nonempty),
+        end.eq(base + row_bytes + Mux(op == Opcode.LOAD_ACT,
+                                      (a.load_act.pixels - 1) * a.load_act.stride, 0)),
     ]
-    return req, makes
+    return req, makes, end
+
+
+def store_span(m: Module, cfg: ArrayConfig, insn) -> tuple[Signal, Signal]:
+    """The end of the bytes a STORE ``insn`` writes (one past the last: ``dram + (count - 1) *
+    stride + row bytes``) and whether it writes any."""
+    st, end, some = insn.args.store, Signal(SPAN_BITS), Signal()
+    row = st.channels * Mux(st.raw, cfg.acc_width // 8, cfg.act_width // 8)
+    m.d.comb += [end.eq(st.dram + (st.count - 1) * st.stride + row),
+                 some.eq((st.count != 0) & (st.channels != 0))]
+    return end, some
 
 
 class LoadQueue(wiring.Component):
@@ -130,9 +147,12 @@ class LoadQueue(wiring.Component):
     ``depth + 2`` entries with the number of STOREs written before it. The head is offered
     (``load.valid``) once
 
-    * every STORE before it in program order has completed (read after write: a program may
-      load what it stored), counted by completions, not by address: a STORE still in the
-      instruction FIFO or the job FIFO counts; and
+    * every STORE before it in program order has been dispatched, and those whose bytes
+      overlap its bytes have completed (read after write: a program may load what it stored).
+      Spans are compared, ``[dram, end)`` of each (rows, stride and the row's bytes), so a LOAD
+      of weights does not wait for the STORE of the block before it; a STORE's span is recorded
+      at its dispatch in a table of the ``store_depth + 1`` STOREs that can be dispatched and
+      not complete (the job FIFO and the write path), hence the first condition; and
     * fewer than ``ahead`` of the requests issued belong to LOADs not yet dispatched.
 
     Why ahead of dispatch: the core dispatches a LOAD only once the previous LOAD's data is all
@@ -152,8 +172,8 @@ class LoadQueue(wiring.Component):
     Sizes: the FIFO never fills: its entries are LOADs fetched and not issued, at most the
     ``depth`` words fetched and not dispatched (the :class:`~sparsa.hw.fetch.Fetcher`'s
     reservation) plus one dispatched LOAD (the next LOAD waits for its data). The STORE counts
-    wrap at a power of two above the STOREs that can be fetched and not complete (``depth``
-    words, ``store_depth`` jobs and one in the write path).
+    (written, dispatched, completed) wrap at a power of two above the STOREs that can be fetched
+    and not complete (``depth`` words, ``store_depth`` jobs and one in the write path).
 
     Timing: a LOAD written in cycle ``c`` is at the FIFO's head from ``c + 3`` (or the cycle
     after the previous request is issued); a completion or a dispatch in cycle ``t`` counts
@@ -178,27 +198,53 @@ class LoadQueue(wiring.Component):
     def elaborate(self, platform):
         cfg, m = self.cfg, Module()
         count_bits = bits_for(self.depth + self.store_depth + 2)
-        entry = data.StructLayout({"req": read_request(cfg), "stores": unsigned(count_bits)})
+        entry = data.StructLayout({"req": read_request(cfg), "stores": unsigned(count_bits),
+                                   "end": unsigned(SPAN_BITS)})
         m.submodules.queue = queue = fifo.SyncFIFOBuffered(width=entry.size, depth=self.depth + 2)
         held, held_valid = Signal(layouts.instruction()), Signal()
-        fetched, done = Signal(count_bits), Signal(count_bits)     # STOREs written, completed
+        # STOREs written (fetched), dispatched and completed
+        fetched, sent, done = (Signal(count_bits, name=n) for n in ("fetched", "sent", "done"))
+        is_store = self.dispatch & (self.insn.opcode == Opcode.STORE)
         m.d.sync += [held.eq(self.word), held_valid.eq(self.written),
                      fetched.eq(fetched + (self.written & (self.word.opcode == Opcode.STORE))),
-                     done.eq(done + self.store_done)]
-        req, makes = load_request(m, cfg, held)
+                     sent.eq(sent + is_store), done.eq(done + self.store_done)]
+        req, makes, end = load_request(m, cfg, held)
         head = entry(queue.r_data)
-        _, dispatched = load_request(m, cfg, self.insn)
+        _, dispatched, _ = load_request(m, cfg, self.insn)
         ahead = Signal(range(-1, self.ahead + 1))   # requests issued - their LOADs dispatched
         issued = self.load.valid & self.load.ready
         m.d.comb += [
-            queue.w_data.eq(Cat(req, fetched)), queue.w_en.eq(held_valid & makes),
+            queue.w_data.eq(Cat(req, fetched, end)), queue.w_en.eq(held_valid & makes),
             self.load.payload.eq(head.req),
-            self.load.valid.eq(queue.r_rdy & (head.stores == done) & (ahead < self.ahead)),
+            self.load.valid.eq(queue.r_rdy & self._stores_ok(m, head, is_store, sent, done)
+                               & (ahead < self.ahead)),
             queue.r_en.eq(issued),
             self.busy.eq(held_valid | queue.r_rdy),
         ]
         m.d.sync += ahead.eq(ahead + issued - (self.dispatch & dispatched))
         return m
+
+    def _stores_ok(self, m: Module, head, is_store, sent, done) -> Signal:
+        """The head's request may go as far as STOREs are concerned: the spans of the STOREs
+        dispatched and not complete, in a table written at dispatch (slot ``sent mod T``)."""
+        slots = 1 << bits_for(self.store_depth + 1)
+        index = bits_for(slots - 1)
+        store_end, some = store_span(m, self.cfg, self.insn)
+        table = [(Signal(isa.DRAM_BITS, name=f"lo_{e}"), Signal(SPAN_BITS, name=f"end_{e}"),
+                  Signal(name=f"some_{e}")) for e in range(slots)]
+        for e, (lo, hi, valid) in enumerate(table):
+            with m.If(is_store & (sent[:index] == e)):
+                m.d.sync += [lo.eq(self.insn.args.store.dram), hi.eq(store_end), valid.eq(some)]
+        before = Signal.like(done)          # STOREs before the head's LOAD not yet complete
+        pending = Signal.like(done)         # STOREs dispatched and not yet complete
+        m.d.comb += [before.eq(head.stores - done), pending.eq(sent - done)]
+        conflict = 0
+        for e, (lo, hi, valid) in enumerate(table):
+            older = (e - done[:index])[:index] < before     # a STORE before the head's LOAD
+            conflict |= older & valid & (head.req.desc.base < hi) & (lo < head.end)
+        ok = Signal()
+        m.d.comb += ok.eq((before <= pending) & ~conflict)
+        return ok
 
 
 class OperandTap(wiring.Component):

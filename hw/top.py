@@ -33,11 +33,14 @@ than for words fetched ahead.
 Stores: :class:`~sparsa.hw.operands.StoreUnit` writes one STORE at a time (the DMA writer
 completes a descriptor before taking the next); STORE jobs wait in a FIFO filled at dispatch.
 
-Memory ordering: a LOAD's read waits until every STORE before it in program order has
-completed (its last write response is in), a STORE not yet dispatched included, so a program
-may load what it stored (a layer's output as the next layer's input). The check is by time, not
-by address: it is cheap, and a LOAD rarely follows a STORE closely (the next block's loads come
-before this block's STOREs).
+Memory ordering: a LOAD's read waits until every STORE before it in program order has been
+dispatched and every one of those that writes any byte of the LOAD's span has completed (its
+last write response is in), so a program may load what it stored (a layer's output as the next
+layer's input). Spans, not bytes, are compared (``[dram, dram + (rows - 1) * stride + row
+bytes)`` of each): a few comparators against the STOREs dispatched and not complete. By time
+alone (every STORE before it complete) the first weight LOAD of each output block waited for
+the STORE of the block before it; with spans, ResNet-50 stage0.2.2 at L = 20 takes 206,210
+run_cycles instead of 223,425.
 Writes are not ordered after earlier reads: a STORE must not overwrite bytes a LOAD dispatched
 before it may still be reading (its data not all in, i.e. the LOAD engine still busy with it).
 Instruction fetch is not ordered against writes either (no self-modifying programs).
@@ -62,8 +65,9 @@ means in clock cycle ``t``.
 
 1. Requests. A LOAD whose word is written into the instruction FIFO at ``c`` (its chunk)
    offers its descriptor from ``c + 3``, not before ``D' + 1`` (``D'``: the dispatch of the
-   previous LOAD with a request: one request ahead) nor before ``W + 1`` (``W``: the
-   completion of the last STORE before it in program order). A fetch descriptor is offered
+   previous LOAD with a request: one request ahead), the dispatch of the last STORE before it
+   in program order plus 1, and ``W + 1`` (``W``: the completion of the last STORE before it
+   whose span overlaps its span). A fetch descriptor is offered
    from the cycle after the start pulse, and after that from the cycle after the previous
    fetch descriptor is taken, once the words it brings fit the FIFO: descriptor of words
    ``f .. f+n-1`` not before ``dispatch(word f + n - 17) + 1``. The

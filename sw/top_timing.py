@@ -14,7 +14,8 @@ documented in :mod:`sparsa.hw.top` ("Cycle costs") written as code here:
   offered, a word at the FIFO's output two cycles after its chunk;
 * a LOAD's request, made when the LOAD is fetched: offered once the previous LOAD with a
   request has dispatched (one request ahead) and every STORE before it in program order has
-  completed; its chunks taken from the cycle after its dispatch;
+  dispatched, and those whose span overlaps its span have completed; its chunks taken from the
+  cycle after its dispatch;
 * :func:`write_store`: one STORE at a time through the job FIFO, the store unit and the writer.
 
 One step per instruction, in program order: dispatch is in order, so every decision of the read
@@ -308,6 +309,7 @@ class TopTimer:
         self.data_out: list[int] = []
         self.store_done: list[int] = []
         self.jobs: list[int] = []       # the cycle each STORE's job is taken
+        self.spans: list[tuple[int, int, int]] = []   # each STORE's dispatch and [dram, end)
         self.requests: list[int] = []   # the dispatch of each LOAD with a read request
         self.index, self._d = 0, 0      # the instruction being timed, its dispatch (in a rule)
 
@@ -344,8 +346,9 @@ class TopTimer:
         offer = self.words[self.index] + 3         # at the load queue's head
         if len(self.requests) >= self.loads_ahead:  # the request so many before: dispatched
             offer = max(offer, self.requests[-self.loads_ahead] + 1)
-        if self.store_done:       # every STORE before it complete
-            offer = max(offer, self.store_done[-1] + 1)
+        insn = self.program[self.index]
+        rows = load_rows(self.cfg, insn)
+        offer = self._after_stores(insn.dram, max(a + n for a, n in rows), offer)
         while (nxt := self._next_fetch()) is not None:
             first, n, gate = nxt
             accept = max(self.fetch_offer, self.read.idle_from())
@@ -355,9 +358,8 @@ class TopTimer:
             if accept >= offer:       # the load goes first when both are offered
                 break
             self._take_fetch(first, n, accept)
-        insn = self.program[self.index]
         size = chunk_size(self.cfg, insn.opcode, values=insn.phase > 0)
-        chunks = self.read.descriptor(load_rows(self.cfg, insn), size,
+        chunks = self.read.descriptor(rows, size,
                                       max(offer, self.read.idle_from()), d + 1)
         if len(chunks) != count:
             raise ValueError(f"instruction {self.index}: {insn.opcode.name} reads {len(chunks)} "
@@ -365,6 +367,20 @@ class TopTimer:
         self.data_in += chunks
         self.requests.append(d)
         return chunks[-1]
+
+    def _after_stores(self, lo: int, end: int, offer: int) -> int:
+        """``offer`` for a LOAD of the bytes ``[lo, end)``, no earlier than the cycle after every
+        STORE before it is dispatched and after each one writing any of those bytes completes
+        (STOREs complete in order: the scan stops at the first one complete by then)."""
+        if self.spans:
+            offer = max(offer, self.spans[-1][0] + 1)
+        for (_, s_lo, s_end), done in zip(reversed(self.spans), reversed(self.store_done),
+                                          strict=True):
+            if done + 1 <= offer:
+                break
+            if lo < s_end and s_lo < end:
+                offer = done + 1
+        return offer
 
     def _dispatch_before(self, word: int, limit: int) -> int | None:
         """The dispatch cycle of ``word`` (in a LOAD's rule: the LOAD or an instruction after
@@ -375,7 +391,8 @@ class TopTimer:
             return self.dispatch[word]
         if word == self.index:
             return self._d if self._d < limit else None
-        saved = (len(self.data_out), len(self.store_done), len(self.jobs), self.index)
+        saved = (len(self.data_out), len(self.store_done), len(self.jobs), self.index,
+                 len(self.spans))
         params = dataclasses.replace(self.core.params, arrivals=lambda d, count: FAR)
         state = self.core.state
         try:
@@ -388,6 +405,7 @@ class TopTimer:
             return state.last_dispatch
         finally:
             del self.data_out[saved[0]:], self.store_done[saved[1]:], self.jobs[saved[2]:]
+            del self.spans[saved[4]:]
             self.index = saved[3]
 
     def _outputs(self, d: int, offer: int, count: int) -> _Handshakes:
@@ -400,6 +418,7 @@ class TopTimer:
                                   self.bus, offer - job)
         handshakes, done = [job + h for h in shape], job + end
         self.jobs.append(job)
+        self.spans.append((d, insn.dram, insn.dram + (insn.count - 1) * insn.stride + size))
         self.data_out += handshakes
         self.store_done.append(done)
         return _Handshakes(handshakes)

@@ -133,12 +133,14 @@ def test_store_costs(name, seed_for, request):
 
 @pytest.mark.parametrize("name", CONFIGS)
 def test_a_load_after_a_store_waits_for_it(name, seed_for, request):
-    """A STORE then a LOAD: the LOAD's request is held until the cycle after the STORE's
-    completion, then the read path's rules give every ``data_in`` beat."""
+    """A STORE then a LOAD of bytes it writes (the STORE starts at the LOAD's last byte): the
+    LOAD's request is held until the cycle after the STORE's completion, then the read path's
+    rules give every ``data_in`` beat."""
     cfg, rng = CONFIGS[name], random.Random(seed_for(request.node.nodeid))
     insn, rows = random_load(cfg, rng, 2)
     store = Instruction(Opcode.STORE, count=rng.randint(1, 6), channels=cfg.cols, raw=True,
-                        dram=0x2800 + rng.randrange(64), stride=cfg.cols * cfg.acc_width // 8)
+                        dram=rows[-1][0] + rows[-1][1] - 1,
+                        stride=cfg.cols * cfg.acc_width // 8)
     latency = rng.choice([1, 5])
     events = run(cfg, [store, insn], latency)
     _, dispatch = events["dispatch"]
@@ -170,21 +172,27 @@ def test_the_next_load_is_requested_before_it_dispatches():
             assert events[name] == getattr(timing, name), f"{name}, L={latency}"
 
 
-def test_a_load_waits_for_a_store_before_it_not_yet_dispatched():
+@pytest.mark.parametrize("dram", [0x2810, 0x2403])
+def test_a_load_waits_for_a_store_before_it_not_yet_dispatched(dram):
     """A LOAD_SCALE, a STORE (dispatched once the scales are in) and a LOAD_WEIGHT: the LOAD's
     request could go at the LOAD_SCALE's dispatch, while the STORE is still in the instruction
-    FIFO; it waits for the STORE's completion (read after write in program order), so its data
-    comes ``L`` cycles after that; every cycle == the model."""
+    FIFO. It waits for the STORE's dispatch, and, if it reads bytes the STORE writes (0x2810;
+    the STORE writes 0x2800 to 0x2811), for the STORE's completion (read after write in program
+    order), so its data comes ``L`` cycles after that, else sooner; every cycle == the
+    model."""
     cfg = CONFIGS["2x2-2of4-axi64"]
     program = [Instruction(Opcode.LOAD_SCALE, dram=0x2000),
                Instruction(Opcode.STORE, count=3, channels=2, dram=0x2800, stride=8),
-               Instruction(Opcode.LOAD_WEIGHT, addr=0, count=2, dram=0x2403)]
+               Instruction(Opcode.LOAD_WEIGHT, addr=0, count=2, dram=dram)]
     for latency in (5, 20):
         events = run(cfg, program, latency)
         scale, store, _ = events["dispatch"]
         (done,) = events["store_done"]
         assert store > scale + 1, "the STORE was dispatched before the LOAD could be requested"
-        assert events["data_in"][1] >= done + 1 + latency
+        if dram == 0x2810:
+            assert events["data_in"][1] >= done + 1 + latency
+        else:
+            assert store + 1 + latency <= events["data_in"][1] < done + 1 + latency
         (start,) = events["start"]
         timing = top_timing(cfg, program, latency=latency, start=start, prog_base=PROG_BASE)
         for name in ("dispatch", "data_in", "data_out", "store_done"):
@@ -281,12 +289,13 @@ def test_read_back_program_cycles(name, latency, seed_for, request):
 
 
 def test_fetch_overtakes_a_load_held_by_a_store():
-    """A long STORE, a LOAD_WEIGHT (held until the STORE completes) and CONFIGs: the CONFIGs
-    after the LOAD dispatch meanwhile, so fetch descriptors they make room for are taken before
-    the held request (the model looks ahead for these); every cycle == the model."""
+    """A long STORE, a LOAD_WEIGHT of bytes it writes (held until it completes) and CONFIGs:
+    the CONFIGs after the LOAD dispatch meanwhile, so fetch descriptors they make room for are
+    taken before the held request (the model looks ahead for these); every cycle == the
+    model."""
     cfg = CONFIGS["2x2-2of4-axi64"]
     program = [Instruction(Opcode.STORE, count=30, channels=2, raw=True, dram=0x2000, stride=8),
-               Instruction(Opcode.LOAD_WEIGHT, addr=3, count=2, dram=0x4003),
+               Instruction(Opcode.LOAD_WEIGHT, addr=3, count=2, dram=0x20e3),
                *(Instruction(Opcode.CONFIG, height=i) for i in range(30))]
     for latency in (1, 9):
         events = run(cfg, program, latency)
