@@ -473,8 +473,8 @@ def paced_cycles(cfg: ArrayConfig, t: Tiling, *, dram_bytes_per_cycle: int | Non
     they never delayed a beat, so the cycles are those with ideal streams. The ``data_in``
     port is watched (every LOAD its chunks run, until one is delayed; the runs skipped or
     replayed repeat, shifted, runs that were watched); the ``data_out`` port never delays a
-    row when every row is smaller than the rate (requantized rows: its credit stays above a
-    row's bytes, :mod:`sparsa.sw.dram_port`)."""
+    row when no STORE's rows are larger than the rate (its credit then stays above a row's
+    bytes, :mod:`sparsa.sw.dram_port`)."""
     prog = program if program is not None else _program(cfg, t, raw)
     rate = dram_bytes_per_cycle
     timer = AccelTimer(cfg, dram_bytes_per_cycle=rate)
@@ -482,7 +482,9 @@ def paced_cycles(cfg: ArrayConfig, t: Tiling, *, dram_bytes_per_cycle: int | Non
     seen: dict[tuple, tuple] = {}   # (block, key at its start) -> (key after, shift, end)
     memo: dict[tuple, tuple] = {}   # the same for runs of units (see _repeat)
     chunks = prog.chunks
-    paced = rate is not None and (raw or isa.data_out_bytes(cfg, raw=False) > rate)
+    rows_out = {isa.data_out_bytes(cfg, i.raw) for c in chunks for i in c
+                if i.opcode is Opcode.STORE}
+    paced = rate is not None and max(rows_out, default=0) > rate
     watch = [rate is not None and any(i.opcode in LOADS for i in c) for c in chunks]
 
     def run(ids) -> int:

@@ -513,10 +513,10 @@ def test_footprint_widths_equal_the_blocks_footprints(node_seed):
 
 
 def test_unpaced_programs_take_their_ideal_cycles(node_seed):
-    """Random layers, every candidate tiling, random port rates: the cycles paced_cycles gives
-    are the plain recurrence's at that rate, and when it says the ports paced nothing they are
-    also the recurrence's with ideal streams (also for programs whose scale rows are larger
-    than the rate: the data_in port is watched, not bounded)."""
+    """Random layers, every candidate tiling, random port rates, raw or requantized outputs:
+    the cycles paced_cycles gives are the plain recurrence's at that rate, and when it says the
+    ports paced nothing they are also the recurrence's with ideal streams (also for programs
+    whose scale rows are larger than the rate: the data_in port is watched, not bounded)."""
     rng = random.Random(node_seed)
     unpaced = paced = watched = 0
     while unpaced < 20 or paced < 20:
@@ -524,9 +524,10 @@ def test_unpaced_programs_take_their_ideal_cycles(node_seed):
         cfg = cfg.replace(dram_bytes_per_cycle=rng.choice([1, 4, 8, 16, 32, 64]))
         layer = random_layer(rng, cfg)
         for t in tilings_of(cfg, layer):
-            prog = list(gemm_instructions(cfg, t))
+            raw = rng.random() < 0.3       # raw rows: larger than requantized ones
+            prog = list(gemm_instructions(cfg, t, raw=raw))
             rate = cfg.dram_bytes_per_cycle
-            got, was_paced = paced_cycles(cfg, t, dram_bytes_per_cycle=rate)
+            got, was_paced = paced_cycles(cfg, t, dram_bytes_per_cycle=rate, raw=raw)
             assert got == program_timing(cfg, prog, trace=False,
                                          dram_bytes_per_cycle=rate).cycles, (cfg, layer, t)
             if not was_paced:
