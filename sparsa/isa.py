@@ -167,29 +167,31 @@ class Instruction:
     def __post_init__(self) -> None:
         if not isinstance(self.opcode, Opcode):
             raise ValueError(f"opcode must be an Opcode, not {self.opcode!r}")
-        own = dict(FORMATS[self.opcode])
-        for f in fields(self)[1:]:
-            value = getattr(self, f.name)
-            if f.name in _FLAGS:
+        own = _OWN[self.opcode]
+        for name in _OPERANDS:
+            value = getattr(self, name)
+            if type(value) is int and value == 0:
+                continue    # valid in every field (most of them: the cost model builds many)
+            if name in _FLAGS:
                 if not isinstance(value, bool) and value not in (0, 1):
-                    raise ValueError(f"{self.opcode.name}: {f.name} must be a bool, "
+                    raise ValueError(f"{self.opcode.name}: {name} must be a bool, "
                                      f"not {value!r}")
-                if value and f.name not in own:
-                    raise ValueError(f"{self.opcode.name} has no {f.name} flag")
+                if value and name not in own:
+                    raise ValueError(f"{self.opcode.name} has no {name} flag")
                 continue
             if isinstance(value, bool) or not isinstance(value, int):
-                raise ValueError(f"{self.opcode.name}: {f.name} must be an integer, "
+                raise ValueError(f"{self.opcode.name}: {name} must be an integer, "
                                  f"not {value!r}")
-            if f.name not in own:
+            if name not in own:
                 if value:
-                    raise ValueError(f"{self.opcode.name} has no field {f.name} "
+                    raise ValueError(f"{self.opcode.name} has no field {name} "
                                      f"(given {value})")
                 continue
-            bits = own[f.name]
-            lo, hi = ((-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if f.name in SIGNED_FIELDS
+            bits = own[name]
+            lo, hi = ((-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if name in SIGNED_FIELDS
                       else (0, (1 << bits) - 1))
             if not lo <= value <= hi:
-                raise ValueError(f"{self.opcode.name}: {f.name} must be an integer in "
+                raise ValueError(f"{self.opcode.name}: {name} must be an integer in "
                                  f"[{lo}, {hi}], not {value!r}")
 
     def encode(self) -> int:
@@ -216,6 +218,11 @@ class Instruction:
             raise ValueError(f"instruction word {word:#x}: bits above {opcode.name}'s fields "
                              f"are set")
         return cls(opcode=opcode, **values)
+
+
+# Instruction's fields after the opcode, and each opcode's field widths by name (its checks).
+_OPERANDS = tuple(f.name for f in fields(Instruction))[1:]
+_OWN = {op: dict(fmt) for op, fmt in FORMATS.items()}
 
 
 # ---- data rows: one beat of data_in / data_out, bit-compatible with sparsa.hw.layouts --------
