@@ -41,14 +41,6 @@ __all__ = ["STORE_CREDITS", "STORE_STAGES", "FeedEngine", "LoadEngine", "Requant
 
 A = ADDR_BITS
 
-# Register stages from a STORE's accumulator read data to ``data_out``: the requantizer's three
-# and the output FIFO (:class:`StoreEngine`). The cycle model states the same figure
-# (``sparsa.sw.accel_timing.STORE_STAGES``); the exactness tests hold them equal.
-STORE_STAGES = 4
-# Rows a STORE may have read and not yet handed to ``data_out``: with two more than the stages,
-# a row is read every cycle while ``data_out`` takes one every cycle.
-STORE_CREDITS = STORE_STAGES + 2
-
 
 # ---- commands (dispatcher -> engine) and states (engine -> dispatcher) -------------------------
 
@@ -328,12 +320,14 @@ class Requantizer(wiring.Component):
     ``relu``), sign-extended; the wrapped ``sum + bias`` itself with ``raw``.
 
     A pipeline without backpressure: a row presented on ``rows`` in cycle ``t`` (with its flags
-    ``relu`` and ``raw``) is on ``out`` in cycle ``t + 3``, combinationally after the third of
-    three register stages: the sum plus the bias, then the product with ``mult``, then the
-    product shifted right by ``shift - 1`` (:meth:`_round_clamp` finishes the rounding). So the
-    accumulator read, the DSP multiply and the barrel shift each have a clock cycle. ``scales``
+    ``relu`` and ``raw``) is on ``out`` in cycle ``t +`` :attr:`LATENCY`, combinationally after
+    the last of four register stages: the row as read (the block RAM's slow output straight into
+    a register), the sum plus the bias, the product with ``mult`` (DSP blocks), the product
+    shifted right by ``shift - 1`` (:meth:`_round_clamp` finishes the rounding on it). ``scales``
     must not change while a row is in the pipeline (the dispatcher holds LOAD_SCALE back while
     the STORE engine is busy)."""
+
+    LATENCY = 4
 
     def __init__(self, cfg: ArrayConfig):
         self.cfg = cfg
@@ -349,25 +343,27 @@ class Requantizer(wiring.Component):
         cfg = self.cfg
         m = Module()
         # the valid bit and the flags, one register per stage
-        valid = [self.rows.valid, *(Signal(name=f"valid{i}") for i in range(1, 4))]
-        relu = [self.relu, *(Signal(name=f"relu{i}") for i in range(1, 4))]
-        raw = [self.raw, *(Signal(name=f"raw{i}") for i in range(1, 4))]
-        for i in range(1, 4):
+        depth = self.LATENCY
+        valid = [self.rows.valid, *(Signal(name=f"valid{i}") for i in range(1, depth + 1))]
+        relu = [self.relu, *(Signal(name=f"relu{i}") for i in range(1, depth + 1))]
+        raw = [self.raw, *(Signal(name=f"raw{i}") for i in range(1, depth + 1))]
+        for i in range(1, depth + 1):
             m.d.sync += [valid[i].eq(valid[i - 1]), relu[i].eq(relu[i - 1]),
                          raw[i].eq(raw[i - 1])]
-        m.d.comb += self.out.valid.eq(valid[3])
+        m.d.comb += self.out.valid.eq(valid[depth])
         aw, pw = cfg.acc_width, cfg.acc_width + isa.SCALE_MULT_BITS + 1
         for c in range(cfg.cols):
             scale = self.scales[c]
-            acc = [Signal(signed(aw), name=f"sum{c}_{i}") for i in range(1, 4)]  # wraps like PEs
+            read = Signal(signed(aw), name=f"read{c}")
+            acc = [Signal(signed(aw), name=f"sum{c}_{i}") for i in range(3)]  # wraps like PEs
             prod = Signal(signed(pw), name=f"prod{c}")
             # 2 * prod >> shift: (prod + 2**(shift-1)) >> shift is (this + 1) >> 1, also at 0
             halved = Signal(signed(pw + 1), name=f"halved{c}")
-            m.d.sync += [acc[0].eq(self.rows.payload[c] + scale.bias), acc[1].eq(acc[0]),
-                         acc[2].eq(acc[1]), prod.eq(acc[0] * scale.mult),
+            m.d.sync += [read.eq(self.rows.payload[c]), acc[0].eq(read + scale.bias),
+                         acc[1].eq(acc[0]), acc[2].eq(acc[1]), prod.eq(acc[0] * scale.mult),
                          halved.eq(Cat(Const(0, 1), prod).as_signed() >> scale.shift)]
             m.d.comb += self.out.payload[c].eq(
-                Mux(raw[3], acc[2], self._round_clamp(halved, relu[3])))
+                Mux(raw[depth], acc[2], self._round_clamp(halved, relu[depth])))
         return m
 
     def _round_clamp(self, halved: Value, relu: Value) -> Value:
@@ -380,6 +376,16 @@ class Requantizer(wiring.Component):
         below = Mux(relu, halved < -1, halved < 2 * lo_act - 1)
         value = (halved[:aw + 1] + 1)[1:aw + 1].as_signed()   # in range: its low bits suffice
         return Mux(above, hi_act, Mux(below, Mux(relu, 0, lo_act), value))
+
+
+# Register stages from a STORE's accumulator read data to ``data_out``: the requantizer's
+# (:attr:`Requantizer.LATENCY`) and the output FIFO (:class:`StoreEngine`). The cycle model
+# states the same figure (``sparsa.sw.accel_timing.STORE_STAGES``); the exactness tests hold
+# them equal.
+STORE_STAGES = Requantizer.LATENCY + 1
+# Rows a STORE may have read and not yet handed to ``data_out``: with two more than the stages,
+# a row is read every cycle while ``data_out`` takes one every cycle.
+STORE_CREDITS = STORE_STAGES + 2
 
 
 class StoreEngine(wiring.Component):

@@ -176,10 +176,10 @@ class InFlight:
         return self.first_write + self.count - 1
 
 
-# Register stages from a STORE's accumulator read to ``data_out`` (the requantizer's three and
+# Register stages from a STORE's accumulator read to ``data_out`` (the requantizer's four and
 # the output FIFO), and the rows it may have read and not yet output: the RTL's
 # ``sparsa.hw.engines.STORE_STAGES`` and ``STORE_CREDITS`` (the exactness tests hold them equal).
-STORE_STAGES = 4
+STORE_STAGES = 5
 STORE_CREDITS = STORE_STAGES + 2
 
 
@@ -190,6 +190,7 @@ class StoreEngine:
     latest (row ``j`` of a STORE is read only once row ``j - STORE_CREDITS`` is output)."""
 
     free: int = cycle(0)
+    out7: int = cycle(NEVER)
     out6: int = cycle(NEVER)
     out5: int = cycle(NEVER)
     out4: int = cycle(NEVER)
@@ -200,7 +201,8 @@ class StoreEngine:
     @property
     def outs(self) -> tuple[int, ...]:
         """The last :data:`STORE_CREDITS` handshakes, oldest first."""
-        return (self.out6, self.out5, self.out4, self.out3, self.out2, self.last_out)
+        return (self.out7, self.out6, self.out5, self.out4, self.out3, self.out2,
+                self.last_out)
 
 
 assert len(StoreEngine().outs) == STORE_CREDITS
@@ -577,8 +579,8 @@ def _store(p: Params, s: TimerState, insn: Timed, trace: bool) -> Event:
     # the next STORE is taken in the cycle the last row is read
     free = max(d + n, (at(k) if k >= 0 else st.outs[k]) + 1)
     outs = (*st.outs, *(at(j) for j in range(max(0, n - STORE_CREDITS), n)))
-    st = _new(StoreEngine, free=free, out6=outs[-6], out5=outs[-5], out4=outs[-4],
-              out3=outs[-3], out2=outs[-2], last_out=outs[-1])
+    st = _new(StoreEngine, free=free, out7=outs[-7], out6=outs[-6], out5=outs[-5],
+              out4=outs[-4], out3=outs[-3], out2=outs[-2], last_out=outs[-1])
     return Event(_with(s, last_dispatch=d, store=st, dout=dout), end=outs[-1],
                  outs=tuple(at(j) for j in range(n)) if trace else ())
 

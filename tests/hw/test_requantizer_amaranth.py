@@ -2,7 +2,7 @@
 gaps, over the whole operand ranges (INT32 extremes, sums that wrap with the bias, every shift the
 hardware takes up to the golden model's 62, multipliers 0 .. 65535, both clamps, ReLU, raw),
 against :func:`sparsa.nm.requantize` on the wrapped sum; each row comes out exactly
-:attr:`Requantizer` 's three cycles after it went in, the cycles in between empty."""
+:attr:`Requantizer.LATENCY` (four) cycles after it went in, the cycles in between empty."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from sparsa.config import ArrayConfig
 from sparsa.hw.engines import Requantizer
 
 CFG = ArrayConfig(rows=2, cols=3, n=2, m=4)
-STAGES = 3          # the class docstring's latency
+STAGES = 4          # the class docstring's latency
 INT32 = (-(1 << 31), (1 << 31) - 1)
 
 
