@@ -418,6 +418,9 @@ class Params:
     # ``offer`` and each later one the cycle after the previous handshake.
     arrivals: Callable[[int, int], int] | None = None
     outputs: Callable[[int, int, int], object] | None = None
+    # The beat sizes of each kind of LOAD met so far (:func:`_in_sizes` of this configuration,
+    # looked up without hashing it at every LOAD).
+    sizes: dict = field(default_factory=dict, compare=False, repr=False)
 
 
 class Event(NamedTuple):
@@ -438,8 +441,12 @@ def _in_beats(p: Params, s: TimerState, insn: Instruction, first: int, count: in
     if p.rate is None:
         return first + count - 1, None
     port = s.din
+    kind = (insn.opcode, insn.channels, insn.phase)
+    sizes = p.sizes.get(kind)
+    if sizes is None:
+        sizes = p.sizes[kind] = _in_sizes(p.cfg, *kind)
     last, t, c = _load_beats(p.rate, p.caps[0], port.credit_at(first, p.rate, p.caps[0]), count,
-                             _in_sizes(p.cfg, insn.opcode, insn.channels, insn.phase))
+                             sizes)
     return first + last, _new(Port, t=first + t, c=c)
 
 
