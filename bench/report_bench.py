@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import os
 import subprocess
 import sys
 import time
@@ -57,7 +58,8 @@ REPORT_GOAL_S = 0.2
 
 def resnet50_first_report() -> None:
     print(f"== ResNet-50 report in process, first build in a fresh process "
-          f"(goal <= {REPORT_GOAL_S} s) ==")
+          f"(goal <= {REPORT_GOAL_S} s; load average {os.getloadavg()[0]:.2f}: CPU time "
+          f"grows too on a loaded machine) ==")
     for name in ("default", "large"):
         cfg = preset(name)
         done = subprocess.run([sys.executable, "-c", FIRST_REPORT, name], capture_output=True,
