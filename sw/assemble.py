@@ -387,7 +387,14 @@ def _paired(cfg: ArrayConfig, walk: BlockWalk, deferral: _Deferral, s: int,
     STORE held) to the end of :func:`_pair_span`: the first pair walked."""
     per, _, stop = span
     reps = (stop - s // per) // 2
-    insns = _tiles(cfg, walk, deferral, s, s + 2 * per, raw, regular)
+    insns: list[Instruction] = []
+    at = s
+    for load in [*sorted(x for x in walk.plan if s <= x < s + 2 * per), s + 2 * per]:
+        insns += regular(at, load)      # no STORE held nor met: nothing to defer
+        deferral.skip(load - at)
+        if load < s + 2 * per:
+            insns += _walked(cfg, walk, deferral, load, load + 1, raw)
+        at = load + 1
     deferral.skip(2 * per * (reps - 1))
     return insns, reps, 2 * per * cfg.rows if walk.t.weights_resident else 0
 
