@@ -23,6 +23,7 @@ from sparsa.sw.assemble import (
     block_view,
     gemm_instructions,
     shifted,
+    store_delay,
     view_key,
 )
 from sparsa.sw.cost import (
@@ -34,10 +35,12 @@ from sparsa.sw.cost import (
     tiling_counts,
 )
 from sparsa.sw.lower import linear_lowering, lower_layer
+from sparsa.sw.ops import Compute, Configure, LoadActs, LoadWeights, PreloadWeights, Store
 from sparsa.sw.schedule import (
     LayerSchedule,
     ScheduleError,
     candidate_tilings,
+    iter_block_ops,
     iter_blocks,
     ring_need,
     schedule_gemm,
@@ -536,3 +539,61 @@ def test_unpaced_programs_take_their_ideal_cycles(node_seed):
             unpaced += not was_paced
             paced += was_paced
     assert watched > 0
+
+
+def deferred_opcodes(opcodes: list, carry: list, delay: int, space: int, limit: int):
+    """The deferral rules of block_instructions, restated: the natural opcode sequence
+    ``(opcode, store)`` (``store`` naming a LOAD_SCALE's and a STORE's operation) with each
+    LOAD_SCALE and STORE held until due (``carry``: held ``[opcode, store, COMPUTEs since]``
+    from the block before); the emitted sequence and the held after."""
+    held, out, since, emitted = [list(h) for h in carry], [], space, False
+    for op, store in opcodes:
+        if op in (Opcode.LOAD_SCALE, Opcode.STORE):
+            held.append([op, store, 0])
+            continue
+        if op in (Opcode.PRELOAD, Opcode.LOAD_ACT) and held and not emitted:
+            due = [h for h in held if h[2] >= limit - 1]
+            if not due and held[0][2] >= delay - 1 and since >= space:
+                due = [h for h in held if h[1] is held[0][1]]
+            if due:
+                held = [h for h in held if h not in due]
+                since = 0
+            out += [h[0] for h in due]
+            emitted = True
+        out.append(op)
+        if op == Opcode.COMPUTE:
+            for h in held:
+                h[2] += 1
+            since, emitted = since + 1, False
+    return out, held
+
+
+def test_stores_are_deferred_by_the_rules(node_seed):
+    """Random layers, every candidate tiling, block by block: the opcodes of
+    block_instructions are the scheduler's operations in order with each LOAD_SCALE and STORE
+    deferred by the rules (:func:`deferred_opcodes`), and the stores held at each block's end
+    are the ones the rules hold, held as long."""
+    rng = random.Random(node_seed)
+    natural = {Configure: Opcode.CONFIG, LoadWeights: Opcode.LOAD_WEIGHT,
+               LoadActs: Opcode.LOAD_ACT, PreloadWeights: Opcode.PRELOAD,
+               Compute: Opcode.COMPUTE}
+    held_over = 0
+    for _ in range(40):
+        cfg = random_cfg(rng)
+        layer = random_layer(rng, cfg) if rng.random() < 0.5 else deep_layer(rng, cfg)
+        for t in tilings_of(cfg, layer):
+            delay, space, limit = store_delay(cfg, t)
+            carry, rules = (), []
+            for block in iter_blocks(t):
+                opcodes = []
+                for op in iter_block_ops(t, block):
+                    if isinstance(op, Store):
+                        opcodes += [(Opcode.LOAD_SCALE, op)] * op.scale + [(Opcode.STORE, op)]
+                    else:
+                        opcodes.append((natural[type(op)], None))
+                want, rules = deferred_opcodes(opcodes, rules, delay, space, limit)
+                pairs, carry = block_instructions(cfg, t, block, carry=carry)
+                assert [i.opcode for i, _ in pairs] == want, (cfg, layer, t, block)
+                assert [(i.opcode, n) for i, _, n in carry] == [(h[0], h[2]) for h in rules]
+                held_over += bool(carry)
+    assert held_over > 0
