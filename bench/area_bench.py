@@ -11,9 +11,9 @@ synthesized again).
 
 ``--logic [--presets ...]`` compares the accelerator's logic outside the array synthesized module
 by module whole (every requantizer column) against what :func:`~sparsa.hw.area.accelerator_area`
-does (the requantizer as one lane times the columns, :func:`~sparsa.hw.area.lane_parts`): kGE of
-each, the error, and the time of each (the synthesis cache on: a module synthesized before is
-read back, so run it with an empty ``SPARSA_CACHE_DIR`` for cold times).
+does (the requantizer from its one- and two-column modules, :func:`~sparsa.hw.area.lane_parts`):
+kGE of each, the error, and the time of each (the synthesis cache on: a module synthesized before
+is read back, so run it with an empty ``SPARSA_CACHE_DIR`` for cold times).
 """
 
 from __future__ import annotations

@@ -25,9 +25,9 @@ synthesis at once wait for the first (a lock file per entry).
 :func:`accelerator_area` adds up the whole accelerator, each part shown apart: the array (as
 above), the accelerator's own logic (engines, dispatcher, im2col, requantizers, counters:
 :func:`logic_cells`, every module of the exported accelerator but the array synthesized on its own,
-the scratchpads left out; the requantizer, one equal lane per column, as one lane times the columns:
-:func:`lane_parts`) and the scratchpad SRAM (:mod:`sparsa.hw.sram`: a CACTI table, in µm²
-and in gate equivalents of the same NAND2).
+the scratchpads left out; the requantizer, equal lanes per column beside shared control, from its
+one- and two-column modules: :func:`lane_parts`) and the scratchpad SRAM (:mod:`sparsa.hw.sram`:
+a CACTI table, in µm² and in gate equivalents of the same NAND2).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, fields
 from importlib import resources
@@ -49,6 +49,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 from amaranth.back import verilog as verilog_backend
+from amaranth.hdl import Const, Value
 
 from sparsa.config import ArrayConfig
 from sparsa.files import cache_dir, read_table
@@ -318,33 +319,42 @@ def logic_parts(verilog: str, top: str, skip: Collection[str] = ()) -> list[str]
 
 
 def logic_cells(verilog: str, top: str, cache: bool = True,
-                lanes: Mapping[str, tuple[str, int]] | None = None,
+                lanes: Mapping[str, Sequence[tuple[str, int]]] | None = None,
                 ) -> tuple[dict[str, int], bool]:
     """Cell counts of an exported accelerator's logic without its array and its scratchpads:
     each module (:func:`logic_parts`) synthesized on its own and cached, so a module whose RTL
-    another configuration shares is synthesized once. ``lanes`` (module under ``top`` -> (its
-    one-lane Verilog as a module ``part``, lanes); :func:`lane_parts`) stand in for modules
-    made of equal, independent lanes: one lane synthesized, times the lanes."""
+    another configuration shares is synthesized once. ``lanes`` (module under ``top`` -> its
+    stand-ins, each a Verilog module ``part`` and the weight it counts with; :func:`lane_parts`)
+    replace modules made of equal lanes."""
     total, all_cached = {}, True
     lanes = dict(lanes or {})
     parts = [(text, 1) for text in logic_parts(verilog, top, skip=lanes)]
-    for text, count in [*parts, *lanes.values()]:
+    for text, count in [*parts, *(part for stand_in in lanes.values() for part in stand_in)]:
         cells, cached = cached_cells(text, "part", LOGIC_SCRIPT, cache)
         all_cached &= cached
         for cell, n in cells.items():
             if not cell.startswith("part."):   # the black-boxed submodules are counted apart
                 total[cell] = total.get(cell, 0) + n * count
-    return dict(sorted(total.items())), all_cached
+    return {cell: n for cell, n in sorted(total.items()) if n}, all_cached
 
 
-def lane_parts(cfg: ArrayConfig) -> dict[str, tuple[str, int]]:
-    """The accelerator's modules made of one equal, independent lane per column, for
-    :func:`logic_cells`: the requantizer (a 32 x 17 multiplier per column, most of the logic
-    outside the array and most of its synthesis time), elaborated for one column. Its Verilog
-    depends only on the widths, so a whole sweep synthesizes it once; one lane times 8 is within
-    1 % of the 8-column module (``bench/area_bench.py --logic`` measures it)."""
-    one = verilog_backend.convert(Requantizer(cfg.replace(cols=1)), name="part", emit_src=False)
-    return {"store.requantizer": (one, cfg.cols)}
+def lane_parts(cfg: ArrayConfig) -> dict[str, tuple[tuple[str, int], ...]]:
+    """The accelerator's modules made of one equal lane per column beside control they share,
+    for :func:`logic_cells`: the requantizer (a 32 x 17 multiplier per column, most of the logic
+    outside the array and most of its synthesis time; its pipeline's valid and flag registers
+    are shared). With ``A1`` and ``A2`` its one- and two-column modules, the ``cols``-column one
+    is ``A1 + (cols - 1) * (A2 - A1)``: the stand-ins are ``A1`` with weight ``2 - cols`` and
+    ``A2`` with weight ``cols - 1``. Their Verilog depends only on the widths, so a whole sweep
+    synthesizes them once; the sum is within 1 % of the whole module (``bench/area_bench.py
+    --logic`` measures it; one lane times the columns counted the shared registers per lane)."""
+    def part(cols: int) -> str:
+        lane = Requantizer(cfg.replace(cols=cols))
+        # its streams are always ready: those ports are constants, which a module cannot export
+        ports = [Value.cast(value) for _, _, value in lane.signature.flatten(lane)]
+        ports = [port for port in ports if not isinstance(port, Const)]
+        return verilog_backend.convert(lane, name="part", ports=ports, emit_src=False)
+
+    return {"store.requantizer": ((part(1), 2 - cfg.cols), (part(2), cfg.cols - 1))}
 
 
 def export_text(cfg: ArrayConfig, top: str = "array") -> tuple[str, str]:

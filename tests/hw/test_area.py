@@ -298,9 +298,9 @@ def test_logic_parts_cover_the_accelerator_but_its_array(tmp_path):
 
 @pytest.mark.rtl
 def test_requantizer_lanes_and_rtl_neutral_fields(tmp_path):
-    """The requantizer synthesized as one lane times the columns (what accelerator_area does)
-    is within 1 % of the whole module synthesized; the fields rtl_config resets do not change
-    the exported Verilog, so configurations that differ only in them may share their area."""
+    """The requantizer from its one- and two-column modules (what accelerator_area does) is
+    within 1 % of the whole three-column module synthesized; the fields rtl_config resets do not
+    change the exported Verilog, so configurations that differ only in them may share their area."""
     cfg = ArrayConfig(rows=2, cols=3, n=2, m=4, act_width=4, weight_width=4, acc_width=8,
                       act_buffer_kib=1, weight_buffer_kib=1, acc_buffer_kib=1)
     module, text = area.export_text(cfg, "accelerator")
@@ -311,14 +311,16 @@ def test_requantizer_lanes_and_rtl_neutral_fields(tmp_path):
     parts = area.logic_parts(text, module)
     rest = area.logic_parts(text, module, skip=["store.requantizer"])
     (whole,) = [p for p in parts if p not in rest]
-    (lane, lanes), = area.lane_parts(cfg).values()
-    assert lanes == 3
+    ((one_col, w1), (two_cols, w2)), = area.lane_parts(cfg).values()
+    assert (w1, w2) == (2 - 3, 3 - 1)
     table = area.load_gate_table()
-    one = area.gate_equivalents(area.synthesize_cells(lane, "part", area.LOGIC_SCRIPT), table)
-    all_lanes = area.gate_equivalents(area.synthesize_cells(whole, "part", area.LOGIC_SCRIPT),
-                                      table)
-    assert lanes * one == pytest.approx(all_lanes, rel=0.01)
-    assert one < all_lanes / 2
+
+    def ge(text):
+        return area.gate_equivalents(area.synthesize_cells(text, "part", area.LOGIC_SCRIPT), table)
+
+    one, two, all_lanes = ge(one_col), ge(two_cols), ge(whole)
+    assert w1 * one + w2 * two == pytest.approx(all_lanes, rel=0.01)
+    assert one < all_lanes / 2 < two
 
 
 def test_fmax_estimate_fits_log2_pes_per_pe_kind(cache_dir):
