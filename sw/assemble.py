@@ -128,6 +128,23 @@ def view_key(tiling: Tiling, block: Block) -> tuple:
 Held = tuple[Instruction, Op, int]
 
 
+def _acc_base(t: Tiling, block: Block, col_tile: int) -> int:
+    """The first accumulator row of ``col_tile``'s results in ``block`` (in the block's
+    accumulator set)."""
+    return ((block.index % t.acc_sets) * t.col_block + col_tile % t.col_block) * t.p_block
+
+
+def _store_insns(cfg: ArrayConfig, t: Tiling, block: Block, op: Store, raw: bool, relu: bool,
+                 view: bool) -> Iterator[tuple[Instruction, Op]]:
+    """A STORE operation's instructions: its LOAD_SCALE (when it loads one), then the STORE
+    (``view``: their timing views)."""
+    if op.scale:
+        yield _insn(Opcode.LOAD_SCALE), op
+    columns = 0 if view else min(cfg.cols, t.low.cols - op.col_tile * cfg.cols)
+    yield _insn(Opcode.STORE, acc_addr=_acc_base(t, block, op.col_tile), count=op.beats,
+                raw=raw, relu=relu and not view, channels=columns), op
+
+
 def _natural(cfg: ArrayConfig, walk: BlockWalk, start: int, stop: int, raw: bool, relu: bool,
              view: bool) -> Iterator[tuple[Instruction, Op]]:
     """The instructions of the block's tiles ``start .. stop - 1`` in the scheduler's operation
@@ -135,11 +152,6 @@ def _natural(cfg: ArrayConfig, walk: BlockWalk, start: int, stop: int, raw: bool
     t, block = walk.t, walk.block
     rows, cb = cfg.rows, t.c_blocks
     kp, channels = cfg.k_per_pass, t.low.geom.channels
-    first_acc = (block.index % t.acc_sets) * t.col_block
-    relu = relu and not view        # not a timed field
-
-    def acc_base(col_tile: int) -> int:
-        return (first_acc + col_tile % t.col_block) * t.p_block
 
     for op in walk.ops(start, stop):
         kind = type(op)
@@ -148,7 +160,7 @@ def _natural(cfg: ArrayConfig, walk: BlockWalk, start: int, stop: int, raw: bool
                 cfg, t.walk_geom, base=op.base, first=op.first,
                 offset=divmod(op.offset, t.walk_geom.kernel[1]),
                 block=0 if t.sliced else op.block).items())
-            yield _compute(acc_base(op.col_tile), op.beats, op.accumulate, op.tag,
+            yield _compute(_acc_base(t, block, op.col_tile), op.beats, op.accumulate, op.tag,
                            walk_fields), op
         elif kind is PreloadWeights:
             yield _insn(Opcode.PRELOAD, addr=op.slot * rows), op
@@ -157,11 +169,7 @@ def _natural(cfg: ArrayConfig, walk: BlockWalk, start: int, stop: int, raw: bool
             yield _insn(Opcode.LOAD_WEIGHT, addr=op.slot * rows, count=rows,
                         phase=min(phase, 1) if view else phase), op
         elif kind is Store:
-            if op.scale:
-                yield _insn(Opcode.LOAD_SCALE), op
-            columns = 0 if view else min(cfg.cols, t.low.cols - op.col_tile * cfg.cols)
-            yield _insn(Opcode.STORE, acc_addr=acc_base(op.col_tile), count=op.beats,
-                        raw=raw, relu=relu, channels=columns), op
+            yield from _store_insns(cfg, t, block, op, raw, relu, view)
         elif kind is LoadActs:
             if op.slice is None:
                 base, rows_px, real = t.act_base(op.block), cb, channels
@@ -281,7 +289,6 @@ def _regular(cfg: ArrayConfig, walk: BlockWalk):
     emitted), as :func:`_natural` gives them, without walking their
     operations."""
     t, block, rows = walk.t, walk.block, cfg.rows
-    first_acc = (block.index % t.acc_sets) * t.col_block
     tiles, load, w_slot = walk.tiles, walk.load, walk.w_slot
     slots: dict[int, tuple[Instruction, ...]] = {}
     values = int(t.low.values_only)     # a view's LOAD_WEIGHT phase: whether values only
@@ -294,7 +301,7 @@ def _regular(cfg: ArrayConfig, walk: BlockWalk):
         if got is None:
             tag = t.slice_load(block.index, b) % 2 if t.sliced else walk.tag
             got = computes[c, b, accumulate] = _compute(
-                (first_acc + c % t.col_block) * t.p_block, walk.beats, accumulate, tag, ())
+                _acc_base(t, block, c), walk.beats, accumulate, tag, ())
         slot = w_slot(s)
         weights = slots.get(slot)
         if weights is None:
@@ -359,7 +366,6 @@ def _tiles(cfg: ArrayConfig, walk: BlockWalk, deferral: _Deferral, start: int, s
     as :func:`_regular` gives them and their STOREs (with LOAD_SCALEs) from
     :meth:`~sparsa.sw.schedule.BlockWalk.store`, without walking their operations."""
     t, plan, last, tiles = walk.t, walk.plan, walk.last, walk.tiles
-    first_acc = (walk.block.index % t.acc_sets) * t.col_block
     out: list[tuple[Instruction, Op | None]] = []
     tail = stop == walk.count and stop in plan     # the loads after the block's last COMPUTE
     for s in range(start, stop):
@@ -371,11 +377,8 @@ def _tiles(cfg: ArrayConfig, walk: BlockWalk, deferral: _Deferral, start: int, s
             deferral.push(insn, None, out)
         k, c, _, _ = tiles[s]
         if last[c] == k:
-            op = walk.store(s)
-            if op.scale:
-                deferral.push(_insn(Opcode.LOAD_SCALE), op, out)
-            deferral.push(_insn(Opcode.STORE, acc_addr=(first_acc + c % t.col_block) * t.p_block,
-                                count=op.beats, raw=raw, relu=False, channels=0), op, out)
+            for insn, op in _store_insns(cfg, t, walk.block, walk.store(s), raw, False, True):
+                deferral.push(insn, op, out)
     if tail:
         out += [(i, None) for i in _walked(cfg, walk, deferral, stop, stop, raw)]
     return [i for i, _ in out]
